@@ -1,0 +1,1 @@
+"""casceq.systems.llm."""

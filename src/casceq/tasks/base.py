@@ -1,0 +1,68 @@
+"""The Task definition: labels, prompt, answer parser. Concrete tasks live in ``casceq.tasks.defs``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from casceq.types import INVALID, Example
+
+Parser = Callable[[str, "Task", Example | None], str]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification or open-answer task.
+
+    Attributes:
+        name: Registry name (``"sst2"``, ``"ag_news"``, ``"csqa"``, ``"triviaqa"``, ``"meld"``, ``"mustard"``,
+            ``"ravdess"``).
+        labels: Canonical label strings in a fixed order (CSQA: ``("A", ..., "E")``); empty for open answers.
+        text_sufficient: Whether the transcript alone carries the answer (the paper's split).
+        open_answer: True for open QA (TriviaQA): accuracy by alias match, no kappa.
+        instruction: The instruction that asks for exactly one label (the paper's prompt style).
+        input_name: How the prompt names the input ("Text", "Utterance", "Question").
+        synonyms: Extra surface forms mapped to canonical labels (lower-case keys).
+        parser: Function ``(output, task, example) -> label or INVALID``.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    text_sufficient: bool
+    open_answer: bool
+    instruction: str
+    input_name: str
+    synonyms: tuple[tuple[str, str], ...]
+    parser: Parser
+
+    @property
+    def n_classes(self) -> int:
+        """Number of labels C (the chance error overlap is 1/(C-1))."""
+        return len(self.labels)
+
+    def prompt(self, text: str, example: Example | None = None) -> str:
+        """The user message for one input text (gold text, transcript or lens text).
+
+        Multiple-choice tasks list the choices of ``example`` after the question.
+        """
+        body = f"{self.instruction}\n\n{self.input_name}: {text.strip()}"
+        if example is not None and example.choices:
+            letters = self.labels
+            body += "\n" + "\n".join(f"{letter}. {c}" for letter, c in zip(letters, example.choices, strict=False))
+        return body + "\nAnswer:"
+
+    def parse(self, output: str, example: Example | None = None) -> str:
+        """Turn a free-text model answer into one of ``labels`` (or the answer for open tasks) or INVALID."""
+        return self.parser(output, self, example)
+
+    def is_correct(self, label: str, example: Example | str) -> bool:
+        """Whether a parsed label is right. Open-answer tasks match normalised aliases."""
+        if label == INVALID:
+            return False
+        if self.open_answer:
+            from casceq.tasks.parsing import alias_match
+
+            aliases = example.meta.get("aliases", (example.label,)) if isinstance(example, Example) else (example,)
+            return alias_match(label, aliases)
+        gold = example.label if isinstance(example, Example) else example
+        return label == gold
