@@ -204,17 +204,18 @@ class Store:
         """The schema version recorded in the file."""
         return int(self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
 
-    def register_run(self, run: str, config: Any = None, config_hash_: str | None = None) -> str:
+    def register_run(self, run: str, config: Any = None, digest: str | None = None) -> str:
         """Record a run and its config (a mapping or a dataclass); returns the config hash.
 
-        Re-registering with the same config is a no-op. A run first created implicitly by ``write_batch``
+        ``digest`` overrides the hash (when the config type computes its own, e.g. ``RunConfig.hash()``);
+        by default it is ``config_hash(config)``. Re-registering with the same config is a no-op. A run first created implicitly by ``write_batch``
         (no config) takes the config given now.
 
         Raises:
             InputError: The run exists with a different config hash (its predictions came from another config).
         """
         cfg = _as_mapping(config)
-        digest = config_hash_ or config_hash(cfg)
+        digest = digest or config_hash(cfg)
         with self._transaction() as db:
             row = db.execute("SELECT config_hash FROM runs WHERE run = ?", (run,)).fetchone()
             if row is None:
@@ -236,7 +237,7 @@ class Store:
         return digest
 
     def register_system(
-        self, run: str, name: str, *, backbone: str | None = None, kind: str | None = None, config: Any = None
+        self, run: str, name: str, backbone: str | None = None, kind: str | None = None, config: Any = None
     ) -> None:
         """Record a system of a run (its backbone decides matched pairs). Re-registering replaces the entry."""
         cfg = json.dumps(_as_mapping(config), sort_keys=True, default=str)
