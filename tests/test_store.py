@@ -151,7 +151,7 @@ def test_non_stores_are_refused(tmp_path):
         Store(other)
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(InputError, match="garbage.sqlite: not a readable SQLite store"):
+    with pytest.raises(InputError, match=r"garbage\.sqlite: not a readable SQLite store"):
         Store(garbage)
     missing = tmp_path / "missing.sqlite"
     with pytest.raises(InputError, match="no such store"):
