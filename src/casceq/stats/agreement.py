@@ -1,0 +1,150 @@
+"""Cohen's kappa between systems' predicted labels, for every pair at once, with a vectorised bootstrap.
+
+Labels are integer codes ``0 .. K-1`` (the task's labels plus ``INVALID`` as a category of its own). Kappa is
+computed from counts exactly as ``sklearn.metrics.cohen_kappa_score`` does::
+
+    kappa = 1 - observed_disagreement / expected_disagreement
+          = 1 - n (n - agree) / (n^2 - sum_k count_a[k] count_b[k])
+
+Undefined kappa. When the expected disagreement is zero (p_e = 1: both systems gave one and the same label
+to every example) kappa is 0/0. Like sklearn (``replace_undefined_by=nan``) we return NaN, which the JSON
+output writes as ``null``; we do not report 1.0, because with no variation in either rater there is no
+evidence of agreement beyond chance. Bootstrap resamples with undefined kappa are left out of the percentile
+interval; the interval is ``(nan, nan)`` when every resample is undefined.
+
+The bootstrap resamples examples (rows), not pairs: one index matrix ``[B, n]`` drawn by
+``numpy.random.default_rng(seed).integers(0, n, size=(B, n))`` serves every pair of a task and condition, so
+intervals of different pairs (and differences between them) come from the same resamples. Each resample is
+turned into per-example multiplicities ``W [B, n]``; all count statistics then are matrix products of ``W``
+with one-hot label indicators, with no Python loop over resamples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+CI_LEVEL = 0.95
+"""Coverage of the percentile bootstrap intervals."""
+
+
+def encode(labels: Sequence[str], categories: Sequence[str]) -> np.ndarray:
+    """Integer codes of string labels.
+
+    Args:
+        labels: n label strings.
+        categories: The K allowed labels in code order (every label must be one of them).
+
+    Returns:
+        int64 array [n] with values in ``0 .. K-1``.
+
+    Raises:
+        KeyError: A label is not in ``categories`` (callers turn this into an ``InputError``).
+    """
+    index = {c: i for i, c in enumerate(categories)}
+    return np.fromiter((index[x] for x in labels), dtype=np.int64, count=len(labels))
+
+
+def bootstrap_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """Draw the shared resampling matrix of one task and condition.
+
+    Args:
+        n: Number of examples.
+        n_resamples: Number of bootstrap resamples B.
+        seed: Seed of ``numpy.random.default_rng``; a fresh generator per call, so the resamples of a task
+            depend only on ``(seed, n, B)`` and not on which other tasks or systems are compared.
+
+    Returns:
+        int64 array [B, n]: row r lists the (sorted-order) example positions drawn for resample r.
+    """
+    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+
+
+def resample_weights(indices: np.ndarray, n: int) -> np.ndarray:
+    """Multiplicity of every example in every resample.
+
+    Args:
+        indices: int array [B, n_draws] from :func:`bootstrap_indices`.
+        n: Number of examples (columns of the result).
+
+    Returns:
+        float64 array [B, n]; row r counts how often each example occurs in resample r (rows sum to n_draws).
+    """
+    b = indices.shape[0]
+    # Offsetting row r by r*n makes one flat bincount compute all B per-row histograms at once.
+    flat = (indices + (np.arange(b, dtype=np.int64) * n)[:, None]).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+
+
+def pairwise_kappa(
+    codes: np.ndarray, pairs: np.ndarray, n_categories: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Cohen's kappa of many system pairs, on the data itself or on weighted resamples.
+
+    Args:
+        codes: int array [S, n], label codes of S systems on the same n examples.
+        pairs: int array [P, 2] of system row indices (a, b).
+        n_categories: K, the number of label codes (codes lie in ``0 .. K-1``).
+        weights: Optional float array [B, n] of example multiplicities (see :func:`resample_weights`);
+            None means every example once (B = 1).
+
+    Returns:
+        float64 array [B, P] (or [1, P] without weights); NaN where kappa is undefined (p_e = 1).
+    """
+    s, n = codes.shape
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    w = np.ones((1, n)) if weights is None else weights
+    # One-hot indicators of (system, label) as columns: W @ onehot gives every marginal count of every
+    # resample in a single matrix product. Counts are small integers, exact in float64.
+    onehot = np.zeros((n, s * n_categories))
+    onehot[np.arange(n)[:, None], np.arange(s) * n_categories + codes.T] = 1.0
+    margins = (w @ onehot).reshape(w.shape[0], s, n_categories)
+    same = (codes[pairs[:, 0]] == codes[pairs[:, 1]]).T.astype(np.float64)
+    agree = w @ same
+    total = w.sum(axis=1, keepdims=True)
+    dot = np.einsum("bpk,bpk->bp", margins[:, pairs[:, 0]], margins[:, pairs[:, 1]])
+    expected_disagreement = total * total - dot
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = 1.0 - total * (total - agree) / expected_disagreement
+    return np.where(expected_disagreement > 0, kappa, np.nan)
+
+
+def kappa(labels_a: Sequence[str] | np.ndarray, labels_b: Sequence[str] | np.ndarray) -> float:
+    """Cohen's kappa of two label sequences (strings or codes); NaN when undefined (see module docstring).
+
+    Args:
+        labels_a: n labels of system a.
+        labels_b: n labels of system b, aligned with ``labels_a``.
+
+    Returns:
+        Kappa in [-1, 1], or NaN.
+    """
+    a = np.asarray(labels_a)
+    b = np.asarray(labels_b)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError("kappa needs two non-empty label sequences of equal length")
+    categories, codes = np.unique(np.concatenate([a, b]), return_inverse=True)
+    return float(pairwise_kappa(codes.reshape(2, -1), np.array([[0, 1]]), len(categories))[0, 0])
+
+
+def percentile_interval(samples: np.ndarray, level: float = CI_LEVEL) -> np.ndarray:
+    """Percentile bootstrap interval of each column, ignoring undefined (NaN) resamples.
+
+    Args:
+        samples: float array [B, P] of resampled statistics.
+        level: Two-sided coverage.
+
+    Returns:
+        float array [P, 2] of (lower, upper) with numpy's default linear interpolation between order
+        statistics; ``(nan, nan)`` for a column without any defined resample.
+    """
+    tail = 100.0 * (1.0 - level) / 2.0
+    out = np.full((samples.shape[1], 2), np.nan)
+    defined = ~np.isnan(samples)
+    full = defined.all(axis=0)
+    if full.any():
+        out[full] = np.percentile(samples[:, full], [tail, 100.0 - tail], axis=0).T
+    for j in np.flatnonzero(~full & defined.any(axis=0)):
+        out[j] = np.percentile(samples[defined[:, j], j], [tail, 100.0 - tail])
+    return out

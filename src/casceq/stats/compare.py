@@ -1,0 +1,231 @@
+"""The behavioural comparison: accuracy, kappa, error overlap, McNemar + BH and the backbone confound.
+
+``compare(predictions)`` is what ``casceq compare`` runs. Per (task, condition) it aligns every system's
+answers, draws one bootstrap index matrix (seeded, shared by all pairs), and computes every pair's statistics
+with array operations (see ``casceq.stats.agreement``). BH adjusts the McNemar p-values of all reported pairs,
+tasks and conditions of the call together.
+
+System kinds. The backbone confound needs to know which systems are speech LLMs and which are cascades.
+Pass ``kinds`` (``{"name": "cascade" | "speech_llm" | "text"}``) when you know them. Otherwise: a system whose
+predictions carry transcripts is a cascade, any other system a speech LLM. Text-only systems look like speech
+LLMs in prediction files, so declare them as ``"text"`` to keep them out of the confound rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from casceq.errors import InputError
+from casceq.stats.agreement import (
+    bootstrap_indices,
+    encode,
+    pairwise_kappa,
+    percentile_interval,
+    resample_weights,
+)
+from casceq.stats.align import SystemInfo, TaskLike, align, resolve_tasks, system_info
+from casceq.stats.errors import chance_overlap, overlap, pair_counts
+from casceq.stats.results import (
+    Accuracy,
+    Agreement,
+    AlignedGroup,
+    BackboneConfound,
+    CompareResult,
+    InvalidCount,
+    LabelDistribution,
+)
+from casceq.stats.tests import benjamini_hochberg, mcnemar_exact, wilson_interval
+from casceq.types import INVALID, Prediction
+
+KINDS = ("cascade", "speech_llm", "text")
+
+
+def compare(
+    predictions: Sequence[Prediction],
+    *,
+    tasks: Mapping[str, TaskLike] | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    intersect: bool = False,
+    kinds: Mapping[str, str] | None = None,
+) -> CompareResult:
+    """Compute every behavioural statistic of the paper from prediction rows.
+
+    Args:
+        predictions: Rows of any number of systems, tasks and conditions.
+        tasks: Task definitions by name; default: the registry (``casceq.tasks.get_task``), inferring labels
+            of unregistered tasks from the data (noted in ``CompareResult.notes``).
+        pairs: System pairs (a, b) to report; default all pairs, in order of first appearance.
+        n_bootstrap: Bootstrap resamples for the kappa intervals (0: no intervals).
+        seed: Seed of the bootstrap generator (one fresh ``default_rng(seed)`` per task and condition).
+        intersect: Compare on the example ids all systems of a task and condition share instead of raising.
+        kinds: Optional system kinds (see the module docstring).
+
+    Returns:
+        The typed results; ``.to_json()`` gives the ``--json`` output.
+
+    Raises:
+        InputError: Empty or inconsistent input, unknown systems in ``pairs`` or ``kinds``.
+    """
+    if not predictions:
+        raise InputError("no predictions to compare")
+    if n_bootstrap < 0:
+        raise InputError(f"--bootstrap must be >= 0, got {n_bootstrap}")
+    notes: list[str] = []
+    if tasks is None:
+        tasks, notes = resolve_tasks(predictions)
+    info = system_info(predictions)
+    for name in [s for pair in pairs or () for s in pair] + list(kinds or {}):
+        if name not in info:
+            raise InputError(f"unknown system {name!r}; the inputs hold: {', '.join(info)}")
+    bad_kinds = {k: v for k, v in (kinds or {}).items() if v not in KINDS}
+    if bad_kinds:
+        raise InputError(f"unknown system kind(s) {bad_kinds}; use one of {', '.join(KINDS)}")
+    kind = {
+        s: (kinds or {}).get(s) or ("cascade" if i.has_transcript else "speech_llm") for s, i in info.items()
+    }
+    groups, align_notes = align(predictions, tasks, intersect=intersect)
+
+    accuracy: list[Accuracy] = []
+    invalid: list[InvalidCount] = []
+    agreements: list[dict[str, Any]] = []
+    confound: list[BackboneConfound] = []
+    distributions: list[LabelDistribution] = []
+    for g in groups:
+        accuracy += _accuracy(g)
+        invalid += [
+            InvalidCount(s, g.task, g.condition, k := labels.count(INVALID), k / len(labels))
+            for s, labels in zip(g.systems, g.labels, strict=True)
+        ]
+        task = tasks[g.task]
+        if task.open_answer:
+            continue
+        categories = (*task.labels, INVALID)
+        codes = np.stack([encode(labels, categories) for labels in g.labels])
+        correct = np.array(g.correct, dtype=bool)
+        distributions.append(_distribution(g, codes, categories))
+        wanted = _pairs_in(g.systems, pairs)
+        confound_triples = _confound_triples(g.systems, info, kind)
+        needed = list(dict.fromkeys(wanted + [p for s, m, x in confound_triples for p in ((s, m), (s, x))]))
+        if not needed:
+            continue
+        index = {name: i for i, name in enumerate(g.systems)}
+        pair_idx = np.array([[index[a], index[b]] for a, b in needed], dtype=np.int64)
+        point = pairwise_kappa(codes, pair_idx, len(categories))[0]
+        boot = None
+        if n_bootstrap > 0:
+            weights = resample_weights(
+                bootstrap_indices(len(g.example_ids), n_bootstrap, seed), len(g.example_ids)
+            )
+            boot = pairwise_kappa(codes, pair_idx, len(categories), weights)
+        cis = percentile_interval(boot) if boot is not None else None
+        counts = pair_counts(codes, correct, pair_idx[: len(wanted)])
+        pvals = mcnemar_exact(counts.a_right_b_wrong, counts.a_wrong_b_right)
+        chance = chance_overlap(task.n_classes)
+        for j, (a, b) in enumerate(wanted):
+            ov = overlap(int(counts.same_wrong[j]), int(counts.both_wrong[j]))
+            agreements.append(
+                dict(
+                    a=a,
+                    b=b,
+                    task=g.task,
+                    condition=g.condition,
+                    n=len(g.example_ids),
+                    kappa=float(point[j]),
+                    kappa_ci=None if cis is None else (float(cis[j, 0]), float(cis[j, 1])),
+                    both_wrong=int(counts.both_wrong[j]),
+                    same_wrong=int(counts.same_wrong[j]),
+                    overlap=ov,
+                    overlap_chance=chance,
+                    overlap_ratio=None if ov is None or chance is None else ov / chance,
+                    a_right_b_wrong=int(counts.a_right_b_wrong[j]),
+                    a_wrong_b_right=int(counts.a_wrong_b_right[j]),
+                    mcnemar_p=float(pvals[j]),
+                    matched=info[a].backbone is not None and info[a].backbone == info[b].backbone,
+                )
+            )
+        col = {p: j for j, p in enumerate(needed)}
+        for s, m, x in confound_triples:
+            jm, jx = col[(s, m)], col[(s, x)]
+            delta_ci = None
+            if boot is not None:
+                lo, hi = percentile_interval((boot[:, jm] - boot[:, jx])[:, None])[0]
+                delta_ci = (float(lo), float(hi))
+            confound.append(
+                BackboneConfound(
+                    speech_llm=s,
+                    backbone=str(info[s].backbone),
+                    task=g.task,
+                    condition=g.condition,
+                    matched=m,
+                    mismatched=x,
+                    mismatched_backbone=str(info[x].backbone),
+                    kappa_matched=float(point[jm]),
+                    kappa_mismatched=float(point[jx]),
+                    delta_kappa=float(point[jm] - point[jx]),
+                    delta_ci=delta_ci,
+                )
+            )
+    qvals = benjamini_hochberg([r["mcnemar_p"] for r in agreements])
+    return CompareResult(
+        accuracy=tuple(accuracy),
+        pairs=tuple(Agreement(**r, q_value=float(q)) for r, q in zip(agreements, qvals, strict=True)),
+        backbone_confound=tuple(confound),
+        invalid=tuple(invalid),
+        label_distribution=tuple(distributions),
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        notes=tuple(notes + align_notes),
+        groups=tuple(groups),
+    )
+
+
+def _accuracy(g: AlignedGroup) -> list[Accuracy]:
+    right = np.array([sum(c) for c in g.correct])
+    n = len(g.example_ids)
+    lo, hi = wilson_interval(right, np.full(len(right), n))
+    return [
+        Accuracy(s, g.task, g.condition, n, int(k), k / n, (float(lo[i]), float(hi[i])))
+        for i, (s, k) in enumerate(zip(g.systems, right, strict=True))
+    ]
+
+
+def _distribution(g: AlignedGroup, codes: np.ndarray, categories: tuple[str, ...]) -> LabelDistribution:
+    k = len(categories)
+    gold = np.bincount(np.array([categories.index(x) for x in g.gold]), minlength=k)
+    return LabelDistribution(
+        task=g.task,
+        condition=g.condition,
+        labels=categories,
+        gold=tuple(int(c) for c in gold),
+        systems={
+            s: tuple(int(c) for c in np.bincount(codes[i], minlength=k)) for i, s in enumerate(g.systems)
+        },
+    )
+
+
+def _pairs_in(systems: tuple[str, ...], pairs: Sequence[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    if pairs is None:
+        return [(a, b) for i, a in enumerate(systems) for b in systems[i + 1 :]]
+    present = set(systems)
+    return [(a, b) for a, b in dict.fromkeys(pairs) if a in present and b in present and a != b]
+
+
+def _confound_triples(
+    systems: tuple[str, ...], info: Mapping[str, SystemInfo], kind: Mapping[str, str]
+) -> list[tuple[str, str, str]]:
+    """(speech LLM, matched cascade, mismatched cascade) triples present in one group."""
+    cascades = [c for c in systems if kind[c] == "cascade" and info[c].backbone is not None]
+    out = []
+    for s in systems:
+        backbone = info[s].backbone
+        if kind[s] != "speech_llm" or backbone is None:
+            continue
+        matched = [c for c in cascades if info[c].backbone == backbone]
+        mismatched = [c for c in cascades if info[c].backbone != backbone]
+        out += [(s, m, x) for m in matched for x in mismatched]
+    return out
