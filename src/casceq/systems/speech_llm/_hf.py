@@ -1,0 +1,311 @@
+"""Shared machinery of the transformers speech-LLM adapters: prompt building, batching, scoring, generation.
+
+Every adapter builds each example's token sequence as *pieces*: plain text (tokenised without special tokens),
+``Special`` tokens (looked up by name, so tokenisers that do not parse special tokens inside text still work)
+and one ``AUDIO`` slot that becomes as many audio-placeholder ids as the model has audio embeddings for the clip.
+Rows are left-padded by hand (never by the tokeniser's padding side) with attention masks and position ids
+from the mask, so a row's logits do not depend on what else is in its batch.
+
+Scoring appends each option's tokens after the assistant prefix and sums their log-probabilities in one
+forward pass. When every option is one token, one pass over the prompts scores all options at once (the logits
+at the last prompt position do not depend on the option token, the model being causal). The unembedding runs
+only on the last positions (a pre-hook on ``lm_head`` slices its input): full logits of a 150k vocabulary over
+a 400-token prompt would cost gigabytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from casceq.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+SAMPLE_RATE = 16_000
+"""Input waveforms are mono float32 at this rate."""
+
+
+class Special(str):
+    """A piece that is exactly one special token, looked up by name in the tokeniser's vocabulary."""
+
+
+AUDIO = object()
+"""The piece standing for a clip's run of audio-placeholder ids."""
+
+Piece = str | Special | object
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """Where the parts the mechanistic analysis needs live in a loaded model.
+
+    Attributes:
+        layers: The decoder layers of the language model (an ``nn.ModuleList``), in order.
+        final_norm: The norm applied after the last layer (``hidden_states[-1]`` already has it applied).
+        lm_head: The unembedding (``nn.Linear``: hidden [.., D] -> logits [.., V]).
+        audio_token_id: The placeholder id whose positions carry audio embeddings.
+    """
+
+    layers: Any
+    final_norm: Any
+    lm_head: Any
+    audio_token_id: int
+
+    def audio_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Bool mask [B, L] of the positions holding audio embeddings in ``input_ids`` [B, L]."""
+        return input_ids == self.audio_token_id
+
+
+@dataclass
+class EncodedBatch:
+    """Model inputs for one batch.
+
+    Attributes:
+        input_ids: [B, L] left-padded token ids, audio slots filled with the audio placeholder id.
+        attention_mask: [B, L] 1 for real tokens, 0 for left padding.
+        audio_kwargs: Audio tensors the model's forward takes (features, feature masks, sizes).
+        continuation_lengths: Tokens of each row's appended continuation (0 when none), length B.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    audio_kwargs: dict[str, Any] = field(default_factory=dict)
+    continuation_lengths: list[int] = field(default_factory=list)
+
+    def position_ids(self) -> torch.Tensor:
+        """[B, L] positions counted from each row's first real token (what ``generate`` uses)."""
+        pos = self.attention_mask.long().cumsum(-1) - 1
+        return pos.clamp(min=0)
+
+
+def check_audios(audios: Sequence[np.ndarray], prompts: Sequence[str]) -> list[np.ndarray]:
+    """Validate a batch: same count of audios and prompts, each audio 1-D, finite and non-empty.
+
+    Returns:
+        The audios as contiguous float32 arrays.
+    """
+    if len(audios) != len(prompts):
+        raise InputError(f"got {len(audios)} audios but {len(prompts)} prompts")
+    out = []
+    for i, a in enumerate(audios):
+        arr = np.ascontiguousarray(np.asarray(a, dtype=np.float32))
+        if arr.ndim != 1 or arr.size == 0:
+            raise InputError(f"audio {i} must be a non-empty 1-D 16 kHz waveform, got shape {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise InputError(f"audio {i} contains NaN or infinite samples")
+        out.append(arr)
+    return out
+
+
+def chunks(n: int, size: int) -> Iterator[range]:
+    """Index ranges of consecutive batches of at most ``size`` out of ``n``."""
+    for start in range(0, n, max(1, size)):
+        yield range(start, min(n, start + size))
+
+
+class HFSpeechLLM:
+    """Base adapter for a transformers speech LLM; subclasses describe the prompt format and audio inputs.
+
+    Subclasses set ``model_class`` and implement ``_pieces`` (the chat format around one ``AUDIO`` slot),
+    ``_audio_inputs`` (features and the number of audio embeddings per clip) and ``describe``.
+    """
+
+    family: ClassVar[str] = ""
+    pass_position_ids: ClassVar[bool] = True
+
+    def __init__(
+        self, model: Any, tokenizer: Any, feature_extractor: Any, *, backbone: str, batch_size: int = 8
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.feature_extractor = feature_extractor
+        self.backbone = backbone
+        self.batch_size = batch_size
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_token_id = int(pad if pad is not None else 0)
+
+    # ---- hooks --------------------------------------------------------------------------------------------
+    @property
+    def audio_token_id(self) -> int:
+        """The placeholder id the model replaces with audio embeddings."""
+        raise NotImplementedError
+
+    def _pieces(self, prompt: str) -> list[Piece]:
+        """The chat-formatted user turn and assistant prefix with one ``AUDIO`` slot."""
+        raise NotImplementedError
+
+    def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
+        """Model audio kwargs for the clips, and the number of audio embeddings of each clip."""
+        raise NotImplementedError
+
+    def describe(self) -> Anatomy:
+        """Layers, final norm, unembedding and audio placeholder of the loaded model."""
+        raise NotImplementedError
+
+    # ---- encoding -----------------------------------------------------------------------------------------
+    def _tokens(self, piece: Piece) -> list[int]:
+        if isinstance(piece, Special):
+            tid = self.tokenizer.convert_tokens_to_ids(str(piece))
+            if tid is None or tid == self.tokenizer.unk_token_id:
+                raise InputError(f"{self.family}: the tokenizer has no special token {piece!r}")
+            return [int(tid)]
+        return list(self.tokenizer.encode(str(piece), add_special_tokens=False))
+
+    def encode(
+        self,
+        audios: Sequence[np.ndarray],
+        prompts: Sequence[str],
+        continuations: Sequence[str] | None = None,
+    ) -> EncodedBatch:
+        """Tokenise a batch (chat format, audio slots expanded, optional continuation), left-padded.
+
+        Args:
+            audios: B waveforms, 1-D float32 at 16 kHz.
+            prompts: B instructions (the audio is the input; the text of the item is not in the prompt).
+            continuations: Optional B strings appended after the assistant prefix (options being scored).
+
+        Returns:
+            An ``EncodedBatch`` with ``input_ids``/``attention_mask`` [B, L].
+        """
+        import torch
+
+        clips = check_audios(audios, prompts)
+        audio_kwargs, n_audio = self._audio_inputs(clips)
+        rows: list[list[int]] = []
+        cont_lens: list[int] = []
+        for i, prompt in enumerate(prompts):
+            ids: list[int] = []
+            for piece in self._pieces(prompt):
+                ids += [self.audio_token_id] * n_audio[i] if piece is AUDIO else self._tokens(piece)
+            cont: list[int] = []
+            if continuations is not None:
+                cont = self._tokens(continuations[i])
+                if not cont:
+                    raise InputError(f"option {continuations[i]!r} tokenises to nothing")
+            rows.append(ids + cont)
+            cont_lens.append(len(cont))
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+        return EncodedBatch(input_ids, mask, audio_kwargs, cont_lens)
+
+    # ---- model calls (overridable by adapters that are not one HF model) -----------------------------------
+    def _model_inputs(self, batch: EncodedBatch) -> dict[str, Any]:
+        device = self.model.device
+        kw: dict[str, Any] = {
+            "input_ids": batch.input_ids.to(device),
+            "attention_mask": batch.attention_mask.to(device),
+        }
+        if self.pass_position_ids:
+            kw["position_ids"] = batch.position_ids().to(device)
+        for k, v in batch.audio_kwargs.items():
+            kw[k] = v.to(device) if hasattr(v, "to") else v
+        return kw
+
+    def forward_logits(self, batch: EncodedBatch, last: int | None = None) -> torch.Tensor:
+        """Logits [B, K, V] of the last ``last`` positions (all positions when None)."""
+        import torch
+
+        handle = None
+        if last is not None:
+            keep = last
+
+            def _slice(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+                return (args[0][:, -keep:], *args[1:])
+
+            handle = self.describe().lm_head.register_forward_pre_hook(_slice)
+        try:
+            with torch.inference_mode():
+                out = self._forward(batch)
+        finally:
+            if handle is not None:
+                handle.remove()
+        return out.float()
+
+    def _forward(self, batch: EncodedBatch) -> torch.Tensor:
+        return self.model(**self._model_inputs(batch), use_cache=False).logits
+
+    def _generate_ids(self, batch: EncodedBatch, max_new_tokens: int) -> torch.Tensor:
+        """New token ids [B, T] (greedy)."""
+        kw = self._model_inputs(batch)
+        kw.pop("position_ids", None)  # generate derives them from the mask, as we do
+        out = self.model.generate(
+            **kw, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.pad_token_id
+        )
+        return out[:, batch.input_ids.shape[1] :]
+
+    # ---- the SpeechLLMBackend protocol ---------------------------------------------------------------------
+    def generate(self, audios: Sequence[np.ndarray], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        """Greedy answers [N] from audio plus instruction, in batches of ``batch_size``."""
+        import torch
+
+        answers: list[str] = []
+        for idx in chunks(len(prompts), self.batch_size):
+            batch = self.encode([audios[i] for i in idx], [prompts[i] for i in idx])
+            with torch.inference_mode():
+                new = self._generate_ids(batch, max_new_tokens)
+            answers += [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return answers
+
+    def score_options(
+        self, audios: Sequence[np.ndarray], prompts: Sequence[str], options: Sequence[Sequence[str]]
+    ) -> np.ndarray:
+        """Summed log-probability [N, C] of each option's tokens after the audio and instruction."""
+        if len(options) != len(prompts):
+            raise InputError(f"got {len(options)} option lists for {len(prompts)} prompts")
+        n_opt = {len(o) for o in options}
+        if len(n_opt) != 1 or 0 in n_opt:
+            raise InputError("every example needs the same, non-zero number of options")
+        n_c = n_opt.pop()
+        tok = [[self._tokens(o) for o in opts] for opts in options]
+        if any(len(t) == 0 for row in tok for t in row):
+            raise InputError("an option tokenises to nothing")
+        scores = np.zeros((len(prompts), n_c))
+        if all(len(t) == 1 for row in tok for t in row):
+            for idx in chunks(len(prompts), self.batch_size):
+                batch = self.encode([audios[i] for i in idx], [prompts[i] for i in idx])
+                logp = self.forward_logits(batch, last=1)[:, -1].log_softmax(-1)
+                for j, i in enumerate(idx):
+                    scores[i] = [float(logp[j, t[0]]) for t in tok[i]]
+            return scores
+        flat = [(i, c) for i in range(len(prompts)) for c in range(n_c)]
+        for idx in chunks(len(flat), self.batch_size):
+            pairs = [flat[k] for k in idx]
+            batch = self.encode(
+                [audios[i] for i, _ in pairs], [prompts[i] for i, _ in pairs], [options[i][c] for i, c in pairs]
+            )
+            for (i, c), s in zip(pairs, self._continuation_logprobs(batch), strict=True):
+                scores[i, c] = s
+        return scores
+
+    def _continuation_logprobs(self, batch: EncodedBatch) -> list[float]:
+        """Sum of log-probs of each row's continuation (its last ``continuation_lengths[i]`` tokens)."""
+        k = max(batch.continuation_lengths)
+        logp = self.forward_logits(batch, last=k + 1).log_softmax(-1)  # [B, k+1, V]
+        out = []
+        for j, n in enumerate(batch.continuation_lengths):
+            targets = batch.input_ids[j, -n:].to(logp.device)
+            preds = logp[j, k - n : k]  # position p predicts token p+1
+            out.append(float(preds.gather(-1, targets[:, None]).sum()))
+        return out
+
+
+def load_parts(
+    path: str, model_loader: Callable[..., Any], *, dtype: str = "float32", device: str = "cpu", **kwargs: Any
+) -> tuple[Any, Any]:
+    """Load a model with ``model_loader(path, dtype=...)`` and its tokenizer from ``path`` (hub id or folder)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    torch_dtype = getattr(torch, dtype)
+    model = model_loader(path, dtype=torch_dtype, **kwargs).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(path, **{k: v for k, v in kwargs.items() if k == "revision"})
+    return model, tokenizer

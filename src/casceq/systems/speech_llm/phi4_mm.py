@@ -1,0 +1,108 @@
+"""Phi-4-multimodal (``Phi4MultimodalForCausalLM``): conformer audio encoder, Phi-4-mini-instruct language model.
+
+Prompt (the model card's audio format; the native transformers tokenizer names the placeholder ``<|audio|>``)::
+
+    <|user|><|audio|>×n{instruction}<|end|><|assistant|>
+
+Audio: 80-bin log-mel from ``Phi4MultimodalFeatureExtractor`` (``Phi4MultimodalProcessor`` would need
+torchvision for its image half, so the adapter expands ``<|audio|>`` itself); n = the extractor's
+``audio_embed_sizes`` (one embedding per 80 ms). The encoder runs one clip at a time: batched, it sees the
+zero-padded tail of shorter clips through its convolutions and mean-variance norm, so a clip's embeddings
+would depend on its batch-mates (measured here; see tests).
+
+Speech needs the checkpoint's speech LoRA: when ``path/speech-lora`` exists (or ``speech_lora`` names another
+folder) it is loaded with peft and activated, as the model card does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from casceq.errors import require
+from casceq.systems.speech_llm._hf import AUDIO, SAMPLE_RATE, Anatomy, HFSpeechLLM, Piece, Special, load_parts
+
+
+class Phi4MMBackend(HFSpeechLLM):
+    """Phi-4-multimodal-instruct (transformers-native weights) from a hub id or a local folder."""
+
+    family = "phi4-mm"
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str,
+        *,
+        backbone: str,
+        dtype: str = "float32",
+        device: str = "cpu",
+        speech_lora: str | None = "speech-lora",
+        revision: str | None = None,
+        **kwargs: Any,
+    ) -> Phi4MMBackend:
+        """Load model, tokenizer, feature extractor and (if present) the speech LoRA from ``path``."""
+        from transformers import Phi4MultimodalFeatureExtractor, Phi4MultimodalForCausalLM
+
+        extra = {"revision": revision} if revision else {}
+        model, tok = load_parts(
+            path, Phi4MultimodalForCausalLM.from_pretrained, dtype=dtype, device=device, **extra
+        )
+        if speech_lora and (Path(path) / speech_lora).is_dir():
+            require("peft", "Phi-4-multimodal's speech LoRA", package="peft")
+            model.load_adapter(path, adapter_name="speech", adapter_kwargs={"subfolder": speech_lora})
+            model.set_adapter("speech")
+        fe = Phi4MultimodalFeatureExtractor.from_pretrained(path, **extra)
+        return cls(model, tok, fe, backbone=backbone, **kwargs)
+
+    @property
+    def audio_token_id(self) -> int:
+        """``config.audio_config.audio_token_id`` (``<|audio|>``)."""
+        return int(self.model.config.audio_config.audio_token_id)
+
+    def _pieces(self, prompt: str) -> list[Piece]:
+        return [Special("<|user|>"), AUDIO, prompt, Special("<|end|>"), Special("<|assistant|>")]
+
+    def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
+        feats = [self.feature_extractor([a], sampling_rate=SAMPLE_RATE, return_tensors="pt") for a in audios]
+        sizes = [int(f["audio_embed_sizes"][0]) for f in feats]
+        return {"clip_features": [f["audio_input_features"] for f in feats], "sizes": sizes}, sizes
+
+    def _embeds(self, batch: Any) -> Any:
+        """Input embeddings [B, L, D] with each clip's audio embeddings, computed clip by clip."""
+        import torch
+
+        inner = self.model.model
+        embeds = inner.embed_tokens(batch.input_ids.to(self.model.device))
+        ids = batch.input_ids.to(self.model.device)
+        rows = []
+        for j, feats in enumerate(batch.audio_kwargs["clip_features"]):
+            rows.append(
+                inner.embed_tokens_extend(
+                    ids[j : j + 1],
+                    embeds[j : j + 1],
+                    audio_input_features=feats.to(self.model.device),
+                    audio_embed_sizes=torch.tensor([batch.audio_kwargs["sizes"][j]]),
+                )
+            )
+        return torch.cat(rows, 0)
+
+    def _model_inputs(self, batch: Any) -> dict[str, Any]:
+        return {
+            "inputs_embeds": self._embeds(batch),
+            "attention_mask": batch.attention_mask.to(self.model.device),
+            "position_ids": batch.position_ids().to(self.model.device),
+        }
+
+    def _generate_ids(self, batch: Any, max_new_tokens: int) -> Any:
+        kw = self._model_inputs(batch)
+        kw.pop("position_ids")
+        # With inputs_embeds and no input_ids, generate returns only the new tokens.
+        return self.model.generate(
+            **kw, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.pad_token_id
+        )
+
+    def describe(self) -> Anatomy:
+        """Decoder layers/norm of ``model.model``, ``model.lm_head``, ``<|audio|>``."""
+        return Anatomy(self.model.model.layers, self.model.model.norm, self.model.lm_head, self.audio_token_id)

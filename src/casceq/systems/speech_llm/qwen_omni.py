@@ -1,0 +1,83 @@
+"""Qwen2.5-Omni thinker (``Qwen2_5OmniThinkerForConditionalGeneration``): the text-output half of Qwen2.5-Omni.
+
+Only the thinker is loaded (the talker makes speech, which no task here needs). Prompt: ChatML with the
+model's default system prompt (the one its processor uses; the model card warns that another one may change
+behaviour)::
+
+    <|im_start|>system\\n{SYSTEM_PROMPT}<|im_end|>\\n<|im_start|>user\\n
+    <|audio_bos|><|AUDIO|>×n<|audio_eos|>{instruction}<|im_end|>\\n<|im_start|>assistant\\n
+
+Audio: 128-bin Whisper log-mel padded to a 30 s window with a feature mask (the processor's
+``padding="max_length"``); n from the encoder's output length, as ``Qwen2_5OmniProcessor`` computes it.
+Position ids are the model's own 3-D (M-RoPE) ones, computed inside its forward from the mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from casceq.systems.speech_llm._hf import AUDIO, SAMPLE_RATE, Anatomy, HFSpeechLLM, Piece, Special, load_parts
+
+SYSTEM_PROMPT = (
+    "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving auditory "
+    "and visual inputs, as well as generating text and speech."
+)
+
+
+class QwenOmniBackend(HFSpeechLLM):
+    """Qwen2.5-Omni (thinker only) from a hub id or a local folder."""
+
+    family = "qwen2.5-omni"
+    pass_position_ids = False  # M-RoPE positions are derived by the model itself
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str, *, backbone: str, dtype: str = "float32", device: str = "cpu", **kwargs: Any
+    ) -> QwenOmniBackend:
+        """Load the thinker, tokenizer and Whisper feature extractor from ``path``."""
+        from transformers import Qwen2_5OmniThinkerForConditionalGeneration, WhisperFeatureExtractor
+
+        model, tok = load_parts(
+            path, Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained, dtype=dtype, device=device
+        )
+        fe = WhisperFeatureExtractor.from_pretrained(path)
+        return cls(model, tok, fe, backbone=backbone, **kwargs)
+
+    @property
+    def audio_token_id(self) -> int:
+        """``config.audio_token_id`` (``<|AUDIO|>``)."""
+        return int(self.model.config.audio_token_id)
+
+    def _pieces(self, prompt: str) -> list[Piece]:
+        return [
+            Special("<|im_start|>"),
+            f"system\n{SYSTEM_PROMPT}",
+            Special("<|im_end|>"),
+            "\n",
+            Special("<|im_start|>"),
+            "user\n",
+            Special("<|audio_bos|>"),
+            AUDIO,
+            Special("<|audio_eos|>"),
+            prompt,
+            Special("<|im_end|>"),
+            "\n",
+            Special("<|im_start|>"),
+            "assistant\n",
+        ]
+
+    def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
+        feats = self.feature_extractor(
+            audios, sampling_rate=SAMPLE_RATE, padding="max_length", return_attention_mask=True, return_tensors="pt"
+        )
+        lengths = feats["attention_mask"].sum(-1).tolist()
+        n_tokens = [(((n - 1) // 2 + 1) - 2) // 2 + 1 for n in lengths]  # Qwen2_5OmniProcessor's formula
+        kwargs = {"input_features": feats["input_features"], "feature_attention_mask": feats["attention_mask"]}
+        return kwargs, n_tokens
+
+    def describe(self) -> Anatomy:
+        """Decoder layers/norm of ``model.model.language_model``, ``model.lm_head``, ``<|AUDIO|>``."""
+        lm = self.model.model.language_model
+        return Anatomy(lm.layers, lm.norm, self.model.lm_head, self.audio_token_id)

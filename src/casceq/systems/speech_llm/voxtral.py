@@ -1,0 +1,64 @@
+"""Voxtral (``VoxtralForConditionalGeneration``): Whisper-large-v3 encoder, Ministral-3B language model (Mini).
+
+Prompt (mistral-common's Tekken instruct format with an audio chunk first)::
+
+    <s>[INST][BEGIN_AUDIO][AUDIO]×n{instruction}[/INST]
+
+Special tokens are inserted by name, never parsed from text: Voxtral's real tokenizer (``MistralCommonBackend``,
+needs the ``mistral-common`` package) does not parse them inside text.
+
+Audio: the clip is cut into 30 s chunks, each padded to one Whisper window (128-bin log-mel, 3000 frames);
+every chunk gives 1500 encoder frames, stacked by 4 into 375 embeddings, padding included (as the reference
+processor does), so n = 375 × chunks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from casceq.systems.speech_llm._hf import AUDIO, SAMPLE_RATE, Anatomy, HFSpeechLLM, Piece, Special, load_parts
+
+CHUNK_SECONDS = 30
+CHUNK_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE
+TOKENS_PER_CHUNK = 375  # 3000 mel frames -> 1500 encoder frames (stride 2) -> 375 after stacking by 4
+
+
+class VoxtralBackend(HFSpeechLLM):
+    """Voxtral Mini/Small from a hub id or a local folder."""
+
+    family = "voxtral"
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str, *, backbone: str, dtype: str = "float32", device: str = "cpu", **kwargs: Any
+    ) -> VoxtralBackend:
+        """Load model, tokenizer and Whisper feature extractor from ``path``."""
+        from transformers import VoxtralForConditionalGeneration, WhisperFeatureExtractor
+
+        model, tok = load_parts(path, VoxtralForConditionalGeneration.from_pretrained, dtype=dtype, device=device)
+        fe = WhisperFeatureExtractor.from_pretrained(path)
+        return cls(model, tok, fe, backbone=backbone, **kwargs)
+
+    @property
+    def audio_token_id(self) -> int:
+        """``config.audio_token_id`` (``[AUDIO]``)."""
+        return int(self.model.config.audio_token_id)
+
+    def _pieces(self, prompt: str) -> list[Piece]:
+        bos = self.tokenizer.bos_token or "<s>"
+        return [Special(bos), Special("[INST]"), Special("[BEGIN_AUDIO]"), AUDIO, prompt, Special("[/INST]")]
+
+    def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
+        pieces = [a[s : s + CHUNK_SAMPLES] for a in audios for s in range(0, len(a), CHUNK_SAMPLES)]
+        feats = self.feature_extractor(
+            pieces, sampling_rate=SAMPLE_RATE, padding="max_length", return_tensors="pt"
+        )
+        n_chunks = [-(-len(a) // CHUNK_SAMPLES) for a in audios]
+        return {"input_features": feats["input_features"]}, [TOKENS_PER_CHUNK * c for c in n_chunks]
+
+    def describe(self) -> Anatomy:
+        """Decoder layers/norm of ``model.model.language_model``, ``model.lm_head``, ``[AUDIO]``."""
+        lm = self.model.model.language_model
+        return Anatomy(lm.layers, lm.norm, self.model.lm_head, self.audio_token_id)
