@@ -106,26 +106,27 @@ def _ids(ids: Iterable[str]) -> str:
     return ", ".join(ids[:MAX_LISTED_IDS]) + more
 
 
-def _is_correct(p: Prediction, task: TaskLike) -> bool:
+def _score(rows: list[Prediction], gold: tuple[str, ...], task: TaskLike) -> tuple[bool, ...]:
+    """Correctness of one system's aligned rows, validating labels and stored ``correct`` flags."""
     if task.open_answer:
         # Alias lists live with the examples, not in prediction rows: trust a stored flag when there is one.
-        return bool(p.correct) if p.correct is not None else task.is_correct(p.label, p.gold)
-    allowed = set(task.labels)
-    if p.label != INVALID and p.label not in allowed:
-        raise InputError(
-            f"system {p.system!r}, task {p.task!r}, example {p.example_id!r}: label {p.label!r} is not one of "
-            f"{', '.join(task.labels)} or {INVALID}"
+        return tuple(
+            bool(p.correct) if p.correct is not None else task.is_correct(p.label, p.gold) for p in rows
         )
-    if p.gold not in allowed:
-        raise InputError(
-            f"task {p.task!r}, example {p.example_id!r}: gold label {p.gold!r} is not a task label"
-        )
-    right = p.label == p.gold
-    if p.correct is not None and p.correct != right:
-        raise InputError(
-            f"system {p.system!r}, task {p.task!r}, example {p.example_id!r}: stored correct={p.correct} "
-            f"contradicts label {p.label!r} vs gold {p.gold!r}"
-        )
+    allowed = {*task.labels, INVALID}
+    for p in rows:  # cheap set checks first; the loop only runs to name the offending example
+        if p.label not in allowed:
+            raise InputError(
+                f"system {p.system!r}, task {p.task!r}, example {p.example_id!r}: label {p.label!r} is not one "
+                f"of {', '.join(task.labels)} or {INVALID}"
+            )
+    right = tuple(p.label == g for p, g in zip(rows, gold, strict=True))
+    for p, r in zip(rows, right, strict=True):
+        if p.correct is not None and p.correct != r:
+            raise InputError(
+                f"system {p.system!r}, task {p.task!r}, example {p.example_id!r}: stored correct={p.correct} "
+                f"contradicts label {p.label!r} vs gold {p.gold!r}"
+            )
     return right
 
 
@@ -146,22 +147,28 @@ def align(
     Raises:
         InputError: See the module docstring.
     """
-    table: dict[tuple[str, str], dict[str, dict[str, Prediction]]] = {}
+    flat: dict[tuple[str, str, str], dict[str, Prediction]] = {}
     for p in predictions:
-        rows = table.setdefault((p.task, p.condition), {}).setdefault(p.system, {})
+        key = (p.task, p.condition, p.system)
+        rows = flat.get(key)
+        if rows is None:
+            rows = flat[key] = {}
         if p.example_id in rows:
             raise InputError(
                 f"duplicate prediction: system {p.system!r}, task {p.task!r}, condition {p.condition!r}, "
                 f"example {p.example_id!r}"
             )
         rows[p.example_id] = p
+    table: dict[tuple[str, str], dict[str, dict[str, Prediction]]] = {}
+    for (task_name, condition, system), rows in flat.items():
+        table.setdefault((task_name, condition), {})[system] = rows
     groups: list[AlignedGroup] = []
     notes: list[str] = []
     for (task_name, condition), by_system in table.items():
         task = tasks[task_name]
-        id_sets = {s: set(rows) for s, rows in by_system.items()}
+        id_sets = {s: rows.keys() for s, rows in by_system.items()}
         union = set().union(*id_sets.values())
-        shared = set.intersection(*id_sets.values())
+        shared = union.intersection(*id_sets.values())
         where = f"task {task_name!r}, condition {condition!r}"
         if shared != union:
             lacking = {s: union - ids for s, ids in id_sets.items() if union - ids}
@@ -175,16 +182,19 @@ def align(
         systems = tuple(by_system)
         first = by_system[systems[0]]
         gold = tuple(first[i].gold for i in ids)
+        if not task.open_answer and not set(gold) <= set(task.labels):
+            bad = [i for i, g in zip(ids, gold, strict=True) if g not in task.labels]
+            raise InputError(f"{where}: gold labels of {_ids(bad)} are not labels of the task")
         labels, correct = [], []
         for s in systems:
-            rows = by_system[s]
-            conflict = [i for i, g in zip(ids, gold, strict=True) if rows[i].gold != g]
-            if conflict:
+            aligned = [by_system[s][i] for i in ids]
+            if any(p.gold != g for p, g in zip(aligned, gold, strict=True)):
+                conflict = [i for p, i, g in zip(aligned, ids, gold, strict=True) if p.gold != g]
                 raise InputError(
                     f"{where}: {s!r} and {systems[0]!r} disagree on gold labels of {_ids(conflict)}"
                 )
-            labels.append(tuple(rows[i].label for i in ids))
-            correct.append(tuple(_is_correct(rows[i], task) for i in ids))
+            labels.append(tuple(p.label for p in aligned))
+            correct.append(_score(aligned, gold, task))
         groups.append(AlignedGroup(task_name, condition, ids, gold, systems, tuple(labels), tuple(correct)))
     return groups, notes
 
@@ -204,13 +214,14 @@ def system_info(predictions: Sequence[Prediction]) -> dict[str, SystemInfo]:
     Raises:
         InputError: A system's rows declare more than one backbone.
     """
-    backbones: dict[str, set[str]] = {}
-    transcripts: dict[str, bool] = {}
-    for p in predictions:
-        seen = backbones.setdefault(p.system, set())
-        if p.backbone is not None:
-            seen.add(p.backbone)
-        transcripts[p.system] = transcripts.get(p.system, False) or p.transcript is not None
+    # One set of distinct (system, backbone, has transcript) triples: a single cheap pass over many rows.
+    triples = {(p.system, p.backbone, p.transcript is not None) for p in predictions}
+    backbones: dict[str, set[str]] = {s: set() for s in dict.fromkeys(p.system for p in predictions)}
+    transcripts = dict.fromkeys(backbones, False)
+    for system, backbone, has_transcript in triples:
+        if backbone is not None:
+            backbones[system].add(backbone)
+        transcripts[system] = transcripts[system] or has_transcript
     out = {}
     for name, seen in backbones.items():
         if len(seen) > 1:

@@ -149,12 +149,11 @@ def compare(
                 )
             )
         col = {p: j for j, p in enumerate(needed)}
-        for s, m, x in confound_triples:
-            jm, jx = col[(s, m)], col[(s, x)]
-            delta_ci = None
-            if boot is not None:
-                lo, hi = percentile_interval((boot[:, jm] - boot[:, jx])[:, None])[0]
-                delta_ci = (float(lo), float(hi))
+        jm = np.array([col[(s, m)] for s, m, _ in confound_triples], dtype=np.int64)
+        jx = np.array([col[(s, x)] for s, _, x in confound_triples], dtype=np.int64)
+        delta_cis = percentile_interval(boot[:, jm] - boot[:, jx]) if boot is not None and len(jm) else None
+        for t, (s, m, x) in enumerate(confound_triples):
+            delta_ci = None if delta_cis is None else (float(delta_cis[t, 0]), float(delta_cis[t, 1]))
             confound.append(
                 BackboneConfound(
                     speech_llm=s,
@@ -164,9 +163,9 @@ def compare(
                     matched=m,
                     mismatched=x,
                     mismatched_backbone=str(info[x].backbone),
-                    kappa_matched=float(point[jm]),
-                    kappa_mismatched=float(point[jx]),
-                    delta_kappa=float(point[jm] - point[jx]),
+                    kappa_matched=float(point[jm[t]]),
+                    kappa_mismatched=float(point[jx[t]]),
+                    delta_kappa=float(point[jm[t]] - point[jx[t]]),
                     delta_ci=delta_ci,
                 )
             )
