@@ -1,0 +1,312 @@
+"""Convert a CTranslate2 Whisper folder into a transformers ``WhisperForConditionalGeneration`` folder.
+
+Why: the offline Whisper weights ship in CTranslate2 format, but hidden states (probes, Whisper as the
+control model) and batched generation in PyTorch need transformers. The weights are copied exactly (CTranslate2
+stores Whisper in float16, its release precision); the fused attention projections are split back into q/k/v
+(CTranslate2 fuses self-attention q|k|v and cross-attention k|v; Whisper's key projections have no bias, so the
+key third of the fused bias is zero and dropped).
+
+The output folder holds the model, a ``WhisperProcessor`` (feature extractor + tokenizer with the 1,501
+timestamp tokens), a generation config (suppress tokens, begin-suppress tokens, language/task ids for
+multilingual models only: ``.en`` models take ``<|startoftranscript|><|notimestamps|>`` and no language or task
+token), and ``casceq_conversion.json`` (source SHA-256 and converter version). It is written into a temporary
+folder and renamed into place, so a half-written folder is never mistaken for a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from casceq.errors import InputError
+from casceq.paths import cache_dir
+from casceq.systems.asr.bundled import BUNDLED, CT2_FILES, bundled_whisper_dir, sha256_file
+from casceq.systems.asr.ct2_reader import CT2Model, read_ct2
+
+CONVERTER_VERSION = "1"
+"""Bump when the output of ``convert_ct2_whisper`` changes for the same input (invalidates caches)."""
+
+MANIFEST = "casceq_conversion.json"
+N_TIMESTAMPS = 1501  # <|0.00|> ... <|30.00|> in steps of 0.02 s
+TASKS = ("translate", "transcribe")
+
+
+def _linear(ct2: CT2Model, prefix: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Weight [out, in] and bias [out] of a CTranslate2 linear layer, dequantising int8 if needed."""
+    w = ct2.get(f"{prefix}/weight")
+    scale_name = f"{prefix}/weight_scale"
+    if scale_name in ct2.variables:
+        # CTranslate2 int8: w_int8 = round(w * scale) with one scale per output row.
+        w = w.astype(np.float32) / ct2.variables[scale_name].astype(np.float32).reshape(-1, 1)
+    b = ct2.variables.get(f"{prefix}/bias")
+    return w, b
+
+
+def _attention(ct2: CT2Model, src: str, dst: str, fused_qkv: bool, sd: dict[str, np.ndarray]) -> None:
+    """Split one CTranslate2 attention block into transformers' q/k/v/out projections."""
+    if fused_qkv:  # self-attention: linear_0 = [q; k; v], linear_1 = out
+        w, b = _linear(ct2, f"{src}/linear_0")
+        d = w.shape[0] // 3
+        q, k, v = w[:d], w[d : 2 * d], w[2 * d :]
+        assert b is not None
+        qb, vb = b[:d], b[2 * d :]
+        out_w, out_b = _linear(ct2, f"{src}/linear_1")
+    else:  # cross-attention: linear_0 = q, linear_1 = [k; v], linear_2 = out
+        q, qb_opt = _linear(ct2, f"{src}/linear_0")
+        kv, kvb = _linear(ct2, f"{src}/linear_1")
+        d = q.shape[0]
+        k, v = kv[:d], kv[d:]
+        assert qb_opt is not None and kvb is not None
+        qb, vb = qb_opt, kvb[d:]
+        out_w, out_b = _linear(ct2, f"{src}/linear_2")
+    sd[f"{dst}.q_proj.weight"], sd[f"{dst}.q_proj.bias"] = q, qb
+    sd[f"{dst}.k_proj.weight"] = k
+    sd[f"{dst}.v_proj.weight"], sd[f"{dst}.v_proj.bias"] = v, vb
+    sd[f"{dst}.out_proj.weight"] = out_w
+    if out_b is not None:
+        sd[f"{dst}.out_proj.bias"] = out_b
+
+
+def _norm(ct2: CT2Model, src: str, dst: str, sd: dict[str, np.ndarray]) -> None:
+    sd[f"{dst}.weight"], sd[f"{dst}.bias"] = ct2.get(f"{src}/gamma"), ct2.get(f"{src}/beta")
+
+
+def _ffn(ct2: CT2Model, src: str, dst: str, sd: dict[str, np.ndarray]) -> None:
+    for i, name in ((0, "fc1"), (1, "fc2")):
+        w, b = _linear(ct2, f"{src}/linear_{i}")
+        sd[f"{dst}.{name}.weight"] = w
+        if b is not None:
+            sd[f"{dst}.{name}.bias"] = b
+    _norm(ct2, f"{src}/layer_norm", f"{dst}.final_layer_norm", sd)
+
+
+def _count_layers(ct2: CT2Model, side: str) -> int:
+    n = 0
+    while f"{side}/layer_{n}/ffn/linear_0/weight" in ct2.variables:
+        n += 1
+    return n
+
+
+def ct2_state_dict(ct2: CT2Model) -> dict[str, np.ndarray]:
+    """Map CTranslate2 Whisper variables onto ``WhisperForConditionalGeneration`` parameter names.
+
+    Returns:
+        Parameter name to array (the file's dtype). ``proj_out.weight`` is left out: it is tied to
+        ``model.decoder.embed_tokens.weight`` (CTranslate2 stores it as an alias too).
+    """
+    sd: dict[str, np.ndarray] = {}
+    for conv in ("conv1", "conv2"):
+        sd[f"model.encoder.{conv}.weight"] = ct2.get(f"encoder/{conv}/weight")  # [d, in, 3]
+        sd[f"model.encoder.{conv}.bias"] = ct2.get(f"encoder/{conv}/bias")
+    sd["model.encoder.embed_positions.weight"] = ct2.get("encoder/position_encodings/encodings")
+    for i in range(_count_layers(ct2, "encoder")):
+        src, dst = f"encoder/layer_{i}", f"model.encoder.layers.{i}"
+        _attention(ct2, f"{src}/self_attention", f"{dst}.self_attn", True, sd)
+        _norm(ct2, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", sd)
+        _ffn(ct2, f"{src}/ffn", dst, sd)
+    _norm(ct2, "encoder/layer_norm", "model.encoder.layer_norm", sd)
+    sd["model.decoder.embed_tokens.weight"] = ct2.get("decoder/embeddings/weight")
+    sd["model.decoder.embed_positions.weight"] = ct2.get("decoder/position_encodings/encodings")
+    for i in range(_count_layers(ct2, "decoder")):
+        src, dst = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
+        _attention(ct2, f"{src}/self_attention", f"{dst}.self_attn", True, sd)
+        _norm(ct2, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", sd)
+        _attention(ct2, f"{src}/attention", f"{dst}.encoder_attn", False, sd)
+        _norm(ct2, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm", sd)
+        _ffn(ct2, f"{src}/ffn", dst, sd)
+    _norm(ct2, "decoder/layer_norm", "model.decoder.layer_norm", sd)
+    return sd
+
+
+def special_ids(vocabulary: list[str]) -> dict[str, Any]:
+    """Ids of Whisper's special tokens from a CTranslate2 ``vocabulary.txt`` (one token per line, id = line)."""
+    index = {tok: i for i, tok in enumerate(vocabulary)}
+    need = (
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        "<|notimestamps|>",
+        "<|startofprev|>",
+        *(f"<|{t}|>" for t in TASKS),
+    )
+    missing = [t for t in need if t not in index]
+    if missing:
+        raise InputError(f"vocabulary lacks Whisper special tokens {missing}")
+    sot, translate = index["<|startoftranscript|>"], index["<|translate|>"]
+    # Language tokens sit between <|startoftranscript|> and <|translate|> (".en" vocabularies have them too).
+    langs = {vocabulary[i]: i for i in range(sot + 1, translate)}
+    return {
+        "eot": index["<|endoftext|>"],
+        "sot": sot,
+        "langs": langs,
+        **{t: index[f"<|{t}|>"] for t in TASKS},
+    }
+
+
+def _read_folder(src: Path) -> tuple[CT2Model, dict[str, Any], list[str]]:
+    missing = [f for f in CT2_FILES if not (src / f).is_file()]
+    if missing:
+        raise InputError(f"not a CTranslate2 Whisper folder: missing {', '.join(missing)}", path=str(src))
+    ct2 = read_ct2(src / "model.bin")
+    if ct2.spec != "WhisperSpec":
+        raise InputError(f"model.bin holds a {ct2.spec}, not a WhisperSpec", path=str(src / "model.bin"))
+    config = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    vocabulary = (src / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
+    if vocabulary and vocabulary[-1] == "":
+        vocabulary.pop()
+    return ct2, config, vocabulary
+
+
+def _hf_objects(ct2: CT2Model, ct2_config: dict[str, Any], vocabulary: list[str], tokenizer_json: Path):  # type: ignore[no-untyped-def]
+    """Build (model, processor, generation config) in transformers from the CTranslate2 pieces."""
+    import torch
+    from transformers import (
+        AddedToken,
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
+
+    sd = ct2_state_dict(ct2)
+    ids = special_ids(vocabulary)
+    d_model, n_mels, _ = sd["model.encoder.conv1.weight"].shape
+    vocab_size = sd["model.decoder.embed_tokens.weight"].shape[0]
+    multilingual = vocab_size >= 51865  # Whisper's own rule (openai/whisper, transformers)
+    common = {"suppress_tokens": ct2_config.get("suppress_ids", []),
+              "begin_suppress_tokens": ct2_config.get("suppress_ids_begin", [])}  # fmt: skip
+    config = WhisperConfig(
+        vocab_size=vocab_size,
+        num_mel_bins=n_mels,
+        d_model=d_model,
+        encoder_layers=_count_layers(ct2, "encoder"),
+        decoder_layers=_count_layers(ct2, "decoder"),
+        encoder_attention_heads=int(ct2.get("encoder/num_heads")),
+        decoder_attention_heads=int(ct2.get("decoder/num_heads")),
+        encoder_ffn_dim=sd["model.encoder.layers.0.fc1.weight"].shape[0],
+        decoder_ffn_dim=sd["model.decoder.layers.0.fc1.weight"].shape[0],
+        max_source_positions=sd["model.encoder.embed_positions.weight"].shape[0],
+        max_target_positions=sd["model.decoder.embed_positions.weight"].shape[0],
+        pad_token_id=ids["eot"],
+        bos_token_id=ids["eot"],
+        eos_token_id=ids["eot"],
+        decoder_start_token_id=ids["sot"],
+        tie_word_embeddings=True,
+        scale_embedding=False,
+        **common,
+    )
+    dtype = torch.float16 if sd["model.encoder.conv1.weight"].dtype == np.float16 else torch.float32
+    model = WhisperForConditionalGeneration(config).eval()
+    tensors = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in sd.items()}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    # proj_out is tied to the token embedding; the encoder's sinusoidal table may be a buffer in some versions.
+    if set(missing) - {"proj_out.weight"} or unexpected:
+        raise InputError(f"weights do not fit Whisper: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+    model = model.to(dtype)
+
+    tok_json = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    specials = [
+        a["content"] for a in tok_json["added_tokens"] if a.get("special") and a["content"] != "<|endoftext|>"
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(tokenizer_json, Path(tmp) / "tokenizer.json")
+        tokenizer = WhisperTokenizer.from_pretrained(tmp, additional_special_tokens=specials)
+    stamps = [f"<|{i * 0.02:.2f}|>" for i in range(vocab_size - len(tokenizer))]
+    if len(stamps) != N_TIMESTAMPS or vocabulary[len(tokenizer)] != "<|0.00|>":
+        raise InputError(f"tokenizer ({len(tokenizer)} tokens) and model vocabulary ({vocab_size}) disagree")
+    tokenizer.add_tokens(
+        [AddedToken(s, lstrip=False, rstrip=False, normalized=False, special=False) for s in stamps]
+    )
+    processor = WhisperProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=n_mels), tokenizer=tokenizer
+    )
+
+    gen = GenerationConfig(
+        decoder_start_token_id=ids["sot"],
+        bos_token_id=ids["eot"],
+        eos_token_id=ids["eot"],
+        pad_token_id=ids["eot"],
+        max_length=config.max_target_positions,
+        no_timestamps_token_id=vocabulary.index("<|notimestamps|>"),
+        prev_sot_token_id=vocabulary.index("<|startofprev|>"),
+        is_multilingual=multilingual,
+        return_timestamps=False,
+        max_initial_timestamp_index=50,
+        alignment_heads=ct2_config.get("alignment_heads"),
+        **common,
+    )
+    if multilingual:  # .en models must not get these: generate() would then add language/task tokens
+        gen.lang_to_id = dict(ids["langs"])  # type: ignore[attr-defined]
+        gen.task_to_id = {t: ids[t] for t in TASKS}  # type: ignore[attr-defined]
+    model.generation_config = gen
+    return model, processor, multilingual
+
+
+def convert_ct2_whisper(src: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Convert a CTranslate2 Whisper folder (or bundled name) into a transformers folder.
+
+    Args:
+        src: CTranslate2 folder (model.bin, config.json, tokenizer.json, vocabulary.txt) or a bundled name
+            (``"tiny.en"``, ``"base"``).
+        out: Output folder; created atomically (written beside it, then renamed).
+        overwrite: Replace ``out`` if it exists (else an existing ``out`` is an error).
+
+    Returns:
+        ``out`` as a Path. Load it with ``WhisperForConditionalGeneration.from_pretrained(out)`` and
+        ``WhisperProcessor.from_pretrained(out)``.
+    """
+    src_dir = bundled_whisper_dir(str(src)) if str(src) in BUNDLED else Path(src)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError("output folder exists (pass overwrite / --force to replace it)", path=str(out))
+    ct2, ct2_config, vocabulary = _read_folder(src_dir)
+    model, processor, multilingual = _hf_objects(ct2, ct2_config, vocabulary, src_dir / "tokenizer.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        manifest = {
+            "converter_version": CONVERTER_VERSION,
+            "source": str(src),
+            "source_sha256": {f: sha256_file(src_dir / f) for f in CT2_FILES},
+            "multilingual": multilingual,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def converted_whisper(name: str) -> Path:
+    """Return the transformers folder of a bundled Whisper (or CTranslate2 folder), converting it once.
+
+    The cache (``cache_dir()/whisper-<name>-hf``) is reused only while its manifest names this converter
+    version and the source's current SHA-256 (so reinstalled or different weights are converted again).
+    """
+    if name in BUNDLED:
+        src, out = bundled_whisper_dir(name), cache_dir() / f"whisper-{name}-hf"
+    else:
+        src = Path(name)
+        digest = sha256_file(src / "model.bin") if (src / "model.bin").is_file() else "missing"
+        out = cache_dir() / f"whisper-{digest[:16]}-hf"
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+        if meta.get("converter_version") == CONVERTER_VERSION and meta.get("source_sha256", {}).get(
+            "model.bin"
+        ) == sha256_file(src / "model.bin"):
+            return out
+    return convert_ct2_whisper(src, out, overwrite=True)
