@@ -95,10 +95,10 @@ def _label(task: Task, record: Mapping[str, Any], example: Example) -> str:
         raise RecordError(f"task {task.name!r} could not parse prediction {output!r}: {exc}") from exc
 
 
-def _number(record: Mapping[str, Any], key: str) -> float:
+def _number(record: Mapping[str, Any], key: str, name: str | None = None) -> float:
     value = record[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RecordError(f"field {key!r} must be a finite number, got {value!r}")
+        raise RecordError(f"{name or repr(key)} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -146,7 +146,7 @@ def from_record(record: Any) -> tuple[Prediction, tuple[str, ...]]:
     if scores is not None:
         if not isinstance(scores, dict):
             raise RecordError("field 'label_scores' must be an object {label: number}")
-        scores = {str(k): _number(scores, k) for k in scores}
+        scores = {str(k): _number(scores, k, f"label_scores[{k!r}]") for k in scores}
     seconds = _number(record, "seconds") if record.get("seconds") is not None else 0.0
     if seconds < 0:
         raise RecordError(f"field 'seconds' must not be negative, got {seconds}")

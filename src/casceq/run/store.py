@@ -121,8 +121,8 @@ class Store:
     """A SQLite prediction store (use as a context manager, or call ``close()``).
 
     Args:
-        path: The ``.sqlite`` file, or a run folder (then ``<folder>/store.sqlite``). Created if missing,
-            unless ``read_only``.
+        path: The ``.sqlite`` file, or a run folder (then ``<folder>/store.sqlite``): an existing folder, or a
+            new path without a file suffix. Created if missing, unless ``read_only``.
         read_only: Open without creating or writing anything.
 
     Raises:
@@ -131,7 +131,8 @@ class Store:
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         p = Path(path)
-        if p.is_dir():
+        # A folder (existing, or a new path without a suffix) means the run folder's store.
+        if p.is_dir() or (not p.exists() and not p.suffix):
             p = p / STORE_FILENAME
         self.path = p
         self.read_only = read_only
