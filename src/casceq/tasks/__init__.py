@@ -1,1 +1,144 @@
-"""casceq.tasks."""
+"""Tasks: the registry of the seven evaluation tasks and ``load_examples``.
+
+>>> from casceq.tasks import get_task, load_examples
+>>> task = get_task("sst-2")                     # aliases: agnews, sst-2, commonsense_qa, trivia_qa, ...
+>>> examples = load_examples("sst2", n=200, seed=0)  # official files under casceq.paths.datasets_dir()
+>>> task.parse("**Positive**")
+'positive'
+
+Subsampling is deterministic across platforms and Python versions: items are ranked by
+``sha256(f"{seed}:{id}")`` and the first ``n`` are kept, in file order. The ranking does not depend on ``n``, so
+the ``n=50`` sample of a seed is contained in its ``n=100`` sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from casceq.errors import InputError
+from casceq.tasks.base import Task
+from casceq.tasks.defs import TASKS
+from casceq.types import Example
+
+TASK_NAMES: tuple[str, ...] = tuple(t.name for t in TASKS)
+"""Canonical task names, text-sufficient tasks first."""
+
+_BY_NAME = {t.name: t for t in TASKS}
+_ALIASES = {
+    "agnews": "ag_news",
+    "fancyzhxagnews": "ag_news",
+    "sst": "sst2",
+    "sst2": "sst2",
+    "gluesst2": "sst2",
+    "sentiment": "sst2",
+    "commonsenseqa": "csqa",
+    "taucommonsenseqa": "csqa",
+    "triviaqa": "triviaqa",
+    "mandarjoshitriviaqa": "triviaqa",
+    "meld": "meld",
+    "mustard": "mustard",
+    "ravdess": "ravdess",
+}
+# Folder of each task under the shared datasets directory.
+FOLDERS = {name: name for name in TASK_NAMES}
+
+
+def canonical_name(name: str) -> str:
+    """Return the canonical task name for a name or alias (case, ``-``, ``_``, ``/`` and spaces ignored)."""
+    if name in _BY_NAME:
+        return name
+    key = "".join(ch for ch in name.lower() if ch.isalnum())
+    canonical = _ALIASES.get(key)
+    if canonical is None:
+        raise InputError(f"unknown task {name!r}; known tasks: {', '.join(TASK_NAMES)}")
+    return canonical
+
+
+def get_task(name: str) -> Task:
+    """Return the ``Task`` for a name or alias ("agnews", "sst-2", "commonsense_qa" ...).
+
+    Raises:
+        InputError: Naming the known tasks when ``name`` is none of them.
+    """
+    return _BY_NAME[canonical_name(name)]
+
+
+def sample_rank(example_id: str, seed: int) -> bytes:
+    """Return the platform-independent sort key of one example for a seed: ``sha256(f"{seed}:{id}")``."""
+    return hashlib.sha256(f"{seed}:{example_id}".encode()).digest()
+
+
+def subsample(examples: Sequence[Example], n: int | None, seed: int = 0) -> list[Example]:
+    """Keep the ``n`` examples of lowest ``sample_rank`` (all when ``n`` is None or too large), in input order."""
+    if n is None or n >= len(examples):
+        return list(examples)
+    if n < 0:
+        raise InputError(f"n must be >= 0, got {n}")
+    keep = set(sorted(range(len(examples)), key=lambda i: sample_rank(examples[i].id, seed))[:n])
+    return [ex for i, ex in enumerate(examples) if i in keep]
+
+
+def _task_folder(name: str, data_dir: str | Path | None) -> Path:
+    if data_dir is not None:
+        folder = Path(data_dir)
+    else:
+        from casceq.paths import datasets_dir
+
+        root = datasets_dir()
+        if root is None:
+            raise InputError(
+                f"{name}: no datasets folder found; set $CASCEQ_DATASETS, put the official files in "
+                "../shared/datasets, or pass data_dir"
+            )
+        folder = root / FOLDERS[name]
+    if not folder.is_dir():
+        raise InputError(f"{name}: data folder does not exist", path=str(folder))
+    return folder
+
+
+def load_examples(
+    name: str,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    split: str | None = None,
+    data_dir: str | Path | None = None,
+    source: str | None = None,
+) -> list[Example]:
+    """Load a task's examples, optionally a deterministic subsample of ``n``.
+
+    Args:
+        name: Task name or alias.
+        n: Number of examples to keep (None: all). Chosen by ``sample_rank`` and returned in file order.
+        seed: Subsampling seed.
+        split: Source split; defaults: ag_news ``test``, sst2 ``dev``, csqa ``dev``, triviaqa ``sm_sub``
+            (the 3000-question file; the hub default is ``validation``), meld ``test``, mustard/ravdess ``all``.
+        data_dir: Folder of the task's official files; default ``casceq.paths.datasets_dir() / <task>``.
+        source: ``None``/``"files"`` for the official files, ``"hub"`` for the Hugging Face hub (needs
+            ``datasets``; text tasks only).
+
+    Raises:
+        InputError: Unknown task or split, missing folder or file, or a malformed row (file and line named).
+        MissingDependency: ``source="hub"`` without the ``datasets`` package.
+    """
+    canonical = canonical_name(name)
+    if source == "hub":
+        from casceq.tasks.hub import load_hub
+
+        return subsample(load_hub(canonical, split), n, seed)
+    if source not in (None, "files", "local"):
+        raise InputError(f"unknown source {source!r} (expected 'files' or 'hub')")
+    from casceq.tasks.loaders import LOCAL
+
+    loader, default_split, allowed = LOCAL[canonical]
+    split = split or default_split
+    if allowed is not None and split not in allowed:
+        raise InputError(f"{canonical}: unknown split {split!r} (known: {', '.join(allowed)})")
+    if "/" in split or "\\" in split or split.startswith("."):
+        raise InputError(f"{canonical}: invalid split name {split!r}")
+    return subsample(loader(_task_folder(canonical, data_dir), split), n, seed)
+
+
+__all__ = ["TASK_NAMES", "Task", "canonical_name", "get_task", "load_examples", "sample_rank", "subsample"]

@@ -41,14 +41,16 @@ class Task:
         return len(self.labels)
 
     def prompt(self, text: str, example: Example | None = None) -> str:
-        """The user message for one input text (gold text, transcript or lens text).
+        """Build the user message for one input text (gold text, transcript or lens text).
 
         Multiple-choice tasks list the choices of ``example`` after the question.
         """
         body = f"{self.instruction}\n\n{self.input_name}: {text.strip()}"
         if example is not None and example.choices:
             letters = self.labels
-            body += "\n" + "\n".join(f"{letter}. {c}" for letter, c in zip(letters, example.choices, strict=False))
+            body += "\n" + "\n".join(
+                f"{letter}. {c}" for letter, c in zip(letters, example.choices, strict=False)
+            )
         return body + "\nAnswer:"
 
     def parse(self, output: str, example: Example | None = None) -> str:
@@ -62,7 +64,9 @@ class Task:
         if self.open_answer:
             from casceq.tasks.parsing import alias_match
 
-            aliases = example.meta.get("aliases", (example.label,)) if isinstance(example, Example) else (example,)
+            aliases = (
+                example.meta.get("aliases", (example.label,)) if isinstance(example, Example) else (example,)
+            )
             return alias_match(label, aliases)
         gold = example.label if isinstance(example, Example) else example
         return label == gold
