@@ -182,3 +182,59 @@ def tiny_qwen_omni_thinker(folder: Path) -> Path:
     torch.manual_seed(SEED)
     model = Qwen2_5OmniThinkerForConditionalGeneration(cfg)
     return _save(model, tok, WhisperFeatureExtractor(feature_size=128), folder)
+
+
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_whisper(folder: Path, *, seed: int = SEED) -> Path:
+    """``WhisperModel`` (80 mel bins, encoder 1×32, decoder 1×32) and its feature extractor."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    cfg = WhisperConfig(
+        vocab_size=64,
+        num_mel_bins=80,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=1500,
+        max_target_positions=64,
+        decoder_start_token_id=1,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    WhisperModel(cfg).save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    return folder
+
+
+def tiny_causal_lm(folder: Path, *, seed: int = SEED) -> Path:
+    """``LlamaForCausalLM`` (2×32, vocab 259) with a ChatML chat template, like SmolLM2-Instruct."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = byte_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], eos_token="<|im_end|>")
+    tok.pad_token = "<|endoftext|>"
+    tok.chat_template = CHATML_TEMPLATE
+    cfg = LlamaConfig(
+        **{k: v for k, v in _text_config(len(tok)).items() if k != "model_type"},
+        head_dim=16,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
