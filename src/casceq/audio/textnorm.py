@@ -1,0 +1,195 @@
+r"""Text normalisation: what a voice should say for a task's text, and how transcripts are compared.
+
+The task's text stays untouched (``Example.text``); :func:`spoken_text` derives the string a TTS engine reads.
+Two kinds of source noise matter for the paper's tasks:
+
+- AG News (a web scrape): HTML entities with and without their ``&`` (``#36;`` = ``$``, ``#39;``, `` quot;``,
+  ``&lt;``), Windows-1252 code points written as entities (``#151;`` is an em dash), backslashes that stood
+  for line breaks (``dwindling\\band``), escaped dollars (``\\$``), and Reuters ticker tags (``<AAPL.O>``).
+- SST-2 (Penn Treebank tokens, lower-cased): ``-lrb-``/``-rrb-``, ````` and ``''`` quotes, split clitics
+  (``does n't``, ``it 's``) and spaces before punctuation.
+
+Engines read these literally ("hash thirty six", "left round bracket"), which adds ASR errors that no real
+speaker would cause. :func:`word_error_rate` and :func:`normalize_for_wer` score transcripts of the audio.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Sequence
+
+PTB_TASKS = frozenset({"sst2"})
+"""Tasks whose text is Penn-Treebank tokenised (detokenised before synthesis)."""
+
+# Entity names that AG News keeps after its '&' was stripped (" quot;", " amp;"). Only these: bare words
+# ending in ';' ("forecast;") are ordinary text.
+_BARE_ENTITIES = ("quot", "amp", "lt", "gt", "hellip", "nbsp", "apos", "mdash", "ndash")
+_BARE_ENTITY_RE = re.compile(r"(?<![&\w])(" + "|".join(_BARE_ENTITIES) + r");")
+_NUMERIC_ENTITY_RE = re.compile(r"&?#(x[0-9a-fA-F]+|[0-9]+);")
+_TAG_RE = re.compile(r"<[^<>]{0,300}>")
+_SPACE_RE = re.compile(r"\s+")
+
+_PTB_TOKENS: tuple[tuple[str, str], ...] = (
+    ("-lrb-", "("),
+    ("-rrb-", ")"),
+    ("-lsb-", "["),
+    ("-rsb-", "]"),
+    ("-lcb-", "{"),
+    ("-rcb-", "}"),
+    ("``", '"'),
+    ("''", '"'),
+)
+# PTB escapes of '/' and '*', undone before backslashes are read as AG News line breaks.
+_PTB_ESCAPES = (("\\/", "/"), ("\\*", "*"))
+# Single-quoted spans: "` solaris '" -> '"solaris"' (the closing quote is followed by a space or the end).
+_SINGLE_QUOTED_RE = re.compile(r"`\s*(.*?)\s*'(?=\s|$)")
+# Clitics that PTB splits off the previous word ("does n't", "it 's", "we 're").
+_CLITIC_RE = re.compile(r"(\w) (n't|'s|'re|'ve|'ll|'d|'m|')(?=\W|$)", re.IGNORECASE)
+_SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+([,.;:!?%)\]}])")
+_SPACE_AFTER_OPEN_RE = re.compile(r"([(\[{$])\s+")
+# Older engines (flite, festival) read text as ASCII: curly quotes become straight ones.
+_CURLY_QUOTES = (("\u2018", "'"), ("\u2019", "'"), ("\u201c", '"'), ("\u201d", '"'))
+_QUOTED_RE = re.compile(r'"\s*([^"]*?)\s*"')
+
+
+def _numeric_entity(match: re.Match[str]) -> str:
+    body = match.group(1)
+    code = int(body[1:], 16) if body[0] in "xX" else int(body)
+    if 128 <= code <= 159:
+        # HTML5 reads these as Windows-1252 (#151; is an em dash, #146; a right quote), not C1 controls.
+        return bytes([code]).decode("cp1252", errors="replace")
+    try:
+        return chr(code)
+    except (ValueError, OverflowError):
+        return " "
+
+
+def decode_entities(text: str) -> str:
+    """Decode HTML entities, including AG News' ``#36;`` form and its bare `` quot;``.
+
+    Args:
+        text: Raw text.
+
+    Returns:
+        Text with entities replaced by their characters (Windows-1252 meaning for code points 128–159).
+    """
+    text = _NUMERIC_ENTITY_RE.sub(_numeric_entity, text)
+    text = _BARE_ENTITY_RE.sub(lambda m: "&" + m.group(1) + ";", text)
+    # Twice: AG News has double-escaped '&amp;lt;'.
+    return html.unescape(html.unescape(text))
+
+
+def strip_markup(text: str) -> str:
+    """Drop HTML tags and Reuters ticker tags (``<AAPL.O>``), which no reader speaks aloud."""
+    return _TAG_RE.sub(" ", text)
+
+
+def fix_backslashes(text: str) -> str:
+    r"""Undo AG News backslash escapes: ``\$`` is a dollar sign, any other backslash was a line break."""
+    text = text.replace("\\$", "$")
+    return text.replace("\\", " ")
+
+
+def detokenize_ptb(text: str) -> str:
+    r"""Replace Penn-Treebank token spellings by the characters they stand for.
+
+    Args:
+        text: PTB-tokenised text (``"it 's a -lrb- very -rrb- ` good ' film"``).
+
+    Returns:
+        Text with brackets, quotes and escapes restored (``"it 's a ( very ) \"good\" film"``); spacing is left
+        to :func:`tidy_spacing`.
+    """
+    for token, plain in _PTB_ESCAPES + _PTB_TOKENS:
+        text = text.replace(token, plain)
+    return _SINGLE_QUOTED_RE.sub(lambda m: '"' + m.group(1) + '"', text)
+
+
+def tidy_spacing(text: str) -> str:
+    """Re-attach split clitics and punctuation (``"is n't it , then ?"`` -> ``"isn't it, then?"``).
+
+    Both tasks need it: SST-2 is tokenised, and AG News writes ``Street #39;s`` with a space before the entity.
+    """
+    for curly, straight in _CURLY_QUOTES:
+        text = text.replace(curly, straight)
+    text = _SPACE_RE.sub(" ", text)
+    text = _CLITIC_RE.sub(r"\1\2", text)
+    text = _SPACE_BEFORE_PUNCT_RE.sub(r"\1", text)
+    text = _SPACE_AFTER_OPEN_RE.sub(r"\1", text)
+    # Pull quotes onto the words they enclose: '" like this "' -> '"like this"'.
+    return _QUOTED_RE.sub(lambda m: '"' + m.group(1) + '"', text)
+
+
+def spoken_text(text: str, task: str | None = None) -> str:
+    """Return the string a voice reads for one task text.
+
+    Args:
+        text: The task's original text.
+        task: Task name; PTB detokenisation applies to ``PTB_TASKS`` and, when ``task`` is None, always.
+
+    Returns:
+        Normalised text with single spaces; empty if nothing speakable remains.
+    """
+    ptb = task is None or task in PTB_TASKS
+    text = unicodedata.normalize("NFC", text)
+    if ptb:
+        for token, plain in _PTB_ESCAPES:
+            text = text.replace(token, plain)
+    text = fix_backslashes(text)
+    text = decode_entities(text)
+    text = strip_markup(text)
+    if ptb:
+        text = detokenize_ptb(text)
+    text = tidy_spacing(text).strip()
+    return text if any(ch.isalnum() for ch in text) else ""
+
+
+_WER_PUNCT_RE = re.compile(r"[^\w\s']")
+
+
+def normalize_for_wer(text: str) -> list[str]:
+    """Words of a reference or transcript for WER: lower-case, punctuation and hyphens as spaces.
+
+    Apostrophes inside words are kept ("isn't"); quotes around words are dropped.
+    """
+    text = unicodedata.normalize("NFKC", text).lower().replace("’", "'")
+    text = _WER_PUNCT_RE.sub(" ", text)
+    return [w.strip("'") for w in text.split() if w.strip("'")]
+
+
+def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
+    """Levenshtein distance between two word sequences (substitutions, insertions, deletions cost 1)."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, start=1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, start=1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def word_error_rate(refs: Sequence[str], hyps: Sequence[str]) -> float:
+    """Corpus word error rate: total word edits over total reference words (as jiwer computes it).
+
+    Args:
+        refs: Reference texts.
+        hyps: Transcripts, aligned with ``refs``.
+
+    Returns:
+        Sum of edit distances divided by the number of reference words (after :func:`normalize_for_wer`).
+
+    Raises:
+        ValueError: If the lists differ in length or the references hold no words.
+    """
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} transcripts")
+    edits = words = 0
+    for ref, hyp in zip(refs, hyps, strict=True):
+        r, h = normalize_for_wer(ref), normalize_for_wer(hyp)
+        edits += edit_distance(r, h)
+        words += len(r)
+    if words == 0:
+        raise ValueError("the references contain no words")
+    return edits / words
