@@ -24,8 +24,7 @@ from pathlib import Path
 
 from casceq.io.interchange import write_predictions
 from casceq.paths import datasets_dir
-from casceq.tasks import get_task
-from casceq.tasks.loaders import load_ag_news, load_sst2
+from casceq.tasks import get_task, load_examples
 from casceq.types import CLEAN, INVALID, Example, Prediction
 
 OUT = Path(__file__).resolve().parent / "interchange"
@@ -111,8 +110,10 @@ def main() -> int:
         print("../shared/datasets not found (set CASCEQ_DATASETS)", file=sys.stderr)
         return 1
     rng = random.Random(SEED)
-    rows = simulate("sst2", sample(load_sst2(data / "sst2"), N_PER_TASK, rng), rng)
-    rows += simulate("ag_news", sample(load_ag_news(data / "ag_news"), N_PER_TASK, rng), rng)
+    rows = simulate("sst2", sample(load_examples("sst2", data_dir=data / "sst2"), N_PER_TASK, rng), rng)
+    rows += simulate(
+        "ag_news", sample(load_examples("ag_news", data_dir=data / "ag_news"), N_PER_TASK, rng), rng
+    )
     OUT.mkdir(exist_ok=True)
     for name in SYSTEMS:
         mine = [p for p in rows if p.system == name]

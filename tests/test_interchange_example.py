@@ -40,9 +40,9 @@ def test_ids_and_golds_are_real_and_the_script_regenerates_the_same_files(tmp_pa
     data = datasets_dir()
     if data is None:
         pytest.skip("../shared/datasets not found")
-    from casceq.tasks.loaders import load_ag_news, load_sst2
+    from casceq.tasks import load_examples
 
-    gold = {e.id: e.label for e in load_sst2(data / "sst2") + load_ag_news(data / "ag_news")}
+    gold = {e.id: e.label for e in load_examples("sst2") + load_examples("ag_news")}
     preds = read_predictions(FILES)
     assert all(gold[p.example_id] == p.gold for p in preds)
     # Balanced sample: 30 per SST-2 label, 15 per AG News class.

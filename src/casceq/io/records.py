@@ -36,11 +36,9 @@ def load_task(name: str) -> Task:
     import casceq.tasks as tasks
 
     try:
-        return tasks.get_task(name)  # type: ignore[attr-defined,no-any-return]
-    except (KeyError, ValueError, LookupError, CasceqError) as exc:
-        names = getattr(tasks, "task_names", None)
-        known = f" (known tasks: {', '.join(names())})" if callable(names) else ""
-        raise RecordError(f"unknown task {name!r}{known}") from exc
+        return tasks.get_task(name)
+    except (LookupError, CasceqError) as exc:
+        raise RecordError(f"unknown task {name!r} (known tasks: {', '.join(tasks.TASK_NAMES)})") from exc
 
 
 def _string(
