@@ -1,0 +1,87 @@
+"""Build systems from their specs (lazy: no model is loaded until a batch needs it)."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+from casceq.run.config import ExperimentConfig, SystemSpec
+from casceq.systems.compose import ComposedSystem
+
+_PREFIXES = ("hf:", "gguf:", "vllm:", "openai:", "bundled:")
+
+
+def backbone_of(llm_spec: str) -> str:
+    """A backbone id from an LLM spec without loading it: the model's name, lower-cased.
+
+    ``"gemma-3-270m"`` -> ``"gemma-3-270m"``; ``"hf:Qwen/Qwen2-7B-Instruct"`` -> ``"qwen2-7b-instruct"``;
+    ``"gguf:/x/SmolLM2-135M-Instruct.Q4_1.gguf"`` -> ``"smollm2-135m-instruct"``. Two systems are matched when
+    these agree; set ``backbone`` in the config where names differ but the weights are the same.
+    """
+    s = llm_spec
+    for p in _PREFIXES:
+        if s.startswith(p):
+            s = s[len(p) :]
+    if s.startswith("openai") or "@" in s:
+        s = s.split("@", 1)[0]
+    name = PurePath(s.rstrip("/")).name
+    for suffix in (".gguf",):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    name = name.split(".Q")[0]  # quantisation tags of GGUF files: ".Q4_1", ".Q4_K_M"
+    return name.lower()
+
+
+def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
+    """Compose a system of the spec's kind with lazily built back ends."""
+    mode: Any = spec.answer_mode or cfg.answer_mode
+    settings = dict(spec.settings)
+    asr = llm = speech = None
+    if spec.kind in ("cascade", "text"):
+        assert spec.llm is not None
+        llm_spec = spec.llm
+
+        def llm() -> Any:
+            from casceq.systems.llm import make_llm
+
+            return make_llm(llm_spec, **settings)
+
+        backbone = spec.backbone or backbone_of(llm_spec)
+    else:
+        assert spec.model is not None
+        model_spec = spec.model
+
+        def speech() -> Any:
+            from casceq.systems.speech_llm import make_speech_llm
+
+            return make_speech_llm(model_spec, **settings)
+
+        backbone = spec.backbone or _speech_backbone(model_spec)
+    if spec.kind == "cascade":
+        assert spec.asr is not None
+        asr_spec = spec.asr
+
+        def asr() -> Any:
+            from casceq.systems.asr import make_asr
+
+            return make_asr(asr_spec)
+
+    return ComposedSystem(
+        name=spec.name,
+        backbone=backbone,
+        kind=spec.kind,  # type: ignore[arg-type]
+        spec={"kind": spec.kind, "asr": spec.asr, "llm": spec.llm, "model": spec.model, "settings": settings},
+        mode=mode,
+        asr=asr,
+        llm=llm,
+        speech=speech,
+    )
+
+
+def _speech_backbone(model_spec: str) -> str:
+    try:
+        from casceq.systems.speech_llm import backbone_for
+
+        return str(backbone_for(model_spec))
+    except Exception:
+        return backbone_of(model_spec)

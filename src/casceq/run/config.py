@@ -1,0 +1,211 @@
+"""Typed experiment configuration: a TOML file maps onto these dataclasses and is validated with clear errors.
+
+Example (``examples/experiment.toml``)::
+
+    name = "demo"
+    seed = 0
+    batch_size = 8
+    answer_mode = "score"            # "score" (label log-likelihood) or "generate" (free text, parsed)
+    voices = ["piper-joe", "hibari-heart"]
+    conditions = ["clean", "babble@0"]
+
+    [tasks.sst2]
+    n = 100
+
+    [[systems]]
+    name = "Cascade-S"
+    kind = "cascade"                  # cascade | speech_llm | text
+    asr = "faster-whisper:base"
+    llm = "gemma-3-270m"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from casceq.errors import InputError
+
+KINDS = ("cascade", "speech_llm", "text")
+MODES = ("score", "generate")
+CALIBRATION = ("none", "heldout", "content-free")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of an experiment: how many items, and from where."""
+
+    name: str
+    n: int | None = None
+    split: str | None = None
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """One system: its kind, back-end specs and LLM settings.
+
+    ``backbone`` defaults to the LLM back end's backbone name (cascades, text) and must be given for speech
+    LLMs whose adapter cannot tell.
+    """
+
+    name: str
+    kind: str
+    asr: str | None = None
+    llm: str | None = None
+    model: str | None = None
+    backbone: str | None = None
+    answer_mode: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment: systems × tasks × voices × conditions."""
+
+    name: str
+    systems: tuple[SystemSpec, ...]
+    tasks: tuple[TaskSpec, ...]
+    seed: int = 0
+    batch_size: int = 8
+    answer_mode: str = "score"
+    voices: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ("clean",)
+    calibration: str = "heldout"
+    calibration_n: int = 64
+    bootstrap: int = 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (for hashing and for writing back to TOML/JSON)."""
+        return asdict(self)
+
+    def hash(self) -> str:
+        """SHA-256 of the canonical JSON form: a run folder refuses a different config under the same name."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _err(path: str | None, msg: str) -> InputError:
+    return InputError(msg, path=path)
+
+
+def _take(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str, path: str | None) -> Any:
+    if key not in d:
+        return None
+    v = d[key]
+    if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+        raise _err(path, f"{where}: '{key}' must be {getattr(typ, '__name__', typ)}, got {v!r}")
+    return v
+
+
+def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentConfig:
+    """Validate a TOML-shaped dict and build the config (errors name the file and the offending key)."""
+    known = {f for f in ExperimentConfig.__dataclass_fields__} | {"calibration"}
+    extra = set(data) - known
+    if extra:
+        raise _err(path, f"unknown top-level keys {sorted(extra)}; known: {sorted(known)}")
+    systems_raw = data.get("systems")
+    if not isinstance(systems_raw, list) or not systems_raw:
+        raise _err(path, "needs at least one [[systems]] table")
+    systems = []
+    for i, s in enumerate(systems_raw):
+        where = f"systems[{i}]"
+        if not isinstance(s, dict):
+            raise _err(path, f"{where} must be a table")
+        unknown = set(s) - set(SystemSpec.__dataclass_fields__)
+        if unknown:
+            raise _err(path, f"{where}: unknown keys {sorted(unknown)}")
+        name = _take(s, "name", str, where, path)
+        kind = _take(s, "kind", str, where, path)
+        if not name or kind not in KINDS:
+            raise _err(path, f"{where}: needs a 'name' and a 'kind' in {KINDS}")
+        spec = SystemSpec(
+            name=name,
+            kind=kind,
+            asr=_take(s, "asr", str, where, path),
+            llm=_take(s, "llm", str, where, path),
+            model=_take(s, "model", str, where, path),
+            backbone=_take(s, "backbone", str, where, path),
+            answer_mode=_take(s, "answer_mode", str, where, path),
+            settings=_take(s, "settings", dict, where, path) or {},
+        )
+        need = {"cascade": ("asr", "llm"), "text": ("llm",), "speech_llm": ("model",)}[kind]
+        for key in need:
+            if getattr(spec, key) is None:
+                raise _err(path, f"{where} ({name}): a {kind} system needs '{key}'")
+        if spec.answer_mode is not None and spec.answer_mode not in MODES:
+            raise _err(path, f"{where}: answer_mode must be one of {MODES}")
+        systems.append(spec)
+    names = [s.name for s in systems]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise _err(path, f"duplicate system names {sorted(dup)}")
+    tasks_raw = data.get("tasks")
+    if isinstance(tasks_raw, list):
+        tasks_raw = {t: {} for t in tasks_raw}
+    if not isinstance(tasks_raw, dict) or not tasks_raw:
+        raise _err(path, "needs [tasks] (a table of task names, e.g. [tasks.sst2] n = 100)")
+    from casceq.tasks import get_task
+
+    tasks = []
+    for tname, t in tasks_raw.items():
+        if not isinstance(t, dict):
+            raise _err(path, f"tasks.{tname} must be a table")
+        try:
+            canonical = get_task(tname).name
+        except Exception as exc:
+            raise _err(path, f"tasks.{tname}: {exc}") from None
+        unknown = set(t) - set(TaskSpec.__dataclass_fields__)
+        if unknown:
+            raise _err(path, f"tasks.{tname}: unknown keys {sorted(unknown)}")
+        n = _take(t, "n", int, f"tasks.{tname}", path)
+        if n is not None and n <= 0:
+            raise _err(path, f"tasks.{tname}: n must be positive")
+        tasks.append(
+            TaskSpec(canonical, n, _take(t, "split", str, tname, path), _take(t, "data_dir", str, tname, path))
+        )
+    mode = data.get("answer_mode", "score")
+    if mode not in MODES:
+        raise _err(path, f"answer_mode must be one of {MODES}")
+    calib = data.get("calibration", "heldout")
+    if calib not in CALIBRATION:
+        raise _err(path, f"calibration must be one of {CALIBRATION}")
+    from casceq.audio.conditions import parse_condition
+
+    conditions = tuple(data.get("conditions", ("clean",)))
+    for c in conditions:
+        try:
+            parse_condition(c)
+        except Exception as exc:
+            raise _err(path, f"conditions: {exc}") from None
+    batch = _take(data, "batch_size", int, "top level", path) or 8
+    if batch <= 0:
+        raise _err(path, "batch_size must be positive")
+    return ExperimentConfig(
+        name=str(data.get("name", "experiment")),
+        systems=tuple(systems),
+        tasks=tuple(tasks),
+        seed=int(data.get("seed", 0)),
+        batch_size=batch,
+        answer_mode=mode,
+        voices=tuple(data.get("voices", ())),
+        conditions=conditions,
+        calibration=calib,
+        calibration_n=int(data.get("calibration_n", 64)),
+        bootstrap=int(data.get("bootstrap", 1000)),
+    )
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a TOML experiment config."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("config file not found", path=str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"invalid TOML: {exc}", path=str(p)) from None
+    return parse_config(data, str(p))

@@ -1,0 +1,68 @@
+"""What a run folder gets after its predictions: interchange JSONL, compare.json, a short Markdown report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PREDICTIONS = "predictions.jsonl"
+COMPARE = "compare.json"
+REPORT = "report.md"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_outputs(ctx: Any, summary: Any) -> dict[str, Any] | None:
+    """Export the store, compute the behavioural statistics and write the short report. Returns compare JSON."""
+    from casceq.io.interchange import write_predictions
+    from casceq.run.store import Store
+
+    out: Path = ctx.out
+    with Store(out / "store.sqlite") as store:
+        preds = store.predictions(run=ctx.cfg.name)
+    write_predictions(out / PREDICTIONS, preds)
+    if not preds:
+        _atomic_write(out / REPORT, "# casceq run\n\nNo predictions were written.\n")
+        return None
+    from casceq.stats.compare import compare
+
+    result = compare(preds, n_boot=ctx.cfg.bootstrap, seed=ctx.cfg.seed, intersect=True)
+    data = result.to_json()
+    _atomic_write(out / COMPARE, json.dumps(data, indent=2))
+    _atomic_write(out / REPORT, markdown_summary(ctx, summary, data))
+    return data
+
+
+def _fmt(x: float | None, nd: int = 3) -> str:
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def markdown_summary(ctx: Any, summary: Any, data: dict[str, Any]) -> str:
+    """A short Markdown report: accuracy, then pairs (κ with CI, error overlap vs chance, McNemar q)."""
+    lines = [f"# casceq run `{ctx.cfg.name}`", "", f"Config hash `{ctx.cfg.hash()[:12]}`.", ""]
+    if summary.failed:
+        lines += ["## Failed systems", ""] + [f"- **{k}**: {v}" for k, v in summary.failed.items()] + [""]
+    lines += ["## Accuracy (95% Wilson CI)", "", "| system | task | condition | n | accuracy | CI |", "|---|---|---|---|---|---|"]
+    for a in data["accuracy"]:
+        lo, hi = a["ci"]
+        lines.append(f"| {a['system']} | {a['task']} | {a['condition']} | {a['n']} | {_fmt(a['accuracy'])} | [{_fmt(lo)}, {_fmt(hi)}] |")
+    lines += [
+        "",
+        "## Pairs",
+        "",
+        "| a | b | task | condition | n | κ | κ CI | overlap | chance | McNemar p | q | matched |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in data["pairs"]:
+        lo, hi = p["kappa_ci"]
+        lines.append(
+            f"| {p['a']} | {p['b']} | {p['task']} | {p['condition']} | {p['n']} | {_fmt(p['kappa'])} | "
+            f"[{_fmt(lo)}, {_fmt(hi)}] | {_fmt(p['overlap'])} | {_fmt(p['overlap_chance'])} | "
+            f"{_fmt(p['mcnemar_p'], 4)} | {_fmt(p['q_value'], 4)} | {'yes' if p['matched'] else ''} |"
+        )
+    return "\n".join(lines) + "\n"

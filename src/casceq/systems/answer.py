@@ -1,0 +1,92 @@
+"""Turn back-end outputs into ``Prediction`` rows for a task: written once for every kind of system.
+
+Two answer modes (the issue's): ``generate`` (free text, parsed by the task's parser; the paper's mode) and
+``score`` (log-likelihood of each label continuation, argmax; no parse failures). Open-answer tasks always
+generate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from casceq.systems.base import AnswerMode
+from casceq.tasks.base import Task
+from casceq.types import Example, Prediction
+
+MAX_NEW_TOKENS = {"classify": 8, "open": 24}
+
+
+def options_for(task: Task, example: Example) -> list[str]:
+    """The continuation strings scored for one example: the task's label strings, in label order."""
+    return list(task.labels)
+
+
+def answer_batch(
+    *,
+    task: Task,
+    examples: Sequence[Example],
+    mode: AnswerMode,
+    score: Callable[[list[list[str]]], np.ndarray],
+    generate: Callable[[int], list[str]],
+    offsets: np.ndarray | None = None,
+) -> list[tuple[str, str, dict[str, float] | None]]:
+    """Answer a batch and parse it.
+
+    Args:
+        task: The task.
+        examples: N examples.
+        mode: ``"score"`` or ``"generate"`` (open-answer tasks always generate).
+        score: Callable taking N option lists and returning [N, C] log-likelihoods.
+        generate: Callable taking ``max_new_tokens`` and returning N strings.
+        offsets: Optional [C] calibration offsets subtracted from the scores before argmax.
+
+    Returns:
+        N tuples ``(output, label, label_scores)``; label is one of ``task.labels``, the open answer, or INVALID.
+    """
+    if mode == "score" and not task.open_answer:
+        scores = np.asarray(score([options_for(task, ex) for ex in examples]), dtype=np.float64)
+        adjusted = scores - offsets[None, :] if offsets is not None else scores
+        out = []
+        for ex_scores, row in zip(scores, adjusted, strict=True):
+            label = task.labels[int(np.argmax(row))]
+            out.append((label, label, {lab: float(s) for lab, s in zip(task.labels, ex_scores, strict=True)}))
+        return out
+    budget = MAX_NEW_TOKENS["open" if task.open_answer else "classify"]
+    texts = generate(budget)
+    return [(t, task.parse(t, ex), None) for t, ex in zip(texts, examples, strict=True)]
+
+
+def to_predictions(
+    *,
+    system: str,
+    backbone: str,
+    task: Task,
+    condition: str,
+    examples: Sequence[Example],
+    answers: Sequence[tuple[str, str, dict[str, float] | None]],
+    transcripts: Sequence[str | None],
+    seconds: float,
+) -> list[Prediction]:
+    """Build Prediction rows, sharing the batch wall time equally among its examples."""
+    per = seconds / max(len(examples), 1)
+    rows = []
+    for ex, (output, label, scores), tr in zip(examples, answers, transcripts, strict=True):
+        rows.append(
+            Prediction(
+                system=system,
+                task=task.name,
+                condition=condition,
+                example_id=ex.id,
+                output=output,
+                label=label,
+                gold=ex.label,
+                transcript=tr,
+                label_scores=scores,
+                seconds=per,
+                backbone=backbone,
+                correct=task.is_correct(label, ex),
+            )
+        )
+    return rows

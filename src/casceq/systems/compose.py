@@ -1,0 +1,150 @@
+"""The three kinds of system, composed from back ends: cascade, speech LLM, text ceiling.
+
+Back ends are built lazily by factories, so a resumed run with nothing left to do never loads a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from casceq.systems.answer import answer_batch, to_predictions
+from casceq.systems.base import AnswerMode, ASRBackend, LLMBackend, SpeechLLMBackend, SystemKind
+from casceq.tasks.base import Task
+from casceq.types import Example, Prediction
+
+
+def speech_prompt(task: Task, example: Example) -> str:
+    """The instruction for an audio input: the task instruction, the choices if any, no input text."""
+    body = f"{task.instruction}\n\nThe input is the audio."
+    if example.choices:
+        body += "\n" + "\n".join(f"{k}. {c}" for k, c in zip(task.labels, example.choices, strict=False))
+    return body + "\nAnswer:"
+
+
+class _Lazy:
+    """Builds a back end on first use and keeps it."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._obj: Any = None
+
+    def get(self) -> Any:
+        if self._obj is None:
+            self._obj = self._factory()
+        return self._obj
+
+
+def _hash(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class ComposedSystem:
+    """A system of one of the three kinds (see ``casceq.systems.base``).
+
+    Attributes:
+        name: System name (unique in a run).
+        backbone: LLM backbone id (matched pairs share it).
+        kind: ``"cascade"``, ``"speech_llm"`` or ``"text"``.
+        spec: Everything that identifies the system's behaviour (model specs, prompt settings); hashed into
+            the cache key of every prediction.
+        mode: Answer mode.
+        asr: Factory of the ASR back end (cascades).
+        llm: Factory of the LLM back end (cascades and text systems).
+        speech: Factory of the speech-LLM back end.
+        offsets: Per-task calibration offsets [C], or None.
+    """
+
+    name: str
+    backbone: str
+    kind: SystemKind
+    spec: dict[str, Any]
+    mode: AnswerMode = "score"
+    asr: Callable[[], ASRBackend] | None = None
+    llm: Callable[[], LLMBackend] | None = None
+    speech: Callable[[], SpeechLLMBackend] | None = None
+    offsets: dict[str, np.ndarray] = field(default_factory=dict)
+    _lazy: dict[str, _Lazy] = field(default_factory=dict, repr=False)
+
+    def _get(self, role: str) -> Any:
+        if role not in self._lazy:
+            factory = getattr(self, role)
+            if factory is None:
+                raise ValueError(f"system {self.name!r} ({self.kind}) has no {role} back end")
+            self._lazy[role] = _Lazy(factory)
+        return self._lazy[role].get()
+
+    def cache_key(self) -> str:
+        """Hash of the spec and answer mode (the runner adds the audio's hash per example)."""
+        return _hash({"spec": self.spec, "mode": self.mode, "kind": self.kind})
+
+    def transcribe(self, audios: Sequence[np.ndarray]) -> tuple[list[str], float]:
+        """ASR stage of a cascade: transcripts and wall seconds."""
+        t0 = time.perf_counter()
+        out = self._get("asr").transcribe(list(audios))
+        return [t.text for t in out], time.perf_counter() - t0
+
+    def predict(
+        self,
+        task: Task,
+        condition: str,
+        examples: Sequence[Example],
+        audios: Sequence[np.ndarray | None],
+        transcripts: Sequence[str] | None = None,
+    ) -> list[Prediction]:
+        """Answer one batch. Cascades may be handed cached ``transcripts`` (then the ASR is skipped)."""
+        t0 = time.perf_counter()
+        offsets = self.offsets.get(task.name)
+        trs: list[str | None]
+        if self.kind == "speech_llm":
+            backend: SpeechLLMBackend = self._get("speech")
+            wavs = [a for a in audios if a is not None]
+            if len(wavs) != len(examples):
+                raise ValueError(f"{self.name}: a speech LLM needs audio for every example")
+            prompts = [speech_prompt(task, ex) for ex in examples]
+            answers = answer_batch(
+                task=task,
+                examples=examples,
+                mode=self.mode,
+                score=lambda opts: backend.score_options(wavs, prompts, opts),
+                generate=lambda k: backend.generate(wavs, prompts, k),
+                offsets=offsets,
+            )
+            trs = [None] * len(examples)
+        else:
+            if self.kind == "cascade":
+                if transcripts is None:
+                    texts, _ = self.transcribe([a for a in audios if a is not None])
+                else:
+                    texts = list(transcripts)
+                trs = list(texts)
+            else:
+                texts = [ex.text for ex in examples]
+                trs = [None] * len(examples)
+            llm: LLMBackend = self._get("llm")
+            prompts = [task.prompt(t, ex) for t, ex in zip(texts, examples, strict=True)]
+            answers = answer_batch(
+                task=task,
+                examples=examples,
+                mode=self.mode,
+                score=lambda opts: llm.score_options(prompts, opts),
+                generate=lambda k: llm.generate(prompts, k),
+                offsets=offsets,
+            )
+        return to_predictions(
+            system=self.name,
+            backbone=self.backbone,
+            task=task,
+            condition=condition,
+            examples=examples,
+            answers=answers,
+            transcripts=trs,
+            seconds=time.perf_counter() - t0,
+        )
