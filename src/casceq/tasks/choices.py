@@ -26,7 +26,7 @@ _LETTER = re.compile(
     r"^\(?(?P<start>[A-Ea-e])\)?(?=[.:)\]]|\s*$|\s*\n)(?!\.[a-z]\.)"  # "B", "(B)", "b.", "B:" at the start
     r"|\((?P<paren>[A-Ea-e])\)"  # "(c)" anywhere
     r"|\b(?:option|choice|letter|answer\s+is|answer\s*:)\s*\(?(?P<kw>[A-Ea-e])" + _NOT_WORD + r"(?!\s+[a-z])"
-    r"|(?<![\w'’-])(?P<bare>[B-E]" + _NOT_WORD + r"|A" + _NOT_WORD + r"(?!\s+[a-z]))",
+    r"|(?<![\w'’-])(?P<bare>[B-E]" + _NOT_WORD + r"|A" + _NOT_WORD + r"(?!\s+(?!(?:or|and|nor|vs)\b)[a-z]))",
     re.IGNORECASE,
 )
 _AFTER_LETTER = re.compile(r"^\(?[A-Ea-e]\)?(?P<sep>[.:)\]]?)\s*(?P<rest>[^\n]*)")
@@ -71,7 +71,8 @@ class ChoiceParser:
                 continue  # only capital bare letters are option names
             letter = m.group(group).upper()
             if letter in self.letters:
-                found.append(Mention(m.start(group), m.end(group), letter, is_negated(text, m.start())))
+                lo = found[-1].end if found else 0
+                found.append(Mention(m.start(group), m.end(group), letter, is_negated(text, m.start(), lo)))
         return found
 
     def _check_leading(self, text: str, letter: str, choices: tuple[str, ...]) -> str:

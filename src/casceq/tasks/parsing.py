@@ -57,6 +57,7 @@ _JOINER = re.compile(
     r"else|plus)\b[\W_]*)*",
     re.IGNORECASE,
 )
+_ANCHOR_JOIN = re.compile(r"\s*(?:/|,|\bor\b|\band\b)\s*")
 _MARKER = re.compile(r"(?:final\s+answer|answer\s+is|answer\s*:|final\s+label\s*:|label\s*:)\s*")
 
 
@@ -166,23 +167,35 @@ class LabelParser:
     def _mentions(self, text: str) -> list[Mention]:
         found: list[Mention] = []
         pos = 0
-        if self._anchor_re is not None:
+        # An anchored word counts only where no ordinary form starts ("no sarcasm" is one mention, not "no").
+        if self._anchor_re is not None and self._mention.match(text) is None:
             a = self._anchor_re.match(text)
             if a is not None:
                 found.append(Mention(0, a.end(), self._anchored[surface_key(a.group())], False))
                 pos = a.end()
+                # "yes or no": a second anchored word right after a joiner is a hedge, not free text.
+                j = _ANCHOR_JOIN.match(text, pos)
+                b = self._anchor_re.match(text, j.end()) if j else None
+                if b is not None:
+                    found.append(Mention(b.start(), b.end(), self._anchored[surface_key(b.group())], False))
+                    pos = b.end()
         for m in self._mention.finditer(text, pos):
             label = self._by_key[surface_key(m.group())]
-            found.append(Mention(m.start(), m.end(), label, is_negated(text, m.start())))
+            found.append(Mention(m.start(), m.end(), label, is_negated(text, m.start(), pos)))
+            pos = m.end()
         return found
 
     def _commit(self, text: str) -> str:
         return commit(text, self._mentions(text), self._negated_to)
 
 
-def is_negated(text: str, start: int) -> bool:
-    """Whether a mention starting at ``start`` has a negator within the three words before it in its clause."""
-    clause = _BOUNDARY.split(text[max(0, start - 60) : start])[-1]
+def is_negated(text: str, start: int, lo: int = 0) -> bool:
+    """Whether a mention starting at ``start`` has a negator within the three words before it in its clause.
+
+    ``lo`` is the end of the previous mention: a negator never reaches across another label ("not sarcastic
+    or sarcastic" does not negate the second).
+    """
+    clause = _BOUNDARY.split(text[max(lo, start - 60) : start])[-1]
     return any(t in _NEGATORS for t in _TOKEN.findall(clause.lower())[-3:])
 
 

@@ -12,6 +12,12 @@ import unicodedata
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 # <|im_end|>, <|eot_id|>, </s>, <eos>, <end_of_turn>, <answer> ... </answer>
+# Chat headers carry a role word ("<|im_start|>assistant", "<start_of_turn>model") that is not an answer.
+_CHAT_HEADER = re.compile(
+    r"(?:<\|im_start\|>|<start_of_turn>|<\|start_header_id\|>)[ \t]*(?:assistant|model|user|system)?[ \t]*"
+    r"(?:<\|end_header_id\|>)?",
+    re.IGNORECASE,
+)
 _SPECIAL = re.compile(r"<\|[^|>]{0,40}\|>|</?[A-Za-z_][\w-]{0,30}>")
 _QUOTES = str.maketrans(
     {"‘": "'", "’": "'", "‚": "'", "‛": "'", "´": "'", "“": '"', "”": '"', "„": '"', "«": '"', "»": '"'}
@@ -50,7 +56,7 @@ def clean_output(output: str, *, lower: bool = True) -> str:
     """
     text = unicodedata.normalize("NFKC", output)
     if "<" in text:
-        text = _SPECIAL.sub(" ", _THINK.sub(" ", text))
+        text = _SPECIAL.sub(" ", _CHAT_HEADER.sub(" ", _THINK.sub(" ", text)))
     text = text.translate(_QUOTES)
     text = _LINE_MARKUP.sub("", text)
     text = _EMPHASIS.sub("", text)
