@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, is_dataclass
@@ -48,9 +49,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     UNIQUE (run, system, task, condition, example_id));
 """
 
-# Insert, or replace a row whose cache key differs (its inputs changed: the old answer is stale). A row with
-# the same cache key is left alone, so re-writing a batch after a crash is a no-op. The row keeps its id, so
-# predictions() keeps the order of first insertion.
+# Insert, or replace a row whose cache key differs (write_batch skips rows with the same cache key). An
+# upsert, not INSERT OR REPLACE: the row keeps its id, so predictions() keeps the order of first insertion.
 _UPSERT = """
 INSERT INTO predictions (run, system, task, condition, example_id, backbone, transcript, output, label, gold,
                          correct, label_scores, seconds, cache_key, created_at)
@@ -60,7 +60,6 @@ ON CONFLICT (run, system, task, condition, example_id) DO UPDATE SET
     label = excluded.label, gold = excluded.gold, correct = excluded.correct,
     label_scores = excluded.label_scores, seconds = excluded.seconds, cache_key = excluded.cache_key,
     created_at = excluded.created_at
-WHERE predictions.cache_key IS NOT excluded.cache_key
 """
 
 _FIELDS = ("system", "task", "condition", "example_id", "output", "label", "gold", "transcript", "label_scores",
@@ -208,33 +207,25 @@ class Store:
     def register_run(self, run: str, config: Any = None, digest: str | None = None) -> str:
         """Record a run and its config (a mapping or a dataclass); returns the config hash.
 
-        ``digest`` overrides the hash (when the config type computes its own, e.g. ``RunConfig.hash()``);
-        by default it is ``config_hash(config)``. Re-registering with the same config is a no-op. A run first created implicitly by ``write_batch``
-        (no config) takes the config given now.
+        ``digest`` overrides the hash (for config types with their own, e.g. ``RunConfig.hash()``). The same
+        config again is a no-op; a run first created implicitly by ``write_batch`` takes the config given now.
 
         Raises:
             InputError: The run exists with a different config hash (its predictions came from another config).
         """
         cfg = _as_mapping(config)
-        digest = digest or config_hash(cfg)
+        digest, blob = digest or config_hash(cfg), json.dumps(cfg, default=str)
         with self._transaction() as db:
             row = db.execute("SELECT config_hash FROM runs WHERE run = ?", (run,)).fetchone()
             if row is None:
-                db.execute(
-                    "INSERT INTO runs VALUES (?, ?, ?, ?)",
-                    (run, json.dumps(cfg, default=str), digest, _now()),
-                )
+                db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)", (run, blob, digest, _now()))
             elif row[0] is None:
                 db.execute(
-                    "UPDATE runs SET config_json = ?, config_hash = ? WHERE run = ?",
-                    (json.dumps(cfg, default=str), digest, run),
+                    "UPDATE runs SET config_json = ?, config_hash = ? WHERE run = ?", (blob, digest, run)
                 )
             elif row[0] != digest:
-                raise InputError(
-                    f"run {run!r} exists with config hash {row[0][:12]}, not {digest[:12]}: use a new run name "
-                    "or a new run folder",
-                    path=str(self.path),
-                )
+                msg = f"run {run!r} exists with config hash {row[0][:12]}, not {digest[:12]}: use a new run name"
+                raise InputError(msg, path=str(self.path))
         return digest
 
     def register_system(
@@ -284,9 +275,9 @@ class Store:
         """
         if len(predictions) != len(cache_keys):
             raise ValueError(f"{len(predictions)} predictions but {len(cache_keys)} cache keys")
-        keys = [(p.system, p.task, p.condition, p.example_id) for p in predictions]
-        if len(set(keys)) != len(keys):
-            dup = next(k for k in keys if keys.count(k) > 1)
+        counts = Counter((p.system, p.task, p.condition, p.example_id) for p in predictions)
+        dup = next((k for k, n in counts.items() if n > 1), None)
+        if dup is not None:
             raise ValueError(f"batch holds the key (system, task, condition, example_id) = {dup} twice")
         now = _now()
         inserted = replaced = 0
