@@ -194,3 +194,17 @@ def test_write_is_atomic_and_leaves_old_file_on_failure(tmp_path):
     assert out.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["a.jsonl", "out.jsonl"]  # no temporary file left behind
     assert oct(out.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_task_aliases_are_stored_under_the_canonical_name(tmp_path):
+    f = write_jsonl(
+        tmp_path / "a.jsonl", [rec(task="SST-2"), rec(task="agnews", gold="World", prediction="world")]
+    )
+    assert [(p.task, p.label, p.correct) for p in read_predictions(f)] == [
+        ("sst2", "positive", True),
+        ("ag_news", "World", True),
+    ]
+    # An alias and its canonical name are the same task: a duplicate.
+    dup = write_jsonl(tmp_path / "d.jsonl", [rec(task="SST-2"), rec(task="sst2")])
+    with pytest.raises(InputError, match=r"d\.jsonl:2: duplicate prediction"):
+        read_predictions(dup)

@@ -102,3 +102,17 @@ def test_export_needs_run_when_the_store_has_several(tmp_path, capsys):
     assert main(["export", "--store", store, "--out", str(out), "--run", "r3"]) == 2
     assert main(["export", "--store", store, "--out", str(out), "--run", "r2"]) == 0
     assert read_jsonl(out) == RECORDS_A
+
+
+def test_run_folders_and_stores_as_inputs(tmp_path, capsys):
+    a = write_jsonl(tmp_path / "a.jsonl", RECORDS_A)
+    folder = tmp_path / "runs" / "exp1"  # a new path without suffix: a run folder
+    assert main(["import", a, "--store", str(folder)]) == 0
+    assert (folder / "store.sqlite").is_file()
+    # A run folder is also an input: copy its predictions into another store.
+    copy = tmp_path / "copy.sqlite"
+    assert main(["import", str(folder), "--store", str(copy), "--run", "copied"]) == 0
+    assert "3 new" in capsys.readouterr().out
+    out = tmp_path / "o.jsonl"
+    assert main(["export", "--store", str(copy), "--out", str(out)]) == 0
+    assert read_jsonl(out) == RECORDS_A
