@@ -6,9 +6,10 @@ with array operations (see ``casceq.stats.agreement``). BH adjusts the McNemar p
 tasks and conditions of the call together.
 
 System kinds. The backbone confound needs to know which systems are speech LLMs and which are cascades.
-Pass ``kinds`` (``{"name": "cascade" | "speech_llm" | "text"}``) when you know them. Otherwise: a system whose
-predictions carry transcripts is a cascade, any other system a speech LLM. Text-only systems look like speech
-LLMs in prediction files, so declare them as ``"text"`` to keep them out of the confound rows.
+Pass ``kinds`` (``{"name": "cascade" | "speech_llm" | "text"}``) when you know them. Otherwise a system whose
+predictions carry transcripts, or whose name contains "cascade", is a cascade, any other a speech LLM.
+Text-only systems look like speech LLMs in prediction files: declare them as ``"text"`` to keep them out of
+the confound rows. The kinds used are listed in ``CompareResult.notes``.
 """
 
 from __future__ import annotations
@@ -85,9 +86,8 @@ def compare(
     bad_kinds = {k: v for k, v in (kinds or {}).items() if v not in KINDS}
     if bad_kinds:
         raise InputError(f"unknown system kind(s) {bad_kinds}; use one of {', '.join(KINDS)}")
-    kind = {
-        s: (kinds or {}).get(s) or ("cascade" if i.has_transcript else "speech_llm") for s, i in info.items()
-    }
+    kind, kind_note = infer_kinds(info, kinds or {})
+    notes.append(kind_note)
     groups, align_notes = align(predictions, tasks, intersect=intersect)
 
     accuracy: list[Accuracy] = []
@@ -181,6 +181,30 @@ def compare(
         notes=tuple(notes + align_notes),
         groups=tuple(groups),
     )
+
+
+def infer_kinds(info: Mapping[str, SystemInfo], declared: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """Decide each system's kind: declared, else cascade by transcripts or name, else speech LLM.
+
+    A system is a cascade when its predictions carry transcripts or its name contains "cascade"
+    (interchange files exported without corpus text have no transcripts). Everything else is taken for a
+    speech LLM; text-only systems must be declared.
+
+    Returns:
+        ``(kind by system, a note saying which kinds were declared and which inferred)``.
+    """
+    kind, how = {}, []
+    for name, i in info.items():
+        if name in declared:
+            kind[name], why = declared[name], "declared"
+        elif i.has_transcript:
+            kind[name], why = "cascade", "has transcripts"
+        elif "cascade" in name.lower():
+            kind[name], why = "cascade", "name"
+        else:
+            kind[name], why = "speech_llm", "no transcripts"
+        how.append(f"{name}={kind[name]} ({why})")
+    return kind, "system kinds (override with --kind NAME=KIND): " + ", ".join(how)
 
 
 def _accuracy(g: AlignedGroup) -> list[Accuracy]:

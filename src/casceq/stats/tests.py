@@ -55,7 +55,7 @@ def benjamini_hochberg(pvalues: ArrayLike) -> np.ndarray:
     if np.any(np.isnan(p)) or np.any(p < 0) or np.any(p > 1):
         raise ValueError("p-values must lie in [0, 1] and not be NaN")
     order = np.argsort(p, kind="mergesort")
-    scaled = p[order] * m / np.arange(1, m + 1)
+    scaled = p[order] / (np.arange(1, m + 1) / m)  # statsmodels' exact arithmetic (p / ecdf factor)
     # Step-up: each q is the smallest scaled p at or above its rank, hence a reversed running minimum.
     q_sorted = np.minimum.accumulate(scaled[::-1])[::-1]
     q = np.empty(m)
@@ -85,4 +85,7 @@ def wilson_interval(successes: ArrayLike, n: ArrayLike, level: float = 0.95) -> 
     denom = 1.0 + z * z / total
     centre = (p + z * z / (2.0 * total)) / denom
     half = z * np.sqrt(p * (1.0 - p) / total + z * z / (4.0 * total * total)) / denom
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    # At k = 0 and k = n one bound is exactly 0 or 1; set it so rounding cannot leave 1 - 1e-16.
+    lower = np.where(k == 0, 0.0, np.clip(centre - half, 0.0, 1.0))
+    upper = np.where(k == total, 1.0, np.clip(centre + half, 0.0, 1.0))
+    return lower, upper

@@ -1,0 +1,199 @@
+"""Behavioural statistics of predictions, per task and condition.
+
+Accuracy (Wilson 95% interval); for every pair of systems on classification tasks, Cohen's kappa of the
+predicted labels (INVALID a category of its own) with a 95% percentile bootstrap interval (one seeded index
+matrix shared by all pairs of a task and condition), conditional error overlap against the chance level
+1/(C-1), exact McNemar on correctness with Benjamini–Hochberg q-values over all tests of the call, and the
+backbone confound (kappa with the matched cascade minus kappa with each mismatched cascade). Open-answer tasks
+(TriviaQA) get accuracy only.
+
+Inputs are interchange JSONL files, stores or run folders; systems are aligned by (task, condition,
+example_id). A system whose predictions carry transcripts counts as a cascade, any other as a speech LLM;
+override with --kind NAME=KIND (cascade, speech_llm, text).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+WIDE = 200
+"""Console width used when the output is not a terminal."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``compare`` options."""
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="interchange JSONL files, stores or run folders"
+    )
+    parser.add_argument(
+        "--pairs",
+        nargs="+",
+        action="extend",
+        metavar="A:B",
+        help="only these system pairs (default: all pairs); put the option after the files",
+    )
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples (0: none)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--json", metavar="OUT", help="also write every result as JSON to OUT ('-': stdout)")
+    parser.add_argument(
+        "--intersect",
+        action="store_true",
+        help="compare on the example ids all systems share instead of failing",
+    )
+    parser.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        metavar="NAME=KIND",
+        help="declare a system's kind: cascade, speech_llm or text (default: transcripts => cascade)",
+    )
+    parser.add_argument("--run", help="read only this run from stores and run folders")
+
+
+def _split_pair(text: str, systems: list[str]) -> tuple[str, str]:
+    from casceq.errors import InputError
+
+    # System names may contain ':'; accept the split whose two halves are both known systems.
+    splits = [(text[:i], text[i + 1 :]) for i, ch in enumerate(text) if ch == ":"]
+    known = [(a, b) for a, b in splits if a in systems and b in systems]
+    if len(known) == 1:
+        return known[0]
+    if not splits:
+        raise InputError(f"--pairs: {text!r} is not of the form A:B (put --pairs after the files)")
+    raise InputError(f"--pairs: {text!r} does not name two of the systems {', '.join(systems)}")
+
+
+def _kinds(items: list[str]) -> dict[str, str]:
+    from casceq.errors import InputError
+
+    out = {}
+    for item in items:
+        name, sep, kind = item.rpartition("=")
+        if not sep or not name:
+            raise InputError(f"--kind: {item!r} is not of the form NAME=KIND")
+        out[name] = kind
+    return out
+
+
+def _write_json(path: str, text: str) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)  # atomic: a reader never sees half a file
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def _ci(ci: Any, digits: int = 3) -> str:
+    return "" if ci is None else f" [{_f(ci[0], digits)}, {_f(ci[1], digits)}]"
+
+
+def _p(x: float) -> str:
+    return f"{x:.2e}" if x < 1e-3 else f"{x:.3f}"
+
+
+def _print_tables(result: Any, console: Any) -> None:
+    from rich.table import Table
+
+    invalid = {(r.system, r.task, r.condition): r for r in result.invalid}
+    acc = Table(title="Accuracy [Wilson 95% CI] and share of INVALID answers", title_justify="left")
+    for col in ("system", "task", "condition", "n", "accuracy [95% CI]", "INVALID"):
+        acc.add_column(col, justify="left" if col in ("system", "task", "condition") else "right")
+    for r in result.accuracy:
+        inv = invalid[(r.system, r.task, r.condition)]
+        acc.add_row(r.system, r.task, r.condition, str(r.n), _f(r.accuracy) + _ci(r.ci), f"{inv.share:.1%}")
+    console.print(acc)
+    boot = f"{result.n_bootstrap} resamples, seed {result.seed}" if result.n_bootstrap else "no bootstrap"
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for r in result.pairs:
+        groups.setdefault((r.task, r.condition), []).append(r)
+    if groups:
+        console.print(
+            f"\nPairs: kappa of predicted labels [95% percentile bootstrap CI, {boot}]; overlap = same wrong / "
+            "both wrong (vs chance 1/(C-1)); a+b- / a-b+ = discordant counts; McNemar exact p; BH q over all "
+            "pairs, tasks and conditions.",
+            highlight=False,
+        )
+    for (task, condition), rows in groups.items():
+        table = Table(title=f"{task} / {condition} (n={rows[0].n})", title_justify="left")
+        for col in (
+            "a",
+            "b",
+            "kappa [95% CI]",
+            "overlap",
+            "chance",
+            "ratio",
+            "a+b- / a-b+",
+            "p",
+            "q",
+            "matched",
+        ):
+            table.add_column(col, justify="left" if col in ("a", "b") else "right")
+        for r in rows:
+            table.add_row(
+                r.a, r.b, _f(r.kappa) + _ci(r.kappa_ci), f"{_f(r.overlap)} ({r.same_wrong}/{r.both_wrong})",
+                _f(r.overlap_chance), _f(r.overlap_ratio, 2), f"{r.a_right_b_wrong} / {r.a_wrong_b_right}",
+                _p(r.mcnemar_p), _p(r.q_value), "yes" if r.matched else "",
+            )  # fmt: skip
+        console.print(table)
+    if result.backbone_confound:
+        conf = Table(
+            title="Backbone confound: Δκ = κ(speech LLM, matched cascade) − κ(speech LLM, mismatched cascade)",
+            title_justify="left",
+        )
+        for col in ("speech LLM", "task", "condition", "matched", "mismatched", "κ matched", "κ mismatched"):
+            conf.add_column(col)
+        conf.add_column("Δκ [95% CI]", justify="right")
+        for c in result.backbone_confound:
+            conf.add_row(
+                c.speech_llm, c.task, c.condition, c.matched, c.mismatched, _f(c.kappa_matched),
+                _f(c.kappa_mismatched), _f(c.delta_kappa) + _ci(c.delta_ci),
+            )  # fmt: skip
+        console.print(conf)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the predictions, compute the statistics, print tables and optionally write JSON."""
+    from rich.console import Console
+
+    from casceq.io.interchange import read_predictions
+    from casceq.stats.compare import compare
+
+    predictions = read_predictions(args.files, run=args.run)
+    systems = list(dict.fromkeys(p.system for p in predictions))
+    pairs = [_split_pair(t, systems) for t in args.pairs] if args.pairs else None
+    result = compare(
+        predictions,
+        pairs=pairs,
+        n_bootstrap=args.bootstrap,
+        seed=args.seed,
+        intersect=args.intersect,
+        kinds=_kinds(args.kind) or None,
+    )
+    to_stdout = args.json == "-"
+    out = sys.stderr if to_stdout else sys.stdout
+    # Piped or redirected output gets wide lines rather than rich's 80-column wrapping of long system names.
+    _print_tables(result, Console(file=out, width=None if out.isatty() else WIDE))
+    if to_stdout:
+        print(result.to_json())
+    elif args.json:
+        _write_json(args.json, result.to_json())
+    return 0
