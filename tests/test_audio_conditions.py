@@ -11,10 +11,18 @@ import pytest
 import soundfile as sf
 
 from casceq.audio.babble import RecordedBabble
-from casceq.audio.conditions import PAPER_CONDITIONS, condition_path, item_rng, parse_condition, render
+from casceq.audio.conditions import (
+    PAPER_CONDITIONS,
+    condition_audio,
+    condition_path,
+    item_rng,
+    parse_condition,
+    render,
+)
 from casceq.audio.io import load_audio, write_flac
 from casceq.errors import InputError
 from casceq.paths import datasets_dir
+from casceq.types import AudioRef, Example
 
 SR = 16_000
 
@@ -161,3 +169,24 @@ def test_default_sources_on_a_real_ravdess_clip(tmp_path: Path) -> None:
         target = parse_condition(cond).snr_db
         assert snr_db(clean, load_audio(out)) == pytest.approx(target, abs=0.1)
         assert json.loads(out.with_suffix(".json").read_text())["speaker"] == "2"
+
+
+def test_condition_audio_for_an_example(speech: np.ndarray, sources: dict, tmp_path: Path) -> None:
+    clip = write_flac(tmp_path / "x.flac", speech, SR)
+    ex = Example(
+        id="r7",
+        task="ravdess",
+        text="Kids are talking by the door",
+        label="angry",
+        audio=AudioRef(path=str(clip), voice="natural"),
+        meta={"actor": "03"},
+    )
+    assert condition_audio(ex, "clean", 0, tmp_path) is ex.audio
+    ref = condition_audio(ex, "babble@5", 0, tmp_path, sources)
+    assert ref.voice == "natural" and ref.sample_rate == SR and Path(ref.path).is_file()
+    expected = condition_path(
+        clip, "babble@5", example_id="r7", seed=0, cache_dir=tmp_path, speaker=3, sources=sources
+    )
+    assert Path(ref.path) == expected
+    with pytest.raises(InputError, match="'t1' has no audio"):
+        condition_audio(Example(id="t1", task="sst2", text="fine", label="positive"), "babble@5", 0, tmp_path)

@@ -4,7 +4,14 @@ Importing this package needs only numpy: soundfile, scipy, parselmouth and ffmpe
 functions that need them. Text-to-speech lives in :mod:`casceq.audio.tts`.
 """
 
-from casceq.audio.conditions import PAPER_CONDITIONS, Condition, condition_path, parse_condition, render
+from casceq.audio.conditions import (
+    PAPER_CONDITIONS,
+    Condition,
+    condition_audio,
+    condition_path,
+    parse_condition,
+    render,
+)
 from casceq.audio.features import AlignedFeatures, Features, align, extract, position_spans
 from casceq.audio.io import SAMPLE_RATE, file_sha256, is_silent, load_audio, validate, write_flac
 from casceq.audio.natural import Attached, attach_audio
@@ -23,6 +30,7 @@ __all__ = [
     "TalkerBabble",
     "align",
     "attach_audio",
+    "condition_audio",
     "condition_path",
     "extract",
     "file_sha256",

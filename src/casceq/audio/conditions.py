@@ -26,7 +26,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from casceq.audio.babble import BabbleSource, RecordedBabble, TalkerBabble, spea
 from casceq.audio.io import SAMPLE_RATE, file_sha256, load_audio, write_flac
 from casceq.audio.noise import MixResult, mix_at_snr
 from casceq.errors import InputError
-from casceq.types import CLEAN
+from casceq.types import CLEAN, AudioRef, Example
 
 MIX_VERSION = "mix-v1"
 """Bumped whenever rendering changes its output for the same inputs (invalidates cached variants)."""
@@ -278,3 +278,34 @@ def condition_path(
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, folder / f"{key}.json")
     return out
+
+
+def condition_audio(
+    example: Example,
+    condition: str,
+    seed: int,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sources: Mapping[str, BabbleSource] | None = None,
+) -> AudioRef:
+    """Return ``example.audio`` under ``condition`` (the runner's one call per item).
+
+    The target speaker excluded from talker babble is ``meta["actor"]`` (RAVDESS) or ``meta["speaker"]``.
+
+    Raises:
+        InputError: The example has no audio, or see :func:`condition_path`.
+    """
+    if example.audio is None:
+        raise InputError(f"example {example.id!r} has no audio for condition {condition!r}")
+    speaker = example.meta.get("actor", example.meta.get("speaker"))
+    path = condition_path(
+        example.audio.path,
+        condition,
+        example_id=example.id,
+        seed=seed,
+        cache_dir=cache_dir,
+        speaker=speaker,
+        sources=sources,
+    )
+    if path == Path(example.audio.path):
+        return example.audio
+    return replace(example.audio, path=str(path), sample_rate=SAMPLE_RATE, sha256=None)
