@@ -41,19 +41,21 @@ def load_task(name: str) -> Task:
         raise RecordError(f"unknown task {name!r} (known tasks: {', '.join(tasks.TASK_NAMES)})") from exc
 
 
-def _string(
-    obj: Mapping[str, Any], key: str, *, allow_int: bool = False, optional: bool = False
-) -> str | None:
+def _string(obj: Mapping[str, Any], key: str, *, allow_int: bool = False) -> str:
     value = obj.get(key)
-    if value is None and optional:
-        return None
     if allow_int and isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    if not isinstance(value, str) or (key != "prediction" and not value.strip()):
-        want = (
-            "a non-empty string" + (" or an integer" if allow_int else "") + (" or null" if optional else "")
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError(
+            f"field {key!r} must be a non-empty string{' or an integer' * allow_int}, got {value!r}"
         )
-        raise RecordError(f"field {key!r} must be {want}, got {value!r}")
+    return value
+
+
+def _optional_string(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise RecordError(f"field {key!r} must be a string or null, got {value!r}")
     return value
 
 
@@ -80,7 +82,6 @@ def _gold(task: Task, value: Any) -> tuple[str, ...]:
 def _label(task: Task, record: Mapping[str, Any], example: Example) -> str:
     if "label" in record:
         label = _string(record, "label")
-        assert label is not None
         if not task.open_answer and label not in (*task.labels, INVALID):
             raise RecordError(f"label {label!r} is neither a label of task {task.name!r} nor {INVALID!r}")
         return label
@@ -126,7 +127,6 @@ def from_record(record: Any) -> tuple[Prediction, tuple[str, ...]]:
     if not isinstance(record["prediction"], str):
         raise RecordError(f"field 'prediction' must be a string, got {record['prediction']!r}")
     condition = _string(record, "condition") if "condition" in record else CLEAN
-    assert system is not None and task_name is not None and example_id is not None and condition is not None
     task = load_task(task_name)
     gold = _gold(task, record["gold"])
     example = Example(id=example_id, task=task.name, text="", label=gold[0], meta={"aliases": gold})
@@ -156,10 +156,10 @@ def from_record(record: Any) -> tuple[Prediction, tuple[str, ...]]:
         output=record["prediction"],
         label=label,
         gold=gold[0],
-        transcript=_string(record, "transcript", optional=True),
+        transcript=_optional_string(record, "transcript"),
         label_scores=scores,
         seconds=seconds,
-        backbone=_string(record, "backbone", optional=True),
+        backbone=_optional_string(record, "backbone"),
         correct=correct,
     )
     return pred, gold
