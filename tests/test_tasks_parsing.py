@@ -221,7 +221,11 @@ RAVDESS_CASES = [
 ]
 
 CSQA_EXAMPLE = Example(
-    "q1", "csqa", "Where would you find magazines?", "B", ("bank", "bookstore", "market", "train station", "mortuary")
+    "q1",
+    "csqa",
+    "Where would you find magazines?",
+    "B",
+    ("bank", "bookstore", "market", "train station", "mortuary"),
 )
 CSQA_CASES = [
     ("B", "B"),
@@ -321,7 +325,14 @@ LABEL_TASKS = [n for n in TASK_NAMES if not get_task(n).open_answer]
 def test_every_label_round_trips_in_common_wrappers(task_name: str) -> None:
     task = get_task(task_name)
     for label in task.labels:
-        for template in ("{}", "**{}**", "Answer: {}", "The answer is {}.", "{}\n\nExplanation: because.", "({})"):
+        for template in (
+            "{}",
+            "**{}**",
+            "Answer: {}",
+            "The answer is {}.",
+            "{}\n\nExplanation: because.",
+            "({})",
+        ):
             assert task.parse(template.format(label)) == label, (template, label)
 
 
@@ -386,7 +397,7 @@ def test_normalize_answer_matches_official(s: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "s", ["The Beatles", "Dieppe, France", "\"\"\"Fast Eddie\"\" Felson\"", "A-ha", "an apple_pie", "’Tis"]
+    "s", ["The Beatles", "Dieppe, France", '"""Fast Eddie"" Felson"', "A-ha", "an apple_pie", "’Tis"]
 )
 def test_normalize_answer_known_strings(s: str) -> None:
     assert normalize_answer(s) == official_normalize_answer(s)

@@ -64,7 +64,7 @@ class ChoiceParser:
         return self._by_text(text, choices)
 
     def _letter_mentions(self, text: str) -> list[Mention]:
-        found = []
+        found: list[Mention] = []
         for m in _LETTER.finditer(text):
             group = m.lastgroup or "bare"
             if group == "bare" and not m.group(group).isupper():
