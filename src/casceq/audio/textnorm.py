@@ -26,8 +26,10 @@ PTB_TASKS = frozenset({"sst2"})
 # Entity names that AG News keeps after its '&' was stripped (" quot;", " amp;"). Only these: bare words
 # ending in ';' ("forecast;") are ordinary text.
 _BARE_ENTITIES = ("quot", "amp", "lt", "gt", "hellip", "nbsp", "apos", "mdash", "ndash")
-_BARE_ENTITY_RE = re.compile(r"(?<![&\w])(" + "|".join(_BARE_ENTITIES) + r");")
-_NUMERIC_ENTITY_RE = re.compile(r"&?#(x[0-9a-fA-F]+|[0-9]+);")
+# AG News replaced each '&' by a space ("J&amp;J" -> "J amp;J", "doesn&#39;t" -> "doesn #39;t"), so an entity
+# without its '&' takes back the one space in front of it.
+_BARE_ENTITY_RE = re.compile(r"(?: |(?<![&\w]))(" + "|".join(_BARE_ENTITIES) + r");")
+_NUMERIC_ENTITY_RE = re.compile(r"(?:&| ?)#(x[0-9a-fA-F]+|[0-9]+);")
 _TAG_RE = re.compile(r"<[^<>]{0,300}>")
 _SPACE_RE = re.compile(r"\s+")
 
@@ -82,8 +84,12 @@ def decode_entities(text: str) -> str:
 
 
 def strip_markup(text: str) -> str:
-    """Drop HTML tags and Reuters ticker tags (``<AAPL.O>``), which no reader speaks aloud."""
-    return _TAG_RE.sub(" ", text)
+    """Drop HTML tags and Reuters ticker tags (``<AAPL.O>``), which no reader speaks aloud.
+
+    Stray angle brackets go too: in AG News they are breadcrumb separators ("India News > Kanpur") or tag
+    debris, and engines would read them as "greater than".
+    """
+    return _TAG_RE.sub(" ", text).replace("<", " ").replace(">", " ")
 
 
 def fix_backslashes(text: str) -> str:
