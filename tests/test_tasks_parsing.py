@@ -87,6 +87,23 @@ SST2_CASES = [
     ("1", X),
     ("?", X),
     ("<|im_end|>", X),
+    # typical small-instruct-model phrasings
+    ("The sentiment of the text is **positive**.", "positive"),
+    ("I would classify the sentiment as negative.", "negative"),
+    ("Based on the text, the sentiment is negative.", "negative"),
+    ("This text has a positive sentiment.", "positive"),
+    ("Answer: Positive\n\nExplanation: the reviewer enjoyed it, nothing negative.", "positive"),
+    ("Positive\nPositive\nPositive", "positive"),
+    ("Sure! Negative.", "negative"),
+    ("<start_of_turn>model\nPositive<end_of_turn>", "positive"),
+    ("<|start_header_id|>assistant<|end_header_id|>\n\nnegative<|eot_id|>", "negative"),
+    ("The answer is: *negative*", "negative"),
+    ("Answer:positive", "positive"),
+    ("POSITIVE!!!", "positive"),
+    ("positive or negative?", X),
+    ("Answer: positive or negative", X),
+    ("Sentiment: neutral", X),
+    ("I cannot determine whether this is positive or negative.", X),
 ]
 
 AG_NEWS_CASES = [
@@ -124,6 +141,19 @@ AG_NEWS_CASES = [
     ("", X),
     ("I cannot classify this article.", X),
     ("Deportes", X),
+    ("This article belongs to the Sci/Tech category.", "Sci/Tech"),
+    ("Topic: World\n\nThe article discusses the election in Iraq.", "World"),
+    ("**Category:** Sports", "Sports"),
+    ("Business news", "Business"),
+    ("The topic of the article is Sports.", "Sports"),
+    ("World (international news)", "World"),
+    ("Sci / Tech", "Sci/Tech"),
+    ("SCI/TECH", "Sci/Tech"),
+    ("Answer: 4. Sci/Tech", "Sci/Tech"),
+    ("Sci/Tech or Business", X),
+    ("World, Sports, Business, Sci/Tech", X),
+    ("Finance", X),
+    ("Health", X),
 ]
 
 MELD_CASES = [
@@ -155,6 +185,15 @@ MELD_CASES = [
     ("love", X),
     ("", X),
     ("I can't tell from text alone.", X),
+    ("The emotion expressed is **surprise**.", "surprise"),
+    ("Emotion: Joy 😊", "joy"),
+    ("Neutral (the speaker is simply asking a question)", "neutral"),
+    ("The speaker seems surprised.", "surprise"),
+    ("Surprise/Shock", "surprise"),
+    ("anger (frustration)", "anger"),
+    ("Sadness and anger", X),
+    ("neutral, joy, sadness, anger, surprise, fear or disgust", X),
+    ("Utterance: Oh my God, you're angry!\nAnswer: surprise", "surprise"),
 ]
 
 MUSTARD_CASES = [
@@ -195,6 +234,19 @@ MUSTARD_CASES = [
     ("I don't know", X),
     ("Maybe", X),
     ("Ironic", X),
+    ("Sarcastic. Sheldon is mocking Leonard.", "sarcastic"),
+    ("The utterance is sarcastic.", "sarcastic"),
+    ("This is not sarcastic.", "not sarcastic"),
+    ("Yes, the speaker is being sarcastic.", "sarcastic"),
+    ("No, Penny means it.", "not sarcastic"),
+    ("The speaker is likely being sarcastic.", "sarcastic"),
+    ("Label: Not Sarcastic", "not sarcastic"),
+    ("**Sarcastic**", "sarcastic"),
+    ("Not Sarcastic.\n\nExplanation: the speaker is not being sarcastic.", "not sarcastic"),
+    ("Sarcastic (the tone is mocking)", "sarcastic"),
+    ("Nope", X),
+    ("Yeah", X),
+    ("Answer: yes or no", X),
 ]
 
 RAVDESS_CASES = [
@@ -218,6 +270,20 @@ RAVDESS_CASES = [
     ("not happy", X),
     ("excited", X),
     ("", X),
+    ("Calm.", "calm"),
+    ("The speaker sounds happy.", "happy"),
+    ("Emotion: Surprised", "surprised"),
+    ("Fearful (anxious)", "fearful"),
+    ("The emotion is anger.", "angry"),
+    ("Angry/Frustrated", "angry"),
+    ("Neutral - the sentence is a plain statement.", "neutral"),
+    ("**Sad**", "sad"),
+    ("scared", "fearful"),
+    ("Utterance: Kids are talking by the door\nAnswer: calm", "calm"),
+    ("sad and fearful", X),
+    ("I cannot determine the emotion from text alone.", X),
+    ("Kids are talking by the door", X),
+    ("neutral, calm, happy, sad, angry, fearful, disgust or surprised", X),
 ]
 
 CSQA_EXAMPLE = Example(
@@ -273,6 +339,20 @@ CSQA_CASES = [
     ("None of the above.", X),
     ("magazines are everywhere", X),
     ("e.g. the market", X),
+    ("The correct answer is **B. bookstore**.", "B"),
+    ("Answer: (B) bookstore", "B"),
+    ("(B) bookstore - because magazines are sold there", "B"),
+    ("Option (D)", "D"),
+    ("The best answer is D.", "D"),
+    ("I would choose option C.", "C"),
+    ("C is the correct answer.", "C"),
+    ("The answer is C because a market sells many things.", "C"),
+    ("Answer: E\nExplanation: A is wrong because banks do not sell magazines.", "E"),
+    ("Answer: B\nA. bank\nB. bookstore\nC. market", "B"),
+    ("A. bank\nB. bookstore\nC. market\nD. train station\nE. mortuary", X),
+    ("Question: Where would you find magazines?\nAnswer: B", "B"),
+    ("Not the bank, the bookstore.", "B"),
+    ("Option b or option c", X),
 ]
 
 
@@ -425,6 +505,18 @@ TRIVIA_CASES = [
     ("I'm not sure.", X),
     ("I'm sorry, I cannot answer that.", X),
     ("Unknown", X),
+    ("The answer is **Onion**.", "Onion"),
+    ("Answer: The Beatles", "The Beatles"),
+    ("Paris\n\nParis is the capital of France.", "Paris"),
+    ("1066.", "1066"),
+    ("U.S. Grant", "U.S. Grant"),
+    ("Mt. Everest is the highest.", "Mt. Everest is the highest"),
+    ("Final answer: Mercury", "Mercury"),
+    ("<think>Hmm, maybe Venus.</think>Mars", "Mars"),
+    ("- Jupiter", "Jupiter"),
+    ("Answer: 'Jabberwocky'", "Jabberwocky"),
+    ("N/A", X),
+    ("I have no idea.", X),
 ]
 
 

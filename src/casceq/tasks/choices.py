@@ -22,14 +22,24 @@ from casceq.types import INVALID, Example
 LETTERS = ("A", "B", "C", "D", "E")
 
 _NOT_WORD = r"(?![\w'’-])"
+# "a" followed by a word is the article ("answer is a bank"), unless the word joins options ("a or b").
+_NO_ARTICLE = r"(?!\s+(?!(?:or|and|nor|vs)\b)[a-z])"
 _LETTER = re.compile(
     r"^\(?(?P<start>[A-Ea-e])\)?(?=[.:)\]]|\s*$|\s*\n)(?!\.[a-z]\.)"  # "B", "(B)", "b.", "B:" at the start
     r"|\((?P<paren>[A-Ea-e])\)"  # "(c)" anywhere
-    r"|\b(?:option|choice|letter|answer\s+is|answer\s*:)\s*\(?(?P<kw>[A-Ea-e])" + _NOT_WORD + r"(?!\s+[a-z])"
-    r"|(?<![\w'’-])(?P<bare>[B-E]" + _NOT_WORD + r"|A" + _NOT_WORD + r"(?!\s+(?!(?:or|and|nor|vs)\b)[a-z]))",
+    r"|\b(?:option|choice|letter|answer\s+is|answer\s*:)\s*\(?(?P<kw>[A-Ea-e])"
+    + _NOT_WORD
+    + _NO_ARTICLE
+    + r"|(?<![\w'’-])(?P<bare>[B-E]"
+    + _NOT_WORD
+    + r"|A"
+    + _NOT_WORD
+    + _NO_ARTICLE
+    + ")",
     re.IGNORECASE,
 )
 _AFTER_LETTER = re.compile(r"^\(?[A-Ea-e]\)?(?P<sep>[.:)\]]?)\s*(?P<rest>[^\n]*)")
+_OPTION_LINE = re.compile(r"^\s*\(?([A-Ea-e])[.):]\s*(.+?)\s*$")
 _QUESTION_LINE = re.compile(r"^\s*question\s*:", re.IGNORECASE)
 _SENTENCE = re.compile(r"[.!?\n]")
 
@@ -50,11 +60,13 @@ class ChoiceParser:
         instruction = getattr(task, "instruction", "")
         if instruction and instruction in text:
             text = text.replace(instruction, " ")
+        choices = tuple(example.choices) if example is not None else ()
         lines = [ln for ln in text.split("\n") if ln.strip() and not _QUESTION_LINE.match(ln)]
-        text = strip_answer_prefixes("\n".join(lines).strip(), multiple_choice=True)
+        text = strip_answer_prefixes(
+            "\n".join(self._drop_option_list(lines, choices)).strip(), multiple_choice=True
+        )
         if not text:
             return INVALID
-        choices = tuple(example.choices) if example is not None else ()
         mentions = self._letter_mentions(text)
         if mentions:
             label = commit(text, mentions)
@@ -62,6 +74,19 @@ class ChoiceParser:
                 label = self._check_leading(text, label, choices)
             return label
         return self._by_text(text, choices)
+
+    def _drop_option_list(self, lines: list[str], choices: tuple[str, ...]) -> list[str]:
+        """Remove an echoed option list: two or more lines "L. <text of option L>" are not an answer."""
+        if not choices:
+            return lines
+        listed = set()
+        for i, line in enumerate(lines):
+            m = _OPTION_LINE.match(line)
+            if m and m.group(1).upper() in self.letters:
+                k = self.letters.index(m.group(1).upper())
+                if k < len(choices) and normalize_answer(m.group(2)) == normalize_answer(choices[k]):
+                    listed.add(i)
+        return [ln for i, ln in enumerate(lines) if i not in listed] if len(listed) >= 2 else lines
 
     def _letter_mentions(self, text: str) -> list[Mention]:
         found: list[Mention] = []

@@ -54,7 +54,7 @@ _UNCERTAIN = re.compile(
 )
 _JOINER = re.compile(
     r"[\W_]*(?:(?:and/or|or|and|nor|vs|versus|to|maybe|possibly|perhaps|probably|potentially|even|also|rather|"
-    r"else|plus)\b[\W_]*)*",
+    r"else|plus|option|choice|letter)\b[\W_]*)*",
     re.IGNORECASE,
 )
 _ANCHOR_JOIN = re.compile(r"\s*(?:/|,|\bor\b|\band\b)\s*")
