@@ -146,7 +146,8 @@ def track_pitch(
     """
     if tracker not in TRACKERS:
         raise InputError(f"unknown pitch tracker {tracker!r}; valid: {', '.join(TRACKERS)}")
-    parselmouth = require("parselmouth", "pitch tracking", package="praat-parselmouth", extra="audio")
+    # praat-parselmouth is GPL-3.0 (as Praat is): an optional extra of its own, like the piper voice.
+    parselmouth = require("parselmouth", "pitch tracking", package="praat-parselmouth", extra="pitch")
     step = min(float(np.median(np.diff(times))) if times.size > 1 else win_s, 0.01)
     rule = (
         f"{tracker} (Praat via parselmouth) step={step:g}s floor={f0_floor:g}Hz ceiling={f0_ceiling:g}Hz "
