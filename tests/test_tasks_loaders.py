@@ -338,3 +338,25 @@ def test_copy_of_real_folder_loads_identically(tmp_path: Path) -> None:
     assert ROOT is not None
     shutil.copytree(ROOT / "csqa", tmp_path / "csqa")
     assert load_examples("csqa", data_dir=tmp_path / "csqa") == load_examples("csqa")
+    assert load_examples("csqa", data_dir=tmp_path, n=5) == load_examples("csqa", n=5)  # a datasets root
+
+
+@pytest.mark.parametrize(
+    ("rate", "seconds", "channels"), [(44100, 0.25, 1), (22050, 1.5, 2), (8000, 0.01, 1)]
+)
+def test_audio_header_agrees_with_soundfile(tmp_path: Path, rate: int, seconds: float, channels: int) -> None:
+    sf = pytest.importorskip("soundfile")
+    np = pytest.importorskip("numpy")
+    from casceq.tasks._audio_header import audio_header
+
+    data = np.zeros((int(rate * seconds), channels), dtype="float32")
+    for ext in ("flac", "wav"):
+        path = tmp_path / f"x.{ext}"
+        sf.write(path, data, rate, subtype="PCM_16")
+        info = sf.info(path)
+        got_rate, got_duration = audio_header(path)
+        assert got_rate == info.samplerate == rate
+        assert got_duration == pytest.approx(info.duration, abs=1e-9)
+    (tmp_path / "junk.flac").write_bytes(b"not audio at all, just some bytes here....")
+    assert audio_header(tmp_path / "junk.flac") == (None, None)
+    assert audio_header(tmp_path / "missing.wav") == (None, None)

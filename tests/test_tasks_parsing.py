@@ -153,6 +153,7 @@ AG_NEWS_CASES = [
     ("Sci/Tech or Business", X),
     ("World, Sports, Business, Sci/Tech", X),
     ("Finance", X),
+    ("Sci-fi", X),
     ("Health", X),
 ]
 

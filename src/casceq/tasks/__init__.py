@@ -83,6 +83,8 @@ def subsample(examples: Sequence[Example], n: int | None, seed: int = 0) -> list
 def _task_folder(name: str, data_dir: str | Path | None) -> Path:
     if data_dir is not None:
         folder = Path(data_dir)
+        if (folder / FOLDERS[name]).is_dir():
+            folder = folder / FOLDERS[name]  # the datasets root was given: descend into the task's folder
     else:
         from casceq.paths import datasets_dir
 
@@ -115,7 +117,8 @@ def load_examples(
         seed: Subsampling seed.
         split: Source split; defaults: ag_news ``test``, sst2 ``dev``, csqa ``dev``, triviaqa ``sm_sub``
             (the 3000-question file; the hub default is ``validation``), meld ``test``, mustard/ravdess ``all``.
-        data_dir: Folder of the task's official files; default ``casceq.paths.datasets_dir() / <task>``.
+        data_dir: Folder of the task's official files (or a datasets root holding a ``<task>`` folder); default
+            ``casceq.paths.datasets_dir() / <task>``.
         source: ``None``/``"files"`` for the official files, ``"hub"`` for the Hugging Face hub (needs
             ``datasets``; text tasks only).
 

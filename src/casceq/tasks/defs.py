@@ -61,7 +61,6 @@ AG_NEWS = _label_task(
         ("sports news", "Sports"),
         ("business news", "Business"),
         ("scitech", "Sci/Tech"),
-        ("sci", "Sci/Tech"),
         ("science", "Sci/Tech"),
         ("technology", "Sci/Tech"),
         ("tech", "Sci/Tech"),

@@ -4,6 +4,9 @@ MELD ``{split}_sent_emo.csv`` and MUStARD ``sarcasm_data.json`` carry the labels
 the folder also holds the official clips (MELD ``dia{D}_utt{U}.wav|flac|mp4`` in a split folder, MUStARD
 ``utterances_final/{id}.wav|flac|mp4``). RAVDESS labels come from its file names. Licences: MELD GPL-3.0,
 MUStARD MIT, RAVDESS CC BY-NC-SA 4.0 (attribution, non-commercial).
+
+MELD ids are ``dia{D}_utt{U}``, the names of its audio files; they are unique within a split but repeat across
+splits (``meta["split"]`` tells them apart), so one experiment should use one MELD split.
 """
 
 from __future__ import annotations
