@@ -163,6 +163,10 @@ def test_mp4_decoded_through_ffmpeg(tmp_path: Path) -> None:
     y = aio.load_audio(mp4)
     assert abs(y.size - SR) < 0.1 * SR
     assert dominant_freq(y, SR) == pytest.approx(440, abs=3)
+    video_only = tmp_path / "silent_film.mp4"
+    subprocess.run([*cmd[:8], "-t", "1", "-c:v", "mpeg4", str(video_only)], check=True)
+    with pytest.raises(InputError, match=r"silent_film\.mp4: no audio stream"):
+        aio.load_audio(video_only)
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(np.random.default_rng(1).bytes(5000))
     with pytest.raises(InputError, match=r"garbage\.mp4: ffmpeg cannot decode"):

@@ -118,6 +118,8 @@ def _read_ffmpeg(path: Path, sr: int) -> np.ndarray:
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        if msg and "does not contain any stream" in msg[-1]:
+            raise InputError("no audio stream in the file", path=str(path))
         raise InputError(
             f"ffmpeg cannot decode audio ({msg[-1] if msg else proc.returncode})", path=str(path)
         )
