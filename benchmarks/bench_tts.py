@@ -52,7 +52,9 @@ def main() -> None:
     names = args.voices or [v.name for v in list_voices() if v.offline]
     model = None if args.no_wer else _whisper()
     rows = []
-    print(f"{len(texts)} SST-2 dev sentences (seed {args.seed}), one thread, after one warm-up call per voice")
+    print(
+        f"{len(texts)} SST-2 dev sentences (seed {args.seed}), one thread, after one warm-up call per voice"
+    )
     print(f"{'voice':18s} {'load s':>7s} {'x realtime':>10s} {'s/item':>7s} {'audio s':>8s} {'WER':>6s}")
     for name in names:
         voice = get_voice(name)

@@ -18,20 +18,52 @@ from casceq.paths import datasets_dir
 # (task, raw text as it is in the official file, what the voice should read)
 CASES = [
     # SST-2 (GLUE dev.tsv, PTB tokens, lower case)
-    ("sst2", "it 's a charming and often affecting journey . ", "it's a charming and often affecting journey."),
-    ("sst2", "i ca n't think of a single good reason , even though", "i can't think of a single good reason, even though"),
+    (
+        "sst2",
+        "it 's a charming and often affecting journey . ",
+        "it's a charming and often affecting journey.",
+    ),
+    (
+        "sst2",
+        "i ca n't think of a single good reason , even though",
+        "i can't think of a single good reason, even though",
+    ),
     ("sst2", "it wo n't be , will it ?", "it won't be, will it?"),
-    ("sst2", "we 're here and they 've gone ; i 'll stay , you 'd go , i 'm done", "we're here and they've gone; i'll stay, you'd go, i'm done"),
-    ("sst2", "the draw ( for `` big bad love '' ) is a solid performance .", 'the draw (for "big bad love") is a solid performance.'),
-    ("sst2", "if steven soderbergh 's ` solaris ' is a failure", 'if steven soderbergh\'s "solaris" is a failure'),
+    (
+        "sst2",
+        "we 're here and they 've gone ; i 'll stay , you 'd go , i 'm done",
+        "we're here and they've gone; i'll stay, you'd go, i'm done",
+    ),
+    (
+        "sst2",
+        "the draw ( for `` big bad love '' ) is a solid performance .",
+        'the draw (for "big bad love") is a solid performance.',
+    ),
+    (
+        "sst2",
+        "if steven soderbergh 's ` solaris ' is a failure",
+        'if steven soderbergh\'s "solaris" is a failure',
+    ),
     ("sst2", "the actors ' lines -lrb- sort of -rrb- work", "the actors' lines (sort of) work"),
     ("sst2", "a 1\\/2 hour -lsb- sic -rsb- of 9 \\* stars", "a 1/2 hour [sic] of 9 * stars"),
-    ("sst2", "... a mix of smiles and tears , `` crossroads '' instead", '... a mix of smiles and tears, "crossroads" instead'),
+    (
+        "sst2",
+        "... a mix of smiles and tears , `` crossroads '' instead",
+        '... a mix of smiles and tears, "crossroads" instead',
+    ),
     # AG News (test.csv): entities with and without '&', cp1252 code points, backslashes, ticker tags
     ("ag_news", "Corp. for just over  #36;1 billion", "Corp. for just over $1 billion"),
-    ("ag_news", "Wall Street #39;s dwindling\\band of ultra-cynics", "Wall Street's dwindling band of ultra-cynics"),
+    (
+        "ag_news",
+        "Wall Street #39;s dwindling\\band of ultra-cynics",
+        "Wall Street's dwindling band of ultra-cynics",
+    ),
     ("ag_news", "Corp. for just over \\$1 billion", "Corp. for just over $1 billion"),
-    ("ag_news", "Texas Instruments Inc. &lt;TXN.N&gt;, STMicroelectronics", "Texas Instruments Inc., STMicroelectronics"),
+    (
+        "ag_news",
+        "Texas Instruments Inc. &lt;TXN.N&gt;, STMicroelectronics",
+        "Texas Instruments Inc., STMicroelectronics",
+    ),
     ("ag_news", "In  quot;helping themselves, quot; Ricky Bryant", 'In "helping themselves," Ricky Bryant'),
     ("ag_news", "their convention  #151; California Gov.", "their convention — California Gov."),
     ("ag_news", "Newsday #146;s Stephen", "Newsday's Stephen"),

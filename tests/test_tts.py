@@ -112,7 +112,9 @@ def test_failing_engine_program_raises_tts_error():
     from casceq.audio.tts.espeak import EspeakBackend
 
     _voice_or_skip("espeak-us")
-    bad = EspeakBackend(VoiceInfo("espeak-bad", "espeak-ng", "male", "x", "x", settings=(("voice", "xx-none"),)))
+    bad = EspeakBackend(
+        VoiceInfo("espeak-bad", "espeak-ng", "male", "x", "x", settings=(("voice", "xx-none"),))
+    )
     with pytest.raises(TTSError, match="espeak-ng failed"):
         bad.synthesize("hello")
 
@@ -121,9 +123,11 @@ def test_festival_unknown_voice_is_unavailable_and_fails_cleanly():
     from casceq.audio.tts.festival import FestivalBackend
 
     _voice_or_skip("festival-kal")
-    bad = FestivalBackend(VoiceInfo("f", "festival", "male", "x", "x", settings=(("voice", "nonexistent_voice"),)))
+    bad = FestivalBackend(
+        VoiceInfo("f", "festival", "male", "x", "x", settings=(("voice", "nonexistent_voice"),))
+    )
     assert not bad.available()
-    with pytest.raises(TTSError, match="text2wave failed.*voice_nonexistent_voice"):
+    with pytest.raises(TTSError, match=r"text2wave failed.*voice_nonexistent_voice"):
         bad.synthesize("hello")
 
 
