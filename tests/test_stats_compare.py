@@ -196,6 +196,10 @@ def test_pairs_restrict_the_rows_and_the_bh_family():
         [r.q_value for r in res.pairs], multipletests([r.mcnemar_p for r in res.pairs], method="fdr_bh")[1]
     )
     assert len(res.backbone_confound) == 2  # the confound still uses every cascade
+    gold = ["negative", "positive"]
+    alone = make("x", "sst2", gold, gold) + make("y", "meld", ["joy"], ["joy"])
+    res = compare(alone, tasks=TASKS, pairs=[("x", "y")], n_bootstrap=0)
+    assert res.pairs == () and "pair x:y shares no classification task and condition" in res.notes
     with pytest.raises(InputError, match="unknown system 'nobody'"):
         compare(preds, tasks=TASKS, pairs=[("slm-A", "nobody")])
 

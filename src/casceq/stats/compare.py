@@ -169,6 +169,12 @@ def compare(
                     delta_ci=delta_ci,
                 )
             )
+    compared = {(r["a"], r["b"]) for r in agreements}
+    notes += [
+        f"pair {a}:{b} shares no classification task and condition"
+        for a, b in pairs or ()
+        if (a, b) not in compared
+    ]
     qvals = benjamini_hochberg([r["mcnemar_p"] for r in agreements])
     return CompareResult(
         accuracy=tuple(accuracy),
