@@ -103,6 +103,8 @@ SST2_CASES = [
     ("positive or negative?", X),
     ("Answer: positive or negative", X),
     ("Sentiment: neutral", X),
+    ("Answer with exactly one word: positive or negative.\nnegative", "negative"),
+    ("answer with exactly one word: positive or negative. Positive", "positive"),
     ("I cannot determine whether this is positive or negative.", X),
 ]
 
@@ -354,6 +356,7 @@ CSQA_CASES = [
     ("Question: Where would you find magazines?\nAnswer: B", "B"),
     ("Not the bank, the bookstore.", "B"),
     ("Option b or option c", X),
+    ("Answer with exactly one letter: A, B, C, D or E.\n\nD", "D"),
 ]
 
 

@@ -16,7 +16,7 @@ import re
 
 from casceq.tasks.open_answer import normalize_answer
 from casceq.tasks.parsing import Mention, commit, is_negated
-from casceq.tasks.text import clean_output, strip_answer_prefixes
+from casceq.tasks.text import clean_output, remove_echo, strip_answer_prefixes
 from casceq.types import INVALID, Example
 
 LETTERS = ("A", "B", "C", "D", "E")
@@ -57,9 +57,7 @@ class ChoiceParser:
     def __call__(self, output: str, task: object = None, example: Example | None = None) -> str:
         """Parse one output into an option letter or INVALID."""
         text = clean_output(output, lower=False)
-        instruction = getattr(task, "instruction", "")
-        if instruction and instruction in text:
-            text = text.replace(instruction, " ")
+        text = remove_echo(text, getattr(task, "instruction", ""))
         choices = tuple(example.choices) if example is not None else ()
         lines = [ln for ln in text.split("\n") if ln.strip() and not _QUESTION_LINE.match(ln)]
         text = strip_answer_prefixes(

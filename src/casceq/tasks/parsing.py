@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from casceq.tasks.open_answer import alias_match, normalize_answer, parse_open
-from casceq.tasks.text import clean_output, strip_answer_prefixes
+from casceq.tasks.text import clean_output, remove_echo, strip_answer_prefixes
 from casceq.types import INVALID, Example
 
 __all__ = [
@@ -119,7 +119,6 @@ class LabelParser:
         )
         self._negated_to = dict(negated_to)
         self._extra_prefix = re.compile(extra_prefix) if extra_prefix else None
-        self._echo: dict[tuple[str, str], tuple[str, str]] = {}
 
     def __call__(self, output: str, task: object = None, example: Example | None = None) -> str:
         """Parse one output into a canonical label or INVALID (``Task.parser`` signature)."""
@@ -140,21 +139,14 @@ class LabelParser:
         if not text:
             return ""
         text = _CONTRACTION.sub(lambda m: " not" if m.group() == "n't" else "can not", text)
-        instruction = getattr(task, "instruction", "")
+        text = remove_echo(text, getattr(task, "instruction", ""))
         input_name = getattr(task, "input_name", "")
-        if instruction or input_name:
-            instr, echo_prefix = self._echo_of(instruction, input_name)
-            if instr and instr in text:
-                text = text.replace(instr, " ")
+        if input_name:
+            # Echoed input lines ("Text: ...") can contain label words that are not the answer.
+            echo_prefix = f"{input_name.lower()}:"
             if echo_prefix in text:
                 text = "\n".join(ln for ln in text.split("\n") if not ln.lstrip().startswith(echo_prefix))
         return self._strip(text.strip())
-
-    def _echo_of(self, instruction: str, input_name: str) -> tuple[str, str]:
-        key = (instruction, input_name)
-        if key not in self._echo:
-            self._echo[key] = (clean_output(instruction, lower=True), f"{input_name.lower()}:")
-        return self._echo[key]
 
     def _strip(self, text: str) -> str:
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 # <|im_end|>, <|eot_id|>, </s>, <eos>, <end_of_turn>, <answer> ... </answer>
@@ -77,3 +78,19 @@ def strip_answer_prefixes(text: str, *, multiple_choice: bool = False) -> str:
         if m is None or m.end() == 0:
             return text
         text = text[m.end() :].lstrip()
+
+
+@lru_cache(maxsize=64)
+def _echo_pattern(instruction: str) -> re.Pattern[str] | None:
+    # Each sentence of the instruction separately: models often repeat only "Answer with exactly one word: ...".
+    sentences = [x.strip() for x in re.split(r"(?<=[.?!])\s+", instruction) if len(x.strip()) > 12]
+    if not sentences:
+        return None
+    alternatives = sorted((r"\s+".join(map(re.escape, x.split())) for x in sentences), key=len, reverse=True)
+    return re.compile("|".join(alternatives), re.IGNORECASE)
+
+
+def remove_echo(text: str, instruction: str) -> str:
+    """Remove echoed sentences of the task instruction (any case) from a cleaned output."""
+    pattern = _echo_pattern(instruction) if instruction else None
+    return pattern.sub(" ", text) if pattern is not None else text
