@@ -73,15 +73,9 @@ def spoken_items(examples: Sequence[Example], voices: Sequence[str], audio_dir: 
     manifest = synthesize_examples(list(examples), list(voices), audio_dir, jobs=jobs)
     by_id = {ex.id: ex for ex in examples}
     items = []
-    for row in manifest.rows:
+    for row in manifest.entries:
         ex = by_id[row.example_id]
-        ref = AudioRef(
-            path=str(audio_dir / row.path),
-            sample_rate=row.sample_rate,
-            duration=row.duration,
-            voice=row.voice,
-            sha256=row.sha256,
-        )
+        ref = row.audio_ref(audio_dir)
         voiced = Example(
             id=f"{ex.id}@{row.voice}",
             task=ex.task,
@@ -102,7 +96,10 @@ def load_item_audio(item: Item, condition: str, seed: int) -> np.ndarray:
 
     if item.audio is None:
         raise InputError(f"item {item.example.id} has no audio")
+    from casceq.paths import cache_dir
+
     wav = load_audio(item.audio.path, sr=16000)
     if condition == CLEAN:
         return wav
-    return render(condition, wav, item.example.id, seed)
+    speaker = item.example.meta.get("actor") or item.example.meta.get("speaker") or item.example.meta.get("voice")
+    return render(condition, wav, item.example.id, seed, cache_dir(), speaker=speaker)

@@ -31,9 +31,11 @@ def write_outputs(ctx: Any, summary: Any) -> dict[str, Any] | None:
         return None
     from casceq.stats.compare import compare
 
-    result = compare(preds, n_boot=ctx.cfg.bootstrap, seed=ctx.cfg.seed, intersect=True)
-    data = result.to_json()
-    _atomic_write(out / COMPARE, json.dumps(data, indent=2))
+    kinds = {s.name: s.kind for s in ctx.cfg.systems}
+    result = compare(preds, n_bootstrap=ctx.cfg.bootstrap, seed=ctx.cfg.seed, intersect=True, kinds=kinds)
+    text = result.to_json()
+    data = json.loads(text)
+    _atomic_write(out / COMPARE, text)
     _atomic_write(out / REPORT, markdown_summary(ctx, summary, data))
     return data
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from casceq.errors import CasceqError, InputError
 from casceq.run.config import ExperimentConfig
-from casceq.run.items import Item, prepare_items
+from casceq.run.items import Item
 from casceq.tasks.base import Task
 from casceq.types import INVALID, CLEAN, Prediction
 

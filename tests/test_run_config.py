@@ -1,0 +1,80 @@
+import pytest
+
+from casceq.errors import InputError
+from casceq.run.build import backbone_of, build_system
+from casceq.run.config import load_config, parse_config
+
+GOOD = """
+name = "t"
+seed = 3
+voices = ["espeak-en-us"]
+conditions = ["clean", "babble@5"]
+[tasks.sst2]
+n = 10
+[tasks.agnews]
+[[systems]]
+name = "Cascade-S"
+kind = "cascade"
+asr = "faster-whisper:base"
+llm = "gemma-3-270m"
+[[systems]]
+name = "Speech"
+kind = "speech_llm"
+model = "ultravox-native:/x"
+backbone = "gemma-3-270m"
+[[systems]]
+name = "Text"
+kind = "text"
+llm = "gguf:/a/b/SmolLM2-135M-Instruct.Q4_1.gguf"
+"""
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "exp.toml"
+    p.write_text(text)
+    return p
+
+
+def test_good_config_roundtrip_and_hash(tmp_path):
+    cfg = load_config(_write(tmp_path, GOOD))
+    assert [t.name for t in cfg.tasks] == ["sst2", "ag_news"]  # alias resolved
+    assert cfg.tasks[0].n == 10 and cfg.seed == 3
+    assert cfg.conditions == ("clean", "babble@5")
+    same = load_config(_write(tmp_path, GOOD))
+    assert same.hash() == cfg.hash()
+    other = load_config(_write(tmp_path, GOOD.replace("seed = 3", "seed = 4")))
+    assert other.hash() != cfg.hash()
+
+
+def test_matched_backbones_from_specs(tmp_path):
+    cfg = load_config(_write(tmp_path, GOOD))
+    systems = {s.name: build_system(s, cfg) for s in cfg.systems}
+    assert systems["Cascade-S"].backbone == systems["Speech"].backbone == "gemma-3-270m"
+    assert systems["Text"].backbone == "smollm2-135m-instruct"
+    assert backbone_of("hf:Qwen/Qwen2-7B-Instruct") == "qwen2-7b-instruct"
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (('kind = "cascade"', 'kind = "casc"'), "kind"),
+        (('asr = "faster-whisper:base"', ""), "needs 'asr'"),
+        (("[tasks.sst2]", "[tasks.nope]"), "nope"),
+        (('"babble@5"', '"pink@5"'), "conditions"),
+        (("seed = 3", "seed = 3\ncolour = 1"), "unknown top-level keys"),
+        (('name = "Speech"', 'name = "Text"'), "duplicate system names"),
+        (("n = 10", "n = -1"), "n must be positive"),
+        (("n = 10", 'n = "ten"'), "'n' must be int"),
+    ],
+)
+def test_bad_configs_name_the_problem(tmp_path, edit, message):
+    p = _write(tmp_path, GOOD.replace(*edit))
+    with pytest.raises(InputError) as err:
+        load_config(p)
+    assert message in str(err.value) and str(p) in str(err.value)
+
+
+def test_invalid_toml_names_file(tmp_path):
+    p = _write(tmp_path, "name = [")
+    with pytest.raises(InputError, match="invalid TOML"):
+        load_config(p)
