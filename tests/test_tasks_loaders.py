@@ -283,6 +283,13 @@ def test_malformed_rows_name_file_and_line(
     assert err.value.path == str(tmp_path / bad_file) and err.value.line == line
 
 
+def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
+    row = "1,Hi.,Joey,joy,positive,0,0,1,1,a,b\n"
+    _write(tmp_path / "test_sent_emo.csv", MELD_HEAD + row + row)
+    with pytest.raises(InputError, match="duplicate example id 'dia0_utt0'"):
+        load_examples("meld", data_dir=tmp_path)
+
+
 def test_ag_news_wrong_classes(tmp_path: Path) -> None:
     _write(tmp_path / "classes.txt", "A\nB\n")
     _write(tmp_path / "test.csv", '"1","t","d"\n')

@@ -141,7 +141,18 @@ def load_examples(
         raise InputError(f"{canonical}: unknown split {split!r} (known: {', '.join(allowed)})")
     if "/" in split or "\\" in split or split.startswith("."):
         raise InputError(f"{canonical}: invalid split name {split!r}")
-    return subsample(loader(_task_folder(canonical, data_dir), split), n, seed)
+    folder = _task_folder(canonical, data_dir)
+    return subsample(_unique(loader(folder, split), folder), n, seed)
+
+
+def _unique(examples: list[Example], folder: Path) -> list[Example]:
+    """Refuse duplicate ids: results, caches and the store are keyed by example id."""
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.id in seen:
+            raise InputError(f"duplicate example id {ex.id!r}", path=str(folder))
+        seen.add(ex.id)
+    return examples
 
 
 __all__ = ["TASK_NAMES", "Task", "canonical_name", "get_task", "load_examples", "sample_rank", "subsample"]
