@@ -73,6 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CasceqError as exc:
         print(f"casceq {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `casceq tasks | head`: the reader went away; not an error of ours
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print(f"casceq {args.command}: interrupted (a run resumes where it stopped)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
