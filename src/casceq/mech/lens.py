@@ -1,0 +1,356 @@
+"""Logit lens: each captured layer projected through final norm + unembedding (+ soft-capping), greedy tokens.
+
+Raw residual states (``casceq.mech.capture.LayerTap``; never transformers' ``hidden_states[-1]``, which already
+has the final norm) go through ``ModelLayout.unembed``; the argmax token of each position is the lens token.
+Two sources:
+
+- a capture folder of a speech LLM (``lens_capture``): lens tokens at the audio positions of every utterance,
+  scored against the utterance's transcript (the paper's Table 5 / Figure 5);
+- text into a text LLM (``lens_texts``): lens tokens at the positions of the input text, scored against the
+  text itself, plus how often the lens token *is* the input token at that position (``identity``) or the next
+  input token (``next_token``): where input words are still readable and where prediction takes over.
+
+**Bag-of-tokens precision** of a layer = hits / scored tokens over all positions of all utterances. A lens token
+is normalised with the model's tokenizer: ``decode([id])``, lower-cased, stripped of whitespace and edge
+punctuation; special tokens and tokens with no letter or digit are dropped (not scored). It is a hit when it is
+in the reference bag: the normalised tokens of the transcript tokenised as is, lower-cased, and each with a
+leading space (so ``"Movie"``, ``" movie"`` and ``"movie"`` all count), plus the transcript's normalised words.
+
+``mech/lens.json`` (``LensResult.to_json``)::
+
+    {"kind": "lens", "version": 1, "model": str, "key": str, "fingerprint": str, "source": "capture"|"text",
+     "n_utterances": int, "n_positions": int,
+     "layers": [{"layer": int, "n_tokens": int, "n_hits": int, "precision": float|null,
+                 "identity": float|null, "next_token": float|null, "top_tokens": [[str, int], ...]}, ...],
+     "examples": [{"id": str, "reference": str, "layer": int, "text": str}, ...], "extra": {...}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import string
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from casceq.errors import InputError
+
+LENS_FILE = "mech/lens.json"
+"""Where ``casceq lens`` writes its result inside the output folder."""
+
+CHUNK_POSITIONS = 64
+"""Positions unembedded at once (Gemma's 262k vocabulary: 64 x 262k float32 logits = 67 MB)."""
+
+N_EXAMPLES = 5
+"""Utterances whose lens text is kept in the result (per layer), for people to read."""
+
+
+@dataclass(frozen=True)
+class LensLayer:
+    """Lens statistics of one layer.
+
+    Attributes:
+        layer: Layer index (0 = embeddings, n_layers = last layer output).
+        n_tokens: Lens tokens scored (content tokens after normalisation).
+        n_hits: Scored tokens found in the reference bag.
+        precision: ``n_hits / n_tokens`` (None when nothing was scored).
+        identity: Text mode: fraction of positions whose lens token is the input token there (else None).
+        next_token: Text mode: fraction whose lens token is the next input token (else None).
+        top_tokens: The most frequent normalised lens tokens with their counts.
+    """
+
+    layer: int
+    n_tokens: int
+    n_hits: int
+    precision: float | None
+    identity: float | None = None
+    next_token: float | None = None
+    top_tokens: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class LensExample:
+    """The lens text of one utterance at one layer (greedy tokens, repeats collapsed)."""
+
+    id: str
+    reference: str
+    layer: int
+    text: str
+
+
+@dataclass(frozen=True)
+class LensResult:
+    """A logit lens over layers (see the module docstring for the JSON schema)."""
+
+    model: str
+    key: str
+    fingerprint: str
+    source: str
+    n_utterances: int
+    n_positions: int
+    layers: tuple[LensLayer, ...]
+    examples: tuple[LensExample, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (schema in the module docstring)."""
+        return {"kind": "lens", "version": 1, **dataclasses.asdict(self)}
+
+    def markdown(self) -> str:
+        """Table 5 style: precision (and text-mode identity/next-token rates) per layer."""
+        text = self.source == "text"
+        head = "| layer | tokens scored | precision |" + (" identity | next token |" if text else "")
+        lines = [head + " top lens tokens |", "|" + "---|" * (head.count("|"))]
+        for r in self.layers:
+            row = f"| {r.layer} | {r.n_tokens} | {_fmt(r.precision)} |"
+            if text:
+                row += f" {_fmt(r.identity)} | {_fmt(r.next_token)} |"
+            tops = ", ".join(f"`{t}` {c}" for t, c in r.top_tokens[:6])
+            lines.append(row + f" {tops} |")
+        return "\n".join(lines) + "\n"
+
+    def write(self, out: str | Path) -> Path:
+        """Write ``mech/lens.json`` and ``mech/lens.md`` under ``out``; returns the JSON path."""
+        path = Path(out) / LENS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n")
+        path.with_suffix(".md").write_text(self.markdown())
+        return path
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+class TokenNormaliser:
+    """Maps token ids to their normalised strings ('' = not scored), with a cache."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.special = {int(i) for i in getattr(tokenizer, "all_special_ids", [])}
+        self._cache: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        """Normalised string of one token id: lower-case, stripped; '' for special or punctuation-only."""
+        token_id = int(token_id)
+        if token_id not in self._cache:
+            s = ""
+            if token_id not in self.special and 0 <= token_id < len(self.tokenizer):
+                s = normalise_text(self.tokenizer.decode([token_id]))
+            self._cache[token_id] = s if any(ch.isalnum() for ch in s) else ""
+        return self._cache[token_id]
+
+    def reference_bag(self, text: str) -> frozenset[str]:
+        """Return the normalised tokens and words of a reference transcript (see the module docstring)."""
+        bag = {normalise_text(w) for w in text.split()}
+        for variant in (text, text.lower(), " " + text, " " + text.lower()):
+            bag.update(self(i) for i in self.tokenizer.encode(variant, add_special_tokens=False))
+        bag.discard("")
+        return frozenset(bag)
+
+
+def normalise_text(s: str) -> str:
+    """Lower-case, strip whitespace and edge punctuation."""
+    return s.strip().lower().strip(string.punctuation + string.whitespace + "\u2019\u2018\u201c\u201d")
+
+
+def lens_token_ids(layout: Any, states: Any) -> np.ndarray:
+    """Greedy lens tokens, int64 [P], of raw residual states [P, D] (numpy or torch, any float dtype).
+
+    Runs ``layout.unembed`` (final norm, unembedding, soft-capping) in chunks of ``CHUNK_POSITIONS``.
+    """
+    import torch
+
+    x = states if isinstance(states, torch.Tensor) else torch.from_numpy(np.array(states, dtype=np.float32))
+    if x.ndim != 2 or x.shape[-1] != layout.width:
+        raise InputError(f"lens needs states [P, {layout.width}], got {tuple(x.shape)}")
+    out = []
+    dtype = layout.lm_head.weight.dtype if layout.lm_head is not None else torch.float32
+    with torch.inference_mode():
+        for start in range(0, x.shape[0], CHUNK_POSITIONS):
+            chunk = x[start : start + CHUNK_POSITIONS].to(layout.lm_head.weight.device, dtype)
+            out.append(layout.unembed(chunk).argmax(-1).cpu())
+    return torch.cat(out).numpy().astype(np.int64) if out else np.zeros(0, dtype=np.int64)
+
+
+def lens_text(tokenizer: Any, ids: Iterable[int], *, collapse: bool = True) -> str:
+    """Decode lens tokens into text: special tokens dropped, consecutive repeats collapsed (``collapse``).
+
+    Audio positions are 20-80 ms apart, so one spoken word often spans several positions with the same lens
+    token; collapsing the runs (as CTC decoding does) keeps one copy.
+    """
+    special = {int(i) for i in getattr(tokenizer, "all_special_ids", [])}
+    kept: list[int] = []
+    for t in (int(i) for i in ids):
+        if t in special or t >= len(tokenizer) or (collapse and kept and kept[-1] == t):
+            continue
+        kept.append(t)
+    return " ".join(str(tokenizer.decode(kept)).split())
+
+
+class _LayerTally:
+    """Accumulates one layer's counts over utterances."""
+
+    def __init__(self, layer: int) -> None:
+        self.layer, self.n_tokens, self.n_hits = layer, 0, 0
+        self.ident, self.nxt, self.n_pos, self.n_next = 0, 0, 0, 0
+        self.tops: Counter[str] = Counter()
+
+    def add(self, ids: np.ndarray, bag: frozenset[str], norm: TokenNormaliser) -> None:
+        for t in ids:
+            s = norm(int(t))
+            if s:
+                self.n_tokens += 1
+                self.n_hits += s in bag
+                self.tops[s] += 1
+
+    def result(self, text_mode: bool) -> LensLayer:
+        ratio = (lambda a, b: a / b if b else None) if text_mode else (lambda a, b: None)
+        return LensLayer(
+            self.layer,
+            self.n_tokens,
+            self.n_hits,
+            self.n_hits / self.n_tokens if self.n_tokens else None,
+            ratio(self.ident, self.n_pos),
+            ratio(self.nxt, self.n_next),
+            tuple(self.tops.most_common(10)),
+        )
+
+
+def lens_capture(
+    obj: Any, tokenizer: Any, folder: str | Path, layers: Sequence[int] | None = None
+) -> LensResult:
+    """Logit lens over a capture folder's layers, at the audio positions of every utterance.
+
+    Args:
+        obj: The model the capture came from (a casceq speech-LLM backend); its weights' fingerprint must
+            match the capture's.
+        tokenizer: Its tokenizer (``obj.tokenizer``).
+        folder: A capture folder (``casceq.mech.shards``).
+        layers: Captured layers to lens (default: all captured).
+
+    Raises:
+        InputError: Another model's capture, a layer not captured, an encoder-only model, NaN states.
+    """
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.capture import fingerprint
+    from casceq.mech.shards import CaptureReader
+
+    reader = CaptureReader(folder)
+    layout = layout_of(obj)
+    if layout.lm_head is None:
+        raise InputError(f"{layout.key} is an encoder: no unembedding to lens through", path=str(folder))
+    if fingerprint(obj, layout) != reader.meta.fingerprint:
+        raise InputError(
+            f"captured from other weights than {reader.meta.model!r} loaded now", path=str(folder)
+        )
+    chosen = layout.check_layers(layers if layers is not None else reader.meta.layers)
+    norm = TokenNormaliser(tokenizer)
+    bags: dict[str, frozenset[str]] = {}
+    shown = {r.id for r in reader.utterances[:N_EXAMPLES]}
+    tallies, examples = [], []
+    for layer in chosen:
+        reader.meta.layer_slot(layer)
+        tally = _LayerTally(layer)
+        for block in reader.iter_layer(layer):
+            for rec in block.records:
+                states = block.states[block.rows(rec)]
+                if not np.isfinite(states).all():
+                    raise InputError(
+                        f"utterance {rec.id!r}: NaN or infinite states at layer {layer}", path=str(folder)
+                    )
+                ids = lens_token_ids(layout, states)
+                bag = bags.setdefault(rec.id, norm.reference_bag(rec.transcript))
+                tally.add(ids, bag, norm)
+                if rec.id in shown:
+                    examples.append(LensExample(rec.id, rec.transcript, layer, lens_text(tokenizer, ids)))
+        tallies.append(tally.result(text_mode=False))
+    n_pos = sum(r.count for r in reader.utterances)
+    return LensResult(
+        reader.meta.model,
+        layout.key,
+        reader.meta.fingerprint,
+        "capture",
+        len(reader.utterances),
+        n_pos,
+        tuple(tallies),
+        tuple(examples),
+    )
+
+
+def lens_texts(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    layers: Sequence[int] | None = None,
+    name: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> LensResult:
+    """Logit lens of a text causal LM over the positions of each input text (see the module docstring).
+
+    Each text is tokenised with the tokenizer's special tokens (Gemma's ``<bos>``), run once with every chosen
+    layer tapped; positions holding special tokens are not scored.
+
+    Args:
+        model: A transformers causal LM (``casceq.mech.adapters.RULES`` must know its class).
+        tokenizer: Its tokenizer.
+        texts: Input texts (the reference of each is the text itself).
+        layers: Layer indices (default: all, ``0..n_layers``).
+        name: Model spec recorded in the result.
+        progress: Called with the index of each text done.
+    """
+    import torch
+
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.capture import LayerTap
+
+    layout = layout_of(model)
+    chosen = layout.check_layers(layers if layers is not None else range(layout.n_layers + 1))
+    if not texts:
+        raise InputError("lens needs at least one text")
+    norm = TokenNormaliser(tokenizer)
+    tallies = {layer: _LayerTally(layer) for layer in chosen}
+    examples: list[LensExample] = []
+    n_pos = 0
+    for k, text in enumerate(texts):
+        ids = list(tokenizer(text)["input_ids"])
+        content = np.array([i not in norm.special for i in ids])
+        with LayerTap(layout, chosen) as tap, torch.inference_mode():
+            model(input_ids=torch.tensor([ids], device=model.device))
+        bag = norm.reference_bag(text)
+        arr = np.array(ids)
+        n_pos += int(content.sum())
+        for layer in chosen:
+            states = tap.states[layer][0]
+            if not torch.isfinite(states).all():
+                raise InputError(f"text {k}: NaN or infinite states at layer {layer}")
+            lens = lens_token_ids(layout, states)
+            t = tallies[layer]
+            t.add(lens[content], bag, norm)
+            t.ident += int((lens[content] == arr[content]).sum())
+            t.n_pos += int(content.sum())
+            nxt = content[:-1] & content[1:]
+            t.nxt += int((lens[:-1][nxt] == arr[1:][nxt]).sum())
+            t.n_next += int(nxt.sum())
+            if k < N_EXAMPLES:
+                examples.append(LensExample(f"text-{k}", text, layer, lens_text(tokenizer, lens[content])))
+        if progress is not None:
+            progress(k)
+    from casceq.mech.capture import fingerprint
+
+    return LensResult(
+        name,
+        layout.key,
+        fingerprint(model, layout),
+        "text",
+        len(texts),
+        n_pos,
+        tuple(tallies[layer].result(text_mode=True) for layer in chosen),
+        tuple(examples),
+    )
