@@ -77,7 +77,15 @@ def tiny_qwen2_audio(folder: Path) -> Path:
     return _save(model, tok, WhisperFeatureExtractor(feature_size=128), folder)
 
 
-PHI4_SPECIALS = ["<|endoftext|>", "<|user|>", "<|end|>", "<|assistant|>", "<|system|>", "<|audio|>", "<|image|>"]
+PHI4_SPECIALS = [
+    "<|endoftext|>",
+    "<|user|>",
+    "<|end|>",
+    "<|assistant|>",
+    "<|system|>",
+    "<|audio|>",
+    "<|image|>",
+]
 
 
 def tiny_phi4_multimodal(folder: Path) -> Path:
@@ -85,7 +93,9 @@ def tiny_phi4_multimodal(folder: Path) -> Path:
     import torch
     from transformers import Phi4MultimodalConfig, Phi4MultimodalFeatureExtractor, Phi4MultimodalForCausalLM
 
-    tok = byte_tokenizer(PHI4_SPECIALS, cls_name="GPT2Tokenizer", pad_token="<|endoftext|>", eos_token="<|end|>")
+    tok = byte_tokenizer(
+        PHI4_SPECIALS, cls_name="GPT2Tokenizer", pad_token="<|endoftext|>", eos_token="<|end|>"
+    )
     audio_id = tok.convert_tokens_to_ids("<|audio|>")
     cfg = Phi4MultimodalConfig(
         **{k: v for k, v in _text_config(len(tok)).items() if k != "model_type"},

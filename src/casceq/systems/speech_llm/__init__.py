@@ -1,1 +1,14 @@
-"""casceq.systems.speech_llm."""
+"""End-to-end speech LLM back ends (audio + instruction in, text or option scores out).
+
+``make_speech_llm(spec)`` builds one by family name, importing only that adapter; see docs/speech_llms.md.
+"""
+
+from casceq.systems.speech_llm.registry import (
+    KNOWN_BACKBONES,
+    SPEECH_LLM_FAMILIES,
+    SpeechLLMSpec,
+    default_backbone,
+    make_speech_llm,
+)
+
+__all__ = ["KNOWN_BACKBONES", "SPEECH_LLM_FAMILIES", "SpeechLLMSpec", "default_backbone", "make_speech_llm"]

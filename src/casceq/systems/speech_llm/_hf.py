@@ -136,7 +136,7 @@ class HFSpeechLLM:
         raise NotImplementedError
 
     def _pieces(self, prompt: str) -> list[Piece]:
-        """The chat-formatted user turn and assistant prefix with one ``AUDIO`` slot."""
+        """Return the chat-formatted user turn and assistant prefix with one ``AUDIO`` slot."""
         raise NotImplementedError
 
     def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
@@ -234,7 +234,7 @@ class HFSpeechLLM:
         return self.model(**self._model_inputs(batch), use_cache=False).logits
 
     def _generate_ids(self, batch: EncodedBatch, max_new_tokens: int) -> torch.Tensor:
-        """New token ids [B, T] (greedy)."""
+        """Generate greedily; return the new token ids [B, T]."""
         kw = self._model_inputs(batch)
         kw.pop("position_ids", None)  # generate derives them from the mask, as we do
         out = self.model.generate(
@@ -243,7 +243,9 @@ class HFSpeechLLM:
         return out[:, batch.input_ids.shape[1] :]
 
     # ---- the SpeechLLMBackend protocol ---------------------------------------------------------------------
-    def generate(self, audios: Sequence[np.ndarray], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+    def generate(
+        self, audios: Sequence[np.ndarray], prompts: Sequence[str], max_new_tokens: int
+    ) -> list[str]:
         """Greedy answers [N] from audio plus instruction, in batches of ``batch_size``."""
         import torch
 
@@ -258,7 +260,7 @@ class HFSpeechLLM:
     def score_options(
         self, audios: Sequence[np.ndarray], prompts: Sequence[str], options: Sequence[Sequence[str]]
     ) -> np.ndarray:
-        """Summed log-probability [N, C] of each option's tokens after the audio and instruction."""
+        """Score options: summed log-probability [N, C] of each option's tokens after the audio and instruction."""
         if len(options) != len(prompts):
             raise InputError(f"got {len(options)} option lists for {len(prompts)} prompts")
         n_opt = {len(o) for o in options}
@@ -280,7 +282,9 @@ class HFSpeechLLM:
         for idx in chunks(len(flat), self.batch_size):
             pairs = [flat[k] for k in idx]
             batch = self.encode(
-                [audios[i] for i, _ in pairs], [prompts[i] for i, _ in pairs], [options[i][c] for i, c in pairs]
+                [audios[i] for i, _ in pairs],
+                [prompts[i] for i, _ in pairs],
+                [options[i][c] for i, c in pairs],
             )
             for (i, c), s in zip(pairs, self._continuation_logprobs(batch), strict=True):
                 scores[i, c] = s

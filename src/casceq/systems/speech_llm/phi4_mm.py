@@ -53,7 +53,7 @@ class Phi4MMBackend(HFSpeechLLM):
             require("peft", "Phi-4-multimodal's speech LoRA", package="peft")
             model.load_adapter(path, adapter_name="speech", adapter_kwargs={"subfolder": speech_lora})
             model.set_adapter("speech")
-        fe = Phi4MultimodalFeatureExtractor.from_pretrained(path, **extra)
+        fe = Phi4MultimodalFeatureExtractor.from_pretrained(path, revision=revision or "main")
         return cls(model, tok, fe, backbone=backbone, **kwargs)
 
     @property
@@ -104,5 +104,7 @@ class Phi4MMBackend(HFSpeechLLM):
         )
 
     def describe(self) -> Anatomy:
-        """Decoder layers/norm of ``model.model``, ``model.lm_head``, ``<|audio|>``."""
-        return Anatomy(self.model.model.layers, self.model.model.norm, self.model.lm_head, self.audio_token_id)
+        """Locate the decoder layers/norm of ``model.model``, ``model.lm_head``, ``<|audio|>``."""
+        return Anatomy(
+            self.model.model.layers, self.model.model.norm, self.model.lm_head, self.audio_token_id
+        )

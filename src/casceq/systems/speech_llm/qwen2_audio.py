@@ -1,9 +1,9 @@
-"""Qwen2-Audio (``Qwen2AudioForConditionalGeneration``): Whisper-large-v3-style encoder, Qwen-7B language model.
+r"""Qwen2-Audio (``Qwen2AudioForConditionalGeneration``): Whisper-large-v3-style encoder, Qwen-7B language model.
 
 Prompt: the ChatML format of the model's own chat template (``Qwen2AudioProcessor.default_chat_template``)::
 
-    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n
-    Audio 1: <|audio_bos|><|AUDIO|>×n<|audio_eos|>\\n{instruction}<|im_end|>\\n<|im_start|>assistant\\n
+    <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n
+    Audio 1: <|audio_bos|><|AUDIO|>×n<|audio_eos|>\n{instruction}<|im_end|>\n<|im_start|>assistant\n
 
 Audio: 128-bin Whisper log-mel padded to one 30 s window (the processor's ``padding="max_length"``), with a
 feature mask; n = the encoder's output length for the clip's unpadded frames (≈ 25 per second). Clips longer
@@ -33,7 +33,9 @@ class Qwen2AudioBackend(HFSpeechLLM):
         """Load model, tokenizer and Whisper feature extractor from ``path``."""
         from transformers import Qwen2AudioForConditionalGeneration, WhisperFeatureExtractor
 
-        model, tok = load_parts(path, Qwen2AudioForConditionalGeneration.from_pretrained, dtype=dtype, device=device)
+        model, tok = load_parts(
+            path, Qwen2AudioForConditionalGeneration.from_pretrained, dtype=dtype, device=device
+        )
         fe = WhisperFeatureExtractor.from_pretrained(path)
         return cls(model, tok, fe, backbone=backbone, **kwargs)
 
@@ -71,10 +73,13 @@ class Qwen2AudioBackend(HFSpeechLLM):
         lengths = feats["attention_mask"].sum(-1).tolist()
         # The encoder's two stride-2 reductions (conv2, then average pooling), as in Qwen2AudioProcessor.
         n_tokens = [(((n - 1) // 2 + 1) - 2) // 2 + 1 for n in lengths]
-        kwargs = {"input_features": feats["input_features"], "feature_attention_mask": feats["attention_mask"]}
+        kwargs = {
+            "input_features": feats["input_features"],
+            "feature_attention_mask": feats["attention_mask"],
+        }
         return kwargs, n_tokens
 
     def describe(self) -> Anatomy:
-        """Decoder layers/norm of ``model.model.language_model``, ``model.lm_head``, ``<|AUDIO|>``."""
+        """Locate the decoder layers/norm of ``model.model.language_model``, ``model.lm_head``, ``<|AUDIO|>``."""
         lm = self.model.model.language_model
         return Anatomy(lm.layers, lm.norm, self.model.lm_head, self.audio_token_id)

@@ -1,11 +1,11 @@
-"""Qwen2.5-Omni thinker (``Qwen2_5OmniThinkerForConditionalGeneration``): the text-output half of Qwen2.5-Omni.
+r"""Qwen2.5-Omni thinker (``Qwen2_5OmniThinkerForConditionalGeneration``): the text-output half of Qwen2.5-Omni.
 
 Only the thinker is loaded (the talker makes speech, which no task here needs). Prompt: ChatML with the
 model's default system prompt (the one its processor uses; the model card warns that another one may change
 behaviour)::
 
-    <|im_start|>system\\n{SYSTEM_PROMPT}<|im_end|>\\n<|im_start|>user\\n
-    <|audio_bos|><|AUDIO|>×n<|audio_eos|>{instruction}<|im_end|>\\n<|im_start|>assistant\\n
+    <|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n
+    <|audio_bos|><|AUDIO|>×n<|audio_eos|>{instruction}<|im_end|>\n<|im_start|>assistant\n
 
 Audio: 128-bin Whisper log-mel padded to a 30 s window with a feature mask (the processor's
 ``padding="max_length"``); n from the encoder's output length, as ``Qwen2_5OmniProcessor`` computes it.
@@ -70,14 +70,21 @@ class QwenOmniBackend(HFSpeechLLM):
 
     def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
         feats = self.feature_extractor(
-            audios, sampling_rate=SAMPLE_RATE, padding="max_length", return_attention_mask=True, return_tensors="pt"
+            audios,
+            sampling_rate=SAMPLE_RATE,
+            padding="max_length",
+            return_attention_mask=True,
+            return_tensors="pt",
         )
         lengths = feats["attention_mask"].sum(-1).tolist()
         n_tokens = [(((n - 1) // 2 + 1) - 2) // 2 + 1 for n in lengths]  # Qwen2_5OmniProcessor's formula
-        kwargs = {"input_features": feats["input_features"], "feature_attention_mask": feats["attention_mask"]}
+        kwargs = {
+            "input_features": feats["input_features"],
+            "feature_attention_mask": feats["attention_mask"],
+        }
         return kwargs, n_tokens
 
     def describe(self) -> Anatomy:
-        """Decoder layers/norm of ``model.model.language_model``, ``model.lm_head``, ``<|AUDIO|>``."""
+        """Locate the decoder layers/norm of ``model.model.language_model``, ``model.lm_head``, ``<|AUDIO|>``."""
         lm = self.model.model.language_model
         return Anatomy(lm.layers, lm.norm, self.model.lm_head, self.audio_token_id)

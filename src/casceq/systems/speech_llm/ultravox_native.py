@@ -1,10 +1,10 @@
-"""A native Ultravox-architecture speech LLM: Whisper encoder -> stacking projector -> any causal LM.
+r"""A native Ultravox-architecture speech LLM: Whisper encoder -> stacking projector -> any causal LM.
 
 Ultravox itself is not in transformers (its hub code targets transformers 4.x); this builds the same shape from
 native parts, so any Whisper checkpoint and any ``AutoModelForCausalLM`` (e.g. SmolLM2, Gemma 3) can be paired
 and a projector trained between them (``ultravox_projector``; the trainer is a separate command).
 
-Prompt: the backbone's own chat template with the user turn ``"<|audio|>\\n{instruction}"``; the text is cut
+Prompt: the backbone's own chat template with the user turn ``"<|audio|>\n{instruction}"``; the text is cut
 at ``<|audio|>`` and the clip's embeddings go in between. The placeholder id is ``len(tokenizer)``, an id the
 tokenizer never produces, so the backbone's vocabulary and embeddings are untouched: placeholder positions
 are looked up as id 0 and then overwritten with audio embeddings.
@@ -74,7 +74,7 @@ class UltravoxNativeConfig:
 
 
 def encoder_frames(encoder: Any, feature_extractor: Any, audio: np.ndarray, mode: EncoderMode) -> list[Any]:
-    """Encoder output frames of one clip, one tensor [T_c, D] per 30 s chunk (real audio only, no padding)."""
+    """Run the encoder on one clip: output frames, one tensor [T_c, D] per 30 s chunk (real audio only, no padding)."""
     import torch
 
     out = []
@@ -119,10 +119,12 @@ class UltravoxNativeBackend(HFSpeechLLM):
         *,
         batch_size: int = 8,
     ) -> None:
-        self.config = config
+        import dataclasses
+
+        name = config.backbone_name or Path(config.backbone.rstrip("/")).name
+        self.config = dataclasses.replace(config, backbone_name=name)
         self.encoder = encoder.eval()
         self.projector = projector.to(lm.device, lm.dtype).eval()
-        name = config.backbone_name or Path(config.backbone.rstrip("/")).name
         super().__init__(lm, tokenizer, feature_extractor, backbone=name, batch_size=batch_size)
 
     # ---- construction -------------------------------------------------------------------------------------
@@ -132,9 +134,11 @@ class UltravoxNativeBackend(HFSpeechLLM):
         from transformers import AutoModelForCausalLM, AutoTokenizer, WhisperFeatureExtractor, WhisperModel
 
         torch_dtype = getattr(torch, dtype)
-        encoder = WhisperModel.from_pretrained(config.encoder, dtype=torch_dtype).encoder.to(device)
+        whisper: Any = WhisperModel.from_pretrained(config.encoder, dtype=torch_dtype)
+        encoder = whisper.encoder.to(device)
         fe = WhisperFeatureExtractor.from_pretrained(config.encoder)
-        lm = AutoModelForCausalLM.from_pretrained(config.backbone, dtype=torch_dtype).to(device)
+        lm: Any = AutoModelForCausalLM.from_pretrained(config.backbone, dtype=torch_dtype)
+        lm = lm.to(device)
         tok = AutoTokenizer.from_pretrained(config.backbone)
         return encoder, fe, lm, tok
 
@@ -174,7 +178,9 @@ class UltravoxNativeBackend(HFSpeechLLM):
             InputError: The encoder or backbone weights are not the ones the projector was trained against.
         """
         record = read_checkpoint_record(folder)
-        fields = {k: record["model"][k] for k in UltravoxNativeConfig.__dataclass_fields__ if k in record["model"]}
+        fields = {
+            k: record["model"][k] for k in UltravoxNativeConfig.__dataclass_fields__ if k in record["model"]
+        }
         config = UltravoxNativeConfig(
             **{**fields, "encoder": encoder or fields["encoder"], "backbone": backbone or fields["backbone"]}
         )
@@ -202,7 +208,7 @@ class UltravoxNativeBackend(HFSpeechLLM):
             pcfg,
             encoder_hash=weights_fingerprint(self.encoder),
             backbone_hash=weights_fingerprint(self.model),
-            model={**dataclasses.asdict(self.config), "backbone_name": self.backbone},
+            model=dataclasses.asdict(self.config),
         )
 
     # ---- audio --------------------------------------------------------------------------------------------
@@ -267,6 +273,6 @@ class UltravoxNativeBackend(HFSpeechLLM):
         )
 
     def describe(self) -> Anatomy:
-        """The backbone's decoder layers, final norm and unembedding; the placeholder id."""
+        """Locate the backbone's decoder layers, final norm and unembedding; the placeholder id."""
         decoder = self.model.get_decoder()
         return Anatomy(decoder.layers, decoder.norm, self.model.get_output_embeddings(), self.audio_token_id)

@@ -1,5 +1,7 @@
-"""The Ultravox projector (frame stacking + normalised MLP) and its checkpoint, which carries its config and a
-fingerprint of the encoder and backbone weights it was trained against.
+"""The Ultravox projector (frame stacking + normalised MLP) and its fingerprinted checkpoint.
+
+The checkpoint carries the projector config and a fingerprint of the encoder and backbone weights it was
+trained against.
 
 The projector follows fixie-ai/ultravox ``UltravoxProjector``: stack ``k`` consecutive encoder frames
 ([T, D] -> [ceil(T/k), k·D], zero-padding the last group), pre-norm, ``Linear(k·D -> H)``, SwiGLU (halving H) or
@@ -56,7 +58,7 @@ class ProjectorConfig:
 
 
 def build_projector(cfg: ProjectorConfig) -> Any:
-    """A fresh ``torch.nn.Module`` mapping encoder frames [T, D] to audio embeddings [ceil(T/k), llm_dim]."""
+    """Build a fresh ``torch.nn.Module`` mapping encoder frames [T, D] to audio embeddings [ceil(T/k), llm_dim]."""
     import torch
     from torch import nn
 
@@ -76,7 +78,7 @@ def build_projector(cfg: ProjectorConfig) -> Any:
             self.ln_post = norm(cfg.llm_dim)
 
         def forward(self, frames: torch.Tensor) -> torch.Tensor:
-            """frames [T, D] (or [B, T, D]) -> [ceil(T/k), llm_dim] (or [B, ., llm_dim])."""
+            """Frames [T, D] (or [B, T, D]) -> [ceil(T/k), llm_dim] (or [B, ., llm_dim])."""
             k = cfg.stack_factor
             pad = (-frames.shape[-2]) % k
             x = nn.functional.pad(frames, (0, 0, 0, pad))
@@ -111,7 +113,13 @@ def weights_fingerprint(module: Any) -> str:
 
 
 def save_projector(
-    folder: str | Path, projector: Any, cfg: ProjectorConfig, *, encoder_hash: str, backbone_hash: str, **meta: Any
+    folder: str | Path,
+    projector: Any,
+    cfg: ProjectorConfig,
+    *,
+    encoder_hash: str,
+    backbone_hash: str,
+    **meta: Any,
 ) -> Path:
     """Write ``projector.safetensors`` and ``projector.json`` (config, fingerprints, ``meta``) into ``folder``."""
     from safetensors.torch import save_file
@@ -133,7 +141,7 @@ def save_projector(
 
 
 def read_checkpoint_record(folder: str | Path) -> dict[str, Any]:
-    """The JSON record of a projector checkpoint, validated (format, required keys)."""
+    """Read the JSON record of a projector checkpoint, validated (format, required keys)."""
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise InputError("not a projector checkpoint (no projector.json)", path=str(folder))
@@ -142,14 +150,18 @@ def read_checkpoint_record(folder: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON: {exc.msg}", path=str(path), line=exc.lineno) from exc
     if record.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"format is {record.get('format')!r}, expected {CHECKPOINT_FORMAT!r}", path=str(path))
+        raise InputError(
+            f"format is {record.get('format')!r}, expected {CHECKPOINT_FORMAT!r}", path=str(path)
+        )
     missing = {"projector", "encoder_hash", "backbone_hash"} - set(record)
     if missing:
         raise InputError(f"missing keys {sorted(missing)}", path=str(path))
     return record
 
 
-def load_projector(folder: str | Path, *, encoder_hash: str, backbone_hash: str) -> tuple[Any, ProjectorConfig]:
+def load_projector(
+    folder: str | Path, *, encoder_hash: str, backbone_hash: str
+) -> tuple[Any, ProjectorConfig]:
     """Load a projector saved by ``save_projector``, refusing encoder/backbone weights it was not trained on.
 
     Raises:

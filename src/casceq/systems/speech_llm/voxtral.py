@@ -37,7 +37,9 @@ class VoxtralBackend(HFSpeechLLM):
         """Load model, tokenizer and Whisper feature extractor from ``path``."""
         from transformers import VoxtralForConditionalGeneration, WhisperFeatureExtractor
 
-        model, tok = load_parts(path, VoxtralForConditionalGeneration.from_pretrained, dtype=dtype, device=device)
+        model, tok = load_parts(
+            path, VoxtralForConditionalGeneration.from_pretrained, dtype=dtype, device=device
+        )
         fe = WhisperFeatureExtractor.from_pretrained(path)
         return cls(model, tok, fe, backbone=backbone, **kwargs)
 
@@ -59,6 +61,6 @@ class VoxtralBackend(HFSpeechLLM):
         return {"input_features": feats["input_features"]}, [TOKENS_PER_CHUNK * c for c in n_chunks]
 
     def describe(self) -> Anatomy:
-        """Decoder layers/norm of ``model.model.language_model``, ``model.lm_head``, ``[AUDIO]``."""
+        """Locate the decoder layers/norm of ``model.model.language_model``, ``model.lm_head``, ``[AUDIO]``."""
         lm = self.model.model.language_model
         return Anatomy(lm.layers, lm.norm, self.model.lm_head, self.audio_token_id)
