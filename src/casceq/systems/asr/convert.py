@@ -200,8 +200,7 @@ def _hf_objects(ct2: CT2Model, ct2_config: dict[str, Any], vocabulary: list[str]
         decoder_start_token_id=ids["sot"],
         tie_word_embeddings=True,
         scale_embedding=False,
-        **common,
-    )
+    )  # suppress tokens go in the generation config only: transformers 5 warns when both carry them
     dtype = torch.float16 if sd["model.encoder.conv1.weight"].dtype == np.float16 else torch.float32
     model = WhisperForConditionalGeneration(config).eval()
     tensors = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in sd.items()}
