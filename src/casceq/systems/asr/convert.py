@@ -26,7 +26,7 @@ import numpy as np
 
 from casceq.errors import InputError
 from casceq.paths import cache_dir
-from casceq.systems.asr.bundled import BUNDLED, CT2_FILES, bundled_whisper_dir, sha256_file
+from casceq.systems.asr.bundled import BUNDLED, bundled_whisper_dir, sha256_file
 from casceq.systems.asr.ct2_reader import CT2Model, read_ct2
 
 CONVERTER_VERSION = "1"
@@ -37,15 +37,18 @@ N_TIMESTAMPS = 1501  # <|0.00|> ... <|30.00|> in steps of 0.02 s
 TASKS = ("translate", "transcribe")
 
 
-def _linear(ct2: CT2Model, prefix: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Weight [out, in] and bias [out] of a CTranslate2 linear layer, dequantising int8 if needed."""
+def _linear(ct2: CT2Model, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """Weight [out, in] and bias [out] of a CTranslate2 linear layer, dequantising int8 if needed.
+
+    CTranslate2 drops all-zero biases when it saves a model, so a missing bias is a zero bias.
+    """
     w = ct2.get(f"{prefix}/weight")
     scale_name = f"{prefix}/weight_scale"
     if scale_name in ct2.variables:
         # CTranslate2 int8: w_int8 = round(w * scale) with one scale per output row.
         w = w.astype(np.float32) / ct2.variables[scale_name].astype(np.float32).reshape(-1, 1)
     b = ct2.variables.get(f"{prefix}/bias")
-    return w, b
+    return w, (np.zeros(w.shape[0], dtype=w.dtype) if b is None else b)
 
 
 def _attention(ct2: CT2Model, src: str, dst: str, fused_qkv: bool, sd: dict[str, np.ndarray]) -> None:
@@ -54,23 +57,18 @@ def _attention(ct2: CT2Model, src: str, dst: str, fused_qkv: bool, sd: dict[str,
         w, b = _linear(ct2, f"{src}/linear_0")
         d = w.shape[0] // 3
         q, k, v = w[:d], w[d : 2 * d], w[2 * d :]
-        assert b is not None
         qb, vb = b[:d], b[2 * d :]
         out_w, out_b = _linear(ct2, f"{src}/linear_1")
     else:  # cross-attention: linear_0 = q, linear_1 = [k; v], linear_2 = out
-        q, qb_opt = _linear(ct2, f"{src}/linear_0")
+        q, qb = _linear(ct2, f"{src}/linear_0")
         kv, kvb = _linear(ct2, f"{src}/linear_1")
         d = q.shape[0]
-        k, v = kv[:d], kv[d:]
-        assert qb_opt is not None and kvb is not None
-        qb, vb = qb_opt, kvb[d:]
+        k, v, vb = kv[:d], kv[d:], kvb[d:]
         out_w, out_b = _linear(ct2, f"{src}/linear_2")
     sd[f"{dst}.q_proj.weight"], sd[f"{dst}.q_proj.bias"] = q, qb
     sd[f"{dst}.k_proj.weight"] = k
     sd[f"{dst}.v_proj.weight"], sd[f"{dst}.v_proj.bias"] = v, vb
-    sd[f"{dst}.out_proj.weight"] = out_w
-    if out_b is not None:
-        sd[f"{dst}.out_proj.bias"] = out_b
+    sd[f"{dst}.out_proj.weight"], sd[f"{dst}.out_proj.bias"] = out_w, out_b
 
 
 def _norm(ct2: CT2Model, src: str, dst: str, sd: dict[str, np.ndarray]) -> None:
@@ -79,10 +77,7 @@ def _norm(ct2: CT2Model, src: str, dst: str, sd: dict[str, np.ndarray]) -> None:
 
 def _ffn(ct2: CT2Model, src: str, dst: str, sd: dict[str, np.ndarray]) -> None:
     for i, name in ((0, "fc1"), (1, "fc2")):
-        w, b = _linear(ct2, f"{src}/linear_{i}")
-        sd[f"{dst}.{name}.weight"] = w
-        if b is not None:
-            sd[f"{dst}.{name}.bias"] = b
+        sd[f"{dst}.{name}.weight"], sd[f"{dst}.{name}.bias"] = _linear(ct2, f"{src}/linear_{i}")
     _norm(ct2, f"{src}/layer_norm", f"{dst}.final_layer_norm", sd)
 
 
@@ -148,17 +143,34 @@ def special_ids(vocabulary: list[str]) -> dict[str, Any]:
     }
 
 
+def _vocabulary_file(src: Path) -> Path:
+    # The CTranslate2 converter writes vocabulary.json (a JSON list); older folders carry vocabulary.txt.
+    for name in ("vocabulary.json", "vocabulary.txt"):
+        if (src / name).is_file():
+            return src / name
+    raise InputError("not a CTranslate2 Whisper folder: no vocabulary.json or vocabulary.txt", path=str(src))
+
+
+def _source_files(src: Path) -> list[Path]:
+    return [src / "model.bin", src / "config.json", src / "tokenizer.json", _vocabulary_file(src)]
+
+
 def _read_folder(src: Path) -> tuple[CT2Model, dict[str, Any], list[str]]:
-    missing = [f for f in CT2_FILES if not (src / f).is_file()]
+    missing = [f.name for f in _source_files(src) if not f.is_file()]
     if missing:
         raise InputError(f"not a CTranslate2 Whisper folder: missing {', '.join(missing)}", path=str(src))
     ct2 = read_ct2(src / "model.bin")
     if ct2.spec != "WhisperSpec":
         raise InputError(f"model.bin holds a {ct2.spec}, not a WhisperSpec", path=str(src / "model.bin"))
     config = json.loads((src / "config.json").read_text(encoding="utf-8"))
-    vocabulary = (src / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
-    if vocabulary and vocabulary[-1] == "":
-        vocabulary.pop()
+    vocab_file = _vocabulary_file(src)
+    text = vocab_file.read_text(encoding="utf-8")
+    if vocab_file.suffix == ".json":
+        vocabulary = list(json.loads(text))
+    else:
+        vocabulary = text.split("\n")
+        if vocabulary and vocabulary[-1] == "":
+            vocabulary.pop()
     return ct2, config, vocabulary
 
 
@@ -276,7 +288,7 @@ def convert_ct2_whisper(src: str | Path, out: str | Path, *, overwrite: bool = F
         manifest = {
             "converter_version": CONVERTER_VERSION,
             "source": str(src),
-            "source_sha256": {f: sha256_file(src_dir / f) for f in CT2_FILES},
+            "source_sha256": {f.name: sha256_file(f) for f in _source_files(src_dir)},
             "multilingual": multilingual,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -34,7 +34,7 @@ def resolve_hf_whisper(spec: str) -> str:
     if spec in BUNDLED:
         return str(converted_whisper(spec))
     path = Path(spec).expanduser()
-    if (path / "model.bin").is_file() and (path / "vocabulary.txt").is_file():  # a CTranslate2 folder
+    if (path / "model.bin").is_file():  # a CTranslate2 folder (transformers folders hold safetensors)
         return str(converted_whisper(str(path)))
     return str(path) if path.is_dir() else spec
 
