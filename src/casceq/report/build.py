@@ -1,0 +1,190 @@
+"""Build the whole report: read inputs, run ``compare()``, assemble sections, write every requested format.
+
+Output folder layout (default ``RUN_DIR/report/``, or ``./casceq-report/`` for a set of files)::
+
+    report.md            every section, Markdown tables whose cells link to the source list at the end
+    report.html          one self-contained page (figures, explorer with audio, sources), works offline
+    tables.tex           every table as a booktabs LaTeX table
+    figures/<key>.png    Figures 1-6 (150 dpi) and .svg
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from casceq.errors import InputError
+from casceq.report.analysis import Attribution, Reversal, attributions, costs, missing
+from casceq.report.data import ReportData, load_report_data
+from casceq.report.explorer import MAX_CLIPS, explorer_data
+from casceq.report.mech import erasure_section, implicit_section, lens_section, probe_section, read_mech
+from casceq.report.sections import Section, accuracy_section, agreement_section, overlap_section, overview
+from casceq.report.sections_errors import confound_section, cost_section, noise_section, shared_error_section
+from casceq.report.tables import Source, SourceBook, sources_markdown, to_latex, to_markdown
+from casceq.stats.results import CompareResult
+
+FORMATS = ("md", "tex", "html", "png", "svg")
+"""Output formats ``casceq report --formats`` accepts."""
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What was built: the files written, the sections, and the numbers behind them."""
+
+    out: Path
+    files: tuple[Path, ...]
+    sections: tuple[Section, ...]
+    compare: CompareResult
+    reversals: tuple[Reversal, ...]
+    attributions: tuple[Attribution, ...]
+    sources: tuple[Source, ...]
+    markdown: str
+
+
+def _write(path: Path, data: str | bytes) -> Path:
+    """Write atomically (temporary file beside the target, then rename): a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def sections_of(
+    data: ReportData, result: CompareResult, mech_dirs: Sequence[Path], draw: bool, book: SourceBook
+) -> tuple[list[Section], list[Reversal], list[Attribution]]:
+    """Every section of the report, in the paper's order, and the reversals and attributions found.
+
+    ``book`` collects the source of every referenced number.
+    """
+    atts = attributions(data, result)
+    noise, found = noise_section(result, data, book, draw)
+    sections = [
+        overview(data, result, missing(data), draw),
+        accuracy_section(result, data, book),
+        agreement_section(result, data, book, draw),
+        overlap_section(result, data, draw),
+        shared_error_section(result, data, book, atts),
+        confound_section(result, data, book),
+        noise,
+        cost_section(costs(data, result), data, book),
+    ]
+    mech = read_mech(mech_dirs)
+    sections += [
+        probe_section(mech, draw),
+        lens_section(mech, draw),
+        implicit_section(mech),
+        erasure_section(mech, draw),
+    ]
+    return sections, found, atts
+
+
+def markdown_report(
+    title: str, subtitle: str, sections: Sequence[Section], sources: Sequence[Source], figure_ext: str | None
+) -> str:
+    """Return the Markdown report (figures referenced as ``figures/<key>.<ext>`` when drawn)."""
+    lines = [f"# {title}", "", subtitle, ""]
+    for s in sections:
+        lines += [f'## <a id="{s.key}"></a>{s.title}', ""]
+        lines += [f"> **Warning:** {w}" for w in s.warnings] + ([""] if s.warnings else [])
+        lines += [p + "\n" for p in s.paragraphs]
+        if figure_ext:
+            for f in s.figures:
+                lines += [f"![{f.title}](figures/{f.key}.{figure_ext})", "", f"*{f.title}.* {f.caption}", ""]
+        lines += [to_markdown(t) for t in s.tables]
+    return "\n".join(lines).rstrip() + "\n\n" + sources_markdown(sources)
+
+
+def build_report(
+    inputs: Sequence[str | Path],
+    *,
+    out: str | Path | None = None,
+    mech_dirs: Sequence[str | Path] = (),
+    audio_dirs: Sequence[str | Path] = (),
+    formats: Sequence[str] = FORMATS,
+    run: str | None = None,
+    n_bootstrap: int | None = None,
+    seed: int | None = None,
+    max_clips: int = MAX_CLIPS,
+) -> ReportResult:
+    """Build the report of a run folder (or of interchange files and stores) and write the requested formats.
+
+    Args:
+        inputs: One run folder, or interchange JSONL files / stores / run folders.
+        out: Output folder (default ``RUN_DIR/report`` or ``./casceq-report``).
+        mech_dirs: Extra folders of mechanistic results (the run's ``mech/`` is always read).
+        audio_dirs: Extra synthesis folders (texts and audio of the items).
+        formats: Any of :data:`FORMATS`.
+        run: Read only this run from stores.
+        n_bootstrap: Bootstrap resamples (default: the run config's, else 1000).
+        seed: Bootstrap seed (default: the run config's, else 0).
+        max_clips: Cap on audio clips embedded in the HTML explorer.
+
+    Raises:
+        InputError: Unknown format, unreadable inputs, or inconsistent predictions (from ``compare``).
+    """
+    from casceq.stats.compare import compare
+
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise InputError(f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
+    data = load_report_data(inputs, audio_dirs=audio_dirs, run=run)
+    result = compare(
+        data.predictions,
+        n_bootstrap=data.n_bootstrap if n_bootstrap is None else n_bootstrap,
+        seed=data.seed if seed is None else seed,
+        intersect=True,
+        kinds=dict(data.kinds),
+    )
+    out_dir = Path(out) if out else (data.root / "report" if data.root else Path("casceq-report"))
+    mdirs = ([data.root / "mech"] if data.root else []) + [Path(d) for d in mech_dirs]
+    draw = bool({"png", "svg", "html"} & set(formats))
+    book = SourceBook(data.locations)
+    sections, found, atts = sections_of(data, result, mdirs, draw, book)
+    sources = book.sources()
+    subtitle = (
+        f"casceq report of {data.title} — {len(data.predictions)} prediction rows. Every number links "
+        "to its n and source rows (Sources)."
+    )
+    figure_ext = "png" if "png" in formats else "svg" if "svg" in formats else None
+    md = markdown_report(f"casceq report: {data.title}", subtitle, sections, sources, figure_ext)
+    files: list[Path] = []
+    if "md" in formats:
+        files.append(_write(out_dir / "report.md", md))
+    if "tex" in formats:
+        tex = "% casceq report tables (needs \\usepackage{booktabs})\n\n" + "\n".join(
+            to_latex(t) for s in sections for t in s.tables
+        )
+        files.append(_write(out_dir / "tables.tex", tex))
+    for ext in ("png", "svg"):
+        if ext in formats:
+            for s in sections:
+                for f in s.figures:
+                    files.append(
+                        _write(out_dir / "figures" / f"{f.key}.{ext}", f.png if ext == "png" else f.svg)
+                    )
+    if "html" in formats:
+        from casceq.report.html import render_html
+
+        explorer = explorer_data(data, result, max_clips)
+        page = render_html(
+            f"casceq report: {data.title}",
+            sections,
+            sources,
+            explorer,
+            [r.sentence() for r in found],
+            subtitle,
+        )
+        files.append(_write(out_dir / "report.html", page))
+    return ReportResult(
+        out_dir, tuple(files), tuple(sections), result, tuple(found), tuple(atts), tuple(sources), md
+    )

@@ -1,0 +1,294 @@
+"""Mechanistic sections (Tables 4-7, Figures 4-6) read from the JSON results of ``casceq.mech``.
+
+The reader contract (also in docs/report.md): every ``*.json`` file under the run's ``mech/`` folder and the
+folders given with ``--mech`` is read; a file is recognised by its content:
+
+- probes (Table 4 / Figure 4): ``ProbeResults.to_json()`` — ``{"model", "layers", "scores": [{"probe",
+  "layer", "score", "n_train_utterances", "n_test_utterances", "dim", "warning", ...}], "n_utterances", ...}``
+  (``"kind": "probes"`` optional);
+- logit lens (Table 5 / Figure 5): ``{"kind": "lens", "model", "n_utterances", "layers": [{"layer",
+  "n_tokens", "precision", ...}]}``;
+- implicit cascade (Table 6): ``{"kind": "implicit", "rows": [{"model", "task", "condition", "layer", "n",
+  "kappa_impl", "kappa_impl_ci", "kappa_casc", "kappa_casc_ci", "accuracy_speech", "accuracy_implicit",
+  "accuracy_cascade"}]}``;
+- erasure (Table 7 / Figure 6): ``{"kind": "erasure", "model", "rows": [{"concept", "task", "condition", "n",
+  "accuracy", "accuracy_ci", "probe_accuracy_after", "probe_chance"}]}`` with concept ``"none"`` as baseline.
+
+Other JSON files are ignored; a recognised file that is malformed is named in the section, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from casceq.report.figures import Figure, grouped_bars, layer_lines
+from casceq.report.sections import Section
+from casceq.report.tables import Cell, Table, fmt, fmt_ci, small
+
+PROBE_COLUMNS = (("energy", "energy R²"), ("pitch", "pitch R²"), ("ctc", "CTC 1 − CER"), ("boc", "BoC R²"))
+
+
+@dataclass(frozen=True)
+class MechResults:
+    """Recognised result files as ``(path, parsed JSON)``, by kind, plus problems found while reading."""
+
+    probes: tuple[tuple[str, dict[str, Any]], ...] = ()
+    lens: tuple[tuple[str, dict[str, Any]], ...] = ()
+    implicit: tuple[tuple[str, dict[str, Any]], ...] = ()
+    erasure: tuple[tuple[str, dict[str, Any]], ...] = ()
+    problems: tuple[str, ...] = field(default=())
+    searched: tuple[str, ...] = ()
+
+
+def kind_of(obj: Any) -> str | None:
+    """Which result a parsed JSON file holds (``probes``, ``lens``, ``implicit``, ``erasure``) or None."""
+    if not isinstance(obj, dict):
+        return None
+    kind = obj.get("kind")
+    if kind in ("probes", "lens", "implicit", "erasure"):
+        return str(kind)
+    scores = obj.get("scores")
+    if isinstance(scores, list) and scores and isinstance(scores[0], dict) and "probe" in scores[0]:
+        return "probes"
+    return None
+
+
+def read_mech(dirs: Sequence[Path]) -> MechResults:
+    """Read every recognised result file under ``dirs`` (missing folders are skipped)."""
+    found: dict[str, list[tuple[str, dict[str, Any]]]] = {
+        "probes": [],
+        "lens": [],
+        "implicit": [],
+        "erasure": [],
+    }
+    problems: list[str] = []
+    for d in dirs:
+        for path in sorted(Path(d).rglob("*.json")) if Path(d).is_dir() else []:
+            try:
+                obj = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                problems.append(f"{path}: unreadable JSON ({exc})")
+                continue
+            kind = kind_of(obj)
+            if kind:
+                found[kind].append((str(path), obj))
+    return MechResults(
+        probes=tuple(found["probes"]),
+        lens=tuple(found["lens"]),
+        implicit=tuple(found["implicit"]),
+        erasure=tuple(found["erasure"]),
+        problems=tuple(problems),
+        searched=tuple(str(d) for d in dirs),
+    )
+
+
+def _num(x: Any) -> float:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
+
+
+def _not_run(key: str, title: str, what: str, mech: MechResults) -> Section:
+    where = ", ".join(mech.searched) or "no mech folder"
+    return Section(key, title, (f"Not run: no {what} results found (searched {where}).", *mech.problems))
+
+
+def probe_section(mech: MechResults, draw: bool) -> Section:
+    """Table 4 / Figure 4: probe scores by layer, one table per model."""
+    title = "Table 4 / Figure 4: probes by layer"
+    if not mech.probes:
+        return _not_run("probes", title, "probe", mech)
+    tables: list[Table] = []
+    panels: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    problems: list[str] = []
+    for path, obj in mech.probes:
+        try:
+            model = str(obj.get("model", Path(path).parent.name))
+            scores = [(str(s["probe"]), int(s["layer"]), _num(s.get("score"))) for s in obj["scores"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"{path}: malformed probe results ({exc!r})")
+            continue
+        layers = sorted({layer for _, layer, _ in scores})
+        cols = [(p, label) for p, label in PROBE_COLUMNS if any(s[0] == p for s in scores)]
+        value = {(p, layer): v for p, layer, v in scores}
+        rows = tuple(
+            (Cell(str(layer)), *(Cell(fmt(value.get((p, layer)))) for p, _ in cols)) for layer in layers
+        )
+        first = obj["scores"][0]
+        note = (
+            f"{obj.get('n_utterances', '?')} utterances (train {first.get('n_train_utterances', '?')}, test "
+            f"{first.get('n_test_utterances', '?')}, split by {obj.get('split_by', 'utterance')}), "
+            f"D = {first.get('dim', '?')}; source {path}."
+        )
+        warns = sorted(
+            {f"{s['probe']} layer {s['layer']}: {s['warning']}" for s in obj["scores"] if s.get("warning")}
+        )
+        tables.append(
+            Table(
+                f"table4-{len(tables) + 1}",
+                f"Probe scores by layer — {model}",
+                ("layer", *(label for _, label in cols)),
+                rows,
+                (note, *warns),
+            )
+        )
+        panels[model] = {label: (layers, [value.get((p, x), math.nan) for x in layers]) for p, label in cols}
+    figs: tuple[Figure, ...] = ()
+    if draw and panels:
+        figs = (
+            layer_lines(
+                "figure4",
+                "Figure 4: probes by layer",
+                "Held-out probe score per layer (split by "
+                "utterance): energy and pitch R², CTC text decodability 1 − CER, bag-of-characters R².",
+                panels,
+                "held-out score",
+            ),
+        )
+    return Section("probes", title, tuple(problems), tuple(tables), figs)
+
+
+def lens_section(mech: MechResults, draw: bool) -> Section:
+    """Table 5 / Figure 5: logit-lens bag-of-tokens precision by layer."""
+    title = "Table 5 / Figure 5: logit lens"
+    if not mech.lens:
+        return _not_run("lens", title, "logit-lens", mech)
+    tables: list[Table] = []
+    lines: dict[str, tuple[list[int], list[float]]] = {}
+    problems: list[str] = []
+    for path, obj in mech.lens:
+        try:
+            model = str(obj.get("model", "?"))
+            layers = [
+                (int(r["layer"]), int(r.get("n_tokens", 0)), _num(r.get("precision"))) for r in obj["layers"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"{path}: malformed lens results ({exc!r})")
+            continue
+        rows = tuple((Cell(str(layer)), Cell(str(n)), Cell(fmt(p))) for layer, n, p in layers)
+        note = f"{obj.get('n_utterances', '?')} utterances, source {obj.get('source', '?')}; file {path}."
+        tables.append(
+            Table(
+                f"table5-{len(tables) + 1}",
+                f"Logit-lens bag-of-tokens precision — {model}",
+                ("layer", "tokens scored", "precision"),
+                rows,
+                (note,),
+            )
+        )
+        lines[model] = ([x for x, _, _ in layers], [p for _, _, p in layers])
+    figs: tuple[Figure, ...] = ()
+    if draw and lines:
+        figs = (
+            layer_lines(
+                "figure5",
+                "Figure 5: logit lens",
+                "Fraction of lens tokens found in the reference transcript, per layer.",
+                {"bag-of-tokens precision": lines},
+                "precision",
+            ),
+        )
+    return Section("lens", title, tuple(problems), tuple(tables), figs)
+
+
+def implicit_section(mech: MechResults) -> Section:
+    """Table 6: the implicit cascade (lens text fed to the backbone) against the speech LLM and the cascade."""
+    title = "Table 6: implicit cascade"
+    if not mech.implicit:
+        return _not_run("implicit", title, "implicit-cascade", mech)
+    rows, problems = [], []
+    for path, obj in mech.implicit:
+        for r in obj.get("rows") or []:
+            try:
+                n = int(r["n"])
+                rows.append(
+                    (
+                        Cell(str(r["model"])),
+                        Cell(str(r["task"])),
+                        Cell(str(r.get("condition", "clean"))),
+                        Cell(str(r.get("layer", "last"))),
+                        Cell(f"{n}{small(n)}"),
+                        Cell(fmt(_num(r.get("kappa_impl"))) + fmt_ci(r.get("kappa_impl_ci"))),
+                        Cell(fmt(_num(r.get("kappa_casc"))) + fmt_ci(r.get("kappa_casc_ci"))),
+                        Cell(fmt(_num(r.get("accuracy_speech")))),
+                        Cell(fmt(_num(r.get("accuracy_implicit")))),
+                        Cell(fmt(_num(r.get("accuracy_cascade")))),
+                    )
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                problems.append(f"{path}: malformed implicit-cascade row ({exc!r})")
+    table = Table(
+        "table6",
+        "Implicit cascade: κ of the lens-text cascade and of the explicit cascade with the speech LLM",
+        (
+            "model",
+            "task",
+            "condition",
+            "layer",
+            "n",
+            "κ impl",
+            "κ casc",
+            "acc speech LLM",
+            "acc implicit",
+            "acc cascade",
+        ),
+        tuple(rows),
+    )
+    return Section("implicit", title, tuple(problems), (table,) if rows else ())
+
+
+def erasure_section(mech: MechResults, draw: bool) -> Section:
+    """Table 7 / Figure 6: accuracy under LEACE erasure of each concept, with probe accuracy after erasure."""
+    title = "Table 7 / Figure 6: concept erasure"
+    if not mech.erasure:
+        return _not_run("erasure", title, "erasure", mech)
+    rows: list[tuple[Cell, ...]] = []
+    problems: list[str] = []
+    groups: dict[str, dict[str, float]] = {}
+    for path, obj in mech.erasure:
+        model = str(obj.get("model", "?"))
+        for r in obj.get("rows") or []:
+            try:
+                n, acc = int(r["n"]), _num(r["accuracy"])
+                concept, task, cond = str(r["concept"]), str(r["task"]), str(r.get("condition", "clean"))
+            except (KeyError, TypeError, ValueError) as exc:
+                problems.append(f"{path}: malformed erasure row ({exc!r})")
+                continue
+            after = _num(r.get("probe_accuracy_after"))
+            chance = _num(r.get("probe_chance"))
+            rows.append(
+                (
+                    Cell(model),
+                    Cell(concept),
+                    Cell(task),
+                    Cell(cond),
+                    Cell(f"{n}{small(n)}"),
+                    Cell(fmt(acc) + fmt_ci(r.get("accuracy_ci"))),
+                    Cell(fmt(after)),
+                    Cell(fmt(chance)),
+                )
+            )
+            groups.setdefault(f"{model}\n{task} {cond}", {})[concept] = acc
+    table = Table(
+        "table7",
+        "Accuracy under LEACE erasure (concept 'none' = no erasure) and held-out probe "
+        "accuracy after erasure",
+        ("model", "concept", "task", "condition", "n", "accuracy", "probe acc. after", "probe chance"),
+        tuple(rows),
+    )
+    figs: tuple[Figure, ...] = ()
+    if draw and groups:
+        figs = (
+            grouped_bars(
+                "figure6",
+                "Figure 6: concept erasure",
+                "Task accuracy with each concept erased at "
+                "every probed layer during generation ('none' = no erasure).",
+                groups,
+                "accuracy",
+            ),
+        )
+    return Section("erasure", title, tuple(problems), (table,) if rows else (), figs)

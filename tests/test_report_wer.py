@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from casceq.report.wer import normalize_words, number_words, transcript_right, wer
+
+
+def _reference_distance(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """Levenshtein distance by its recursive definition (an independent reference)."""
+
+    @cache
+    def d(i: int, j: int) -> int:
+        if i == 0 or j == 0:
+            return i + j
+        return min(d(i - 1, j) + 1, d(i, j - 1) + 1, d(i - 1, j - 1) + (a[i - 1] != b[j - 1]))
+
+    return d(len(a), len(b))
+
+
+@pytest.mark.parametrize(
+    ("ref", "hyp", "expected"),
+    [
+        ("the cat sat", "the cat sat", 0.0),
+        ("the cat sat", "the bat sat", 1 / 3),  # one substitution
+        ("the cat sat", "the cat", 1 / 3),  # one deletion
+        ("the cat sat", "the cat sat down now", 2 / 3),  # two insertions
+        ("the cat sat", "", 1.0),
+        ("a b c d", "d c b a", 1.0),  # no alignment does better than 4 edits
+    ],
+)
+def test_wer_known_values(ref: str, hyp: str, expected: float) -> None:
+    assert wer(ref, hyp) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("ref", "hyp"),
+    [
+        ("It cost $5.", "it cost five dollars"),
+        ("Shares rose 5% on Monday", "shares rose five percent on monday"),
+        ("AT&T sold 1,000 units", "at and t sold one thousand units"),
+        ("Don't stop!", "don’t stop"),
+        ("The year 2004 was odd", "the year two thousand four was odd"),
+        ("It's 3.5 times larger", "it's three point five times larger"),
+        ('Well-known "quotes"', "well known quotes"),
+    ],
+)
+def test_normalisation_makes_equivalent_writings_equal(ref: str, hyp: str) -> None:
+    assert wer(ref, hyp) == 0.0
+    assert transcript_right(ref, hyp) is True
+
+
+def test_normalisation_keeps_real_differences() -> None:
+    assert transcript_right("It cost $5.", "it cost six dollars") is False
+    assert wer("It cost $5.", "it cost six dollars") == pytest.approx(1 / 4)  # it cost five dollars
+    assert transcript_right("The film was great", "the film was grey") is False
+
+
+def test_undefined_cases() -> None:
+    assert wer("...", "anything") is None
+    assert transcript_right("...", "anything") is None
+    assert transcript_right("a text", None) is None
+
+
+@pytest.mark.parametrize(
+    ("n", "words"),
+    [
+        (0, "zero"),
+        (7, "seven"),
+        (13, "thirteen"),
+        (20, "twenty"),
+        (45, "forty five"),
+        (100, "one hundred"),
+        (101, "one hundred one"),
+        (999, "nine hundred ninety nine"),
+        (1000, "one thousand"),
+        (2026, "two thousand twenty six"),
+        (1_000_000, "one million"),
+        (3_400_512, "three million four hundred thousand five hundred twelve"),
+    ],
+)
+def test_number_words(n: int, words: str) -> None:
+    assert number_words(n) == words
+
+
+words = st.lists(st.sampled_from(["a", "b", "c", "dog", "it's"]), min_size=1, max_size=7)
+
+
+@settings(max_examples=200, deadline=None)
+@given(words, st.lists(st.sampled_from(["a", "b", "c", "dog", "it's"]), max_size=7))
+def test_wer_matches_reference_edit_distance(ref: list[str], hyp: list[str]) -> None:
+    expected = _reference_distance(tuple(ref), tuple(hyp)) / len(ref)
+    assert wer(" ".join(ref), " ".join(hyp)) == pytest.approx(expected)
+    assert wer(" ".join(ref), " ".join(ref)) == 0.0
+
+
+def test_normalize_words_examples() -> None:
+    assert normalize_words("Hello, World!") == ["hello", "world"]
+    assert normalize_words("'quoted' isn't") == ["quoted", "isn't"]
