@@ -68,12 +68,15 @@ def test_generate_returns_strings_for_a_batch_of_different_lengths(backend: Any)
     assert len(out) == 2 and all(isinstance(s, str) for s in out)
 
 
-def test_generation_and_scores_do_not_depend_on_the_batch(backend: Any) -> None:
+def test_generation_does_not_depend_on_the_batch(backend: Any) -> None:
     clips = _clips()
     together = backend.generate(clips, PROMPTS, max_new_tokens=3)
     alone = [backend.generate([c], [p], max_new_tokens=3)[0] for c, p in zip(clips, PROMPTS, strict=True)]
     assert together == alone
-    options = [["yes", "no"], ["yes", "no"]]
+
+
+def test_scores_do_not_depend_on_the_batch(backend: Any) -> None:
+    clips, options = _clips(), [["yes", "no"], ["yes", "no"]]
     s2 = backend.score_options(clips, PROMPTS, options)
     s1 = np.vstack(
         [backend.score_options([c], [p], [o]) for c, p, o in zip(clips, PROMPTS, options, strict=True)]
@@ -152,3 +155,18 @@ def test_qwen2_audio_ids_match_the_reference_processor(tmp_path: Path) -> None:
     got = b.encode([clip], ["Topic?"])
     assert got.input_ids[0].tolist() == want["input_ids"][0].tolist()
     torch.testing.assert_close(got.audio_kwargs["input_features"], want["input_features"])
+
+
+def test_bfloat16_load_scores_like_float32(tmp_path: Path) -> None:
+    """The registry's dtype option reaches the loader, and a bfloat16 model scores like the float32 one."""
+    from casceq.systems.speech_llm import SpeechLLMSpec, make_speech_llm
+
+    folder = str(tm.tiny_qwen2_audio(tmp_path / "q"))
+    clips, options = _clips(), [["A", "B"], ["A", "B"]]
+    scores = {
+        dtype: make_speech_llm(SpeechLLMSpec("qwen2-audio", folder, backbone="t", dtype=dtype)).score_options(
+            clips, PROMPTS, options
+        )
+        for dtype in ("float32", "bfloat16")
+    }
+    np.testing.assert_allclose(scores["bfloat16"], scores["float32"], atol=0.1)

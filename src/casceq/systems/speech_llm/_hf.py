@@ -207,7 +207,8 @@ class HFSpeechLLM:
         if self.pass_position_ids:
             kw["position_ids"] = batch.position_ids().to(device)
         for k, v in batch.audio_kwargs.items():
-            kw[k] = v.to(device) if hasattr(v, "to") else v
+            # Features are float32; a bfloat16 model needs them in its own dtype (masks keep theirs).
+            kw[k] = v.to(device, self.model.dtype) if v.is_floating_point() else v.to(device)
         return kw
 
     def forward_logits(self, batch: EncodedBatch, last: int | None = None) -> torch.Tensor:
