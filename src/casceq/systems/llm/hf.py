@@ -1,0 +1,287 @@
+"""A transformers causal LM as an ``LLMBackend``: label scoring by log-likelihood, and greedy generation.
+
+Scoring feeds ``context + option[:-1]`` and reads the option's tokens at the last positions. Rows are
+left-padded (so every continuation is right-aligned and its positions are the same in every row) with
+position ids counted from the first real token, which makes results independent of batch size and padding.
+Identical input rows are computed once: when every option is a single token (SST-2, AG News, CSQA letters in
+both bundled tokenizers) that is one forward pass per item for all C options. The unembedding is applied only
+to the needed positions (Gemma's vocabulary has 262k rows), Gemma's final logit soft-capping included; a check
+at load time compares this against the model's own logits and falls back to ``logits_to_keep`` for
+architectures whose output head does something else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from casceq.systems.llm.prompting import (
+    ChatMode,
+    Shot,
+    choose_format,
+    few_shot_examples,
+    render,
+    task_of_prompt,
+)
+
+log = logging.getLogger(__name__)
+Precision = Literal["float32", "bfloat16-autocast"]
+
+
+class HFCausalLM:
+    """An ``LLMBackend`` over ``AutoModelForCausalLM`` (CPU or CUDA).
+
+    Args:
+        model: A bundled name (``"gemma-3-270m"``, ``"smollm2-135m-instruct"``), a transformers folder, a
+            ``.gguf`` file or a hub id (see ``casceq.systems.llm.bundled.resolve_llm``).
+        dtype: ``"float32"``, or ``"bfloat16-autocast"`` (float32 weights, bf16 matmuls: 2.1x faster on CPUs
+            with AMX/avx512_bf16, same predictions in ASSETS' test).
+        device: Torch device.
+        batch_size: Rows per forward pass.
+        chat_template: ``"auto"`` (the tokenizer's chat template if it has one), ``"chat"`` or ``"plain"``.
+        few_shot: k shots per task, drawn with ``few_shot_examples`` for the task recognised from each
+            prompt's instruction (0: zero-shot). Explicit ``shots=`` arguments override this.
+        few_shot_seed: Ranking seed of the shots (use the run's seed: shots then never overlap its items).
+        exclude_ids: Example ids never used as shots (the evaluated items).
+        system_prompt: System message for chat models (None: the template's default).
+        threads: ``torch.set_num_threads`` value (None: leave as is).
+    """
+
+    def __init__(
+        self,
+        model: str = "gemma-3-270m",
+        *,
+        dtype: Precision = "float32",
+        device: str = "cpu",
+        batch_size: int = 8,
+        chat_template: ChatMode = "auto",
+        few_shot: int = 0,
+        few_shot_seed: int = 0,
+        exclude_ids: Sequence[str] = (),
+        system_prompt: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from casceq.systems.llm.bundled import resolve_llm
+
+        if dtype not in ("float32", "bfloat16-autocast"):
+            raise ValueError(f"dtype must be 'float32' or 'bfloat16-autocast', got {dtype!r}")
+        if threads is not None:
+            torch.set_num_threads(threads)
+        path, self.backbone = resolve_llm(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        model_obj: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        self.model = model_obj.to(device).eval()
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id
+        self.device, self.dtype, self.batch_size = device, dtype, batch_size
+        self.format = choose_format(self.tokenizer, chat_template, system_prompt)
+        self.few_shot, self.few_shot_seed = few_shot, few_shot_seed
+        self.exclude_ids = set(exclude_ids)
+        self._shots: dict[str, tuple[Shot, ...]] = {}
+        self.fast_unembed = self._check_unembedding()
+
+    # ----- prompts -------------------------------------------------------------------------------------------
+    def shots_for(self, prompt: str) -> tuple[Shot, ...]:
+        """Return the automatic k shots for the task whose instruction starts ``prompt`` (``()`` when k = 0 or unknown)."""
+        if self.few_shot <= 0:
+            return ()
+        task = task_of_prompt(prompt)
+        if task is None:
+            return ()
+        if task.name not in self._shots:
+            self._shots[task.name] = few_shot_examples(
+                task, self.exclude_ids, self.few_shot, self.few_shot_seed
+            )
+        return self._shots[task.name]
+
+    def context(self, prompt: str, shots: Sequence[Shot] | None = None) -> str:
+        """Return the rendered text after which the answer starts (automatic shots unless ``shots`` is given)."""
+        return render(self.tokenizer, self.format, prompt, self.shots_for(prompt) if shots is None else shots)
+
+    def _encode(self, text: str) -> list[int]:
+        # A chat template writes its own special tokens; plain text gets the tokenizer's (Gemma's <bos>).
+        return list(self.tokenizer(text, add_special_tokens=not self.format.chat)["input_ids"])
+
+    def _option_ids(self, ctx: str, ctx_ids: list[int], option: str) -> list[int]:
+        whole = self._encode(ctx + self.format.option_sep + option)
+        if whole[: len(ctx_ids)] == ctx_ids and len(whole) > len(ctx_ids):
+            return whole[len(ctx_ids) :]
+        # The tokenizer merged across the boundary: score the option's own tokens after the unchanged context.
+        return list(self.tokenizer(self.format.option_sep + option, add_special_tokens=False)["input_ids"])
+
+    # ----- forward ---------------------------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        if self.dtype == "bfloat16-autocast":
+            return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _batch(self, rows: Sequence[Sequence[int]]) -> tuple[Any, Any, Any]:
+        """Left-padded ``input_ids``, ``attention_mask`` and ``position_ids``, each [B, L]."""
+        import torch
+
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), int(self.pad_id), dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+        # Positions count real tokens only, so a padded row sees the same positions as the unpadded one.
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
+
+    def _last_logprobs(self, rows: Sequence[Sequence[int]], n_last: int, fast: bool | None = None) -> Any:
+        """Log-probabilities [B, n_last, V] (float32) of the next token at each row's last ``n_last`` positions."""
+        import torch
+
+        ids, mask, pos = self._batch(rows)
+        with torch.inference_mode(), self._autocast():
+            if fast if fast is not None else self.fast_unembed:
+                hidden = self.model.base_model(input_ids=ids, attention_mask=mask, position_ids=pos)[0]
+                logits = self.model.get_output_embeddings()(hidden[:, -n_last:])
+                cap = getattr(self.model.config, "final_logit_softcapping", None)
+                if cap:
+                    logits = torch.tanh(logits / cap) * cap
+            else:
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=n_last)
+                logits = out.logits[:, -n_last:]
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _check_unembedding(self) -> bool:
+        """Whether hidden states -> output embedding (-> soft-cap) reproduces the model's own logits."""
+        import torch
+
+        row = self._encode("The answer is")[:8] or [int(self.pad_id)]
+        fast = self._last_logprobs([row], 1, fast=True)
+        ids = torch.tensor([row], device=self.device)
+        with torch.inference_mode(), self._autocast():
+            ref = torch.log_softmax(self.model(input_ids=ids).logits[:, -1:].float(), dim=-1)
+        ok = bool(torch.allclose(fast, ref, atol=1e-3, rtol=1e-3))
+        if not ok:
+            log.warning(
+                "%s: output head is not embedding+softcap; scoring with full logits_to_keep", self.backbone
+            )
+        return ok
+
+    def _length_sorted(self, n: int, lengths: Sequence[int]) -> Iterator[list[int]]:
+        order = sorted(range(n), key=lambda i: -lengths[i])
+        for start in range(0, n, self.batch_size):
+            yield order[start : start + self.batch_size]
+
+    # ----- LLMBackend -------------------------------------------------------------------------------------------
+    def score_options(
+        self, prompts: Sequence[str], options: Sequence[Sequence[str]], *, shots: Sequence[Shot] | None = None
+    ) -> np.ndarray:
+        """Return the summed log-probability of each option continuation after each rendered prompt.
+
+        Args:
+            prompts: N user messages.
+            options: N lists of C option strings (e.g. the task's labels; multi-token options are fine).
+            shots: Explicit k-shot examples for every prompt (default: the automatic ``few_shot`` shots).
+
+        Returns:
+            float64 array [N, C].
+        """
+        if len(prompts) != len(options):
+            raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
+        if not prompts:
+            return np.zeros((0, 0))
+        width = len(options[0])
+        if any(len(o) != width for o in options):
+            raise ValueError("every prompt needs the same number of options")
+        # rows: unique input token tuples; wants[(i, c)] = (row index, option token ids)
+        row_index: dict[tuple[int, ...], int] = {}
+        need: list[int] = []
+        wants: list[tuple[int, int, int, list[int]]] = []
+        for i, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
+            ctx = self.context(prompt, shots)
+            ctx_ids = self._encode(ctx)
+            for c, opt in enumerate(opts):
+                tail = self._option_ids(ctx, ctx_ids, opt)
+                key = tuple(ctx_ids + tail[:-1])
+                r = row_index.setdefault(key, len(row_index))
+                if r == len(need):
+                    need.append(0)
+                need[r] = max(need[r], len(tail))
+                wants.append((i, c, r, tail))
+        rows = list(row_index)
+        per_row: list[Any] = [None] * len(rows)
+        for idx in self._length_sorted(len(rows), [len(r) for r in rows]):
+            n_last = max(need[r] for r in idx)
+            lp = self._last_logprobs([rows[r] for r in idx], n_last)
+            for j, r in enumerate(idx):
+                per_row[r] = lp[j, n_last - need[r] :]
+        out = np.zeros((len(prompts), width), dtype=np.float64)
+        for i, c, r, tail in wants:
+            lp = per_row[r]  # [need[r], V]: position t predicts token t of a right-aligned continuation
+            k = len(tail)
+            positions = range(lp.shape[0] - k, lp.shape[0])
+            out[i, c] = float(sum(lp[p, t].item() for p, t in zip(positions, tail, strict=True)))
+        return out
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        *,
+        shots: Sequence[Shot] | None = None,
+        stop_at_newline: bool = True,
+    ) -> list[str]:
+        """Greedy answers, prompt stripped; stops at EOS and (``stop_at_newline``) at the first line break.
+
+        Args:
+            prompts: N user messages.
+            max_new_tokens: Generation budget per answer.
+            shots: Explicit k-shot examples (default: the automatic ``few_shot`` shots).
+            stop_at_newline: Cut the answer at its first newline (label answers are one line; a base model
+                otherwise goes on to invent the next example).
+        """
+        import torch
+
+        encoded = [self._encode(self.context(p, shots)) for p in prompts]
+        answers = [""] * len(prompts)
+        for idx in self._length_sorted(len(prompts), [len(e) for e in encoded]):
+            ids, mask, _ = self._batch([encoded[i] for i in idx])
+            kwargs: dict[str, Any] = {}
+            if stop_at_newline:
+                kwargs["stopping_criteria"] = [_LineDone(self.tokenizer, ids.shape[1])]
+            with torch.inference_mode(), self._autocast():
+                out = self.model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=int(self.pad_id),
+                    **kwargs,
+                )
+            for j, i in enumerate(idx):
+                text = str(self.tokenizer.decode(out[j, ids.shape[1] :], skip_special_tokens=True))
+                answers[i] = text.strip().split("\n", 1)[0].strip() if stop_at_newline else text.strip()
+        return answers
+
+
+class _LineDone:
+    r"""Stopping criterion: a row is done once its answer has text followed by a newline.
+
+    Unlike ``stop_strings=["\\n"]`` a leading newline (a base model's habit after ``Answer:``) does not end
+    the answer before it starts.
+    """
+
+    def __init__(self, tokenizer: Any, prompt_len: int) -> None:
+        self.tokenizer, self.prompt_len = tokenizer, prompt_len
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
+        return torch.tensor([("\n" in t.lstrip()) for t in texts], device=input_ids.device)

@@ -1,0 +1,146 @@
+"""How a user message (``Task.prompt``) becomes the text a causal LM continues, with optional k-shot examples.
+
+Two formats:
+
+- ``chat``: the tokenizer's chat template (SmolLM2-Instruct). Shots become earlier user/assistant turns; the
+  answer starts right after the generation prompt, so an option is scored without a leading space.
+- ``plain``: for base models without a chat template (Gemma 3 270M). The instruction paragraph is written once,
+  then each shot's body with its answer after ``Answer:``, then the query; options follow ``" "``.
+
+Few-shot examples must come from items that are not evaluated: ``few_shot_examples`` draws them from the *end*
+of the task's seeded ranking (``casceq.tasks.sample_rank``), so with the run's seed they are disjoint from its
+subsample (which takes the start), and it drops any ``exclude_ids`` too. Labels are balanced round-robin, which
+keeps a tiny model from copying the majority label of its shots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from casceq.tasks.base import Task
+
+Shot = tuple[str, str]
+"""One k-shot example: (user message from ``Task.prompt``, answer text)."""
+
+ChatMode = Literal["auto", "chat", "plain"]
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How prompts are rendered for one model.
+
+    Attributes:
+        chat: Use the tokenizer's chat template.
+        system: Optional system message (chat only; None keeps the template's default).
+    """
+
+    chat: bool
+    system: str | None = None
+
+    @property
+    def option_sep(self) -> str:
+        """Text between the rendered context and an option: none after a chat generation prompt, else a space."""
+        return "" if self.chat else " "
+
+
+def choose_format(tokenizer: Any, mode: ChatMode = "auto", system: str | None = None) -> PromptFormat:
+    """Pick chat or plain rendering: ``auto`` uses the chat template when the tokenizer has one."""
+    if mode not in ("auto", "chat", "plain"):
+        raise ValueError(f"chat_template must be 'auto', 'chat' or 'plain', got {mode!r}")
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if mode == "chat" and not has_template:
+        raise ValueError("chat_template='chat' but the tokenizer has no chat template")
+    return PromptFormat(chat=has_template if mode == "auto" else mode == "chat", system=system)
+
+
+def _head_body(prompt: str) -> tuple[str, str]:
+    head, sep, body = prompt.partition("\n\n")
+    return (head, body) if sep else ("", prompt)
+
+
+def render(tokenizer: Any, fmt: PromptFormat, prompt: str, shots: Sequence[Shot] = ()) -> str:
+    """Return the context string (special tokens included for chat) after which the answer begins.
+
+    Args:
+        tokenizer: A transformers tokenizer (its chat template is used in chat mode).
+        fmt: The prompt format.
+        prompt: The user message (``Task.prompt(text, example)``).
+        shots: k (user message, answer) examples shown first.
+    """
+    if fmt.chat:
+        messages: list[dict[str, str]] = []
+        if fmt.system is not None:
+            messages.append({"role": "system", "content": fmt.system})
+        for user, answer in shots:
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+        messages.append({"role": "user", "content": prompt})
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    head, body = _head_body(prompt)
+    parts: list[str] = []
+    shared = all(_head_body(user)[0] == head for user, _ in shots)
+    if head and shared:
+        # The instruction once, then "Text: ...\nAnswer: label" blocks: shorter, and the pattern a base model
+        # continues best.
+        parts.append(head)
+        parts += [f"{_head_body(user)[1]} {answer}" for user, answer in shots]
+        parts.append(body)
+    else:
+        parts += [f"{user} {answer}" for user, answer in shots]
+        parts.append(prompt)
+    return "\n\n".join(parts)
+
+
+def task_of_prompt(prompt: str, tasks: Iterable[Task] | None = None) -> Task | None:
+    """Return the task whose instruction starts ``prompt`` (every ``Task.prompt`` does), or None."""
+    if tasks is None:
+        from casceq.tasks.defs import TASKS
+
+        tasks = TASKS
+    for task in tasks:
+        if task.instruction and prompt.startswith(task.instruction):
+            return task
+    return None
+
+
+def few_shot_examples(
+    task: Task, exclude_ids: Iterable[str] = (), k: int = 4, seed: int = 0, split: str | None = None
+) -> tuple[Shot, ...]:
+    """K label-balanced (prompt, answer) shots from items outside the evaluated set.
+
+    Items are taken from the end of the seeded ranking that ``load_examples(n=..., seed=seed)`` takes its
+    subsample from the start of, so the shots never overlap a run's items when both use the same seed; any
+    ``exclude_ids`` are dropped as well.
+
+    Args:
+        task: The task (its ``prompt`` renders the shots' user messages).
+        exclude_ids: Example ids that must not be used (the evaluated items).
+        k: Number of shots.
+        seed: The ranking seed (use the run's seed).
+        split: Source split (default: the task's default split, which is the only one for most tasks offline).
+
+    Returns:
+        k shots, labels cycling in ``task.labels`` order (fewer when the pool is too small).
+    """
+    from casceq.tasks import load_examples, sample_rank
+
+    if k <= 0:
+        return ()
+    excluded = set(exclude_ids)
+    pool = [ex for ex in load_examples(task.name, split=split) if ex.id not in excluded]
+    pool.sort(key=lambda ex: sample_rank(ex.id, seed), reverse=True)
+    by_label: dict[str, list[Any]] = {}
+    for ex in pool:
+        by_label.setdefault(ex.label, []).append(ex)
+    order = [lab for lab in task.labels if lab in by_label] or list(by_label)
+    picked: list[Any] = []
+    i = 0
+    while len(picked) < k and any(by_label[lab] for lab in order):
+        lab = order[i % len(order)]
+        if by_label[lab]:
+            picked.append(by_label[lab].pop(0))
+        i += 1
+    # Interleave deterministically but not in a fixed label cycle the model could learn to continue.
+    picked.sort(key=lambda ex: sample_rank(ex.id, seed + 1))
+    return tuple((task.prompt(ex.text, ex), ex.label) for ex in picked)
