@@ -163,10 +163,9 @@ def test_bfloat16_load_scores_like_float32(tmp_path: Path) -> None:
 
     folder = str(tm.tiny_qwen2_audio(tmp_path / "q"))
     clips, options = _clips(), [["A", "B"], ["A", "B"]]
-    scores = {
-        dtype: make_speech_llm(SpeechLLMSpec("qwen2-audio", folder, backbone="t", dtype=dtype)).score_options(
-            clips, PROMPTS, options
-        )
-        for dtype in ("float32", "bfloat16")
-    }
+    scores = {}
+    for dtype in ("float32", "bfloat16"):
+        backend = make_speech_llm(SpeechLLMSpec("qwen2-audio", folder, backbone="t", dtype=dtype))
+        assert backend.model.dtype == getattr(torch, dtype)
+        scores[dtype] = backend.score_options(clips, PROMPTS, options)
     np.testing.assert_allclose(scores["bfloat16"], scores["float32"], atol=0.1)

@@ -10,12 +10,14 @@ torchvision for its image half, so the adapter expands ``<|audio|>`` itself); n 
 zero-padded tail of shorter clips through its convolutions and mean-variance norm, so a clip's embeddings
 would depend on its batch-mates (measured here; see tests).
 
-Speech needs the checkpoint's speech LoRA: when ``path/speech-lora`` exists (or ``speech_lora`` names another
-folder) it is loaded with peft and activated, as the model card does.
+Speech needs the checkpoint's speech LoRA (subfolder ``speech-lora`` of the release): for a hub id, or a local
+folder that has it, it is loaded with peft and activated, as the transformers model doc does; a local folder
+without it (a merged fine-tune) runs as is, with a warning. ``speech_lora=None`` turns this off.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +51,19 @@ class Phi4MMBackend(HFSpeechLLM):
         model, tok = load_parts(
             path, Phi4MultimodalForCausalLM.from_pretrained, dtype=dtype, device=device, **extra
         )
-        if speech_lora and (Path(path) / speech_lora).is_dir():
+        local = Path(path).is_dir()
+        if speech_lora and (not local or (Path(path) / speech_lora).is_dir()):
+            # As the transformers model doc does: speech needs this LoRA on the language model.
             require("peft", "Phi-4-multimodal's speech LoRA", package="peft")
-            model.load_adapter(path, adapter_name="speech", adapter_kwargs={"subfolder": speech_lora})
+            adapter_kwargs = {"subfolder": speech_lora, **extra}
+            model.load_adapter(path, adapter_name="speech", adapter_kwargs=adapter_kwargs)
             model.set_adapter("speech")
+        elif speech_lora:
+            warnings.warn(
+                f"{path} has no '{speech_lora}' folder: running without the speech LoRA (fine for a merged "
+                "fine-tune; the released checkpoint needs it)",
+                stacklevel=2,
+            )
         fe = Phi4MultimodalFeatureExtractor.from_pretrained(path, revision=revision or "main")
         return cls(model, tok, fe, backbone=backbone, **kwargs)
 
