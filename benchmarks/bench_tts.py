@@ -45,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from casceq.audio.textnorm import spoken_text, word_error_rate
-    from casceq.audio.tts import DEFAULT_VOICES, get_voice, list_voices
+    from casceq.audio.tts import DEFAULT_VOICES, TARGET_SR, TTSError, get_voice, list_voices
     from casceq.tasks import load_examples
 
     texts = [spoken_text(e.text, e.task) for e in load_examples("sst2", n=args.n, seed=args.seed)]
@@ -64,16 +64,23 @@ def main() -> None:
         t0 = time.perf_counter()
         voice.synthesize("Warm up.", args.seed)
         load = time.perf_counter() - t0
-        wavs, wall = [], 0.0
+        wavs, spoken, wall, failed = [], [], 0.0, 0
         for text in texts:
             t0 = time.perf_counter()
-            wav, sr = voice.synthesize(text, args.seed)
-            wall += time.perf_counter() - t0
+            try:
+                wav, _ = voice.synthesize(text, args.seed)
+            except TTSError as exc:  # counted, as a batch would record it
+                failed += 1
+                print(f"  {name} failed on {text!r}: {exc}")
+                continue
+            finally:
+                wall += time.perf_counter() - t0
             wavs.append(wav)
-        audio = sum(len(w) for w in wavs) / sr
-        wer = None if model is None else word_error_rate(texts, [transcribe(model, w) for w in wavs])
+            spoken.append(text)
+        audio = sum(len(w) for w in wavs) / TARGET_SR
+        wer = None if model is None else word_error_rate(spoken, [transcribe(model, w) for w in wavs])
         row = {"voice": name, "load_s": load, "x_realtime": audio / wall, "s_per_item": wall / len(texts)}
-        row.update({"audio_s": audio, "wer": wer, "sex": voice.sex, "engine": voice.engine})
+        row.update({"audio_s": audio, "wer": wer, "failed": failed, "sex": voice.sex, "engine": voice.engine})
         rows.append(row)
         wer_s = "-" if wer is None else f"{wer:.3f}"
         print(

@@ -49,7 +49,7 @@ CASES = [
     (
         "sst2",
         "... a mix of smiles and tears , `` crossroads '' instead",
-        '... a mix of smiles and tears, "crossroads" instead',
+        'a mix of smiles and tears, "crossroads" instead',
     ),
     # AG News (test.csv): entities with and without '&', cp1252 code points, backslashes, ticker tags
     ("ag_news", "Corp. for just over  #36;1 billion", "Corp. for just over $1 billion"),
@@ -73,6 +73,8 @@ CASES = [
     # both
     (None, "  many   spaces\there  ", "many spaces here"),
     (None, "  ...  ", ""),
+    ("sst2", "... is an arthritic attempt at directing .", "is an arthritic attempt at directing."),
+    ("sst2", "-- and yet ... it works", "and yet... it works"),
     (None, "&lt;&gt;", ""),
 ]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from casceq.audio.textnorm import spoken_text
 from casceq.audio.tts import cache_key, get_voice
-from casceq.audio.tts.base import TTSBackend, TTSError
+from casceq.audio.tts.base import TTSBackend
 from casceq.audio.tts.manifest import (
     MANIFEST_NAME,
     SUMMARY_NAME,
@@ -195,7 +195,7 @@ def synthesize_examples(
                     wav, sr = backends[job.voice].synthesize(job.spoken, seed)
         except MissingDependency:
             raise  # every item would fail the same way: stop the batch
-        except (TTSError, Exception) as exc:  # one bad item must not stop the batch; the reason is recorded
+        except Exception as exc:  # TTSError or an engine bug: one bad item must not stop the batch; recorded
             return SkipRecord(job.example.id, job.voice, f"{type(exc).__name__}: {exc}")
         sha = write_flac_atomic(root / job.rel, wav, sr)
         return _entry(job, len(wav) / sr, sr, sha)

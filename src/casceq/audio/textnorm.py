@@ -32,6 +32,7 @@ _BARE_ENTITY_RE = re.compile(r"(?: |(?<![&\w]))(" + "|".join(_BARE_ENTITIES) + r
 _NUMERIC_ENTITY_RE = re.compile(r"(?:&| ?)#(x[0-9a-fA-F]+|[0-9]+);")
 _TAG_RE = re.compile(r"<[^<>]{0,300}>")
 _SPACE_RE = re.compile(r"\s+")
+_LEADING_PUNCT_RE = re.compile(r"^[\s.,;:!?\-\u2013\u2014\u2026]+")
 
 _PTB_TOKENS: tuple[tuple[str, str], ...] = (
     ("-lrb-", "("),
@@ -148,7 +149,8 @@ def spoken_text(text: str, task: str | None = None) -> str:
     text = strip_markup(text)
     if ptb:
         text = detokenize_ptb(text)
-    text = tidy_spacing(text).strip()
+    # A leading "..." (SST-2 fragments) is not spoken, and it crashes Festival's kal_diphone voice.
+    text = _LEADING_PUNCT_RE.sub("", tidy_spacing(text)).strip()
     return text if any(ch.isalnum() for ch in text) else ""
 
 

@@ -12,8 +12,17 @@ from __future__ import annotations
 from casceq.audio.tts.base import PEAK, TARGET_SR, TTS_VERSION, TTSBackend, TTSError, VoiceInfo, cache_key
 from casceq.audio.tts.registry import available_voices, get_voice, list_voices, voice_info
 
-DEFAULT_VOICES: tuple[str, ...] = ()
-"""The default voice set: offline voices whose Whisper tiny.en WER on SST-2 sentences is <= 0.5 (docs/voices.md)."""
+DEFAULT_VOICES: tuple[str, ...] = (
+    "hibari-heart",
+    "festival-slt-hts",
+    "espeak-gb-f4",
+    "piper-joe",
+    "flite-rms",
+    "flite-awb",
+)
+"""The default voice set, like the paper's six (three female, three male): six speakers from five engines, each
+with Whisper tiny.en WER <= 0.5 on SST-2 sentences (measured values in docs/voices.md). piper-joe needs the
+optional GPL extra ``casceq[piper]``; ``casceq synth`` leaves out defaults that cannot run and says so."""
 
 __all__ = [
     "DEFAULT_VOICES",
