@@ -104,6 +104,7 @@ def make_run(
     conditions: tuple[str, ...] = CONDITIONS,
     n: int = N,
     seed: int = 0,
+    skip: frozenset[tuple[str, str]] = frozenset(),
 ) -> Fixture:
     """Write the run folder (config.json, store.sqlite, predictions.jsonl, audio/<task>/ manifests)."""
     acc = {**ACC, **(acc or {})}
@@ -147,6 +148,8 @@ def make_run(
                 shared = {int(j): _wrong(task, golds[j], rng, None) for j in order}
                 rows = []
                 for s in systems:
+                    if (s.name, cond) in skip:  # a system that never ran under this condition
+                        continue
                     k = acc[(s.name, task)][snr_i] * n // N
                     wrong = set(order[: n - k].tolist()) if s.kind != "text" else set(range(n - k))
                     for i in range(n):

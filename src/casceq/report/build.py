@@ -89,7 +89,12 @@ def sections_of(
 
 
 def markdown_report(
-    title: str, subtitle: str, sections: Sequence[Section], sources: Sequence[Source], figure_ext: str | None
+    title: str,
+    subtitle: str,
+    sections: Sequence[Section],
+    sources: Sequence[Source],
+    figure_ext: str | None,
+    sources_note: str = "",
 ) -> str:
     """Return the Markdown report (figures referenced as ``figures/<key>.<ext>`` when drawn)."""
     lines = [f"# {title}", "", subtitle, ""]
@@ -101,7 +106,7 @@ def markdown_report(
             for f in s.figures:
                 lines += [f"![{f.title}](figures/{f.key}.{figure_ext})", "", f"*{f.title}.* {f.caption}", ""]
         lines += [to_markdown(t) for t in s.tables]
-    return "\n".join(lines).rstrip() + "\n\n" + sources_markdown(sources)
+    return "\n".join(lines).rstrip() + "\n\n" + sources_markdown(sources, sources_note)
 
 
 def build_report(
@@ -156,7 +161,8 @@ def build_report(
         "to its n and source rows (Sources)."
     )
     figure_ext = "png" if "png" in formats else "svg" if "svg" in formats else None
-    md = markdown_report(f"casceq report: {data.title}", subtitle, sections, sources, figure_ext)
+    note = f"Row locations are relative to the run folder {data.root}." if data.root else ""
+    md = markdown_report(f"casceq report: {data.title}", subtitle, sections, sources, figure_ext, note)
     files: list[Path] = []
     if "md" in formats:
         files.append(_write(out_dir / "report.md", md))
@@ -183,6 +189,7 @@ def build_report(
             explorer,
             [r.sentence() for r in found],
             subtitle,
+            note,
         )
         files.append(_write(out_dir / "report.html", page))
     return ReportResult(

@@ -104,8 +104,8 @@ def _canonical_task(name: str) -> str:
         return name
 
 
-def jsonl_locations(path: Path) -> dict[Key, tuple[str, int | None]]:
-    """Map each record of an interchange file to its line (records that fail to parse are skipped)."""
+def jsonl_locations(path: Path, label: str | None = None) -> dict[Key, tuple[str, int | None]]:
+    """Map each record of an interchange file to ``(label or path, line)``; unparsable records are skipped."""
     out: dict[Key, tuple[str, int | None]] = {}
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
@@ -119,7 +119,7 @@ def jsonl_locations(path: Path) -> dict[Key, tuple[str, int | None]]:
                 )
             except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 continue
-            out[key] = (str(path), number)
+            out[key] = (label or str(path), number)
     return out
 
 
@@ -207,7 +207,9 @@ def load_report_data(
     for p in paths:
         jsonl = p / "predictions.jsonl" if p.is_dir() else p
         if jsonl.is_file() and jsonl.suffix == ".jsonl":
-            locations.update(jsonl_locations(jsonl))
+            # Inside a run folder, name files relative to it (the report says so): shorter and movable.
+            label = jsonl.relative_to(root).as_posix() if root and jsonl.is_relative_to(root) else None
+            locations.update(jsonl_locations(jsonl, label))
     for pred in preds:
         key = (pred.system, pred.task, pred.condition, pred.example_id)
         locations.setdefault(key, (str(paths[0]), None))

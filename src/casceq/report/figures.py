@@ -88,8 +88,7 @@ def kappa_heatmap(rows: Sequence[HeatRow], tasks: Sequence[str], condition: str)
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(tasks), 0.9 + 0.55 * len(rows)))
     finite = vals[np.isfinite(vals)]
     vmin = min(0.0, float(finite.min())) if finite.size else 0.0
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, vmin=vmin, vmax=1.0, aspect="auto")
     for i, r in enumerate(rows):
         for j, t in enumerate(tasks):
@@ -140,8 +139,8 @@ def overlap_bars(groups: Mapping[str, tuple[float, Sequence[OverlapBar]]], condi
         for y, b in zip(ys, bars, strict=True):
             label = "no shared error" if b.overlap is None else f"{b.overlap:.2f} (n={b.both_wrong})"
             ax.text((b.overlap or 0.0) + 0.02, y, label, va="center", fontsize=7.5)
-        ax.axvline(chance, color="black", linestyle="--", linewidth=1)
-        ax.text(chance, -0.55, f" chance 1/(C−1) = {chance:.2f}", fontsize=7.5, va="bottom")
+        ax.axvline(chance, color="black", linestyle="--", linewidth=1, label=f"chance 1/(C−1) = {chance:.2f}")
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
         ax.set_yticks(list(ys), [("★ " if b.matched else "") + b.label for b in bars])
         ax.set_xlim(0, 1.3)
         ax.set_xlabel("P(same wrong label | both wrong)")

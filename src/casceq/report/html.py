@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from html import escape
 from typing import Any
@@ -50,7 +51,9 @@ def table_html(table: Table, sources: dict[str, Source]) -> str:
         f'<table id="{escape(table.key)}"><caption>{escape(table.title)}</caption><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>{notes}"
     )
-    if len(table.rows) > FOLD_ROWS:  # long tables fold so the figures and findings stay in view
+    if (
+        table.fold and len(table.rows) > FOLD_ROWS
+    ):  # long tables fold so the figures and findings stay in view
         return f"<details><summary>{escape(table.title)} ({len(table.rows)} rows)</summary>{html}</details>"
     return html
 
@@ -58,8 +61,11 @@ def table_html(table: Table, sources: dict[str, Source]) -> str:
 def figure_html(fig: Figure) -> str:
     """Render a figure as an inline SVG image with its caption."""
     uri = "data:image/svg+xml;base64," + base64.b64encode(fig.svg.encode("utf-8")).decode()
+    size = re.search(r'<svg[^>]*\swidth="([\d.]+)pt"', fig.svg)
+    # Points to CSS pixels (4/3), a little larger for screens; max-width keeps it inside narrow windows.
+    style = f' style="width:{float(size.group(1)) * 4 / 3 * 1.2:.0f}px"' if size else ""
     return (
-        f'<figure id="{fig.key}"><img class="figure" id="img-{fig.key}" alt="{escape(fig.title)}" src="{uri}">'
+        f'<figure id="{fig.key}"><img class="figure" id="img-{fig.key}" alt="{escape(fig.title)}"{style} src="{uri}">'
         f"<figcaption><b>{escape(fig.title)}.</b> {escape(fig.caption)}</figcaption></figure>"
     )
 
@@ -107,7 +113,7 @@ def explorer_html(data: dict[str, Any] | None) -> str:
 <script type="application/json" id="explorer-data">{_json_script(data)}</script></section>"""
 
 
-def sources_html(sources: Sequence[Source]) -> str:
+def sources_html(sources: Sequence[Source], note: str = "") -> str:
     """Render the source list: n, filter, row locations and the example ids behind every referenced number."""
     items = []
     for s in sources:
@@ -120,9 +126,11 @@ def sources_html(sources: Sequence[Source]) -> str:
         )
         items.append(
             f'<li id="{s.ref.lower()}"><b>{s.ref}</b> (n = {s.n}): {escape(s.description)}. Rows: {escape(where)}.'
-            f"<details><summary>example ids</summary><span class='small'>{escape(ids)}{more}</span></details></li>"
+            f"<details class='ids'><summary>example ids</summary><span class='small'>{escape(ids)}{more}</span>"
+            "</details></li>"
         )
-    return f'<section id="sources"><h2>Sources</h2><ol style="list-style:none;padding-left:0">{"".join(items)}</ol></section>'
+    head = f'<p class="small">{escape(note)}</p>' if note else ""
+    return f'<section id="sources"><h2>Sources</h2>{head}<ol style="list-style:none;padding-left:0">{"".join(items)}</ol></section>'
 
 
 def render_html(
@@ -132,6 +140,7 @@ def render_html(
     explorer: dict[str, Any] | None,
     findings: Sequence[str] = (),
     subtitle: str = "",
+    sources_note: str = "",
 ) -> str:
     """Render the whole page."""
     by_ref = {s.ref: s for s in sources}
@@ -142,7 +151,7 @@ def render_html(
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)}</title><style>{CSS}</style></head>
 <body><header><h1>{escape(title)}</h1><div class="small">{escape(subtitle)}</div><nav>{nav}</nav></header>
-<main>{body}{explorer_html(explorer)}{sources_html(sources)}
+<main>{body}{explorer_html(explorer)}{sources_html(sources, sources_note)}
 <pre id="selftest" hidden></pre></main>
 <script>{JS}</script></body></html>
 """

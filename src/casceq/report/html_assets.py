@@ -2,7 +2,7 @@
 
 The script drives the per-example explorer and, when the page is opened with ``#selftest`` in its URL, runs a
 self-test after load whose JSON result is written into ``<pre id="selftest">``: the natural size of every
-figure image, and for every pair (up to 50) and every filter the example ids the explorer lists after the
+figure image, and for every pair (up to 200) and every filter the example ids the explorer lists after the
 filter was changed through its ``<select>``. ``tests/test_report_html.py`` reads it with ``chromium
 --dump-dom``.
 """
@@ -27,8 +27,10 @@ td a.ref { color: inherit; text-decoration: none; border-bottom: 1px dotted var(
 td a.ref sup { color: var(--blue); font-size: 9px; margin-left: 2px; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding: 4px 0; }
 .note { color: var(--grey); font-size: 12px; margin: 2px 0; }
-figure { margin: 14px 0; } figure img { width: 100%; max-width: 920px; height: auto; border: 1px solid #eee; }
+figure { margin: 14px 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 details > summary { cursor: pointer; font-weight: 600; margin: 8px 0; }
+details.ids { display: inline; margin-left: 6px; } details.ids > summary { display: inline; font-weight: normal;
+  color: var(--blue); font-size: 11.5px; } details.ids[open] { display: block; }
 figcaption { color: var(--grey); font-size: 12.5px; max-width: 900px; }
 #explorer .controls { display: flex; flex-wrap: wrap; gap: 10px; align-items: end; margin: 8px 0; }
 #explorer label { font-size: 12px; color: var(--grey); display: flex; flex-direction: column; }
@@ -92,7 +94,9 @@ JS = r"""
     $('ex-count').textContent = rows.length + ' example(s)' + (rows.length > MAX_ROWS ? ', first ' + MAX_ROWS + ' shown' : '');
     for (const i of rows.slice(0, MAX_ROWS)) {
       const tr = document.createElement('tr'); tr.dataset.id = g.ids[i];
-      const trs = Object.entries(g.transcripts).filter(([s, t]) => t[i] != null)
+      const own = Object.keys(g.transcripts).filter((s) => s === a || s === b);
+      const shown = own.length ? own : Object.keys(g.transcripts);
+      const trs = shown.map((s) => [s, g.transcripts[s]]).filter(([s, t]) => t[i] != null)
         .map(([s, t]) => '<div><span class="small">' + esc(s) + ':</span> ' + esc(t[i]) + '</div>').join('');
       let audio = '<span class="small">no audio</span>';
       const c = g.clip[i];
@@ -125,7 +129,7 @@ JS = r"""
     document.querySelectorAll('img.figure').forEach((img) => out.figures.push(
       {id: img.id, complete: img.complete, width: img.naturalWidth, height: img.naturalHeight}));
     try {
-      for (const p of DATA.pairs.slice(0, 50)) {
+      for (const p of DATA.pairs.slice(0, 200)) {
         setSelect('ex-pair', p[0] + '\u0000' + p[1]); setSelect('ex-task', p[2]); setSelect('ex-cond', p[3]);
         const rec = {a: p[0], b: p[1], task: p[2], condition: p[3], ids: {}};
         for (const f of Object.keys(FILTERS)) {

@@ -88,6 +88,7 @@ def shared_error_section(
         "Shared errors per pair, task and condition, by whether the cascade's transcript was right",
         ("a", "b", "task", "condition", "n", "shared errors", "ASR-induced", "LLM error", "unknown"),
         tuple(rows),
+        fold=False,
     )
     cond = primary_condition(result)
     ex_rows = []
@@ -122,6 +123,7 @@ def shared_error_section(
             "transcript",
         ),
         tuple(ex_rows),
+        fold=False,
     )
     return Section("shared", title, tuple(paras), (counts, examples) if ex_rows else (counts,))
 

@@ -34,6 +34,7 @@ class Table:
         columns: Column headers.
         rows: Rows of cells, each as long as ``columns``.
         notes: Sentences printed under the table.
+        fold: Whether HTML may fold the table when it is long (False for the paper's key tables).
     """
 
     key: str
@@ -41,6 +42,7 @@ class Table:
     columns: tuple[str, ...]
     rows: tuple[tuple[Cell, ...], ...]
     notes: tuple[str, ...] = ()
+    fold: bool = True
 
 
 @dataclass(frozen=True)
@@ -193,9 +195,9 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sources_markdown(sources: Sequence[Source]) -> str:
+def sources_markdown(sources: Sequence[Source], preamble: str = "") -> str:
     """Render the Markdown source list: an anchor per source with n, filter and row locations."""
-    lines = ["## Sources", ""]
+    lines = ["## Sources", ""] + ([preamble, ""] if preamble else [])
     for s in sources:
         where = "; ".join(s.locations) or "no row locations known"
         lines.append(
