@@ -354,3 +354,56 @@ def lens_texts(
         tuple(tallies[layer].result(text_mode=True) for layer in chosen),
         tuple(examples),
     )
+
+
+def load_model(spec: str, *, dtype: str = "float32") -> tuple[Any, Any]:
+    """Load a model for the lens: ``"family:model"`` speech LLMs (``make_speech_llm``) or a text LLM spec.
+
+    Text LLM specs are those of ``casceq.systems.llm.bundled.resolve_llm`` (bundled names, folders, ``.gguf``
+    files, hub ids). Returns ``(model_or_backend, tokenizer)``.
+    """
+    from casceq.systems.speech_llm.registry import SPEECH_LLM_FAMILIES, SpeechLLMSpec, make_speech_llm
+
+    family, sep, _ = spec.partition(":")
+    if sep and family in SPEECH_LLM_FAMILIES:
+        backend = make_speech_llm(SpeechLLMSpec.parse(spec, dtype=dtype))
+        return backend, backend.tokenizer
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from casceq.systems.llm.bundled import resolve_llm
+
+    path, _ = resolve_llm(spec)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def provenance(argv: Sequence[str]) -> dict[str, Any]:
+    """Command line, git commit of the checkout (if any), machine and library versions, for result files."""
+    import os
+    import platform
+    import subprocess
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    import torch
+    import transformers
+
+    return {
+        "command": " ".join(argv),
+        "commit": commit,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }

@@ -1,0 +1,159 @@
+"""The implicit cascade (Table 6): the speech LLM's lens text at one layer, read by a text copy of its backbone.
+
+For each item: the speech LLM answers from audio; the lens of ``--layer`` (default: last) at the audio positions
+is decoded and given as the transcript to the backbone (``--backbone same``: the speech LLM's own language
+model on text; or a text LLM spec); the explicit cascade gives the backbone an ASR transcript (``--asr``).
+Reports kappa_impl = kappa(implicit, speech LLM), kappa_casc = kappa(cascade, speech LLM) and the accuracies.
+
+Items: ``--items FILE.jsonl`` (one object per line: ``id``, ``audio``, ``label``, optional ``text`` and
+``choices``) or a task's examples spoken by ``--voice`` into ``--audio-dir`` (``--n``, ``--seed``).
+Writes ``OUT/mech/implicit.json`` (schema in ``casceq.mech.implicit``) and ``OUT/mech/implicit.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_item_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options naming the model, tasks and evaluated items (shared with ``casceq erase``)."""
+    parser.add_argument(
+        "--model", required=True, help="speech LLM spec 'family:model' (e.g. ultravox-native:DIR)"
+    )
+    parser.add_argument("--task", action="append", required=True, help="task name (repeatable)")
+    parser.add_argument("--items", help="JSONL items: id, audio, label[, text, choices] (one task only)")
+    parser.add_argument("--voice", action="append", default=[], help="TTS voice speaking the task's examples")
+    parser.add_argument("--audio-dir", help="folder of synthesised audio (with --voice)")
+    parser.add_argument("--n", type=int, default=50, help="examples per task (with --voice; default 50)")
+    parser.add_argument("--seed", type=int, default=0, help="subsampling seed (default 0)")
+    parser.add_argument("--data-dir", help="datasets root (default: casceq.paths.datasets_dir())")
+    parser.add_argument(
+        "--mode", choices=("score", "generate"), default="score", help="answer mode (default score)"
+    )
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="weights dtype")
+    parser.add_argument("--out", required=True, help="output folder")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``implicit`` options."""
+    add_item_arguments(parser)
+    parser.add_argument("--layer", type=int, help="lens layer (default: the last)")
+    parser.add_argument(
+        "--asr", default="reference", help="ASR spec of the explicit cascade, or 'reference' (the gold text)"
+    )
+    parser.add_argument(
+        "--backbone", default="same", help="'same' (the speech LLM's own LM on text) or a text LLM spec"
+    )
+
+
+def read_items(path: str, task: Any) -> list[Any]:
+    """Examples with audio from a JSONL file (errors name the file and line)."""
+    from casceq.errors import InputError
+    from casceq.types import AudioRef, Example
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputError("items file not found", path=path)
+    out = []
+    for no, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            audio = Path(row["audio"])
+            audio = audio if audio.is_absolute() else file.parent / audio
+            ex = Example(
+                str(row["id"]),
+                task.name,
+                str(row.get("text", "")),
+                str(row["label"]),
+                tuple(row.get("choices", ())),
+                AudioRef(str(audio)),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(f"bad item ({exc!r}); need id, audio, label", path=path, line=no) from exc
+        if task.labels and ex.label not in task.labels:
+            raise InputError(f"label {ex.label!r} is not one of {list(task.labels)}", path=path, line=no)
+        out.append(ex)
+    if not out:
+        raise InputError("no items", path=path)
+    return out
+
+
+def load_items(args: argparse.Namespace, task: Any) -> tuple[list[Any], list[Any]]:
+    """Load the evaluated examples (with audio) of one task and their 16 kHz waveforms."""
+    from casceq.audio.io import load_audio
+    from casceq.errors import InputError
+
+    if args.items:
+        if len(args.task) > 1:
+            raise InputError("--items holds one task's items: give one --task")
+        examples = read_items(args.items, task)
+    else:
+        if not args.voice or not args.audio_dir:
+            raise InputError("give --items, or --voice and --audio-dir to speak the task's examples")
+        from casceq.run.items import spoken_items
+        from casceq.tasks import load_examples
+
+        base = load_examples(task.name, n=args.n, seed=args.seed, data_dir=args.data_dir)
+        examples = [it.example for it in spoken_items(base, args.voice, Path(args.audio_dir))]
+    audios = []
+    for ex in examples:
+        if ex.audio is None:
+            raise InputError(f"item {ex.id} has no audio")
+        audios.append(load_audio(ex.audio.path, 16000))
+    return examples, audios
+
+
+def _transcripts(spec: str, examples: list[Any], audios: list[Any]) -> list[str]:
+    if spec == "reference":
+        return [ex.text for ex in examples]
+    from casceq.errors import MissingDependency
+
+    try:
+        from casceq.systems.asr import make_asr  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise MissingDependency("casceq ASR back ends", "--asr SPEC") from exc
+    return [t.text for t in make_asr(spec).transcribe(audios)]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the implicit and explicit cascades against the speech LLM for each task."""
+    from casceq.mech.implicit import SpeechBackboneLLM, implicit_cascade, table_markdown, write_results
+    from casceq.mech.lens import load_model, provenance
+    from casceq.tasks import get_task
+
+    backend, _ = load_model(args.model, dtype=args.dtype)
+    if args.backbone == "same":
+        llm: Any = SpeechBackboneLLM(backend)
+    else:
+        from casceq.systems.llm.hf import HFCausalLM
+
+        llm = HFCausalLM(args.backbone)
+    results = []
+    for name in args.task:
+        task = get_task(name)
+        examples, audios = load_items(args, task)
+        transcripts = _transcripts(args.asr, examples, audios)
+        results.append(
+            implicit_cascade(
+                backend,
+                llm,
+                task,
+                examples,
+                audios,
+                transcripts,
+                layer=args.layer,
+                mode=args.mode,
+                model=args.model,
+                asr=args.asr,
+            )
+        )
+    path = write_results(args.out, results, provenance(["casceq", "implicit", *sys.argv[2:]]))
+    print(table_markdown(results), end="")
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,179 @@
+"""Implicit cascade on tiny random-weight speech LLMs: lens text, kappas against sklearn, CLI and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+sklearn_metrics = pytest.importorskip("sklearn.metrics")
+
+from casceq.errors import InputError  # noqa: E402
+from casceq.types import Example  # noqa: E402
+from tests import tiny_models as tm  # noqa: E402
+
+SR = 16_000
+TEXTS = ["a fine movie", "dull and slow", "great fun", "a mess", "lovely work", "bad plot"]
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("implicit")
+    return {"root": root, "whisper": tm.tiny_whisper(root / "whisper"), "lm": tm.tiny_causal_lm(root / "lm")}
+
+
+@pytest.fixture(scope="module")
+def ultravox(parts: dict[str, Path]) -> Any:
+    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
+
+    cfg = UltravoxNativeConfig(encoder=str(parts["whisper"]), backbone=str(parts["lm"]), hidden_dim=64)
+    backend = UltravoxNativeBackend.create(cfg, seed=7)
+    with torch.no_grad():
+        backend.projector.ln_post.weight.mul_(20.0)
+    return backend
+
+
+@pytest.fixture(scope="module")
+def qwen2_audio(parts: dict[str, Path]) -> Any:
+    from casceq.systems.speech_llm.qwen2_audio import Qwen2AudioBackend
+
+    return Qwen2AudioBackend.from_pretrained(
+        str(tm.tiny_qwen2_audio(parts["root"] / "qwen2a")), backbone="tiny"
+    )
+
+
+def _items(n: int = 6) -> tuple[list[Example], list[np.ndarray]]:
+    rng = np.random.default_rng(0)
+    examples = [Example(f"e{i}", "sst2", TEXTS[i % 6], ("positive", "negative")[i % 2]) for i in range(n)]
+    audios = [(0.1 * rng.standard_normal(int((0.6 + 0.2 * i) * SR))).astype(np.float32) for i in range(n)]
+    return examples, audios
+
+
+@pytest.mark.parametrize("which", ["ultravox", "qwen2_audio"])
+def test_implicit_cascade_kappas_and_accuracies_match_sklearn(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    from casceq.mech.implicit import SpeechBackboneLLM, implicit_cascade
+    from casceq.tasks import get_task
+
+    backend = request.getfixturevalue(which)
+    task = get_task("sst2")
+    examples, audios = _items()
+    res = implicit_cascade(
+        backend, SpeechBackboneLLM(backend), task, examples, audios, [e.text for e in examples]
+    )
+    speech = [r.speech for r in res.rows]
+    for mine, other in (
+        (res.kappa_impl, [r.implicit for r in res.rows]),
+        (res.kappa_casc, [r.cascade for r in res.rows]),
+    ):
+        ref = sklearn_metrics.cohen_kappa_score(other, speech)
+        assert (np.isnan(mine) and np.isnan(ref)) or mine == pytest.approx(ref, abs=1e-12)
+    gold = [e.label for e in examples]
+    assert res.accuracy_speech == pytest.approx(sklearn_metrics.accuracy_score(gold, speech))
+    assert res.accuracy_implicit == pytest.approx(
+        sklearn_metrics.accuracy_score(gold, [r.implicit for r in res.rows])
+    )
+    assert res.n == 6 and res.layer == 2
+    json.dumps(res.to_json())  # NaN kappas must become null
+
+
+def test_lens_text_is_the_decoded_argmax_of_the_real_logits(ultravox: Any) -> None:
+    from casceq.mech.implicit import lens_transcripts
+
+    _, audios = _items(3)
+    texts = lens_transcripts(ultravox, audios, ["Q"] * 3)
+    tok = ultravox.tokenizer
+    for wav, text in zip(audios, texts, strict=True):
+        batch = ultravox.encode([wav], ["Q"])
+        ids = (
+            ultravox.forward_logits(batch)[0][batch.input_ids[0] == ultravox.audio_token_id]
+            .argmax(-1)
+            .tolist()
+        )
+        kept = [t for k, t in enumerate(ids) if t not in tok.all_special_ids and (k == 0 or t != ids[k - 1])]
+        # A repeat separated only by a special token stays collapsed in lens_text; none occur with this seed.
+        assert text == " ".join(tok.decode(kept).split())
+
+
+def test_speech_backbone_llm_scores_like_the_text_llm_backend(ultravox: Any, parts: dict[str, Path]) -> None:
+    """Same weights, two implementations: the speech LLM's own LM on text vs HFCausalLM of the backbone folder."""
+    from casceq.mech.implicit import SpeechBackboneLLM
+    from casceq.systems.llm.hf import HFCausalLM
+
+    prompts = ["Is it good?\n\nText: fine\nAnswer:", "Topic?\n\nText: goal\nAnswer:"]
+    options = [["positive", "negative"], ["yes", "no"]]
+    ours = SpeechBackboneLLM(ultravox).score_options(prompts, options)
+    ref = HFCausalLM(str(parts["lm"])).score_options(prompts, options)
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+    assert len(SpeechBackboneLLM(ultravox).generate(prompts[:1], 3)) == 1
+
+
+def test_bad_layer_open_task_and_nan_states(ultravox: Any) -> None:
+    from casceq.mech.implicit import SpeechBackboneLLM, implicit_cascade, lens_transcripts
+    from casceq.tasks import get_task
+
+    examples, audios = _items(2)
+    with pytest.raises(InputError, match=r"valid indices are 0\.\.2"):
+        lens_transcripts(ultravox, audios, ["Q"] * 2, layer=5)
+    with pytest.raises(InputError, match="open-answer"):
+        implicit_cascade(
+            ultravox, SpeechBackboneLLM(ultravox), get_task("triviaqa"), examples, audios, ["a", "b"]
+        )
+    layer = ultravox.describe().layers[0]
+    handle = layer.register_forward_hook(lambda _m, _a, out: out * float("nan"))
+    try:
+        with pytest.raises(InputError, match="utterance 'e0'"):
+            lens_transcripts(ultravox, audios, ["Q"] * 2, ids=["e0", "e1"])
+    finally:
+        handle.remove()
+
+
+def test_cli_writes_table6_json(ultravox: Any, parts: dict[str, Path], tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from casceq.cli import main
+
+    ckpt = ultravox.save(tmp_path / "ckpt")
+    examples, audios = _items(4)
+    lines = []
+    for ex, wav in zip(examples, audios, strict=True):
+        sf.write(tmp_path / f"{ex.id}.wav", wav, SR)
+        lines.append(json.dumps({"id": ex.id, "audio": f"{ex.id}.wav", "text": ex.text, "label": ex.label}))
+    (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "implicit",
+            "--model",
+            f"ultravox-native:{ckpt}",
+            "--task",
+            "sst2",
+            "--items",
+            str(tmp_path / "items.jsonl"),
+            "--out",
+            str(out),
+            "--layer",
+            "1",
+        ]
+    )
+    assert code == 0
+    data = json.loads((out / "mech" / "implicit.json").read_text())
+    assert data["kind"] == "implicit" and data["results"][0]["layer"] == 1 and data["results"][0]["n"] == 4
+    assert "κ_impl" in (out / "mech" / "implicit.md").read_text()
+    (tmp_path / "bad.jsonl").write_text('{"id": "x", "audio": "x.wav", "label": "maybe"}\n')
+    bad = [
+        "implicit",
+        "--model",
+        f"ultravox-native:{ckpt}",
+        "--task",
+        "sst2",
+        "--items",
+        str(tmp_path / "bad.jsonl"),
+    ]
+    assert main([*bad, "--out", str(out)]) == 2
