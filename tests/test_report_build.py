@@ -301,6 +301,8 @@ def test_mech_sections_from_result_files(built, tmp_path: Path) -> None:
     t4 = next(t for t in _section(res, "probes").tables)
     assert t4.columns == ("layer", "energy R²", "pitch R²", "CTC 1 − CER", "BoC R²")
     assert [c.text for c in t4.rows[0]] == ["0", "0.900", "0.450", "0.100", "0.500"]
+    src = next(s for s in res.sources if s.ref == t4.rows[0][1].ref)
+    assert src.n == 50 and src.locations == (str(tmp_path / "mech" / "probes" / "probes.json"),)
     t5 = _section(res, "lens").tables[0]
     assert [c.text for c in t5.rows[1]] == ["30", "60", "0.750"]
     t6 = _section(res, "implicit").tables[0]
@@ -320,3 +322,25 @@ def test_cli_report(built, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert (tmp_path / "cli" / "report.md").is_file() and (tmp_path / "cli" / "tables.tex").is_file()
     assert main(["report", str(fx.root), "--out", str(tmp_path / "x"), "--formats", "md,pdf"]) == 2
     assert "unknown format" in capsys.readouterr().err
+
+
+def test_without_matplotlib_html_goes_on_and_png_says_what_to_install(
+    built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from casceq.errors import MissingDependency
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a)
+    )
+    fx, _ = built
+    res = build_report([fx.root], out=tmp_path / "h", formats=["html"])
+    assert any("matplotlib is not installed" in w for w in _section(res, "overview").warnings)
+    assert (
+        not any(s.figures for s in res.sections)
+        and 'class="figure"' not in (res.out / "report.html").read_text()
+    )
+    with pytest.raises(MissingDependency, match="matplotlib"):
+        build_report([fx.root], out=tmp_path / "p", formats=["png"])

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from casceq.errors import InputError
+from casceq.errors import InputError, MissingDependency
 from casceq.report.analysis import Attribution, Reversal, attributions, costs, missing
 from casceq.report.data import ReportData, load_report_data
 from casceq.report.explorer import MAX_CLIPS, explorer_data
@@ -59,8 +59,26 @@ def _write(path: Path, data: str | bytes) -> Path:
     return path
 
 
+def _can_draw(formats: Sequence[str]) -> tuple[bool, str | None]:
+    """Whether to draw figures, and if not, why (said in the overview)."""
+    import importlib.util
+
+    if not {"png", "svg", "html"} & set(formats):
+        return False, "Figures were not drawn (no PNG, SVG or HTML format requested)."
+    if importlib.util.find_spec("matplotlib") is None:
+        if {"png", "svg"} & set(formats):
+            raise MissingDependency("matplotlib", "report figures", extra="report")
+        return False, "Figures were not drawn: matplotlib is not installed (pip install 'casceq[report]')."
+    return True, None
+
+
 def sections_of(
-    data: ReportData, result: CompareResult, mech_dirs: Sequence[Path], draw: bool, book: SourceBook
+    data: ReportData,
+    result: CompareResult,
+    mech_dirs: Sequence[Path],
+    draw: bool,
+    book: SourceBook,
+    no_figures: str | None = None,
 ) -> tuple[list[Section], list[Reversal], list[Attribution]]:
     """Every section of the report, in the paper's order, and the reversals and attributions found.
 
@@ -69,7 +87,7 @@ def sections_of(
     atts = attributions(data, result)
     noise, found = noise_section(result, data, book, draw)
     sections = [
-        overview(data, result, missing(data), draw),
+        overview(data, result, missing(data), no_figures),
         accuracy_section(result, data, book),
         agreement_section(result, data, book, draw),
         overlap_section(result, data, draw),
@@ -80,10 +98,10 @@ def sections_of(
     ]
     mech = read_mech(mech_dirs)
     sections += [
-        probe_section(mech, draw),
-        lens_section(mech, draw),
-        implicit_section(mech),
-        erasure_section(mech, draw),
+        probe_section(mech, draw, book),
+        lens_section(mech, draw, book),
+        implicit_section(mech, book),
+        erasure_section(mech, draw, book),
     ]
     return sections, found, atts
 
@@ -120,6 +138,7 @@ def build_report(
     n_bootstrap: int | None = None,
     seed: int | None = None,
     max_clips: int = MAX_CLIPS,
+    compare_result: CompareResult | None = None,
 ) -> ReportResult:
     """Build the report of a run folder (or of interchange files and stores) and write the requested formats.
 
@@ -133,9 +152,12 @@ def build_report(
         n_bootstrap: Bootstrap resamples (default: the run config's, else 1000).
         seed: Bootstrap seed (default: the run config's, else 0).
         max_clips: Cap on audio clips embedded in the HTML explorer.
+        compare_result: Statistics already computed from the same predictions (the runner has them; must
+            come from ``compare(..., intersect=True, kinds=...)``); default: computed here.
 
     Raises:
         InputError: Unknown format, unreadable inputs, or inconsistent predictions (from ``compare``).
+        MissingDependency: PNG or SVG asked for without matplotlib (HTML alone goes on without figures).
     """
     from casceq.stats.compare import compare
 
@@ -143,7 +165,7 @@ def build_report(
     if bad or not formats:
         raise InputError(f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
     data = load_report_data(inputs, audio_dirs=audio_dirs, run=run)
-    result = compare(
+    result = compare_result or compare(
         data.predictions,
         n_bootstrap=data.n_bootstrap if n_bootstrap is None else n_bootstrap,
         seed=data.seed if seed is None else seed,
@@ -152,9 +174,9 @@ def build_report(
     )
     out_dir = Path(out) if out else (data.root / "report" if data.root else Path("casceq-report"))
     mdirs = ([data.root / "mech"] if data.root else []) + [Path(d) for d in mech_dirs]
-    draw = bool({"png", "svg", "html"} & set(formats))
+    draw, no_figures = _can_draw(formats)
     book = SourceBook(data.locations)
-    sections, found, atts = sections_of(data, result, mdirs, draw, book)
+    sections, found, atts = sections_of(data, result, mdirs, draw, book, no_figures)
     sources = book.sources()
     subtitle = (
         f"casceq report of {data.title} — {len(data.predictions)} prediction rows. Every number links "

@@ -28,7 +28,7 @@ MAX_CLIPS = 200
 MAX_CLIP_BYTES = 1_500_000
 """Clips above this size (long natural recordings) are linked by path, not embedded."""
 
-MAX_OUTPUT_CHARS = 400
+MAX_OUTPUT_CHARS = 200
 """Raw model outputs are cut to this length in the explorer."""
 
 _MIME = {".flac": "audio/flac", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}

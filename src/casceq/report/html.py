@@ -21,7 +21,7 @@ from casceq.report.tables import Source, Table
 FOLD_ROWS = 24
 """Tables longer than this are folded into a <details> element (click to open)."""
 
-MAX_LISTED_IDS = 1000
+MAX_LISTED_IDS = 200
 """Example ids listed per source entry (the filter and line ranges always cover all rows)."""
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from casceq.report.figures import Figure, grouped_bars, layer_lines
 from casceq.report.sections import Section
-from casceq.report.tables import Cell, Table, fmt, fmt_ci, small
+from casceq.report.tables import Cell, SourceBook, Table, fmt, fmt_ci, small
 
 PROBE_COLUMNS = (("energy", "energy R²"), ("pitch", "pitch R²"), ("ctc", "CTC 1 − CER"), ("boc", "BoC R²"))
 
@@ -91,12 +91,16 @@ def _num(x: Any) -> float:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
 
 
+def _int(x: Any) -> int:
+    return int(x) if isinstance(x, int) and not isinstance(x, bool) else 0
+
+
 def _not_run(key: str, title: str, what: str, mech: MechResults) -> Section:
     where = ", ".join(mech.searched) or "no mech folder"
     return Section(key, title, (f"Not run: no {what} results found (searched {where}).", *mech.problems))
 
 
-def probe_section(mech: MechResults, draw: bool) -> Section:
+def probe_section(mech: MechResults, draw: bool, book: SourceBook) -> Section:
     """Table 4 / Figure 4: probe scores by layer, one table per model."""
     title = "Table 4 / Figure 4: probes by layer"
     if not mech.probes:
@@ -114,8 +118,9 @@ def probe_section(mech: MechResults, draw: bool) -> Section:
         layers = sorted({layer for _, layer, _ in scores})
         cols = [(p, label) for p, label in PROBE_COLUMNS if any(s[0] == p for s in scores)]
         value = {(p, layer): v for p, layer, v in scores}
+        ref = book.add_file(f"probe results of {model}", path, _int(obj.get("n_utterances")))
         rows = tuple(
-            (Cell(str(layer)), *(Cell(fmt(value.get((p, layer)))) for p, _ in cols)) for layer in layers
+            (Cell(str(layer)), *(Cell(fmt(value.get((p, layer))), ref) for p, _ in cols)) for layer in layers
         )
         first = obj["scores"][0]
         note = (
@@ -151,7 +156,7 @@ def probe_section(mech: MechResults, draw: bool) -> Section:
     return Section("probes", title, tuple(problems), tuple(tables), figs)
 
 
-def lens_section(mech: MechResults, draw: bool) -> Section:
+def lens_section(mech: MechResults, draw: bool, book: SourceBook) -> Section:
     """Table 5 / Figure 5: logit-lens bag-of-tokens precision by layer."""
     title = "Table 5 / Figure 5: logit lens"
     if not mech.lens:
@@ -168,7 +173,8 @@ def lens_section(mech: MechResults, draw: bool) -> Section:
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"{path}: malformed lens results ({exc!r})")
             continue
-        rows = tuple((Cell(str(layer)), Cell(str(n)), Cell(fmt(p))) for layer, n, p in layers)
+        ref = book.add_file(f"logit lens of {model}", path, _int(obj.get("n_utterances")))
+        rows = tuple((Cell(str(layer)), Cell(str(n), ref), Cell(fmt(p), ref)) for layer, n, p in layers)
         note = f"{obj.get('n_utterances', '?')} utterances, source {obj.get('source', '?')}; file {path}."
         tables.append(
             Table(
@@ -194,7 +200,7 @@ def lens_section(mech: MechResults, draw: bool) -> Section:
     return Section("lens", title, tuple(problems), tuple(tables), figs)
 
 
-def implicit_section(mech: MechResults) -> Section:
+def implicit_section(mech: MechResults, book: SourceBook) -> Section:
     """Table 6: the implicit cascade (lens text fed to the backbone) against the speech LLM and the cascade."""
     title = "Table 6: implicit cascade"
     if not mech.implicit:
@@ -204,18 +210,21 @@ def implicit_section(mech: MechResults) -> Section:
         for r in obj.get("rows") or []:
             try:
                 n = int(r["n"])
+                ref = book.add_file(
+                    f"implicit cascade of {r['model']} on {r['task']} ({r.get('condition')})", path, n
+                )
                 rows.append(
                     (
                         Cell(str(r["model"])),
                         Cell(str(r["task"])),
                         Cell(str(r.get("condition", "clean"))),
                         Cell(str(r.get("layer", "last"))),
-                        Cell(f"{n}{small(n)}"),
-                        Cell(fmt(_num(r.get("kappa_impl"))) + fmt_ci(r.get("kappa_impl_ci"))),
-                        Cell(fmt(_num(r.get("kappa_casc"))) + fmt_ci(r.get("kappa_casc_ci"))),
-                        Cell(fmt(_num(r.get("accuracy_speech")))),
-                        Cell(fmt(_num(r.get("accuracy_implicit")))),
-                        Cell(fmt(_num(r.get("accuracy_cascade")))),
+                        Cell(f"{n}{small(n)}", ref),
+                        Cell(fmt(_num(r.get("kappa_impl"))) + fmt_ci(r.get("kappa_impl_ci")), ref),
+                        Cell(fmt(_num(r.get("kappa_casc"))) + fmt_ci(r.get("kappa_casc_ci")), ref),
+                        Cell(fmt(_num(r.get("accuracy_speech"))), ref),
+                        Cell(fmt(_num(r.get("accuracy_implicit"))), ref),
+                        Cell(fmt(_num(r.get("accuracy_cascade"))), ref),
                     )
                 )
             except (KeyError, TypeError, ValueError) as exc:
@@ -240,7 +249,7 @@ def implicit_section(mech: MechResults) -> Section:
     return Section("implicit", title, tuple(problems), (table,) if rows else ())
 
 
-def erasure_section(mech: MechResults, draw: bool) -> Section:
+def erasure_section(mech: MechResults, draw: bool, book: SourceBook) -> Section:
     """Table 7 / Figure 6: accuracy under LEACE erasure of each concept, with probe accuracy after erasure."""
     title = "Table 7 / Figure 6: concept erasure"
     if not mech.erasure:
@@ -259,16 +268,17 @@ def erasure_section(mech: MechResults, draw: bool) -> Section:
                 continue
             after = _num(r.get("probe_accuracy_after"))
             chance = _num(r.get("probe_chance"))
+            ref = book.add_file(f"erasure of {concept} in {model} on {task} ({cond})", path, n)
             rows.append(
                 (
                     Cell(model),
                     Cell(concept),
                     Cell(task),
                     Cell(cond),
-                    Cell(f"{n}{small(n)}"),
-                    Cell(fmt(acc) + fmt_ci(r.get("accuracy_ci"))),
-                    Cell(fmt(after)),
-                    Cell(fmt(chance)),
+                    Cell(f"{n}{small(n)}", ref),
+                    Cell(fmt(acc) + fmt_ci(r.get("accuracy_ci")), ref),
+                    Cell(fmt(after), ref),
+                    Cell(fmt(chance), ref),
                 )
             )
             groups.setdefault(f"{model}\n{task} {cond}", {})[concept] = acc

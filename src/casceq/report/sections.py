@@ -58,7 +58,9 @@ def pair_label(a: str, b: str) -> str:
     return f"{a} – {b}"
 
 
-def overview(data: ReportData, result: CompareResult, missing: Sequence[str], figures_drawn: bool) -> Section:
+def overview(
+    data: ReportData, result: CompareResult, missing: Sequence[str], no_figures: str | None = None
+) -> Section:
     """Describe the inputs: systems with kinds and backbones, what is missing, small-n warnings, compare's notes."""
     rows = []
     for s in data.systems:
@@ -78,8 +80,8 @@ def overview(data: ReportData, result: CompareResult, missing: Sequence[str], fi
     warnings += [
         f"Only n = {n} items on {t} ({c}): intervals are wide; numbers are marked †." for t, c, n in tiny
     ]
-    if not figures_drawn:
-        warnings.append("Figures were not drawn (no PNG/SVG/HTML format requested).")
+    if no_figures:
+        warnings.append(no_figures)
     return Section("overview", "Overview", tuple(paras), (systems,), (), tuple(warnings))
 
 

@@ -73,6 +73,13 @@ class SourceBook:
         self._by_desc[description] = src
         return ref
 
+    def add_file(self, description: str, path: str, n: int) -> str:
+        """Register a result file (mechanistic results) behind a number; returns its reference id."""
+        if description not in self._by_desc:
+            ref = f"S{len(self._by_desc) + 1}"
+            self._by_desc[description] = Source(ref, n, description, (path,))
+        return self._by_desc[description].ref
+
     def sources(self) -> list[Source]:
         """All sources in order of registration."""
         return list(self._by_desc.values())
