@@ -29,7 +29,7 @@ from casceq.paths import cache_dir
 from casceq.systems.asr.bundled import BUNDLED, bundled_whisper_dir, sha256_file
 from casceq.systems.asr.ct2_reader import CT2Model, read_ct2
 
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"
 """Bump when the output of ``convert_ct2_whisper`` changes for the same input (invalidates caches)."""
 
 MANIFEST = "casceq_conversion.json"
@@ -261,6 +261,26 @@ def _hf_objects(ct2: CT2Model, ct2_config: dict[str, Any], vocabulary: list[str]
     return model, processor, multilingual
 
 
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``, moving an old ``out`` aside first.
+
+    Readers that have the old folder's files open keep reading them (POSIX unlink semantics), and no reader ever
+    sees a half-written folder.
+    """
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}-old-{os.getpid()}")
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if not (out / MANIFEST).is_file():  # only a finished conversion by another process excuses a failure
+            raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def convert_ct2_whisper(src: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
     """Convert a CTranslate2 Whisper folder (or bundled name) into a transformers folder.
 
@@ -293,9 +313,7 @@ def convert_ct2_whisper(src: str | Path, out: str | Path, *, overwrite: bool = F
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        _swap_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -313,11 +331,22 @@ def converted_whisper(name: str) -> Path:
         src = Path(name)
         digest = sha256_file(src / "model.bin") if (src / "model.bin").is_file() else "missing"
         out = cache_dir() / f"whisper-{digest[:16]}-hf"
-    manifest = out / MANIFEST
-    if manifest.is_file():
-        meta = json.loads(manifest.read_text(encoding="utf-8"))
-        if meta.get("converter_version") == CONVERTER_VERSION and meta.get("source_sha256", {}).get(
-            "model.bin"
-        ) == sha256_file(src / "model.bin"):
+    if _is_current(out, src):
+        return out
+    try:
+        return convert_ct2_whisper(src, out, overwrite=True)
+    except OSError:
+        if _is_current(out, src):  # another process converted it at the same time
             return out
-    return convert_ct2_whisper(src, out, overwrite=True)
+        raise
+
+
+def _is_current(out: Path, src: Path) -> bool:
+    manifest = out / MANIFEST
+    if not manifest.is_file():
+        return False
+    meta = json.loads(manifest.read_text(encoding="utf-8"))
+    return bool(
+        meta.get("converter_version") == CONVERTER_VERSION
+        and meta.get("source_sha256", {}).get("model.bin") == sha256_file(src / "model.bin")
+    )
