@@ -246,51 +246,19 @@ def _write_mech(folder: Path) -> None:
     LensResult(
         "smollm2", "k", "f", "text", 5, 100, (LensLayer(0, 50, 5, 0.1), LensLayer(30, 60, 45, 0.75))
     ).write(folder)
-    (folder / "implicit.json").write_text(
-        json.dumps(
-            {
-                "kind": "implicit",
-                "rows": [
-                    {
-                        "model": "smollm2",
-                        "task": "sst2",
-                        "condition": "clean",
-                        "layer": 30,
-                        "n": 40,
-                        "kappa_impl": 0.61,
-                        "kappa_impl_ci": [0.4, 0.8],
-                        "kappa_casc": 0.72,
-                        "kappa_casc_ci": [0.5, 0.9],
-                        "accuracy_speech": 0.8,
-                        "accuracy_implicit": 0.7,
-                        "accuracy_cascade": 0.85,
-                    }
-                ],
-            }
-        )
-    )
-    (folder / "erasure.json").write_text(
-        json.dumps(
-            {
-                "kind": "erasure",
-                "model": "smollm2",
-                "rows": [
-                    {
-                        "concept": c,
-                        "task": "sst2",
-                        "condition": "clean",
-                        "n": 40,
-                        "accuracy": a,
-                        "probe_accuracy_after": 0.26,
-                        "probe_chance": 0.25,
-                    }
-                    for c, a in (("none", 0.8), ("text", 0.55), ("random", 0.79))
-                ],
-            }
-        )
-    )
+    from casceq.mech.implicit import ImplicitResult, write_results
+
+    write_results(folder, [ImplicitResult("smollm2", "smollm2-135m", "sst2", 30, "score", "whisper-tiny", 40, 0.8,
+                                          0.85, 0.7, 0.61, 0.72, ())])  # fmt: skip
+    (folder / "mech" / "erasure.json").write_text(json.dumps({
+        "kind": "erasure", "version": 1, "model": "smollm2", "layers": [0, 4], "positions": "all", "affine": False,
+        "ctc_targets": "probe", "n_fit_utterances": 60, "extra": {},
+        "accuracy": [{"task": "sst2", "condition": c, "n": 40, "accuracy": a, "same_as_none": u}
+                     for c, a, u in (("none", 0.8, 1.0), ("text", 0.55, 0.6), ("random", 0.79, 0.97))],
+        "probes": [{"concept": "text", "layer": 4, "metric": "accuracy", "before": 0.9, "after": 0.26,
+                    "chance": 0.25, "rank": 3, "n_train": 48, "n_test": 12}]}))  # fmt: skip
     (folder / "broken.json").write_text(
-        json.dumps({"kind": "erasure", "model": "x", "rows": [{"concept": "text"}]})
+        json.dumps({"kind": "erasure", "model": "x", "accuracy": [{"task": "sst2"}]})
     )
 
 
@@ -306,10 +274,32 @@ def test_mech_sections_from_result_files(built, tmp_path: Path) -> None:
     t5 = _section(res, "lens").tables[0]
     assert [c.text for c in t5.rows[1]] == ["30", "60", "0.750"]
     t6 = _section(res, "implicit").tables[0]
-    assert t6.rows[0][5].text == "0.610 [0.40, 0.80]"
+    assert [c.text for c in t6.rows[0]] == [
+        "smollm2",
+        "sst2",
+        "30",
+        "40",
+        "0.610",
+        "0.720",
+        "0.800",
+        "0.700",
+        "0.850",
+    ]
     erasure = _section(res, "erasure")
-    assert [r[5].text for r in erasure.tables[0].rows] == ["0.800", "0.550", "0.790"]
-    assert any("broken.json: malformed erasure row" in p for p in erasure.paragraphs)
+    assert [(r[2].text, r[4].text, r[5].text) for r in erasure.tables[0].rows] == [
+        ("none", "0.800", "100%"),
+        ("text", "0.550", "60%"),
+        ("random", "0.790", "97%"),
+    ]
+    assert [c.text for c in erasure.tables[1].rows[0]][1:] == [
+        "text",
+        "4",
+        "accuracy",
+        "0.900",
+        "0.260",
+        "0.250",
+    ]
+    assert any("broken.json: malformed erasure results" in p for p in erasure.paragraphs)
     for key in ("figure4", "figure5", "figure6"):
         assert (res.out / "figures" / f"{key}.png").stat().st_size > 5000
 

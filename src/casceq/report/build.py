@@ -20,7 +20,8 @@ from casceq.errors import InputError, MissingDependency
 from casceq.report.analysis import Attribution, Reversal, attributions, costs, missing
 from casceq.report.data import ReportData, load_report_data
 from casceq.report.explorer import MAX_CLIPS, explorer_data
-from casceq.report.mech import erasure_section, implicit_section, lens_section, probe_section, read_mech
+from casceq.report.mech import lens_section, probe_section, read_mech
+from casceq.report.mech_effects import erasure_section, implicit_section
 from casceq.report.sections import Section, accuracy_section, agreement_section, overlap_section, overview
 from casceq.report.sections_errors import confound_section, cost_section, noise_section, shared_error_section
 from casceq.report.tables import Source, SourceBook, sources_markdown, to_latex, to_markdown

@@ -8,11 +8,12 @@ folders given with ``--mech`` is read; a file is recognised by its content:
   (``"kind": "probes"`` optional);
 - logit lens (Table 5 / Figure 5): ``{"kind": "lens", "model", "n_utterances", "layers": [{"layer",
   "n_tokens", "precision", ...}]}``;
-- implicit cascade (Table 6): ``{"kind": "implicit", "rows": [{"model", "task", "condition", "layer", "n",
-  "kappa_impl", "kappa_impl_ci", "kappa_casc", "kappa_casc_ci", "accuracy_speech", "accuracy_implicit",
-  "accuracy_cascade"}]}``;
-- erasure (Table 7 / Figure 6): ``{"kind": "erasure", "model", "rows": [{"concept", "task", "condition", "n",
-  "accuracy", "accuracy_ci", "probe_accuracy_after", "probe_chance"}]}`` with concept ``"none"`` as baseline.
+- implicit cascade (Table 6): ``casceq.mech.implicit.write_results`` — ``{"kind": "implicit", "results":
+  [{"model", "task", "layer", "n", "kappa_impl", "kappa_casc", "accuracy_speech", "accuracy_implicit",
+  "accuracy_cascade", ...}]}`` (read by ``casceq.report.mech_effects``);
+- erasure (Table 7 / Figure 6): ``ErasureResult.to_json()`` — ``{"kind": "erasure", "model", "accuracy":
+  [{"task", "condition" ("none" or the erased concept), "n", "accuracy", "same_as_none"}], "probes":
+  [{"concept", "layer", "metric", "before", "after", "chance", "n_test"}]}``.
 
 Other JSON files are ignored; a recognised file that is malformed is named in the section, never fatal.
 """
@@ -26,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from casceq.report.figures import Figure, grouped_bars, layer_lines
+from casceq.report.figures import Figure, layer_lines
 from casceq.report.sections import Section
-from casceq.report.tables import Cell, SourceBook, Table, fmt, fmt_ci, small
+from casceq.report.tables import Cell, SourceBook, Table, fmt
 
 PROBE_COLUMNS = (("energy", "energy R²"), ("pitch", "pitch R²"), ("ctc", "CTC 1 − CER"), ("boc", "BoC R²"))
 
@@ -87,15 +88,18 @@ def read_mech(dirs: Sequence[Path]) -> MechResults:
     )
 
 
-def _num(x: Any) -> float:
+def num_or_nan(x: Any) -> float:
+    """Return a JSON number as float; anything else (null, strings) as NaN."""
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
 
 
-def _int(x: Any) -> int:
+def int_or_zero(x: Any) -> int:
+    """Return a JSON integer, or 0 when absent."""
     return int(x) if isinstance(x, int) and not isinstance(x, bool) else 0
 
 
-def _not_run(key: str, title: str, what: str, mech: MechResults) -> Section:
+def not_run(key: str, title: str, what: str, mech: MechResults) -> Section:
+    """Return a section saying its results were not found, and where the report looked."""
     where = ", ".join(mech.searched) or "no mech folder"
     return Section(key, title, (f"Not run: no {what} results found (searched {where}).", *mech.problems))
 
@@ -104,21 +108,21 @@ def probe_section(mech: MechResults, draw: bool, book: SourceBook) -> Section:
     """Table 4 / Figure 4: probe scores by layer, one table per model."""
     title = "Table 4 / Figure 4: probes by layer"
     if not mech.probes:
-        return _not_run("probes", title, "probe", mech)
+        return not_run("probes", title, "probe", mech)
     tables: list[Table] = []
     panels: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
     problems: list[str] = []
     for path, obj in mech.probes:
         try:
             model = str(obj.get("model", Path(path).parent.name))
-            scores = [(str(s["probe"]), int(s["layer"]), _num(s.get("score"))) for s in obj["scores"]]
+            scores = [(str(s["probe"]), int(s["layer"]), num_or_nan(s.get("score"))) for s in obj["scores"]]
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"{path}: malformed probe results ({exc!r})")
             continue
         layers = sorted({layer for _, layer, _ in scores})
         cols = [(p, label) for p, label in PROBE_COLUMNS if any(s[0] == p for s in scores)]
         value = {(p, layer): v for p, layer, v in scores}
-        ref = book.add_file(f"probe results of {model}", path, _int(obj.get("n_utterances")))
+        ref = book.add_file(f"probe results of {model}", path, int_or_zero(obj.get("n_utterances")))
         rows = tuple(
             (Cell(str(layer)), *(Cell(fmt(value.get((p, layer))), ref) for p, _ in cols)) for layer in layers
         )
@@ -160,7 +164,7 @@ def lens_section(mech: MechResults, draw: bool, book: SourceBook) -> Section:
     """Table 5 / Figure 5: logit-lens bag-of-tokens precision by layer."""
     title = "Table 5 / Figure 5: logit lens"
     if not mech.lens:
-        return _not_run("lens", title, "logit-lens", mech)
+        return not_run("lens", title, "logit-lens", mech)
     tables: list[Table] = []
     lines: dict[str, tuple[list[int], list[float]]] = {}
     problems: list[str] = []
@@ -168,12 +172,13 @@ def lens_section(mech: MechResults, draw: bool, book: SourceBook) -> Section:
         try:
             model = str(obj.get("model", "?"))
             layers = [
-                (int(r["layer"]), int(r.get("n_tokens", 0)), _num(r.get("precision"))) for r in obj["layers"]
+                (int(r["layer"]), int(r.get("n_tokens", 0)), num_or_nan(r.get("precision")))
+                for r in obj["layers"]
             ]
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"{path}: malformed lens results ({exc!r})")
             continue
-        ref = book.add_file(f"logit lens of {model}", path, _int(obj.get("n_utterances")))
+        ref = book.add_file(f"logit lens of {model}", path, int_or_zero(obj.get("n_utterances")))
         rows = tuple((Cell(str(layer)), Cell(str(n), ref), Cell(fmt(p), ref)) for layer, n, p in layers)
         note = f"{obj.get('n_utterances', '?')} utterances, source {obj.get('source', '?')}; file {path}."
         tables.append(
@@ -198,107 +203,3 @@ def lens_section(mech: MechResults, draw: bool, book: SourceBook) -> Section:
             ),
         )
     return Section("lens", title, tuple(problems), tuple(tables), figs)
-
-
-def implicit_section(mech: MechResults, book: SourceBook) -> Section:
-    """Table 6: the implicit cascade (lens text fed to the backbone) against the speech LLM and the cascade."""
-    title = "Table 6: implicit cascade"
-    if not mech.implicit:
-        return _not_run("implicit", title, "implicit-cascade", mech)
-    rows, problems = [], []
-    for path, obj in mech.implicit:
-        for r in obj.get("rows") or []:
-            try:
-                n = int(r["n"])
-                ref = book.add_file(
-                    f"implicit cascade of {r['model']} on {r['task']} ({r.get('condition')})", path, n
-                )
-                rows.append(
-                    (
-                        Cell(str(r["model"])),
-                        Cell(str(r["task"])),
-                        Cell(str(r.get("condition", "clean"))),
-                        Cell(str(r.get("layer", "last"))),
-                        Cell(f"{n}{small(n)}", ref),
-                        Cell(fmt(_num(r.get("kappa_impl"))) + fmt_ci(r.get("kappa_impl_ci")), ref),
-                        Cell(fmt(_num(r.get("kappa_casc"))) + fmt_ci(r.get("kappa_casc_ci")), ref),
-                        Cell(fmt(_num(r.get("accuracy_speech"))), ref),
-                        Cell(fmt(_num(r.get("accuracy_implicit"))), ref),
-                        Cell(fmt(_num(r.get("accuracy_cascade"))), ref),
-                    )
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                problems.append(f"{path}: malformed implicit-cascade row ({exc!r})")
-    table = Table(
-        "table6",
-        "Implicit cascade: κ of the lens-text cascade and of the explicit cascade with the speech LLM",
-        (
-            "model",
-            "task",
-            "condition",
-            "layer",
-            "n",
-            "κ impl",
-            "κ casc",
-            "acc speech LLM",
-            "acc implicit",
-            "acc cascade",
-        ),
-        tuple(rows),
-    )
-    return Section("implicit", title, tuple(problems), (table,) if rows else ())
-
-
-def erasure_section(mech: MechResults, draw: bool, book: SourceBook) -> Section:
-    """Table 7 / Figure 6: accuracy under LEACE erasure of each concept, with probe accuracy after erasure."""
-    title = "Table 7 / Figure 6: concept erasure"
-    if not mech.erasure:
-        return _not_run("erasure", title, "erasure", mech)
-    rows: list[tuple[Cell, ...]] = []
-    problems: list[str] = []
-    groups: dict[str, dict[str, float]] = {}
-    for path, obj in mech.erasure:
-        model = str(obj.get("model", "?"))
-        for r in obj.get("rows") or []:
-            try:
-                n, acc = int(r["n"]), _num(r["accuracy"])
-                concept, task, cond = str(r["concept"]), str(r["task"]), str(r.get("condition", "clean"))
-            except (KeyError, TypeError, ValueError) as exc:
-                problems.append(f"{path}: malformed erasure row ({exc!r})")
-                continue
-            after = _num(r.get("probe_accuracy_after"))
-            chance = _num(r.get("probe_chance"))
-            ref = book.add_file(f"erasure of {concept} in {model} on {task} ({cond})", path, n)
-            rows.append(
-                (
-                    Cell(model),
-                    Cell(concept),
-                    Cell(task),
-                    Cell(cond),
-                    Cell(f"{n}{small(n)}", ref),
-                    Cell(fmt(acc) + fmt_ci(r.get("accuracy_ci")), ref),
-                    Cell(fmt(after), ref),
-                    Cell(fmt(chance), ref),
-                )
-            )
-            groups.setdefault(f"{model}\n{task} {cond}", {})[concept] = acc
-    table = Table(
-        "table7",
-        "Accuracy under LEACE erasure (concept 'none' = no erasure) and held-out probe "
-        "accuracy after erasure",
-        ("model", "concept", "task", "condition", "n", "accuracy", "probe acc. after", "probe chance"),
-        tuple(rows),
-    )
-    figs: tuple[Figure, ...] = ()
-    if draw and groups:
-        figs = (
-            grouped_bars(
-                "figure6",
-                "Figure 6: concept erasure",
-                "Task accuracy with each concept erased at "
-                "every probed layer during generation ('none' = no erasure).",
-                groups,
-                "accuracy",
-            ),
-        )
-    return Section("erasure", title, tuple(problems), (table,) if rows else (), figs)
