@@ -334,3 +334,32 @@ def test_without_matplotlib_html_goes_on_and_png_says_what_to_install(
     )
     with pytest.raises(MissingDependency, match="matplotlib"):
         build_report([fx.root], out=tmp_path / "p", formats=["png"])
+
+
+def test_embedded_noisy_clip_is_what_the_runner_heard(built) -> None:
+    import base64
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from casceq.errors import CasceqError
+    from casceq.report.explorer import encode_clip
+    from casceq.run.items import Item, load_item_audio
+    from casceq.types import AudioRef, Example
+
+    fx, _ = built
+    path = str(fx.root / "audio" / "sst2" / "piper-joe" / "sst2-0003.flac")
+    ex = Example(
+        "sst2-0003@piper-joe", "sst2", "t", "negative", audio=AudioRef(path), meta={"voice": "piper-joe"}
+    )
+    try:
+        heard = load_item_audio(Item(ex, "sst2-0003", ex.audio), "babble@5", 0)
+    except (CasceqError, OSError) as exc:
+        pytest.skip(f"no babble source here: {exc}")
+    uri, as_heard = encode_clip(path, "babble@5", ex.id, 0)
+    clip, sr = sf.read(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])), dtype="float32")
+    assert as_heard and sr == 16000 and clip.shape == heard.shape
+    assert np.abs(clip - heard).max() < 2 / 2**15  # equal up to 16-bit FLAC quantisation
+    clean, _ = sf.read(path, dtype="float32")
+    assert np.abs(clip - clean).mean() > 0.01  # and it is not the clean file

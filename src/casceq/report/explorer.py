@@ -52,7 +52,7 @@ def clip_order(result: CompareResult) -> list[tuple[str, str, str]]:
 
 
 def encode_clip(path: str, condition: str, item_id: str, seed: int) -> tuple[str, bool]:
-    """Return a ``data:`` URI of the item's audio under ``condition``; the flag says whether it is the noisy version.
+    """Return a ``data:`` URI of the item's audio under ``condition``; the flag says whether it is what the system heard.
 
     Raises:
         OSError: The clean file cannot be read.
@@ -89,7 +89,7 @@ def explorer_data(data: ReportData, result: CompareResult, max_clips: int = MAX_
     Returns:
         ``{"systems", "pairs": [[a, b, task, condition]], "groups": [{"task", "condition", "ids", "gold",
         "text", "labels", "outputs", "correct", "transcripts", "clip", "audio_path"}], "clips": [{"uri",
-        "noisy"}], "max_clips", "n_wanted"}``; ``clip[i]`` indexes ``clips`` or is -1.
+        "as_heard"}], "max_clips", "n_wanted"}``; ``clip[i]`` indexes ``clips`` or is -1.
     """
     index = prediction_index(data.predictions)
     order = clip_order(result)
@@ -102,11 +102,11 @@ def explorer_data(data: ReportData, result: CompareResult, max_clips: int = MAX_
         if audio is None or Path(audio.path).stat().st_size > MAX_CLIP_BYTES:
             continue
         try:
-            uri, noisy = encode_clip(audio.path, cond, eid, data.seed)
+            uri, as_heard = encode_clip(audio.path, cond, eid, data.seed)
         except OSError:
             continue
         clip_of[(task, cond, eid)] = len(clips)
-        clips.append({"uri": uri, "noisy": noisy})
+        clips.append({"uri": uri, "as_heard": as_heard})
     groups = []
     for g in result.groups:
         texts = [data.text_of(g.task, e) for e in g.example_ids]

@@ -103,7 +103,7 @@ JS = r"""
       if (c >= 0) {
         const clip = DATA.clips[c];
         audio = '<audio controls preload="none" src="' + clip.uri + '"></audio>' +
-          (clip.noisy ? '' : (g.condition === 'clean' ? '' : '<div class="small">clean version (noisy not renderable here)</div>'));
+          (clip.as_heard ? '' : '<div class="small">clean version (the noisy one is not renderable here)</div>');
       } else if (g.audio_path[i]) {
         audio = '<span class="small">not embedded (cap ' + DATA.max_clips + '): ' + esc(g.audio_path[i]) + '</span>';
       }
