@@ -34,7 +34,10 @@ def _load(family: str, folder: Path) -> Any:
         )
         UltravoxNativeBackend.create(cfg, seed=3).save(folder / "projector")
         folder = folder / "projector"
-    return make_speech_llm(SpeechLLMSpec(family, str(folder), backbone="tiny", options={"batch_size": 4}))
+    options: dict[str, Any] = {"batch_size": 4}
+    if family == "phi4-mm":
+        options["speech_lora"] = None  # the tiny model has none (see test_phi4_warns_without_its_speech_lora)
+    return make_speech_llm(SpeechLLMSpec(family, str(folder), backbone="tiny", options=options))
 
 
 BUILDERS = {
@@ -169,3 +172,11 @@ def test_bfloat16_load_scores_like_float32(tmp_path: Path) -> None:
         assert backend.model.dtype == getattr(torch, dtype)
         scores[dtype] = backend.score_options(clips, PROMPTS, options)
     np.testing.assert_allclose(scores["bfloat16"], scores["float32"], atol=0.1)
+
+
+def test_phi4_warns_without_its_speech_lora(tmp_path: Path) -> None:
+    from casceq.systems.speech_llm.phi4_mm import Phi4MMBackend
+
+    folder = str(tm.tiny_phi4_multimodal(tmp_path / "p"))
+    with pytest.warns(UserWarning, match="without the speech LoRA"):
+        Phi4MMBackend.from_pretrained(folder, backbone="t")

@@ -6,16 +6,15 @@ and one ``AUDIO`` slot that becomes as many audio-placeholder ids as the model h
 Rows are left-padded by hand (never by the tokeniser's padding side) with attention masks and position ids
 from the mask, so a row's logits do not depend on what else is in its batch.
 
-Scoring appends each option's tokens after the assistant prefix and sums their log-probabilities in one
-forward pass. When every option is one token, one pass over the prompts scores all options at once (the logits
-at the last prompt position do not depend on the option token, the model being causal). The unembedding runs
-only on the last positions (a pre-hook on ``lm_head`` slices its input): full logits of a 150k vocabulary over
-a 400-token prompt would cost gigabytes.
+Scoring (``_scoring``) runs each prompt once with a KV cache and continues it with every option's tokens.
+The unembedding runs only on the positions needed (a pre-hook on ``lm_head`` slices its input): full logits of
+a 150k vocabulary over a 400-token prompt would cost gigabytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -211,28 +210,47 @@ class HFSpeechLLM:
             kw[k] = v.to(device, self.model.dtype) if v.is_floating_point() else v.to(device)
         return kw
 
+    @contextmanager
+    def _last_positions(self, k: int | None) -> Iterator[None]:
+        """While active, ``lm_head`` sees only the last ``k`` positions (all when None)."""
+        if k is None:
+            yield
+            return
+
+        def _slice(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (args[0][:, -k:], *args[1:])
+
+        handle = self.describe().lm_head.register_forward_pre_hook(_slice)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def model_output(self, batch: EncodedBatch, *, use_cache: bool = False) -> Any:
+        """Run the model; return its output (``.logits`` [B, L, V], ``.past_key_values``) on an encoded batch."""
+        return self.model(**self._model_inputs(batch), use_cache=use_cache)
+
     def forward_logits(self, batch: EncodedBatch, last: int | None = None) -> torch.Tensor:
-        """Logits [B, K, V] of the last ``last`` positions (all positions when None)."""
+        """Logits [B, K, V] (float32) of the last ``last`` positions (all positions when None)."""
         import torch
 
-        handle = None
-        if last is not None:
-            keep = last
+        with torch.inference_mode(), self._last_positions(last):
+            return self.model_output(batch).logits.float()
 
-            def _slice(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-                return (args[0][:, -keep:], *args[1:])
+    def prompt_pass(self, batch: EncodedBatch, *, cache: bool) -> Any:
+        """Forward output with logits of the last position only [B, 1, V], and the KV cache if ``cache``."""
+        with self._last_positions(1):
+            return self.model_output(batch, use_cache=cache)
 
-            handle = self.describe().lm_head.register_forward_pre_hook(_slice)
-        try:
-            with torch.inference_mode():
-                out = self._forward(batch)
-        finally:
-            if handle is not None:
-                handle.remove()
-        return out.float()
-
-    def _forward(self, batch: EncodedBatch) -> torch.Tensor:
-        return self.model(**self._model_inputs(batch), use_cache=False).logits
+    def continue_pass(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, cache: Any
+    ) -> torch.Tensor:
+        """Logits [B, T, V] of ``input_ids`` [B, T] continuing from ``cache`` (mask [B, cached + T])."""
+        device = self.model.device
+        kw: dict[str, Any] = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+        if self.pass_position_ids:
+            kw["position_ids"] = position_ids.to(device)
+        return self.model(**kw, past_key_values=cache, use_cache=True).logits
 
     def _generate_ids(self, batch: EncodedBatch, max_new_tokens: int) -> torch.Tensor:
         """Generate greedily; return the new token ids [B, T]."""
@@ -261,46 +279,10 @@ class HFSpeechLLM:
     def score_options(
         self, audios: Sequence[np.ndarray], prompts: Sequence[str], options: Sequence[Sequence[str]]
     ) -> np.ndarray:
-        """Score options: summed log-probability [N, C] of each option's tokens after the audio and instruction."""
-        if len(options) != len(prompts):
-            raise InputError(f"got {len(options)} option lists for {len(prompts)} prompts")
-        n_opt = {len(o) for o in options}
-        if len(n_opt) != 1 or 0 in n_opt:
-            raise InputError("every example needs the same, non-zero number of options")
-        n_c = n_opt.pop()
-        tok = [[self._tokens(o) for o in opts] for opts in options]
-        if any(len(t) == 0 for row in tok for t in row):
-            raise InputError("an option tokenises to nothing")
-        scores = np.zeros((len(prompts), n_c))
-        if all(len(t) == 1 for row in tok for t in row):
-            for idx in chunks(len(prompts), self.batch_size):
-                batch = self.encode([audios[i] for i in idx], [prompts[i] for i in idx])
-                logp = self.forward_logits(batch, last=1)[:, -1].log_softmax(-1)
-                for j, i in enumerate(idx):
-                    scores[i] = [float(logp[j, t[0]]) for t in tok[i]]
-            return scores
-        flat = [(i, c) for i in range(len(prompts)) for c in range(n_c)]
-        for idx in chunks(len(flat), self.batch_size):
-            pairs = [flat[k] for k in idx]
-            batch = self.encode(
-                [audios[i] for i, _ in pairs],
-                [prompts[i] for i, _ in pairs],
-                [options[i][c] for i, c in pairs],
-            )
-            for (i, c), s in zip(pairs, self._continuation_logprobs(batch), strict=True):
-                scores[i, c] = s
-        return scores
+        """Score options: summed log-probability [N, C] of each option's tokens after audio and instruction."""
+        from casceq.systems.speech_llm._scoring import score_options
 
-    def _continuation_logprobs(self, batch: EncodedBatch) -> list[float]:
-        """Sum of log-probs of each row's continuation (its last ``continuation_lengths[i]`` tokens)."""
-        k = max(batch.continuation_lengths)
-        logp = self.forward_logits(batch, last=k + 1).log_softmax(-1)  # [B, k+1, V]
-        out = []
-        for j, n in enumerate(batch.continuation_lengths):
-            targets = batch.input_ids[j, -n:].to(logp.device)
-            preds = logp[j, k - n : k]  # position p predicts token p+1
-            out.append(float(preds.gather(-1, targets[:, None]).sum()))
-        return out
+        return score_options(self, audios, prompts, options)
 
 
 def load_parts(

@@ -12,12 +12,14 @@ than 30 s are truncated by the feature extractor, as in the reference processor.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from casceq.systems.speech_llm._hf import AUDIO, SAMPLE_RATE, Anatomy, HFSpeechLLM, Piece, Special, load_parts
 
+WINDOW_SAMPLES = 30 * SAMPLE_RATE  # one Whisper window; the feature extractor truncates the rest
 SYSTEM_PROMPT = "You are a helpful assistant."
 
 
@@ -63,6 +65,8 @@ class Qwen2AudioBackend(HFSpeechLLM):
         ]
 
     def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
+        if any(len(a) > WINDOW_SAMPLES for a in audios):
+            warnings.warn(f"{self.family} hears only the first 30 s of each clip", stacklevel=3)
         feats = self.feature_extractor(
             audios,
             sampling_rate=SAMPLE_RATE,

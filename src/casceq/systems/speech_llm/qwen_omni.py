@@ -14,12 +14,14 @@ Position ids are the model's own 3-D (M-RoPE) ones, computed inside its forward 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from casceq.systems.speech_llm._hf import AUDIO, SAMPLE_RATE, Anatomy, HFSpeechLLM, Piece, Special, load_parts
 
+WINDOW_SAMPLES = 30 * SAMPLE_RATE  # one Whisper window; the feature extractor truncates the rest
 SYSTEM_PROMPT = (
     "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving auditory "
     "and visual inputs, as well as generating text and speech."
@@ -69,6 +71,8 @@ class QwenOmniBackend(HFSpeechLLM):
         ]
 
     def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
+        if any(len(a) > WINDOW_SAMPLES for a in audios):
+            warnings.warn(f"{self.family} hears only the first 30 s of each clip", stacklevel=3)
         feats = self.feature_extractor(
             audios,
             sampling_rate=SAMPLE_RATE,
@@ -83,6 +87,25 @@ class QwenOmniBackend(HFSpeechLLM):
             "feature_attention_mask": feats["attention_mask"],
         }
         return kwargs, n_tokens
+
+    def continue_pass(self, input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any) -> Any:
+        """Continue a cached prompt with text tokens at M-RoPE positions (text position + the prompt's delta).
+
+        The model's own fallback builds positions from the whole mask and fails on a multi-token continuation;
+        for text after the prompt all three M-RoPE axes are the text position shifted by the prompt's
+        ``rope_deltas`` (as the thinker's ``prepare_inputs_for_generation`` does while decoding).
+        """
+        deltas = self.model.model.rope_deltas  # [prompts, 1], set by the prompt pass
+        device = self.model.device
+        delta = deltas.repeat_interleave(input_ids.shape[0] // deltas.shape[0], dim=0).to(device)
+        positions = (position_ids.to(device) + delta)[None].expand(3, -1, -1)
+        return self.model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        ).logits
 
     def describe(self) -> Anatomy:
         """Locate the decoder layers/norm of ``model.model.language_model``, ``model.lm_head``, ``<|AUDIO|>``."""

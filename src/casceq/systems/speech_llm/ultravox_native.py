@@ -178,6 +178,10 @@ class UltravoxNativeBackend(HFSpeechLLM):
             InputError: The encoder or backbone weights are not the ones the projector was trained against.
         """
         record = read_checkpoint_record(folder)
+        if not isinstance(record.get("model"), dict):
+            raise InputError(
+                "no 'model' section (encoder, backbone, mode)", path=str(Path(folder) / "projector.json")
+            )
         fields = {
             k: record["model"][k] for k in UltravoxNativeConfig.__dataclass_fields__ if k in record["model"]
         }
@@ -254,13 +258,14 @@ class UltravoxNativeBackend(HFSpeechLLM):
             embeds[j, is_audio[j]] = audio[j].to(embeds.dtype)
         return embeds
 
-    def _forward(self, batch: EncodedBatch) -> Any:
+    def model_output(self, batch: EncodedBatch, *, use_cache: bool = False) -> Any:
+        """Run the backbone on the spliced embeddings; return its output (``.logits`` [B, L, V], ``.past_key_values``)."""
         return self.model(
             inputs_embeds=self.embed(batch),
             attention_mask=batch.attention_mask.to(self.model.device),
             position_ids=batch.position_ids().to(self.model.device),
-            use_cache=False,
-        ).logits
+            use_cache=use_cache,
+        )
 
     def _generate_ids(self, batch: EncodedBatch, max_new_tokens: int) -> Any:
         # With inputs_embeds and no input_ids, generate returns only the new tokens.
