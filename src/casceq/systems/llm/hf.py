@@ -23,13 +23,17 @@ from casceq.systems.llm.prompting import (
     ChatMode,
     Shot,
     choose_format,
+    encode,
     few_shot_examples,
+    option_ids,
     render,
     task_of_prompt,
 )
 
 log = logging.getLogger(__name__)
 Precision = Literal["float32", "bfloat16-autocast"]
+MIN_SHARED_PREFIX = 16
+"""Shorter common prefixes are not worth a separate forward pass and cache copies."""
 
 
 class HFCausalLM:
@@ -49,6 +53,8 @@ class HFCausalLM:
         exclude_ids: Example ids never used as shots (the evaluated items).
         system_prompt: System message for chat models (None: the template's default).
         threads: ``torch.set_num_threads`` value (None: leave as is).
+        share_prefix: Compute the token prefix common to all rows of a call (instruction and shots) once and
+            reuse its KV cache: k-shot scoring then costs about what zero-shot does.
     """
 
     def __init__(
@@ -64,6 +70,7 @@ class HFCausalLM:
         exclude_ids: Sequence[str] = (),
         system_prompt: str | None = None,
         threads: int | None = None,
+        share_prefix: bool = True,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -87,6 +94,7 @@ class HFCausalLM:
         self.few_shot, self.few_shot_seed = few_shot, few_shot_seed
         self.exclude_ids = set(exclude_ids)
         self._shots: dict[str, tuple[Shot, ...]] = {}
+        self.share_prefix = share_prefix
         self.fast_unembed = self._check_unembedding()
 
     # ----- prompts -------------------------------------------------------------------------------------------
@@ -108,15 +116,7 @@ class HFCausalLM:
         return render(self.tokenizer, self.format, prompt, self.shots_for(prompt) if shots is None else shots)
 
     def _encode(self, text: str) -> list[int]:
-        # A chat template writes its own special tokens; plain text gets the tokenizer's (Gemma's <bos>).
-        return list(self.tokenizer(text, add_special_tokens=not self.format.chat)["input_ids"])
-
-    def _option_ids(self, ctx: str, ctx_ids: list[int], option: str) -> list[int]:
-        whole = self._encode(ctx + self.format.option_sep + option)
-        if whole[: len(ctx_ids)] == ctx_ids and len(whole) > len(ctx_ids):
-            return whole[len(ctx_ids) :]
-        # The tokenizer merged across the boundary: score the option's own tokens after the unchanged context.
-        return list(self.tokenizer(self.format.option_sep + option, add_special_tokens=False)["input_ids"])
+        return encode(self.tokenizer, self.format, text)
 
     # ----- forward ---------------------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -126,36 +126,82 @@ class HFCausalLM:
             return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _batch(self, rows: Sequence[Sequence[int]]) -> tuple[Any, Any, Any]:
-        """Left-padded ``input_ids``, ``attention_mask`` and ``position_ids``, each [B, L]."""
+    def _batch(self, rows: Sequence[Sequence[int]], past: int = 0) -> tuple[Any, Any, Any]:
+        """Left-padded ``input_ids`` [B, L], ``attention_mask`` [B, past + L] and ``position_ids`` [B, L].
+
+        ``past`` real tokens (a shared cached prefix) precede every row; the padding then sits between the
+        prefix and each row, masked, and positions count real tokens only.
+        """
         import torch
 
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), int(self.pad_id), dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.zeros((len(rows), past + width), dtype=torch.long)
+        mask[:, :past] = 1
         for i, r in enumerate(rows):
             ids[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
-            mask[i, width - len(r) :] = 1
-        # Positions count real tokens only, so a padded row sees the same positions as the unpadded one.
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            mask[i, past + width - len(r) :] = 1
+        # A padded row sees the same positions as the unpadded one (needed for absolute-position models).
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
         return ids.to(self.device), mask.to(self.device), pos.to(self.device)
 
-    def _last_logprobs(self, rows: Sequence[Sequence[int]], n_last: int, fast: bool | None = None) -> Any:
-        """Log-probabilities [B, n_last, V] (float32) of the next token at each row's last ``n_last`` positions."""
+    def _prefix(self, prefix: Sequence[int]) -> Any:
+        """Compute the KV cache of a token prefix shared by every row of a call (the instruction and the shots)."""
         import torch
 
-        ids, mask, pos = self._batch(rows)
+        ids = torch.tensor([list(prefix)], device=self.device)
+        with torch.inference_mode(), self._autocast():
+            return self.model.base_model(input_ids=ids, use_cache=True).past_key_values
+
+    def _last_logprobs(
+        self,
+        rows: Sequence[Sequence[int]],
+        n_last: int,
+        fast: bool | None = None,
+        prefix: Any = None,
+        past: int = 0,
+    ) -> Any:
+        """Log-probabilities [B, n_last, V] (float32) of the next token at each row's last ``n_last`` positions.
+
+        With ``prefix`` (the cache of ``past`` shared tokens), ``rows`` are the rows after that prefix.
+        """
+        import copy
+
+        import torch
+
+        ids, mask, pos = self._batch(rows, past)
+        kw: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+        if prefix is not None:
+            cache = copy.deepcopy(prefix)  # the forward appends to it
+            cache.batch_repeat_interleave(len(rows))
+            kw |= {"past_key_values": cache, "use_cache": True}
         with torch.inference_mode(), self._autocast():
             if fast if fast is not None else self.fast_unembed:
-                hidden = self.model.base_model(input_ids=ids, attention_mask=mask, position_ids=pos)[0]
+                hidden = self.model.base_model(**kw)[0]
                 logits = self.model.get_output_embeddings()(hidden[:, -n_last:])
                 cap = getattr(self.model.config, "final_logit_softcapping", None)
                 if cap:
                     logits = torch.tanh(logits / cap) * cap
             else:
-                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=n_last)
-                logits = out.logits[:, -n_last:]
+                logits = self.model(**kw, logits_to_keep=n_last).logits[:, -n_last:]
         return torch.log_softmax(logits.float(), dim=-1)
+
+    def _shared_prefix(self, rows: Sequence[Sequence[int]], need: Sequence[int]) -> int:
+        """Length of the token prefix worth computing once for all rows (0: none).
+
+        Every row keeps at least its ``need`` scored positions after the prefix. A sliding-window model
+        (Gemma 3) only gets one when the longest row fits its window, where a cache is not cropped.
+        """
+        if not self.share_prefix or len(rows) < 2:
+            return 0
+        first = rows[0]
+        n = min(len(first), *(len(r) - k for r, k in zip(rows, need, strict=True)))
+        for r in rows[1:]:
+            n = next((i for i in range(n) if r[i] != first[i]), n)  # first mismatch
+        window = getattr(self.model.config, "sliding_window", None)
+        if window and max(len(r) for r in rows) > window:
+            return 0
+        return n if n >= MIN_SHARED_PREFIX else 0
 
     def _check_unembedding(self) -> bool:
         """Whether hidden states -> output embedding (-> soft-cap) reproduces the model's own logits."""
@@ -207,7 +253,7 @@ class HFCausalLM:
             ctx = self.context(prompt, shots)
             ctx_ids = self._encode(ctx)
             for c, opt in enumerate(opts):
-                tail = self._option_ids(ctx, ctx_ids, opt)
+                tail = option_ids(self.tokenizer, self.format, ctx, ctx_ids, opt)
                 key = tuple(ctx_ids + tail[:-1])
                 r = row_index.setdefault(key, len(row_index))
                 if r == len(need):
@@ -215,10 +261,12 @@ class HFCausalLM:
                 need[r] = max(need[r], len(tail))
                 wants.append((i, c, r, tail))
         rows = list(row_index)
+        past = self._shared_prefix(rows, need)
+        prefix = self._prefix(rows[0][:past]) if past else None
         per_row: list[Any] = [None] * len(rows)
         for idx in self._length_sorted(len(rows), [len(r) for r in rows]):
             n_last = max(need[r] for r in idx)
-            lp = self._last_logprobs([rows[r] for r in idx], n_last)
+            lp = self._last_logprobs([rows[r][past:] for r in idx], n_last, prefix=prefix, past=past)
             for j, r in enumerate(idx):
                 per_row[r] = lp[j, n_last - need[r] :]
         out = np.zeros((len(prompts), width), dtype=np.float64)

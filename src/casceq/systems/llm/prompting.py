@@ -92,6 +92,27 @@ def render(tokenizer: Any, fmt: PromptFormat, prompt: str, shots: Sequence[Shot]
     return "\n\n".join(parts)
 
 
+def encode(tokenizer: Any, fmt: PromptFormat, text: str) -> list[int]:
+    """Return the token ids of a rendered context.
+
+    A chat template writes its own special tokens; plain text gets the tokenizer's (Gemma's ``<bos>``).
+    """
+    return list(tokenizer(text, add_special_tokens=not fmt.chat)["input_ids"])
+
+
+def option_ids(tokenizer: Any, fmt: PromptFormat, ctx: str, ctx_ids: Sequence[int], option: str) -> list[int]:
+    """Token ids of ``option`` continuing ``ctx`` (``ctx_ids`` = ``encode(ctx)``), as the model would read them.
+
+    The whole text is tokenised and the context's tokens cut off, so the option is split as it is in running
+    text; if the tokenizer merges across the boundary, the option's own tokens are used after the unchanged
+    context.
+    """
+    whole = encode(tokenizer, fmt, ctx + fmt.option_sep + option)
+    if whole[: len(ctx_ids)] == list(ctx_ids) and len(whole) > len(ctx_ids):
+        return whole[len(ctx_ids) :]
+    return list(tokenizer(fmt.option_sep + option, add_special_tokens=False)["input_ids"])
+
+
 def task_of_prompt(prompt: str, tasks: Iterable[Task] | None = None) -> Task | None:
     """Return the task whose instruction starts ``prompt`` (every ``Task.prompt`` does), or None."""
     if tasks is None:
