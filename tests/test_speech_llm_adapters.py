@@ -67,6 +67,9 @@ def _reference_logits(b: Any, enc: Any, audio: np.ndarray) -> Any:
 
 
 def test_generate_returns_strings_for_a_batch_of_different_lengths(backend: Any) -> None:
+    from casceq.systems.base import SpeechLLMBackend
+
+    assert isinstance(backend, SpeechLLMBackend) and backend.backbone == "tiny"
     out = backend.generate(_clips(), PROMPTS, max_new_tokens=3)
     assert len(out) == 2 and all(isinstance(s, str) for s in out)
 
@@ -85,6 +88,11 @@ def test_scores_do_not_depend_on_the_batch(backend: Any) -> None:
         [backend.score_options([c], [p], [o]) for c, p, o in zip(clips, PROMPTS, options, strict=True)]
     )
     np.testing.assert_allclose(s2, s1, atol=1e-4)
+    backend.batch_size = 1  # chunked internally: same rows, same order
+    try:
+        np.testing.assert_allclose(backend.score_options(clips, PROMPTS, options), s2, atol=1e-4)
+    finally:
+        backend.batch_size = 4
 
 
 @pytest.mark.parametrize("options", [["yes", "maybe"], ["A", "B"]], ids=["multi-token", "one-token"])

@@ -110,8 +110,9 @@ def chunks(n: int, size: int) -> Iterator[range]:
 class HFSpeechLLM:
     """Base adapter for a transformers speech LLM; subclasses describe the prompt format and audio inputs.
 
-    Subclasses set ``model_class`` and implement ``_pieces`` (the chat format around one ``AUDIO`` slot),
-    ``_audio_inputs`` (features and the number of audio embeddings per clip) and ``describe``.
+    Subclasses add a ``from_pretrained`` constructor and implement ``audio_token_id``, ``_pieces`` (the chat
+    format around one ``AUDIO`` slot), ``_audio_inputs`` (features and the number of audio embeddings per clip)
+    and ``describe``. ``pass_position_ids = False`` lets a model derive its own positions (M-RoPE).
     """
 
     family: ClassVar[str] = ""
