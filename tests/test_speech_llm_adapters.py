@@ -30,7 +30,11 @@ def _load(family: str, folder: Path) -> Any:
         from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
 
         cfg = UltravoxNativeConfig(
-            encoder=str(folder / "whisper"), backbone=str(folder / "lm"), backbone_name="tiny", hidden_dim=64
+            encoder=str(folder / "whisper"),
+            backbone=str(folder / "lm"),
+            backbone_name="tiny",
+            hidden_dim=64,
+            encoder_mode="unpadded",  # the padded mode is covered in test_speech_llm_ultravox.py
         )
         UltravoxNativeBackend.create(cfg, seed=3).save(folder / "projector")
         folder = folder / "projector"
