@@ -192,3 +192,23 @@ def test_phi4_warns_without_its_speech_lora(tmp_path: Path) -> None:
     folder = str(tm.tiny_phi4_multimodal(tmp_path / "p"))
     with pytest.warns(UserWarning, match="without the speech LoRA"):
         Phi4MMBackend.from_pretrained(folder, backbone="t")
+
+
+def test_phi4_batched_native_forward_depends_on_batch_mates_ours_does_not(tmp_path: Path) -> None:
+    """Why the Phi-4 adapter encodes clip by clip: the model's own batched forward is not batch-invariant."""
+    b = _load("phi4-mm", tm.tiny_phi4_multimodal(tmp_path / "p"))
+    clips = _clips()
+    both, alone = b.encode(clips, PROMPTS), b.encode(clips[:1], PROMPTS[:1])
+    native = {}
+    with torch.inference_mode():
+        for name, enc, audio in (("both", both, clips), ("alone", alone, clips[:1])):
+            feats = b.feature_extractor(audio, sampling_rate=SR, return_tensors="pt")
+            native[name] = b.model(
+                input_ids=enc.input_ids,
+                attention_mask=enc.attention_mask,
+                position_ids=enc.position_ids(),
+                **feats,
+            ).logits[0, -1]
+    assert (native["both"] - native["alone"]).abs().max() > 1e-4  # the problem exists ...
+    ours = b.forward_logits(both, last=1)[0, -1] - b.forward_logits(alone, last=1)[0, -1]
+    assert ours.abs().max() < 1e-5  # ... and the adapter avoids it

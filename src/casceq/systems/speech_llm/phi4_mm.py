@@ -6,9 +6,9 @@ Prompt (the model card's audio format; the native transformers tokenizer names t
 
 Audio: 80-bin log-mel from ``Phi4MultimodalFeatureExtractor`` (``Phi4MultimodalProcessor`` would need
 torchvision for its image half, so the adapter expands ``<|audio|>`` itself); n = the extractor's
-``audio_embed_sizes`` (one embedding per 80 ms). The encoder runs one clip at a time: batched, it sees the
-zero-padded tail of shorter clips through its convolutions and mean-variance norm, so a clip's embeddings
-would depend on its batch-mates (measured here; see tests).
+``audio_embed_sizes`` (one embedding per 80 ms). The encoder runs one clip at a time: batched through the
+model's own forward, a shorter clip sees its padded tail through the encoder's convolutions and normalisation
+(on a tiny random model its logits moved by ~1e-3), so predictions would depend on batch-mates.
 
 Speech needs the checkpoint's speech LoRA (subfolder ``speech-lora`` of the release): for a hub id, or a local
 folder that has it, it is loaded with peft and activated, as the transformers model doc does; a local folder
