@@ -62,7 +62,8 @@ def print_results(run_dir: Path) -> None:
     from casceq.stats.compare import compare
 
     cfg = json.loads((run_dir / "config.json").read_text())["config"]
-    kinds = {s["name"]: s["kind"] for s in cfg["systems"]}
     preds = read_predictions([str(run_dir)])
+    present = {p.system for p in preds}
+    kinds = {s["name"]: s["kind"] for s in cfg["systems"] if s["name"] in present}
     result = compare(preds, n_bootstrap=cfg["bootstrap"], seed=cfg["seed"], intersect=True, kinds=kinds)
     _print_tables(result, Console(width=160))

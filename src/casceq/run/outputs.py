@@ -31,12 +31,19 @@ def write_outputs(ctx: Any, summary: Any) -> dict[str, Any] | None:
         return None
     from casceq.stats.compare import compare
 
-    kinds = {s.name: s.kind for s in ctx.cfg.systems}
+    present = {p.system for p in preds}
+    kinds = {s.name: s.kind for s in ctx.cfg.systems if s.name in present}
     result = compare(preds, n_bootstrap=ctx.cfg.bootstrap, seed=ctx.cfg.seed, intersect=True, kinds=kinds)
     text = result.to_json()
     data = json.loads(text)
     _atomic_write(out / COMPARE, text)
     _atomic_write(out / REPORT, markdown_summary(ctx, summary, data))
+    try:  # the full report (tables 2-3, figures 1-3, HTML explorer) next to the short one
+        from casceq.report.build import build_report
+
+        build_report([out], out=out / "report", compare_result=result)
+    except Exception as exc:  # the predictions and statistics are already safe on disk
+        print(f"full report not written ({type(exc).__name__}: {exc}); run `casceq report {out}`")
     return data
 
 

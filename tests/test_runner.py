@@ -1,0 +1,203 @@
+"""End-to-end runs through the real runner: real TTS (espeak-ng), real Whisper tiny.en (faster-whisper), and a
+tiny random-weight Llama saved and reloaded through the real loader as the backbone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from casceq.errors import CasceqError
+from casceq.run.config import load_config
+from casceq.run.runner import run_experiment
+from casceq.run.store import Store
+from casceq.types import INVALID
+from tests.tiny_models import tiny_causal_lm
+
+pytestmark = pytest.mark.slow
+
+if (
+    __import__("casceq.paths", fromlist=["datasets_dir"]).datasets_dir() is None
+):  # pragma: no cover - a user's clone
+    pytest.skip("../shared/datasets not found", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def llm_dir(tmp_path_factory) -> Path:
+    return tiny_causal_lm(tmp_path_factory.mktemp("llm") / "tiny-llama")
+
+
+def _config(tmp: Path, llm: Path, *, n: int = 6, batch: int = 4, conditions=("clean", "babble@5"), extra="") -> Path:
+    conds = ", ".join(f'"{c}"' for c in conditions)
+    text = f"""
+name = "t"
+seed = 0
+batch_size = {batch}
+voices = ["espeak-us"]
+conditions = [{conds}]
+calibration = "none"
+bootstrap = 200
+[tasks.sst2]
+n = {n}
+[[systems]]
+name = "Cascade"
+kind = "cascade"
+asr = "faster-whisper:tiny.en"
+llm = "hf:{llm}"
+[[systems]]
+name = "Text"
+kind = "text"
+llm = "hf:{llm}"
+{extra}
+"""
+    p = tmp / f"exp-{batch}-{n}.toml"
+    p.write_text(text)
+    return p
+
+
+def _rows(run_dir: Path):
+    with Store(run_dir / "store.sqlite") as s:
+        return s.predictions(run="t")
+
+
+def test_run_writes_every_row_once_and_outputs(tmp_path, llm_dir):
+    cfg = load_config(_config(tmp_path, llm_dir))
+    out = tmp_path / "run"
+    summary = run_experiment(cfg, out, show_progress=False)
+    assert not summary.failed
+    rows = _rows(out)
+    keys = [(p.system, p.condition, p.example_id) for p in rows]
+    assert len(keys) == len(set(keys)) == 2 * 2 * 6  # systems x conditions x (6 items x 1 voice)
+    casc = [p for p in rows if p.system == "Cascade"]
+    assert all(p.transcript is not None for p in casc)
+    assert sum(bool(p.transcript.strip()) for p in casc) >= 10  # real Whisper hears espeak speech
+    # the text ceiling answers once per example: identical across conditions
+    text = {(p.example_id, p.condition): p.label for p in rows if p.system == "Text"}
+    assert all(text[(e, "clean")] == text[(e, "babble@5")] for e, _ in text)
+    assert all(p.label in ("negative", "positive") for p in rows)
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == len(rows)
+    data = json.loads((out / "compare.json").read_text())
+    assert {p["condition"] for p in data["pairs"]} == {"clean", "babble@5"}
+    assert (out / "report.md").read_text().startswith("# casceq run")
+
+    # A second start finds everything done: nothing written and no model built.
+    import casceq.systems.llm as llm_pkg
+
+    def boom(*a, **k):
+        raise AssertionError("a model was loaded on a finished run")
+
+    orig = llm_pkg.make_llm
+    llm_pkg.make_llm = boom
+    try:
+        again = run_experiment(cfg, out, show_progress=False)
+    finally:
+        llm_pkg.make_llm = orig
+    assert sum(again.written.values()) == 0 and not again.failed
+    assert len(_rows(out)) == len(rows)
+
+
+def test_batch_size_does_not_change_predictions(tmp_path, llm_dir):
+    got = {}
+    for bs in (1, 8):
+        cfg = load_config(_config(tmp_path, llm_dir, batch=bs, conditions=("clean",)))
+        out = tmp_path / f"bs{bs}"
+        run_experiment(cfg, out, show_progress=False)
+        got[bs] = {(p.system, p.example_id): (p.label, p.transcript, p.label_scores) for p in _rows(out)}
+    assert got[1].keys() == got[8].keys()
+    for k in got[1]:
+        l1, t1, s1 = got[1][k]
+        l8, t8, s8 = got[8][k]
+        assert (l1, t1) == (l8, t8)
+        assert all(abs(s1[x] - s8[x]) < 1e-4 for x in s1)
+
+
+def test_other_config_in_same_folder_is_refused(tmp_path, llm_dir):
+    out = tmp_path / "run"
+    run_experiment(load_config(_config(tmp_path, llm_dir, n=2, conditions=("clean",))), out, show_progress=False)
+    with pytest.raises(CasceqError, match="different config"):
+        run_experiment(load_config(_config(tmp_path, llm_dir, n=3, conditions=("clean",))), out, show_progress=False)
+
+
+def test_a_system_that_fails_to_load_is_named_and_others_finish(tmp_path, llm_dir):
+    extra = '[[systems]]\nname = "Broken"\nkind = "text"\nllm = "hf:/nonexistent/model-folder"\n'
+    cfg = load_config(_config(tmp_path, llm_dir, n=2, conditions=("clean",), extra=extra))
+    summary = run_experiment(cfg, tmp_path / "run", show_progress=False)
+    assert set(summary.failed) == {"Broken"}
+    rows = _rows(tmp_path / "run")
+    assert {p.system for p in rows} == {"Cascade", "Text"} and len(rows) == 4
+
+
+def test_unreadable_audio_is_recorded_invalid_and_the_batch_continues(tmp_path, llm_dir):
+    from casceq.paths import datasets_dir
+
+    src = datasets_dir() / "ravdess" / "Actor_01"
+    data = tmp_path / "ravdess" / "Actor_01"
+    data.mkdir(parents=True)
+    files = sorted(src.iterdir())[:4]
+    for f in files:
+        (data / f.name).write_bytes(f.read_bytes())
+    bad = data / files[1].name
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated FLAC
+    text = _config(tmp_path, llm_dir, conditions=("clean",)).read_text()
+    text = text.replace("[tasks.sst2]\nn = 6", f'[tasks.ravdess]\ndata_dir = "{tmp_path / "ravdess"}"')
+    p = tmp_path / "rav.toml"
+    p.write_text(text)
+    summary = run_experiment(load_config(p), tmp_path / "run", show_progress=False)
+    assert not summary.failed
+    rows = [r for r in _rows(tmp_path / "run") if r.system == "Cascade"]
+    assert len(rows) == 4
+    broken = [r for r in rows if r.example_id == bad.stem]
+    assert broken[0].label == INVALID and bad.name in broken[0].output
+    assert sum(r.label != INVALID for r in rows) == 3
+
+
+def test_sigkill_then_resume_gives_every_prediction_exactly_once(tmp_path, llm_dir):
+    cfg_path = _config(tmp_path, llm_dir, n=16, batch=2, conditions=("clean",))
+    ref = tmp_path / "ref"
+    run_experiment(load_config(cfg_path), ref, show_progress=False)
+    expected = {(p.system, p.example_id): p.label for p in _rows(ref)}
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "casceq.cli", "run", str(cfg_path), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = out / "store.sqlite"
+    deadline = time.time() + 240
+    n = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as c:
+                    n = c.execute("SELECT count(*) FROM predictions").fetchone()[0]
+            except sqlite3.Error:
+                n = 0
+            if n >= 4:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < len(_rows(out)) < len(expected)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = _rows(out)
+    got = [(p.system, p.example_id) for p in rows]
+    assert len(got) == len(set(got))
+    assert {(p.system, p.example_id): p.label for p in rows} == expected
+
+
+def test_full_report_is_written_with_the_run(tmp_path, llm_dir):
+    cfg = load_config(_config(tmp_path, llm_dir, n=3, conditions=("clean",)))
+    out = tmp_path / "run"
+    run_experiment(cfg, out, show_progress=False)
+    html = (out / "report" / "report.html").read_text()
+    assert "Cascade" in html and "Text" in html
+    assert (out / "report" / "report.md").exists()
