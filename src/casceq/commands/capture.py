@@ -153,8 +153,21 @@ def _prepare_out(out: Path, args: argparse.Namespace) -> tuple[frozenset[str], i
         raise InputError(
             f"--resume: the capture is of {reader.meta.model!r}, not {args.model!r}", path=str(out)
         )
+    if args.layers and tuple(sorted(set(args.layers))) != reader.meta.layers:
+        raise InputError(f"--resume: the capture has layers {list(reader.meta.layers)}, not {args.layers}", path=str(out))
+    args.layers = list(reader.meta.layers)
     done = frozenset(r.id for r in reader.utterances)
     return done, (max(n for n, _ in reader.shards) + 1) if reader.shards else 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The capture command these arguments stand for (recorded in capture.json)."""
+    src = f"--task {args.task}" if args.task else f"--audio-dir {args.audio_dir}"
+    parts = ["casceq capture", f"--model {args.model}", src, f"--n {args.n}", f"--seed {args.seed}"]
+    if args.layers:
+        parts.append("--layers " + " ".join(map(str, args.layers)))
+    parts += [f"--dtype {args.dtype}", f"--out {args.out}"] + (["--no-pitch"] if args.no_pitch else [])
+    return " ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,15 +198,10 @@ def run(args: argparse.Namespace) -> int:
         from casceq.mech.capture import fingerprint
 
         old = CaptureReader(out).meta
-        if old.fingerprint != fingerprint(obj, layout_of(obj)) or (
-            args.layers and tuple(sorted(set(args.layers))) != old.layers
-        ):
-            raise InputError(
-                "--resume: different weights or layers than the capture in progress", path=str(out)
-            )
-        args.layers = list(old.layers)
+        if old.fingerprint != fingerprint(obj, layout_of(obj)):
+            raise InputError("--resume: the model's weights differ from the capture in progress", path=str(out))
     extra = {
-        "command": " ".join(["casceq", *sys.argv[1:]]),
+        "command": _command_line(args),
         "machine": platform.node(),
         "n_requested": args.n,
         "seed": args.seed,

@@ -266,4 +266,4 @@ class CaptureReader:
             base = self.folder / _shard_name(number)
             states = np.load(base.with_name(base.name + ".states.npy"), mmap_mode="r")
             frames = np.load(base.with_name(base.name + ".frames.npy"))
-            yield ShardBlock(recs, np.asarray(states[slot], dtype=np.float32), frames)
+            yield ShardBlock(recs, np.array(states[slot], dtype=np.float32), frames)  # writable copy
