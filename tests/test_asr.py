@@ -135,6 +135,10 @@ def _check_backend(asr: ASRBackend, audio: list[np.ndarray], refs: list[str]) ->
     assert all(t.seconds >= 0 for t in together)
     texts = [t.text for t in together[: len(audio)]]
     assert word_error_rate(refs, texts) <= 0.35  # positive control: real speech gives real words
+    # Seven utterances with 1 s pauses (> 30 s): the long-form path transcribes to the end.
+    long = np.concatenate([np.concatenate([a, silence]) for a in (audio * 3)[:7]])
+    assert N_SAMPLES < len(long) < 2 * N_SAMPLES
+    assert asr.transcribe([long])[0].text.lower().count("door") >= 5
     return texts
 
 

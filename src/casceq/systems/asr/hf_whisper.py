@@ -157,6 +157,7 @@ class HFWhisperASR:
                 num_beams=self.num_beams,
                 do_sample=False,
                 condition_on_prev_tokens=False,
+                return_timestamps=True,  # transformers' long form seeks window to window by timestamp tokens
                 **self._lang_task,
             )
         return str(self.processor.tokenizer.batch_decode(out, skip_special_tokens=True)[0]).strip()
