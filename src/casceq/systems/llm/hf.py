@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from casceq.systems.llm.batching import common_prefix_len, left_pad, length_sorted_batches, line_done
 from casceq.systems.llm.prompting import (
     ChatMode,
     Shot,
@@ -127,22 +128,7 @@ class HFCausalLM:
         return contextlib.nullcontext()
 
     def _batch(self, rows: Sequence[Sequence[int]], past: int = 0) -> tuple[Any, Any, Any]:
-        """Left-padded ``input_ids`` [B, L], ``attention_mask`` [B, past + L] and ``position_ids`` [B, L].
-
-        ``past`` real tokens (a shared cached prefix) precede every row; the padding then sits between the
-        prefix and each row, masked, and positions count real tokens only.
-        """
-        import torch
-
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), int(self.pad_id), dtype=torch.long)
-        mask = torch.zeros((len(rows), past + width), dtype=torch.long)
-        mask[:, :past] = 1
-        for i, r in enumerate(rows):
-            ids[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
-            mask[i, past + width - len(r) :] = 1
-        # A padded row sees the same positions as the unpadded one (needed for absolute-position models).
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
+        ids, mask, pos = left_pad(rows, int(self.pad_id), past)
         return ids.to(self.device), mask.to(self.device), pos.to(self.device)
 
     def _prefix(self, prefix: Sequence[int]) -> Any:
@@ -189,18 +175,15 @@ class HFCausalLM:
     def _shared_prefix(self, rows: Sequence[Sequence[int]], need: Sequence[int]) -> int:
         """Length of the token prefix worth computing once for all rows (0: none).
 
-        Every row keeps at least its ``need`` scored positions after the prefix. A sliding-window model
-        (Gemma 3) only gets one when the longest row fits its window, where a cache is not cropped.
+        A sliding-window model (Gemma 3) only gets one when the longest row fits its window, where a cache is
+        not cropped.
         """
         if not self.share_prefix or len(rows) < 2:
             return 0
-        first = rows[0]
-        n = min(len(first), *(len(r) - k for r, k in zip(rows, need, strict=True)))
-        for r in rows[1:]:
-            n = next((i for i in range(n) if r[i] != first[i]), n)  # first mismatch
         window = getattr(self.model.config, "sliding_window", None)
         if window and max(len(r) for r in rows) > window:
             return 0
+        n = common_prefix_len(rows, need)
         return n if n >= MIN_SHARED_PREFIX else 0
 
     def _check_unembedding(self) -> bool:
@@ -220,9 +203,7 @@ class HFCausalLM:
         return ok
 
     def _length_sorted(self, n: int, lengths: Sequence[int]) -> Iterator[list[int]]:
-        order = sorted(range(n), key=lambda i: -lengths[i])
-        for start in range(0, n, self.batch_size):
-            yield order[start : start + self.batch_size]
+        return length_sorted_batches(lengths, self.batch_size)
 
     # ----- LLMBackend -------------------------------------------------------------------------------------------
     def score_options(
@@ -302,7 +283,7 @@ class HFCausalLM:
             ids, mask, _ = self._batch([encoded[i] for i in idx])
             kwargs: dict[str, Any] = {}
             if stop_at_newline:
-                kwargs["stopping_criteria"] = [_LineDone(self.tokenizer, ids.shape[1])]
+                kwargs["stopping_criteria"] = [line_done(self.tokenizer, ids.shape[1])]
             with torch.inference_mode(), self._autocast():
                 out = self.model.generate(
                     input_ids=ids,
@@ -316,20 +297,3 @@ class HFCausalLM:
                 text = str(self.tokenizer.decode(out[j, ids.shape[1] :], skip_special_tokens=True))
                 answers[i] = text.strip().split("\n", 1)[0].strip() if stop_at_newline else text.strip()
         return answers
-
-
-class _LineDone:
-    r"""Stopping criterion: a row is done once its answer has text followed by a newline.
-
-    Unlike ``stop_strings=["\\n"]`` a leading newline (a base model's habit after ``Answer:``) does not end
-    the answer before it starts.
-    """
-
-    def __init__(self, tokenizer: Any, prompt_len: int) -> None:
-        self.tokenizer, self.prompt_len = tokenizer, prompt_len
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
-        return torch.tensor([("\n" in t.lstrip()) for t in texts], device=input_ids.device)

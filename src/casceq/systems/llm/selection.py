@@ -16,9 +16,11 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 METHODS = ("none", "content_free", "heldout")
 
@@ -69,12 +71,9 @@ def split_items(
     return evaluated, shots, held
 
 
-def evaluate(
-    llm: Any, task_name: str, *, n: int, seed: int, k: int, heldout_n: int
-) -> tuple[list[SettingResult], dict[str, Any]]:
-    """Score one task with k shots and every calibration method. Returns results and the raw scores."""
-    from casceq.stats.tests import wilson_interval
-    from casceq.systems.llm.calibration import CalibrationFitter, Calibrator, content_free_prompts
+def evaluate(llm: Any, task_name: str, *, n: int, seed: int, k: int, heldout_n: int) -> dict[str, Any]:
+    """Score one task with k shots; return the raw record (ids, scores [n, C], offsets of every method)."""
+    from casceq.systems.llm.calibration import CalibrationFitter, content_free_prompts
     from casceq.systems.llm.prompting import few_shot_examples
     from casceq.tasks import get_task
 
@@ -90,30 +89,51 @@ def evaluate(
     cf_prompts = content_free_prompts(task, held[:5])
     cf = llm.score_options(cf_prompts, [labels] * len(cf_prompts), shots=shots)
     ho = llm.score_options([task.prompt(ex.text, ex) for ex in held], [labels] * len(held), shots=shots)
-    calibrators = {
-        "none": Calibrator.identity(labels),
-        "content_free": CalibrationFitter(labels, "content_free").update(cf).calibrator,
-        "heldout": CalibrationFitter(labels, "heldout").update(ho).calibrator,
+    offsets = {
+        "none": [0.0] * len(labels),
+        "content_free": CalibrationFitter(labels, "content_free").update(cf).calibrator.offsets.tolist(),
+        "heldout": CalibrationFitter(labels, "heldout").update(ho).calibrator.offsets.tolist(),
     }
-    gold = [ex.label for ex in evaluated]
-    results = []
-    for method, cal in calibrators.items():
-        pred = cal.predict(scores)
+    return {
+        "model": llm.backbone, "task": task.name, "shots": k, "seed": seed, "heldout_n": len(held),
+        "ids": [ex.id for ex in evaluated], "scores": scores.tolist(), "offsets": offsets, "seconds": seconds,
+    }  # fmt: skip
+
+
+def results_of(record: dict[str, Any], n: int | None = None) -> list[SettingResult]:
+    """Accuracy, Wilson CI and predicted-label counts of one raw record, per calibration method.
+
+    Args:
+        record: A record written by ``evaluate``.
+        n: Restrict to the first-n subsample of the same seed (contained in any larger one), so settings run
+            with different n are compared on the same items.
+    """
+    from casceq.stats.tests import wilson_interval
+    from casceq.systems.llm.calibration import Calibrator
+    from casceq.tasks import get_task, load_examples
+
+    task = get_task(record["task"])
+    labels = tuple(task.labels)
+    gold_of = {ex.id: ex.label for ex in load_examples(task.name)}
+    keep = None if n is None else {ex.id for ex in load_examples(task.name, n=n, seed=record.get("seed", 0))}
+    rows = [i for i, ex_id in enumerate(record["ids"]) if keep is None or ex_id in keep]
+    scores = np.asarray(record["scores"])[rows]
+    gold = [gold_of[record["ids"][i]] for i in rows]
+    per_item = record["seconds"] / max(len(record["ids"]), 1)
+    out = []
+    for method, off in record["offsets"].items():
+        pred = Calibrator(labels, np.asarray(off), method, record.get("heldout_n", 0)).predict(scores)
         correct = sum(p == g for p, g in zip(pred, gold, strict=True))
         lo, hi = wilson_interval(correct, len(gold))
         counts = Counter(pred)
-        results.append(
+        out.append(
             SettingResult(
-                llm.backbone, task.name, k, method, len(gold), int(correct), correct / len(gold),
-                (float(lo), float(hi)), {lab: counts.get(lab, 0) for lab in labels}, seconds,
+                record["model"], task.name, record["shots"], method, len(gold), int(correct),
+                correct / max(len(gold), 1), (float(lo), float(hi)), {lab: counts.get(lab, 0) for lab in labels},
+                per_item * len(gold),
             )
         )  # fmt: skip
-    raw = {
-        "ids": [ex.id for ex in evaluated],
-        "scores": scores.tolist(),
-        "offsets": {m: c.offsets.tolist() for m, c in calibrators.items()},
-    }
-    return results, raw
+    return out
 
 
 def markdown_table(results: Sequence[SettingResult]) -> str:
@@ -131,14 +151,19 @@ def markdown_table(results: Sequence[SettingResult]) -> str:
     return "\n".join(lines)
 
 
-def load_results(path: Path) -> list[SettingResult]:
-    """Every SettingResult recorded in a JSON-lines file written by ``main``."""
-    out = []
+def load_records(path: Path) -> list[dict[str, Any]]:
+    """Every raw record in a JSON-lines file written by ``main`` (a later record of a setting replaces one)."""
+    recs: dict[tuple[str, str, int], dict[str, Any]] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             rec = json.loads(line)
-            out += [SettingResult(**{**r, "ci": tuple(r["ci"])}) for r in rec["results"]]
-    return out
+            recs[(rec["model"], rec["task"], rec["shots"])] = rec
+    return list(recs.values())
+
+
+def load_results(path: Path, n: int | None = None) -> list[SettingResult]:
+    """Every setting's results in ``path`` (restricted to the first-n items of each record's seed if n)."""
+    return [r for rec in load_records(path) for r in results_of(rec, n)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,16 +175,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--heldout", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dtype", default="bfloat16-autocast")
+    ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", type=Path, default=Path("backbone_selection.jsonl"))
     ap.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
+    ap.add_argument("--table-n", type=int, default=None, help="table on the first-n items of every record")
     args = ap.parse_args(argv)
     if not args.table_only:
         from casceq.systems.llm.hf import HFCausalLM
+        from casceq.tasks import get_task
 
-        done = {(r.model, r.task, r.shots) for r in load_results(args.out)}
+        done = {(r["model"], r["task"], r["shots"]) for r in load_records(args.out)}
         llms: dict[str, Any] = {}
         for task in args.tasks:
             for model in args.models:
@@ -168,15 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         llms[model] = HFCausalLM(
                             model, dtype=args.dtype, threads=args.threads, batch_size=args.batch_size
                         )
-                    if (llms[model].backbone, task, k) in done:
+                    if (llms[model].backbone, get_task(task).name, k) in done:
                         continue
-                    results, raw = evaluate(
+                    record = evaluate(
                         llms[model], task, n=args.n, seed=args.seed, k=k, heldout_n=args.heldout
                     )
                     with args.out.open("a") as fh:
-                        fh.write(json.dumps({"results": [asdict(r) for r in results], "raw": raw}) + "\n")
-                    print(markdown_table(results), flush=True)
-    print(markdown_table(load_results(args.out)))
+                        fh.write(json.dumps(record) + "\n")
+                    print(markdown_table(results_of(record)), flush=True)
+    print(markdown_table(load_results(args.out, args.table_n)))
     return 0
 
 
