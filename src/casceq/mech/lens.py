@@ -12,7 +12,7 @@ Two sources:
 
 **Bag-of-tokens precision** of a layer = hits / scored tokens over all positions of all utterances. A lens token
 is normalised with the model's tokenizer: ``decode([id])``, lower-cased, stripped of whitespace and edge
-punctuation; special tokens and tokens with no letter or digit are dropped (not scored). It is a hit when it is
+punctuation; special and ``<...>`` control tokens and tokens with no letter or digit are dropped (not scored). It is a hit when it is
 in the reference bag: the normalised tokens of the transcript tokenised as is, lower-cased, and each with a
 leading space (so ``"Movie"``, ``" movie"`` and ``"movie"`` all count), plus the transcript's normalised words.
 
@@ -133,6 +133,9 @@ class TokenNormaliser:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.special = {int(i) for i in getattr(tokenizer, "all_special_ids", [])}
+        # Added tokens flagged special (Gemma's <start_of_image>, ...) are not in all_special_ids.
+        added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        self.special |= {int(i) for i, t in added.items() if getattr(t, "special", False)}
         self._cache: dict[int, str] = {}
 
     def __call__(self, token_id: int) -> str:
@@ -140,7 +143,14 @@ class TokenNormaliser:
         token_id = int(token_id)
         if token_id not in self._cache:
             s = ""
-            if token_id not in self.special and 0 <= token_id < len(self.tokenizer):
+            raw = (
+                str(self.tokenizer.convert_ids_to_tokens(token_id))
+                if 0 <= token_id < len(self.tokenizer)
+                else ""
+            )
+            # "<...>" control tokens not flagged special by a converted tokenizer (Gemma's <start_of_image>).
+            control = len(raw) > 2 and raw.startswith("<") and raw.endswith(">")
+            if raw and token_id not in self.special and not control:
                 s = normalise_text(self.tokenizer.decode([token_id]))
             self._cache[token_id] = s if any(ch.isalnum() for ch in s) else ""
         return self._cache[token_id]
