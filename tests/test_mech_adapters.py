@@ -58,7 +58,13 @@ BUILDERS = {
     "ultravox-native": lambda d: (tm.tiny_whisper(d / "whisper"), tm.tiny_causal_lm(d / "lm"), d)[-1],
 }
 # Seconds per audio position each family's *own* code implies (checked against its token counts below).
-EXPECTED_SECONDS = {"qwen2-audio": 0.04, "phi4-mm": 0.08, "voxtral": 0.08, "qwen2.5-omni": 0.04, "ultravox-native": 0.16}
+EXPECTED_SECONDS = {
+    "qwen2-audio": 0.04,
+    "phi4-mm": 0.08,
+    "voxtral": 0.08,
+    "qwen2.5-omni": 0.04,
+    "ultravox-native": 0.16,
+}
 
 
 @pytest.fixture(scope="module", params=list(BUILDERS))
@@ -129,8 +135,14 @@ def test_gemma_soft_capping_is_applied_by_the_lens(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
 
     cfg = Gemma3TextConfig(
-        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=16, final_logit_softcapping=0.5,
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        final_logit_softcapping=0.5,
     )
     torch.manual_seed(0)
     Gemma3ForCausalLM(cfg).save_pretrained(tmp_path / "g")
@@ -154,7 +166,12 @@ def test_whisper_encoder_layout(tmp_path: Path) -> None:
     model = WhisperModel.from_pretrained(folder).eval()
     lay = layout_of(model)
     _randomise(lay.final_norm)
-    assert (lay.key, lay.kind, lay.lm_head, lay.seconds_per_position) == ("WhisperModel", "encoder", None, 0.02)
+    assert (lay.key, lay.kind, lay.lm_head, lay.seconds_per_position) == (
+        "WhisperModel",
+        "encoder",
+        None,
+        0.02,
+    )
     feats = WhisperFeatureExtractor.from_pretrained(folder)(_clip(1.0), sampling_rate=SR, return_tensors="pt")
     with LayerTap(lay, range(lay.n_layers + 1)) as tap, torch.inference_mode():
         out = model.encoder(feats["input_features"], output_hidden_states=True)
@@ -199,7 +216,7 @@ def test_tap_handles_tensor_and_tuple_outputs_and_kwarg_inputs(tuple_out: bool, 
 
 
 def test_unknown_architecture_and_bad_layers_are_clear_errors() -> None:
-    with pytest.raises(InputError, match="no mechanistic adapter for 'Linear'.*supported"):
+    with pytest.raises(InputError, match=r"no mechanistic adapter for 'Linear'.*supported"):
         layout_of(torch.nn.Linear(2, 2))
     lay = ModelLayout("toy", "encoder", None, [None] * 4, None, None, None, 0.02, 30.0, 4, 8)
     with pytest.raises(InputError, match=r"valid indices are 0\.\.4"):

@@ -29,7 +29,11 @@ def whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
     from transformers import WhisperFeatureExtractor, WhisperModel
 
     folder = tm.tiny_whisper(tmp_path_factory.mktemp("w") / "whisper")
-    return WhisperModel.from_pretrained(folder).eval(), WhisperFeatureExtractor.from_pretrained(folder), folder
+    return (
+        WhisperModel.from_pretrained(folder).eval(),
+        WhisperFeatureExtractor.from_pretrained(folder),
+        folder,
+    )
 
 
 def _utts(folder: Path, seconds: list[float], seed: int = 0) -> list[Utterance]:
@@ -37,7 +41,9 @@ def _utts(folder: Path, seconds: list[float], seed: int = 0) -> list[Utterance]:
     out = []
     for i, s in enumerate(seconds):
         t = np.arange(int(s * SR)) / SR
-        wav = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 2 * t)) + 0.01 * rng.standard_normal(t.size))
+        wav = 0.3 * np.sin(2 * np.pi * 180 * t) * (
+            1 + np.sin(2 * np.pi * 2 * t)
+        ) + 0.01 * rng.standard_normal(t.size)
         path = folder / f"u{i}.wav"
         sf.write(path, wav.astype(np.float32), SR)
         out.append(Utterance(f"u{i}", str(path), f"utterance number {i}", {"speaker": f"s{i % 2}"}))
@@ -47,8 +53,16 @@ def _utts(folder: Path, seconds: list[float], seed: int = 0) -> list[Utterance]:
 def test_states_equal_an_independent_encoder_run_and_times_follow_20ms(whisper: Any, tmp_path: Path) -> None:
     model, fe, _ = whisper
     utts = _utts(tmp_path, [1.0, 2.33, 0.5])
-    meta = capture(model, utts, str(tmp_path / "cap"), model="tiny", layers=[0, 1], dtype="float32",
-                   feature_extractor=fe, shard_positions=120)
+    meta = capture(
+        model,
+        utts,
+        str(tmp_path / "cap"),
+        model="tiny",
+        layers=[0, 1],
+        dtype="float32",
+        feature_extractor=fe,
+        shard_positions=120,
+    )
     reader = CaptureReader(tmp_path / "cap")
     assert reader.meta == read_meta(tmp_path / "cap") and meta.layers == (0, 1) and meta.width == 32
     assert [r.count for r in reader.utterances] == [50, math.ceil(2.33 / 0.02), 25]
@@ -63,26 +77,39 @@ def test_states_equal_an_independent_encoder_run_and_times_follow_20ms(whisper: 
     # Layer 1 is the last: stored raw, while transformers' hidden_states[-1] has the final norm applied.
     raw = torch.from_numpy(block1.states[block1.rows(rec)])
     with torch.inference_mode():
-        np.testing.assert_allclose(layout_of(model).normed(raw).numpy(), ref[1][0, : rec.count].numpy(), atol=1e-4)
+        np.testing.assert_allclose(
+            layout_of(model).normed(raw).numpy(), ref[1][0, : rec.count].numpy(), atol=1e-4
+        )
     assert not np.allclose(raw.numpy(), ref[1][0, : rec.count].numpy(), atol=1e-2)
     frames = blocks[0][0].frames[blocks[0][0].rows(rec)]
     np.testing.assert_allclose(frames[:, 0], np.arange(rec.count) * 0.02, atol=1e-6)
     np.testing.assert_allclose(frames[:, 1] - frames[:, 0], 0.02, atol=1e-6)
-    assert np.isfinite(frames[:, 2]).all() and frames[:, 4].max() > 0.5  # energy everywhere; the tone is voiced
+    assert (
+        np.isfinite(frames[:, 2]).all() and frames[:, 4].max() > 0.5
+    )  # energy everywhere; the tone is voiced
     assert meta.tracker == "praat-ac" and "voiced" in meta.voicing_rule
 
 
 def test_float16_storage_and_default_layers(whisper: Any, tmp_path: Path) -> None:
     model, fe, _ = whisper
-    meta = capture(model, _utts(tmp_path, [0.6]), str(tmp_path / "c"), model="tiny", feature_extractor=fe, pitch=False)
+    meta = capture(
+        model, _utts(tmp_path, [0.6]), str(tmp_path / "c"), model="tiny", feature_extractor=fe, pitch=False
+    )
     assert meta.layers == layout_of(model).default_layers() == (0, 1) and meta.dtype == "float16"
     assert np.load(tmp_path / "c" / "shard-00000.states.npy").dtype == np.float16
 
 
 def test_long_clips_are_truncated_to_the_window_and_recorded(whisper: Any, tmp_path: Path) -> None:
     model, fe, _ = whisper
-    capture(model, _utts(tmp_path, [31.0, 1.0]), str(tmp_path / "c"), model="tiny", layers=[1], feature_extractor=fe,
-            pitch=False)
+    capture(
+        model,
+        _utts(tmp_path, [31.0, 1.0]),
+        str(tmp_path / "c"),
+        model="tiny",
+        layers=[1],
+        feature_extractor=fe,
+        pitch=False,
+    )
     long, short = CaptureReader(tmp_path / "c").utterances
     assert (long.truncated, long.duration, long.count) == (True, 30.0, 1500)
     assert (short.truncated, short.count) == (False, 50)
@@ -103,8 +130,15 @@ def test_nan_states_name_the_utterance(whisper: Any, tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(cap, "run_clip", poisoned)
     with pytest.raises(InputError, match=r"utterance 'u1': NaN or infinite hidden states at layers \[0\]"):
-        capture(model, _utts(tmp_path, [0.5, 0.5]), str(tmp_path / "c"), model="tiny", layers=[0, 1],
-                feature_extractor=fe, pitch=False)
+        capture(
+            model,
+            _utts(tmp_path, [0.5, 0.5]),
+            str(tmp_path / "c"),
+            model="tiny",
+            layers=[0, 1],
+            feature_extractor=fe,
+            pitch=False,
+        )
 
 
 def test_full_disk_is_a_clear_error_and_leaves_no_partial_shard(
@@ -124,11 +158,24 @@ def test_full_disk_is_a_clear_error_and_leaves_no_partial_shard(
 
     monkeypatch.setattr(shards.np, "save", save)
     out = tmp_path / "c"
-    with pytest.raises(InputError, match="disk full while writing shard-00001.*1 complete shards are intact"):
-        capture(model, _utts(tmp_path, [1.0, 1.0, 1.0]), str(out), model="tiny", layers=[0], feature_extractor=fe,
-                pitch=False, shard_positions=50)
+    with pytest.raises(
+        InputError, match=r"disk full while writing shard-00001.*1 complete shards are intact"
+    ):
+        capture(
+            model,
+            _utts(tmp_path, [1.0, 1.0, 1.0]),
+            str(out),
+            model="tiny",
+            layers=[0],
+            feature_extractor=fe,
+            pitch=False,
+            shard_positions=50,
+        )
     assert sorted(p.name for p in out.iterdir()) == [
-        "capture.json", "shard-00000.frames.npy", "shard-00000.jsonl", "shard-00000.states.npy"
+        "capture.json",
+        "shard-00000.frames.npy",
+        "shard-00000.jsonl",
+        "shard-00000.states.npy",
     ]
     reader = CaptureReader(out)
     assert [r.id for r in reader.utterances] == ["u0"]
@@ -145,8 +192,21 @@ def test_cli_resume_continues_without_duplicates(whisper: Any, tmp_path: Path) -
     for u in utts:
         Path(u.audio).with_suffix(".txt").write_text(u.transcript)
     out = tmp_path / "cap"
-    args = ["capture", "--model", f"whisper:{folder}", "--audio-dir", str(audio), "--layers", "0", "1",
-            "--out", str(out), "--no-pitch", "--shard-positions", "10"]
+    args = [
+        "capture",
+        "--model",
+        f"whisper:{folder}",
+        "--audio-dir",
+        str(audio),
+        "--layers",
+        "0",
+        "1",
+        "--out",
+        str(out),
+        "--no-pitch",
+        "--shard-positions",
+        "10",
+    ]
     assert main([*args, "--n", "2"]) == 0
     first = [r.id for r in CaptureReader(out).utterances]
     assert len(first) == 2
@@ -163,10 +223,19 @@ def test_cli_resume_continues_without_duplicates(whisper: Any, tmp_path: Path) -
 def test_speech_llm_capture_keeps_only_the_clip_positions(tmp_path: Path) -> None:
     from casceq.systems.speech_llm import SpeechLLMSpec, make_speech_llm
 
-    backend = make_speech_llm(SpeechLLMSpec("voxtral", str(tm.tiny_voxtral(tmp_path / "vox")), backbone="tiny"))
+    backend = make_speech_llm(
+        SpeechLLMSpec("voxtral", str(tm.tiny_voxtral(tmp_path / "vox")), backbone="tiny")
+    )
     lay = layout_of(backend)
-    capture(backend, _utts(tmp_path, [1.0, 2.0]), str(tmp_path / "c"), model="vox", layers=[0, lay.n_layers],
-            dtype="float32", pitch=False)
+    capture(
+        backend,
+        _utts(tmp_path, [1.0, 2.0]),
+        str(tmp_path / "c"),
+        model="vox",
+        layers=[0, lay.n_layers],
+        dtype="float32",
+        pitch=False,
+    )
     recs = CaptureReader(tmp_path / "c").utterances
     assert [r.count for r in recs] == [13, 25]  # ceil(s / 0.08), not the 375 padded chunk positions
     enc = backend.encode([sf.read(recs[0].audio)[0].astype(np.float32)], ["Transcribe the audio."])

@@ -107,7 +107,7 @@ def utterances_from_dir(folder: str) -> list[Any]:
 
 
 def load_model(spec: str, backbone: str | None) -> tuple[Any, Any]:
-    """The object to capture (Whisper model or speech-LLM backend) and a feature extractor (Whisper only)."""
+    """Load the object to capture (Whisper model or speech-LLM backend) and a feature extractor (Whisper only)."""
     from casceq.errors import InputError
 
     family, sep, target = spec.partition(":")
@@ -154,14 +154,16 @@ def _prepare_out(out: Path, args: argparse.Namespace) -> tuple[frozenset[str], i
             f"--resume: the capture is of {reader.meta.model!r}, not {args.model!r}", path=str(out)
         )
     if args.layers and tuple(sorted(set(args.layers))) != reader.meta.layers:
-        raise InputError(f"--resume: the capture has layers {list(reader.meta.layers)}, not {args.layers}", path=str(out))
+        raise InputError(
+            f"--resume: the capture has layers {list(reader.meta.layers)}, not {args.layers}", path=str(out)
+        )
     args.layers = list(reader.meta.layers)
     done = frozenset(r.id for r in reader.utterances)
     return done, (max(n for n, _ in reader.shards) + 1) if reader.shards else 0
 
 
 def _command_line(args: argparse.Namespace) -> str:
-    """The capture command these arguments stand for (recorded in capture.json)."""
+    """Spell out the capture command these arguments stand for (recorded in capture.json)."""
     src = f"--task {args.task}" if args.task else f"--audio-dir {args.audio_dir}"
     parts = ["casceq capture", f"--model {args.model}", src, f"--n {args.n}", f"--seed {args.seed}"]
     if args.layers:
@@ -199,7 +201,9 @@ def run(args: argparse.Namespace) -> int:
 
         old = CaptureReader(out).meta
         if old.fingerprint != fingerprint(obj, layout_of(obj)):
-            raise InputError("--resume: the model's weights differ from the capture in progress", path=str(out))
+            raise InputError(
+                "--resume: the model's weights differ from the capture in progress", path=str(out)
+            )
     extra = {
         "command": _command_line(args),
         "machine": platform.node(),

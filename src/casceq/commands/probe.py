@@ -16,7 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``CAPTURE_DIR --probes --layers --out --seed --split-by --ctc-epochs --threads --title``."""
     parser.add_argument("capture", metavar="CAPTURE_DIR", help="folder written by casceq capture")
     parser.add_argument(
-        "--probes", nargs="+", default=["energy", "pitch", "ctc", "boc"], help="energy pitch ctc boc (default all)"
+        "--probes",
+        nargs="+",
+        default=["energy", "pitch", "ctc", "boc"],
+        help="energy pitch ctc boc (default all)",
     )
     parser.add_argument("--layers", type=int, nargs="+", help="layers to probe (default: all captured)")
     parser.add_argument("--out", required=True, help="output folder (probes.json, table.md, figure.png/.svg)")
@@ -25,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--split-by", default="utterance", help="hold out whole groups: utterance (default) or a record field"
     )
     parser.add_argument("--ctc-epochs", type=int, default=20, help="CTC probe training epochs")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/torch threads (default 1: cores are shared)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="BLAS/torch threads (default 1: cores are shared)"
+    )
     parser.add_argument("--title", help="figure title (default: the model spec)")
 
 

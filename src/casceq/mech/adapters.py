@@ -71,12 +71,12 @@ def _const(seconds: float) -> Callable[[Any], float]:
 
 
 def _decoder(layers: str = "model.layers", norm: str = "model.norm", softcap: str | None = None) -> Rule:
-    """A bare transformers causal LM: ``model.layers``, ``model.norm``, ``lm_head``; no audio, no window."""
+    """Make the rule of a bare transformers causal LM: ``model.layers``, ``model.norm``, ``lm_head``; no audio, no window."""
     return Rule("decoder", "", layers, norm, "lm_head", softcap=softcap, window_s=None)
 
 
 def _speech(layers: str, norm: str, seconds: Callable[[Any], float], softcap: str | None = None) -> Rule:
-    """A casceq speech-LLM backend: paths start at the backend, its transformers model is ``.model``."""
+    """Make the rule of a casceq speech-LLM backend: paths start at the backend, its transformers model is ``.model``."""
     return Rule("decoder", "model", layers, norm, "model.lm_head", softcap, seconds, 30.0)
 
 
@@ -129,7 +129,7 @@ RULES: dict[str, Rule] = {
 
 
 def architecture_key(obj: Any) -> str:
-    """The key of ``obj`` in :data:`RULES`: ``"speech:<family>"`` for casceq backends, else the class name."""
+    """Return the key of ``obj`` in :data:`RULES`: ``"speech:<family>"`` for casceq backends, else the class name."""
     family = getattr(type(obj), "family", None)
     if isinstance(family, str) and family and hasattr(obj, "describe"):
         return f"speech:{family}"
@@ -167,7 +167,7 @@ class ModelLayout:
     width: int
 
     def default_layers(self) -> tuple[int, ...]:
-        """The paper's layers, or the same fractions of depth (see :func:`default_layers`)."""
+        """Return the paper's layers, or the same fractions of depth (see :func:`default_layers`)."""
         return default_layers(self.n_layers)
 
     def check_layers(self, layers: Sequence[int]) -> tuple[int, ...]:
@@ -190,7 +190,7 @@ class ModelLayout:
         return starts, starts + self.seconds_per_position
 
     def normed(self, hidden: Any) -> Any:
-        """The final norm applied to raw residual states [..., D] (what ``hidden_states[-1]`` holds)."""
+        """Apply the final norm to raw residual states [..., D] (what ``hidden_states[-1]`` holds)."""
         return self.final_norm(hidden)
 
     def unembed(self, hidden: Any) -> Any:
@@ -211,7 +211,7 @@ class ModelLayout:
 
 
 def default_layers(n_layers: int) -> tuple[int, ...]:
-    """The paper's {0,4,...,28,31} of 32 layers as fractions of depth, rounded half up, deduplicated.
+    """Map the paper's {0,4,...,28,31} of 32 layers, as fractions of depth, rounded half up, deduplicated.
 
     ``default_layers(32) == PAPER_LAYERS_32``; Whisper base (6 layers) gives 0..6, tiny.en (4) gives 0..4.
     """
@@ -229,7 +229,7 @@ def _softcap(root: Any, path: str | None) -> float | None:
 
 
 def layout_of(obj: Any) -> ModelLayout:
-    """The :class:`ModelLayout` of a loaded model or casceq speech-LLM backend.
+    """Return the :class:`ModelLayout` of a loaded model or casceq speech-LLM backend.
 
     Args:
         obj: A transformers model (Whisper, a causal LM) or a backend from ``make_speech_llm``.

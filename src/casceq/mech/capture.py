@@ -98,7 +98,7 @@ def n_positions_for(seconds: float, seconds_per_position: float) -> int:
 
 
 def whisper_feature_extractor(layout: ModelLayout, folder: str | None = None) -> Any:
-    """A ``WhisperFeatureExtractor`` matching the encoder's mel bins (from ``folder`` when given)."""
+    """Build a ``WhisperFeatureExtractor`` matching the encoder's mel bins (from ``folder`` when given)."""
     from transformers import WhisperFeatureExtractor
 
     if folder is not None:

@@ -44,7 +44,7 @@ def normalise_text(text: str) -> str:
 
 
 def group_of(record: UtteranceRecord, split_by: str) -> str:
-    """The split group of an utterance: its id (``split_by="utterance"``) or ``meta[split_by]``."""
+    """Return the split group of an utterance: its id (``split_by="utterance"``) or ``meta[split_by]``."""
     if split_by == "utterance":
         return record.id
     if split_by not in record.meta:
@@ -132,7 +132,7 @@ class ProbeResults:
     settings: Mapping[str, Any] = field(default_factory=dict)
 
     def score(self, probe: str, layer: int) -> float:
-        """The score of ``probe`` at ``layer`` (NaN when not run)."""
+        """Return the score of ``probe`` at ``layer`` (NaN when not run)."""
         return next((s.score for s in self.scores if s.probe == probe and s.layer == layer), float("nan"))
 
     def to_json(self) -> str:

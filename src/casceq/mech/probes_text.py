@@ -14,6 +14,7 @@ utterances, shuffled within each shard by a seeded generator.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ def encode_text(text: str) -> list[int]:
 
 def ctc_min_length(ids: list[int]) -> int:
     """Fewest positions CTC needs to emit ``ids``: one per character plus a blank between repeated ones."""
-    return len(ids) + sum(1 for a, b in zip(ids, ids[1:], strict=False) if a == b)
+    return len(ids) + sum(1 for a, b in pairwise(ids) if a == b)
 
 
 def greedy_decode(pred: np.ndarray) -> str:

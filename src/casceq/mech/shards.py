@@ -117,7 +117,7 @@ class ShardBlock:
     frames: np.ndarray
 
     def rows(self, record: UtteranceRecord) -> slice:
-        """The rows of ``record`` in this block."""
+        """Return the rows of ``record`` in this block."""
         return slice(record.offset, record.offset + record.count)
 
 
