@@ -6,7 +6,8 @@ deterministic), ``without_timestamps=True`` and ``condition_on_previous_text=Fal
 extraction, prompt, suppressed tokens and no-speech rule (a window whose no-speech probability exceeds
 ``no_speech_threshold`` while its mean log-probability is below ``log_prob_threshold`` yields an empty
 transcript, as silence does). The difference is that ``batch_size`` windows go through the encoder and decoder
-together. Longer clips fall back to faster-whisper's own sequential long-form ``transcribe``.
+together. Longer clips go through faster-whisper's own sequential long-form ``transcribe`` (with timestamps,
+which it needs to move from window to window).
 
 Packing several short clips into one 30 s window was not implemented: the transcript would have to be split
 back per clip by timestamps, and without a check that the split is exactly right the gain (≈3x, see
@@ -133,7 +134,7 @@ class FasterWhisperASR:
             beam_size=self.beam_size,
             temperature=0.0,
             condition_on_previous_text=False,
-            without_timestamps=True,
+            without_timestamps=False,  # without them Whisper tends to stop after the first sentence of a window
             vad_filter=False,
             no_speech_threshold=self.no_speech_threshold,
             log_prob_threshold=self.log_prob_threshold,
