@@ -9,9 +9,12 @@ transcript, as silence does). The difference is that ``batch_size`` windows go t
 together. Longer clips go through faster-whisper's own sequential long-form ``transcribe`` (with timestamps,
 which it needs to move from window to window).
 
-Packing several short clips into one 30 s window was not implemented: the transcript would have to be split
-back per clip by timestamps, and without a check that the split is exactly right the gain (≈3x, see
-benchmarks/bench_asr.py) would come with silently mixed-up transcripts.
+Packing several short clips into one 30 s window (≈3x fewer windows) is deliberately not offered: a packed clip's
+transcript depends on which clips share its window (the decoder conditions on the neighbours' words), so the
+same audio would get different transcripts in different batches or after a resumed run, which breaks the
+transcript cache keyed by (ASR spec, audio) and the batch-invariance guarantee tested here; splitting the text
+back per clip by timestamps also fails silently when Whisper merges or drops words across a gap. On CPU,
+batching windows gave no speed-up (benchmarks/bench_asr.py), so ``batch_size`` defaults to 1; raise it on GPU.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class FasterWhisperASR:
         cpu_threads: int = 2,
         beam_size: int = 1,
         language: str = "en",
-        batch_size: int = 8,
+        batch_size: int = 1,
         no_speech_threshold: float | None = 0.6,
         log_prob_threshold: float | None = -1.0,
         device: str = "cpu",
