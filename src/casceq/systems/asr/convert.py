@@ -156,6 +156,8 @@ def _source_files(src: Path) -> list[Path]:
 
 
 def _read_folder(src: Path) -> tuple[CT2Model, dict[str, Any], list[str]]:
+    if not src.is_dir():
+        raise InputError("CTranslate2 Whisper folder not found", path=str(src))
     missing = [f.name for f in _source_files(src) if not f.is_file()]
     if missing:
         raise InputError(f"not a CTranslate2 Whisper folder: missing {', '.join(missing)}", path=str(src))
