@@ -170,3 +170,27 @@ def test_vllm_adapter_scores_like_hf(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert v.generate(PROMPTS[:2], 4, stop_at_newline=False) == hf.generate(
         PROMPTS[:2], 4, stop_at_newline=False
     )
+
+
+@pytest.mark.skipif(datasets_dir() is None, reason="../shared/datasets not found")
+def test_auto_shots_per_task_mapping() -> None:
+    from casceq.systems.llm.prompting import AutoShots
+
+    sst2, ag = get_task("sst2"), get_task("ag_news")
+    auto = AutoShots({"sst2": 2}, seed=0)
+    shots = auto(sst2.prompt("a fine film"))
+    assert len(shots) == 2 and all(p.startswith(sst2.instruction) for p, _ in shots)
+    assert auto(sst2.prompt("another")) is shots  # drawn once per task
+    assert auto(ag.prompt("Stocks fell")) == ()
+    assert auto("An unrelated prompt") == ()
+    assert len(AutoShots(3)(ag.prompt("Stocks fell"))) == 3
+
+
+def test_default_backend_kwargs_follow_the_settings() -> None:
+    from casceq.systems.llm.bundled import LLMSettings, default_backend_kwargs
+
+    kw = default_backend_kwargs()
+    assert kw["few_shot"] == {t: s.few_shot for t, s in DEFAULT_LLM_SETTINGS.items()}
+    assert default_backend_kwargs(["meld"])["few_shot"] == {"meld": LLMSettings().few_shot}
+    for s in DEFAULT_LLM_SETTINGS.values():
+        assert s.calibration in ("none", "content_free", "heldout")

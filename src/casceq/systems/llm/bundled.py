@@ -14,10 +14,11 @@ Each GGUF is converted once into a float32 transformers folder in ``casceq.paths
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from casceq.errors import InputError, MissingDependency
 from casceq.paths import cache_dir
@@ -59,16 +60,39 @@ BUNDLED: Mapping[str, BundledLLM] = MappingProxyType(
     }
 )
 
-# The measured choice (docs/backbones.md, section "Choice"): the backbone of the offline demo's cascade and
-# text ceiling, and per-task prompt settings passed to ``make_llm`` / ``HFCausalLM``.
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """Prompt settings of one task on a backbone.
+
+    Attributes:
+        few_shot: k label-balanced shots from items outside the evaluated set (0: zero-shot).
+        calibration: ``"none"``, ``"content_free"`` or ``"heldout"`` (``casceq.systems.llm.calibration``).
+    """
+
+    few_shot: int = 0
+    calibration: str = "heldout"
+
+
+# The measured choice (docs/backbones.md, "Choice"): the backbone of the offline demo's cascade and text
+# ceiling, and per-task prompt settings. Tasks not listed use LLMSettings() (zero-shot, held-out calibration).
 DEFAULT_BACKBONE = "gemma-3-270m"
-DEFAULT_LLM_SETTINGS: Mapping[str, Mapping[str, object]] = MappingProxyType(
+DEFAULT_LLM_SETTINGS: Mapping[str, LLMSettings] = MappingProxyType(
     {
-        "sst2": MappingProxyType({"few_shot": 4, "calibrate": "content_free"}),
-        "ag_news": MappingProxyType({"few_shot": 4, "calibrate": "content_free"}),
-        "csqa": MappingProxyType({"few_shot": 0, "calibrate": "none"}),
+        "sst2": LLMSettings(few_shot=4, calibration="heldout"),
+        "ag_news": LLMSettings(few_shot=4, calibration="heldout"),
+        "csqa": LLMSettings(few_shot=0, calibration="heldout"),
     }
 )
+
+
+def default_backend_kwargs(tasks: Iterable[str] | None = None) -> dict[str, Any]:
+    """Return the ``make_llm(DEFAULT_BACKBONE, **kwargs)`` arguments that apply ``DEFAULT_LLM_SETTINGS``.
+
+    Calibration is not a back-end argument: the runner fits it (``calibration.fit_calibrator``) per task.
+    """
+    names = list(DEFAULT_LLM_SETTINGS) if tasks is None else list(tasks)
+    return {"few_shot": {t: DEFAULT_LLM_SETTINGS.get(t, LLMSettings()).few_shot for t in names}}
 
 
 def bundled_gguf(name: str) -> tuple[Path, str]:

@@ -150,6 +150,7 @@ def fit_calibrator(
             of content-free prompts for multiple-choice tasks.
         **score_kwargs: Passed to ``llm.score_options`` (e.g. ``shots=`` of ``HFCausalLM``).
     """
+    method = method.replace("-", "_")  # type: ignore[assignment]  # the run config spells "content-free"
     if method == "none":
         return Calibrator.identity(task.labels)
     if method == "content_free":

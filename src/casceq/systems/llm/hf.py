@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from casceq.systems.llm.batching import common_prefix_len, left_pad, length_sorted_batches, line_done
 from casceq.systems.llm.prompting import (
+    AutoShots,
     ChatMode,
     Shot,
     choose_format,
     encode,
-    few_shot_examples,
     option_ids,
     render,
-    task_of_prompt,
 )
 
 log = logging.getLogger(__name__)
@@ -48,8 +47,9 @@ class HFCausalLM:
         device: Torch device.
         batch_size: Rows per forward pass.
         chat_template: ``"auto"`` (the tokenizer's chat template if it has one), ``"chat"`` or ``"plain"``.
-        few_shot: k shots per task, drawn with ``few_shot_examples`` for the task recognised from each
-            prompt's instruction (0: zero-shot). Explicit ``shots=`` arguments override this.
+        few_shot: k shots for every task, or a mapping task -> k; drawn by ``prompting.AutoShots`` for the
+            task recognised from each prompt's instruction (0: zero-shot). Explicit ``shots=`` arguments
+            override this.
         few_shot_seed: Ranking seed of the shots (use the run's seed: shots then never overlap its items).
         exclude_ids: Example ids never used as shots (the evaluated items).
         system_prompt: System message for chat models (None: the template's default).
@@ -66,7 +66,7 @@ class HFCausalLM:
         device: str = "cpu",
         batch_size: int = 8,
         chat_template: ChatMode = "auto",
-        few_shot: int = 0,
+        few_shot: int | Mapping[str, int] = 0,
         few_shot_seed: int = 0,
         exclude_ids: Sequence[str] = (),
         system_prompt: str | None = None,
@@ -92,26 +92,11 @@ class HFCausalLM:
             self.pad_id = self.tokenizer.eos_token_id
         self.device, self.dtype, self.batch_size = device, dtype, batch_size
         self.format = choose_format(self.tokenizer, chat_template, system_prompt)
-        self.few_shot, self.few_shot_seed = few_shot, few_shot_seed
-        self.exclude_ids = set(exclude_ids)
-        self._shots: dict[str, tuple[Shot, ...]] = {}
+        self.shots_for = AutoShots(few_shot, few_shot_seed, exclude_ids)
         self.share_prefix = share_prefix
         self.fast_unembed = self._check_unembedding()
 
     # ----- prompts -------------------------------------------------------------------------------------------
-    def shots_for(self, prompt: str) -> tuple[Shot, ...]:
-        """Return the automatic k shots for the task whose instruction starts ``prompt`` (``()`` when k = 0 or unknown)."""
-        if self.few_shot <= 0:
-            return ()
-        task = task_of_prompt(prompt)
-        if task is None:
-            return ()
-        if task.name not in self._shots:
-            self._shots[task.name] = few_shot_examples(
-                task, self.exclude_ids, self.few_shot, self.few_shot_seed
-            )
-        return self._shots[task.name]
-
     def context(self, prompt: str, shots: Sequence[Shot] | None = None) -> str:
         """Return the rendered text after which the answer starts (automatic shots unless ``shots`` is given)."""
         return render(self.tokenizer, self.format, prompt, self.shots_for(prompt) if shots is None else shots)

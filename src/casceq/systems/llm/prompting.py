@@ -15,7 +15,7 @@ keeps a tiny model from copying the majority label of its shots.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -165,3 +165,41 @@ def few_shot_examples(
     # Interleave deterministically but not in a fixed label cycle the model could learn to continue.
     picked.sort(key=lambda ex: sample_rank(ex.id, seed + 1))
     return tuple((task.prompt(ex.text, ex), ex.label) for ex in picked)
+
+
+class AutoShots:
+    """Automatic k-shot examples per task, for back ends that only see prompts.
+
+    The task is recognised from the prompt's instruction (``task_of_prompt``); its shots are drawn once with
+    ``few_shot_examples`` and reused for every prompt of that task.
+
+    Args:
+        few_shot: k for every task, or a mapping task name -> k (tasks not in it: zero-shot).
+        seed: Ranking seed of the shots (use the run's seed: shots then never overlap its items).
+        exclude_ids: Example ids never used as shots (the evaluated items).
+    """
+
+    def __init__(
+        self, few_shot: int | Mapping[str, int] = 0, seed: int = 0, exclude_ids: Iterable[str] = ()
+    ) -> None:
+        self.few_shot = dict(few_shot) if isinstance(few_shot, Mapping) else few_shot
+        self.seed = seed
+        self.exclude_ids = set(exclude_ids)
+        self._cache: dict[str, tuple[Shot, ...]] = {}
+
+    def k_for(self, task_name: str) -> int:
+        """Return the number of shots for a task."""
+        return self.few_shot.get(task_name, 0) if isinstance(self.few_shot, dict) else self.few_shot
+
+    def __call__(self, prompt: str) -> tuple[Shot, ...]:
+        """Return the shots for the task whose instruction starts ``prompt`` (``()`` when none or k = 0)."""
+        if not self.few_shot:
+            return ()
+        task = task_of_prompt(prompt)
+        if task is None or self.k_for(task.name) <= 0:
+            return ()
+        if task.name not in self._cache:
+            self._cache[task.name] = few_shot_examples(
+                task, self.exclude_ids, self.k_for(task.name), self.seed
+            )
+        return self._cache[task.name]

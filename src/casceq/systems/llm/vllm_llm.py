@@ -12,21 +12,20 @@ caching makes the shared context of the C options of one item cost one prefill.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from casceq.errors import MissingDependency
 from casceq.systems.llm.prompting import (
+    AutoShots,
     ChatMode,
     Shot,
     choose_format,
     encode,
-    few_shot_examples,
     option_ids,
     render,
-    task_of_prompt,
 )
 
 
@@ -36,7 +35,7 @@ class VLLMBackend:
     Args:
         model: Hub id or local folder (bundled names and ``.gguf`` files are resolved like ``HFCausalLM``'s).
         chat_template: ``"auto"``, ``"chat"`` or ``"plain"`` (see ``prompting.choose_format``).
-        few_shot: Automatic k shots per task (see ``HFCausalLM``).
+        few_shot: Automatic k shots, for every task or per task (see ``HFCausalLM``).
         few_shot_seed: Ranking seed of the shots.
         exclude_ids: Example ids never used as shots.
         system_prompt: System message for chat models.
@@ -49,7 +48,7 @@ class VLLMBackend:
         model: str,
         *,
         chat_template: ChatMode = "auto",
-        few_shot: int = 0,
+        few_shot: int | Mapping[str, int] = 0,
         few_shot_seed: int = 0,
         exclude_ids: Sequence[str] = (),
         system_prompt: str | None = None,
@@ -67,18 +66,12 @@ class VLLMBackend:
         self.engine = vllm.LLM(model=path, **engine_kwargs)
         self.tokenizer = self.engine.get_tokenizer()
         self.format = choose_format(self.tokenizer, chat_template, system_prompt)
-        self.few_shot, self.few_shot_seed, self.exclude_ids = few_shot, few_shot_seed, set(exclude_ids)
-        self._shots: dict[str, tuple[Shot, ...]] = {}
+        self.shots_for = AutoShots(few_shot, few_shot_seed, exclude_ids)
 
     def context(self, prompt: str, shots: Sequence[Shot] | None = None) -> str:
         """Return the rendered text after which the answer starts (automatic shots unless ``shots`` is given)."""
         if shots is None:
-            task = task_of_prompt(prompt) if self.few_shot > 0 else None
-            if task is not None and task.name not in self._shots:
-                self._shots[task.name] = few_shot_examples(
-                    task, self.exclude_ids, self.few_shot, self.few_shot_seed
-                )
-            shots = self._shots.get(task.name, ()) if task is not None else ()
+            shots = self.shots_for(prompt)
         return render(self.tokenizer, self.format, prompt, shots)
 
     def score_options(
