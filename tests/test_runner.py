@@ -94,6 +94,9 @@ def test_run_writes_every_row_once_and_outputs(tmp_path, llm_dir):
     def boom(*a, **k):
         raise AssertionError("a model was loaded on a finished run")
 
+    from casceq.run.build import clear_shared
+
+    clear_shared()  # a fresh process: no back end in memory
     orig = llm_pkg.make_llm
     llm_pkg.make_llm = boom
     try:

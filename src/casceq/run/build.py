@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import PurePath
 from typing import Any
 
@@ -9,6 +10,20 @@ from casceq.run.config import ExperimentConfig, SystemSpec
 from casceq.systems.compose import ComposedSystem
 
 _PREFIXES = ("hf:", "gguf:", "vllm:", "openai:", "bundled:")
+_SHARED: dict[str, Any] = {}
+
+
+def _shared(key: str, factory: Any) -> Any:
+    """One back-end instance per (kind, spec, settings) in a process: Cascade-S, the text ceiling and a
+    mismatched cascade on the same backbone load it once."""
+    if key not in _SHARED:
+        _SHARED[key] = factory()
+    return _SHARED[key]
+
+
+def clear_shared() -> None:
+    """Drop the shared back ends (tests; long-lived processes that switch models)."""
+    _SHARED.clear()
 
 
 def backbone_of(llm_spec: str) -> str:
@@ -44,7 +59,8 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
         def llm() -> Any:
             from casceq.systems.llm import make_llm
 
-            return make_llm(llm_spec, **settings)
+            key = "llm:" + json.dumps([llm_spec, settings], sort_keys=True, default=str)
+            return _shared(key, lambda: make_llm(llm_spec, **settings))
 
         backbone = spec.backbone or backbone_of(llm_spec)
     else:
@@ -64,7 +80,7 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
         def asr() -> Any:
             from casceq.systems.asr import make_asr
 
-            return make_asr(asr_spec)
+            return _shared("asr:" + asr_spec, lambda: make_asr(asr_spec))
 
     return ComposedSystem(
         name=spec.name,
