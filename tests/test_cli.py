@@ -12,7 +12,9 @@ def test_help_is_fast_and_imports_no_heavy_package():
         "print(time.perf_counter()-t); "
         "print(sorted(m for m in ('torch','transformers','numpy','faster_whisper','scipy','soundfile') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
     assert float(out[0]) < 0.5
     assert out[1] == "[]"
 
@@ -32,7 +34,9 @@ def test_unknown_command_exits_nonzero():
 
 
 def test_tasks_json_schema():
-    r = subprocess.run([sys.executable, "-m", "casceq.cli", "tasks", "--json"], capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "casceq.cli", "tasks", "--json"], capture_output=True, text=True, check=True
+    )
     data = json.loads(r.stdout)
     names = {t["name"] for t in data["tasks"]}
     assert {"ag_news", "sst2", "csqa", "triviaqa", "meld", "mustard", "ravdess"} <= names

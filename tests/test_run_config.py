@@ -2,7 +2,7 @@ import pytest
 
 from casceq.errors import InputError
 from casceq.run.build import backbone_of, build_system
-from casceq.run.config import load_config, parse_config
+from casceq.run.config import load_config
 
 GOOD = """
 name = "t"

@@ -34,7 +34,9 @@ def llm_dir(tmp_path_factory) -> Path:
     return tiny_causal_lm(tmp_path_factory.mktemp("llm") / "tiny-llama")
 
 
-def _config(tmp: Path, llm: Path, *, n: int = 6, batch: int = 4, conditions=("clean", "babble@5"), extra="") -> Path:
+def _config(
+    tmp: Path, llm: Path, *, n: int = 6, batch: int = 4, conditions=("clean", "babble@5"), extra=""
+) -> Path:
     conds = ", ".join(f'"{c}"' for c in conditions)
     text = f"""
 name = "t"
@@ -124,9 +126,13 @@ def test_batch_size_does_not_change_predictions(tmp_path, llm_dir):
 
 def test_other_config_in_same_folder_is_refused(tmp_path, llm_dir):
     out = tmp_path / "run"
-    run_experiment(load_config(_config(tmp_path, llm_dir, n=2, conditions=("clean",))), out, show_progress=False)
+    run_experiment(
+        load_config(_config(tmp_path, llm_dir, n=2, conditions=("clean",))), out, show_progress=False
+    )
     with pytest.raises(CasceqError, match="different config"):
-        run_experiment(load_config(_config(tmp_path, llm_dir, n=3, conditions=("clean",))), out, show_progress=False)
+        run_experiment(
+            load_config(_config(tmp_path, llm_dir, n=3, conditions=("clean",))), out, show_progress=False
+        )
 
 
 def test_a_system_that_fails_to_load_is_named_and_others_finish(tmp_path, llm_dir):

@@ -16,7 +16,11 @@ from collections.abc import Sequence
 # (command, module under casceq.commands, one-line help). Adding a command = one line here + one module.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("tasks", "tasks", "list the tasks, their labels and whether text suffices"),
-    ("compare", "compare", "behavioural statistics (accuracy, kappa, error overlap, McNemar+BH) of predictions"),
+    (
+        "compare",
+        "compare",
+        "behavioural statistics (accuracy, kappa, error overlap, McNemar+BH) of predictions",
+    ),
     ("import", "import_", "import interchange JSONL predictions into a store"),
     ("export", "export", "export a store's predictions as interchange JSONL"),
     ("synth", "synth", "synthesise spoken test sets with offline TTS voices"),

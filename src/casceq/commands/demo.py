@@ -1,7 +1,10 @@
-"""The offline default, end to end, on a fresh machine with no model hub: synthesise a small spoken subset of
+"""The offline default, end to end, on a fresh machine with no model hub.
+
+Synthesise a small spoken subset of
 SST-2 and AG News in two offline voices, clean and in babble at 0 dB; run Cascade-S (Whisper base -> the default
 backbone), Cascade-W (Whisper tiny.en -> the same backbone) and the text ceiling (gold text -> the same
-backbone); print accuracy, kappa with CIs, error overlap and McNemar, and the run folder's path."""
+backbone); print accuracy, kappa with CIs, error overlap and McNemar, and the run folder's path.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ def run(args: argparse.Namespace) -> int:
     """Build the demo config, run it, print the statistics."""
     from pathlib import Path
 
-    from casceq.run.demo import demo_config_toml, print_results
     from casceq.run.config import load_config
+    from casceq.run.demo import demo_config_toml, print_results
     from casceq.run.runner import run_experiment
 
     text = demo_config_toml(n=args.n)

@@ -1,6 +1,9 @@
-"""Run an experiment config (systems with their backbones, tasks, n, voices, conditions, answer mode) into a
+"""Run an experiment config into a run folder.
+
+Systems with their backbones, tasks, n, voices, conditions and answer mode go into a
 run folder holding the config and its hash, the SQLite store, predictions.jsonl, compare.json and report.md.
-Starting it again resumes: rows already stored with the same cache key are skipped."""
+Starting it again resumes: rows already stored with the same cache key are skipped.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``casceq run``."""
     p.add_argument("config", help="experiment TOML file")
-    p.add_argument("--out", required=True, help="run folder (created, or resumed when it holds the same config)")
+    p.add_argument(
+        "--out", required=True, help="run folder (created, or resumed when it holds the same config)"
+    )
     p.add_argument("--limit", type=int, default=None, help="at most this many examples per task")
     p.add_argument("--only-systems", nargs="+", default=None, metavar="NAME")
     p.add_argument("--only-tasks", nargs="+", default=None, metavar="TASK")
@@ -38,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     total = sum(s.written.values())
-    print(f"run folder: {s.run_dir} ({total} rows written, {sum(s.skipped.values())} already done, {s.seconds:.1f} s)")
+    print(
+        f"run folder: {s.run_dir} ({total} rows written, {sum(s.skipped.values())} already done, {s.seconds:.1f} s)"
+    )
     for name, err in s.failed.items():
         print(f"FAILED {name}: {err}")
     return 1 if s.failed else 0

@@ -1,5 +1,8 @@
-"""Transcripts shared between cascades that use the same ASR on the same audio (Cascade-S and a mismatched
-cascade both run Whisper base: transcribe once). Stored in the run's SQLite file, its own table."""
+"""Transcripts shared between cascades that use the same ASR on the same audio.
+
+Cascade-S and a mismatched
+cascade both run Whisper base: transcribe once). Stored in the run's SQLite file, its own table.
+"""
 
 from __future__ import annotations
 

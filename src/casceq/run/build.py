@@ -14,8 +14,11 @@ _SHARED: dict[str, Any] = {}
 
 
 def _shared(key: str, factory: Any) -> Any:
-    """One back-end instance per (kind, spec, settings) in a process: Cascade-S, the text ceiling and a
-    mismatched cascade on the same backbone load it once."""
+    """Return one back-end instance per (kind, spec, settings) in a process.
+
+    Cascade-S, the text ceiling and a
+    mismatched cascade on the same backbone load it once.
+    """
     if key not in _SHARED:
         _SHARED[key] = factory()
     return _SHARED[key]
@@ -68,9 +71,15 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
         model_spec = spec.model
 
         def speech() -> Any:
-            from casceq.systems.speech_llm import make_speech_llm
+            from casceq.systems.speech_llm import SpeechLLMSpec, make_speech_llm
 
-            return make_speech_llm(model_spec, **settings)
+            opts = dict(settings)
+            dtype, device = str(opts.pop("dtype", "float32")), str(opts.pop("device", "cpu"))
+            parsed = SpeechLLMSpec.parse(
+                model_spec, backbone=spec.backbone, dtype=dtype, device=device, options=opts
+            )
+            key = "speech:" + json.dumps([model_spec, spec.backbone, settings], sort_keys=True, default=str)
+            return _shared(key, lambda: make_speech_llm(parsed))
 
         backbone = spec.backbone or _speech_backbone(model_spec)
     if spec.kind == "cascade":
@@ -95,9 +104,19 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
 
 
 def _speech_backbone(model_spec: str) -> str:
-    try:
-        from casceq.systems.speech_llm import backbone_for
+    """The backbone of a released speech LLM (``KNOWN_BACKBONES``), lower-cased; else a config error."""
+    from casceq.errors import InputError
+    from casceq.systems.speech_llm import default_backbone
 
-        return str(backbone_for(model_spec))
-    except Exception:
-        return backbone_of(model_spec)
+    family, _, model = model_spec.partition(":")
+    known = default_backbone(model)
+    if known is None and family == "ultravox-native" and model == "bundled":
+        from casceq.systems.llm.bundled import DEFAULT_BACKBONE
+
+        known = DEFAULT_BACKBONE
+    if known is None:
+        raise InputError(
+            f'speech LLM {model_spec!r}: its LLM backbone is not known; set backbone = "..." in its [[systems]] '
+            "table (the id its matched cascade's LLM has)"
+        )
+    return backbone_of(known)

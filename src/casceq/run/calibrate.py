@@ -71,11 +71,15 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
             else:
                 items = ctx.items(task.name)
                 evaluated = {it.base_id: it.example for it in items}
-                held = heldout_examples(task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed)
+                held = heldout_examples(
+                    task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed
+                )
                 if not held:
                     continue
                 llm = system._get("llm")
-                scores = llm.score_options([task.prompt(ex.text, ex) for ex in held], [list(task.labels)] * len(held))
+                scores = llm.score_options(
+                    [task.prompt(ex.text, ex) for ex in held], [list(task.labels)] * len(held)
+                )
                 off = fit_offsets(np.asarray(scores)).tolist()
                 saved.setdefault(group, {})[task.name] = off
                 changed = True

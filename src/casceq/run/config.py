@@ -165,7 +165,9 @@ def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentCon
         if n is not None and n <= 0:
             raise _err(path, f"tasks.{tname}: n must be positive")
         tasks.append(
-            TaskSpec(canonical, n, _take(t, "split", str, tname, path), _take(t, "data_dir", str, tname, path))
+            TaskSpec(
+                canonical, n, _take(t, "split", str, tname, path), _take(t, "data_dir", str, tname, path)
+            )
         )
     mode = data.get("answer_mode", "score")
     if mode not in MODES:

@@ -62,7 +62,9 @@ def natural_items(examples: Sequence[Example]) -> list[Item]:
     return items
 
 
-def spoken_items(examples: Sequence[Example], voices: Sequence[str], audio_dir: Path, jobs: int = 1) -> list[Item]:
+def spoken_items(
+    examples: Sequence[Example], voices: Sequence[str], audio_dir: Path, jobs: int = 1
+) -> list[Item]:
     """Synthesise (or find cached) audio of every example in every voice; an item per (example, voice).
 
     Examples a voice could not speak (empty text, engine failure) are left out here and listed by the
@@ -101,5 +103,7 @@ def load_item_audio(item: Item, condition: str, seed: int) -> np.ndarray:
     wav = load_audio(item.audio.path, sr=16000)
     if condition == CLEAN:
         return wav
-    speaker = item.example.meta.get("actor") or item.example.meta.get("speaker") or item.example.meta.get("voice")
+    speaker = (
+        item.example.meta.get("actor") or item.example.meta.get("speaker") or item.example.meta.get("voice")
+    )
     return render(condition, wav, item.example.id, seed, cache_dir(), speaker=speaker)

@@ -56,10 +56,17 @@ def markdown_summary(ctx: Any, summary: Any, data: dict[str, Any]) -> str:
     lines = [f"# casceq run `{ctx.cfg.name}`", "", f"Config hash `{ctx.cfg.hash()[:12]}`.", ""]
     if summary.failed:
         lines += ["## Failed systems", ""] + [f"- **{k}**: {v}" for k, v in summary.failed.items()] + [""]
-    lines += ["## Accuracy (95% Wilson CI)", "", "| system | task | condition | n | accuracy | CI |", "|---|---|---|---|---|---|"]
+    lines += [
+        "## Accuracy (95% Wilson CI)",
+        "",
+        "| system | task | condition | n | accuracy | CI |",
+        "|---|---|---|---|---|---|",
+    ]
     for a in data["accuracy"]:
         lo, hi = a["ci"]
-        lines.append(f"| {a['system']} | {a['task']} | {a['condition']} | {a['n']} | {_fmt(a['accuracy'])} | [{_fmt(lo)}, {_fmt(hi)}] |")
+        lines.append(
+            f"| {a['system']} | {a['task']} | {a['condition']} | {a['n']} | {_fmt(a['accuracy'])} | [{_fmt(lo)}, {_fmt(hi)}] |"
+        )
     lines += [
         "",
         "## Pairs",

@@ -25,7 +25,7 @@ def _run_group(cfg_dict: dict[str, Any], out: str, limit: int | None, units: lis
     systems = sorted({u[0] for u in units})
     ctx = RunContext(cfg, Path(out), limit=limit, only_systems=systems)
     calibrate_run(ctx)  # loads the offsets the driver saved
-    results = []
+    results: list[tuple[int, int, str | None]] = []
     with Store(Path(out) / "store.sqlite") as store:
         for s, t, c in units:
             try:
@@ -40,13 +40,17 @@ def _to_toml_shape(d: dict[str, Any]) -> dict[str, Any]:
     """Turn ``ExperimentConfig.to_dict()`` back into the TOML-shaped dict ``parse_config`` validates."""
     out = {k: v for k, v in d.items() if k not in ("systems", "tasks")}
     out["systems"] = [{k: v for k, v in s.items() if v is not None} for s in d["systems"]]
-    out["tasks"] = {t["name"]: {k: v for k, v in t.items() if k != "name" and v is not None} for t in d["tasks"]}
+    out["tasks"] = {
+        t["name"]: {k: v for k, v in t.items() if k != "name" and v is not None} for t in d["tasks"]
+    }
     for key in ("voices", "conditions"):
         out[key] = list(out[key])
     return out
 
 
-def run_units_ray(ctx: Any, units: Sequence[Any], address: str | None = None) -> list[tuple[int, int, str | None]]:
+def run_units_ray(
+    ctx: Any, units: Sequence[Any], address: str | None = None
+) -> list[tuple[int, int, str | None]]:
     """Run ``units`` as Ray tasks (one per system); returns (written, skipped, error) per unit, in order."""
     from casceq.errors import require
 
@@ -59,7 +63,10 @@ def run_units_ray(ctx: Any, units: Sequence[Any], address: str | None = None) ->
         groups.setdefault(u.system, []).append(i)
     futures = {
         name: remote.remote(
-            ctx.cfg.to_dict(), str(ctx.out), ctx.limit, [(units[i].system, units[i].task, units[i].condition) for i in idx]
+            ctx.cfg.to_dict(),
+            str(ctx.out),
+            ctx.limit,
+            [(units[i].system, units[i].task, units[i].condition) for i in idx],
         )
         for name, idx in groups.items()
     }

@@ -23,7 +23,7 @@ from casceq.errors import CasceqError, InputError
 from casceq.run.config import ExperimentConfig
 from casceq.run.items import Item
 from casceq.tasks.base import Task
-from casceq.types import INVALID, CLEAN, Prediction
+from casceq.types import CLEAN, INVALID, Prediction
 
 CONFIG_JSON = "config.json"
 STORE = "store.sqlite"
@@ -77,7 +77,9 @@ def predict_batch_safely(system: Any, task: Task, condition: str, items: Sequenc
         h = len(items) // 2
         return predict_batch_safely(
             system, task, condition, items[:h], audios[:h], None if trs is None else trs[:h]
-        ) + predict_batch_safely(system, task, condition, items[h:], audios[h:], None if trs is None else trs[h:])
+        ) + predict_batch_safely(
+            system, task, condition, items[h:], audios[h:], None if trs is None else trs[h:]
+        )
 
 
 def invalid_prediction(system: Any, task: Task, condition: str, item: Item, reason: str) -> Prediction:
@@ -140,7 +142,9 @@ class RunContext:
             from casceq.tasks import load_examples
 
             spec = next(t for t in self.task_specs if t.name == task_name)
-            exs = load_examples(task_name, n=spec.n, seed=self.cfg.seed, split=spec.split, data_dir=spec.data_dir)
+            exs = load_examples(
+                task_name, n=spec.n, seed=self.cfg.seed, split=spec.split, data_dir=spec.data_dir
+            )
             if self.limit is not None:
                 exs = exs[: self.limit]
             if not self.needs_audio:
@@ -150,7 +154,9 @@ class RunContext:
             else:
                 if not self.cfg.voices:
                     raise CasceqError(f"task {task_name} needs TTS voices (set voices = [...] in the config)")
-                self._items[task_name] = spoken_items(exs, self.cfg.voices, self.out / "audio" / task_name, self.jobs)
+                self._items[task_name] = spoken_items(
+                    exs, self.cfg.voices, self.out / "audio" / task_name, self.jobs
+                )
         return self._items[task_name]
 
     def conditions(self) -> tuple[str, ...]:
