@@ -204,6 +204,8 @@ class HFCausalLM:
         Returns:
             float64 array [N, C].
         """
+        import torch
+
         if len(prompts) != len(options):
             raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
         if not prompts:
@@ -211,7 +213,7 @@ class HFCausalLM:
         width = len(options[0])
         if any(len(o) != width for o in options):
             raise ValueError("every prompt needs the same number of options")
-        # rows: unique input token tuples; wants[(i, c)] = (row index, option token ids)
+        # rows: unique input token tuples; wants: (item i, option c, row index, option token ids)
         row_index: dict[tuple[int, ...], int] = {}
         need: list[int] = []
         wants: list[tuple[int, int, int, list[int]]] = []
@@ -229,18 +231,19 @@ class HFCausalLM:
         rows = list(row_index)
         past = self._shared_prefix(rows, need)
         prefix = self._prefix(rows[0][:past]) if past else None
-        per_row: list[Any] = [None] * len(rows)
+        by_row: list[list[tuple[int, int, list[int]]]] = [[] for _ in rows]
+        for i, c, r, tail in wants:
+            by_row[r].append((i, c, tail))
+        out = np.zeros((len(prompts), width), dtype=np.float64)
         for idx in self._length_sorted(len(rows), [len(r) for r in rows]):
             n_last = max(need[r] for r in idx)
             lp = self._last_logprobs([rows[r][past:] for r in idx], n_last, prefix=prefix, past=past)
+            # Read the scalars now: keeping [n_last, V] slices alive would hold V floats per row (262k for Gemma).
             for j, r in enumerate(idx):
-                per_row[r] = lp[j, n_last - need[r] :]
-        out = np.zeros((len(prompts), width), dtype=np.float64)
-        for i, c, r, tail in wants:
-            lp = per_row[r]  # [need[r], V]: position t predicts token t of a right-aligned continuation
-            k = len(tail)
-            positions = range(lp.shape[0] - k, lp.shape[0])
-            out[i, c] = float(sum(lp[p, t].item() for p, t in zip(positions, tail, strict=True)))
+                for i, c, tail in by_row[r]:
+                    # A right-aligned continuation of k tokens: position n_last - k + t predicts its token t.
+                    pos = torch.arange(n_last - len(tail), n_last)
+                    out[i, c] = float(lp[j, pos, torch.tensor(tail)].sum())
         return out
 
     def generate(
