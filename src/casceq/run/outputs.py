@@ -17,6 +17,16 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def outputs_current(out: Path) -> bool:
+    """Whether the run folder's outputs are newer than its store (a re-run that wrote nothing keeps them)."""
+    store = out / "store.sqlite"
+    files = [out / PREDICTIONS, out / COMPARE, out / REPORT]
+    if not store.exists() or not all(f.exists() for f in files):
+        return False
+    newest_store = max(p.stat().st_mtime for p in out.glob("store.sqlite*"))
+    return min(f.stat().st_mtime for f in files) >= newest_store
+
+
 def write_outputs(ctx: Any, summary: Any) -> dict[str, Any] | None:
     """Export the store, compute the behavioural statistics and write the short report. Returns compare JSON."""
     from casceq.io.interchange import write_predictions

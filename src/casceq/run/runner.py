@@ -354,9 +354,10 @@ def run_experiment(
                 _tally(summary, unit, w, sk, err)
         else:
             _run_local(ctx, units, store, summary, show_progress)
-    from casceq.run.outputs import write_outputs
+    from casceq.run.outputs import outputs_current, write_outputs
 
-    write_outputs(ctx, summary)
+    if sum(summary.written.values()) or not outputs_current(out):
+        write_outputs(ctx, summary)
     summary.seconds = time.perf_counter() - t0
     return summary
 
