@@ -35,7 +35,8 @@ torch.set_num_threads(1)
 torch.manual_seed(0)
 cfg = WhisperConfig(d_model=384, encoder_layers=3, decoder_layers=1, encoder_attention_heads=6,
                     decoder_attention_heads=6, encoder_ffn_dim=1536, decoder_ffn_dim=64, vocab_size=64,
-                    num_mel_bins=80, max_source_positions=1500)
+                    num_mel_bins=80, max_source_positions=1500, pad_token_id=0,
+                    bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
 model = WhisperModel(cfg).eval()
 fe = WhisperFeatureExtractor(feature_size=80)
 t = np.arange(3 * 16000) / 16000
@@ -57,8 +58,10 @@ print(json.dumps({"mode": mode, "n": n, "peak_mib": peak / 1024, "growth_mib": (
 def measure(mode: str, n: int, work: Path) -> dict[str, float]:
     """Peak RSS of one capture of ``n`` utterances in a fresh interpreter."""
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(n), str(work)], check=True, capture_output=True, text=True
+        [sys.executable, "-c", CHILD, mode, str(n), str(work)], capture_output=True, text=True
     )
+    if out.returncode != 0:
+        raise SystemExit(f"{mode} N={n} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

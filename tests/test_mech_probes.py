@@ -222,3 +222,18 @@ def test_whisper_tiny_energy_is_linearly_decodable_from_real_speech(tmp_path: Pa
     )
     res = run_probes(tmp_path / "cap", ["energy"])
     assert res.score("energy", 0) > 0.8
+
+
+def test_probe_command_writes_json_table_and_figure(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from casceq.cli import main
+
+    _synthetic_capture(tmp_path / "cap", shuffle=False, n_utts=40)
+    out = tmp_path / "res"
+    assert main(["probe", str(tmp_path / "cap"), "--probes", "energy", "boc", "--out", str(out)]) == 0
+    res = ProbeResults.from_json((out / "probes.json").read_text())
+    table = (out / "table.md").read_text()
+    assert table.splitlines()[0] == "| layer | Energy R² | BoC R² |"
+    assert f"| 0 | {res.score('energy', 0):.3f} | {res.score('boc', 0):.3f} |" in table
+    assert (out / "figure.png").stat().st_size > 1000 and (out / "figure.svg").read_text().startswith("<?xml")
+    assert main(["probe", str(tmp_path / "cap"), "--probes", "pitch", "--out", str(out), "--layers", "3"]) == 2
