@@ -210,3 +210,36 @@ def test_full_report_is_written_with_the_run(tmp_path, llm_dir):
     html = (out / "report" / "report.html").read_text()
     assert "Cascade" in html and "Text" in html
     assert (out / "report" / "report.md").exists()
+
+
+def test_heldout_calibration_is_disjoint_and_applied(tmp_path, llm_dir):
+    import numpy as np
+
+    from casceq.run.calibrate import heldout_examples
+    from casceq.tasks import load_examples
+
+    p = tmp_path / "cal.toml"
+    p.write_text(
+        f"""
+name = "t"
+calibration = "heldout"
+calibration_n = 8
+bootstrap = 50
+[tasks.sst2]
+n = 12
+[[systems]]
+name = "Text"
+kind = "text"
+llm = "hf:{llm_dir}"
+"""
+    )
+    out = tmp_path / "run"
+    run_experiment(load_config(p), out, show_progress=False)
+    evaluated = load_examples("sst2", n=12, seed=0)
+    held = heldout_examples("sst2", evaluated, 8, 0)
+    assert len(held) == 8 and not {e.id for e in held} & {e.id for e in evaluated}
+    (offsets,) = [v["sst2"] for v in json.loads((out / "calibration.json").read_text()).values()]
+    assert abs(sum(offsets)) < 1e-9 and max(map(abs, offsets)) > 0  # centred, and not a no-op
+    for r in _rows(out):
+        scores = np.array([r.label_scores[lab] for lab in ("negative", "positive")])
+        assert r.label == ("negative", "positive")[int(np.argmax(scores - np.array(offsets)))]

@@ -1,10 +1,12 @@
-"""Per-label calibration of label scores, fitted on items outside the evaluated set.
+"""Per-label calibration of a run's label scores, fitted outside the evaluated items.
 
-Tiny backbones are strongly biased towards one label (ASSETS.md). We estimate each label's prior bias as its
-mean log-softmax score over held-out items read as gold text through the same prompt, and subtract it before
-the argmax (contextual calibration in log space, Zhao et al. 2021, with real held-out inputs in place of
-content-free ones). Offsets are per (system, task), saved in the run folder (``calibration.json``) and part of
-every prediction's cache key. A cascade and the text ceiling on the same backbone get the same offsets.
+Tiny backbones are strongly biased towards one label (ASSETS.md). ``casceq.systems.llm.calibration`` holds the
+estimator (contextual calibration: subtract each label's centred log mean probability on fitting inputs); this
+module picks the fitting inputs for a run — ``heldout``: items of the task the run does not evaluate, read as
+gold text through the same prompt and shots; ``content-free``: "N/A", "" and "[MASK]" — and saves the offsets
+per (LLM spec + settings, task) in the run folder (``calibration.json``). The offsets are part of every
+prediction's cache key. A cascade and the text ceiling on the same backbone and settings share them. Speech LLMs
+are not calibrated (it would need held-out audio); their raw argmax is reported.
 """
 
 from __future__ import annotations
@@ -21,19 +23,6 @@ from casceq.types import Example
 FILE = "calibration.json"
 
 
-def log_softmax(scores: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax of [N, C] scores."""
-    m = scores.max(axis=1, keepdims=True)
-    return scores - m - np.log(np.exp(scores - m).sum(axis=1, keepdims=True))
-
-
-def fit_offsets(scores: np.ndarray) -> np.ndarray:
-    """Offsets [C] from held-out [N, C] label scores: the mean log-softmax per label, centred."""
-    ls = log_softmax(np.asarray(scores, dtype=np.float64))
-    off = ls.mean(axis=0)
-    return off - off.mean()
-
-
 def heldout_examples(task: str, evaluated: Sequence[Example], n: int, seed: int) -> list[Example]:
     """``n`` examples of the task that are not evaluated (a disjoint, seeded sample)."""
     from casceq.tasks import load_examples
@@ -46,9 +35,9 @@ def heldout_examples(task: str, evaluated: Sequence[Example], n: int, seed: int)
 def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
     """Fit (or load) offsets for every score-mode LLM system and classification task of a run.
 
-    Systems sharing LLM spec and settings share one fit; speech LLMs are not calibrated (they would need
-    held-out audio: their raw argmax is reported, as the paper does).
+    Systems sharing LLM spec and settings share one fit.
     """
+    from casceq.systems.llm.calibration import fit_calibrator
     from casceq.tasks import get_task
 
     path: Path = ctx.out / FILE
@@ -61,7 +50,9 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
         system = ctx.systems[spec.name]
         if spec.kind == "speech_llm" or system.mode != "score":
             continue
-        group = json.dumps({"llm": spec.llm, "settings": spec.settings}, sort_keys=True)
+        group = json.dumps(
+            {"llm": spec.llm, "settings": spec.settings, "method": ctx.cfg.calibration}, sort_keys=True
+        )
         for tspec in ctx.task_specs:
             task = get_task(tspec.name)
             if task.open_answer:
@@ -74,13 +65,10 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
                 held = heldout_examples(
                     task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed
                 )
-                if not held:
+                if not held and ctx.cfg.calibration == "heldout":
                     continue
-                llm = system._get("llm")
-                scores = llm.score_options(
-                    [task.prompt(ex.text, ex) for ex in held], [list(task.labels)] * len(held)
-                )
-                off = fit_offsets(np.asarray(scores)).tolist()
+                cal = fit_calibrator(system._get("llm"), task, ctx.cfg.calibration, heldout=held)
+                off = cal.offsets.tolist()
                 saved.setdefault(group, {})[task.name] = off
                 changed = True
             system.offsets[task.name] = np.asarray(off)
