@@ -236,4 +236,6 @@ def test_probe_command_writes_json_table_and_figure(tmp_path: Path) -> None:
     assert table.splitlines()[0] == "| layer | Energy R² | BoC R² |"
     assert f"| 0 | {res.score('energy', 0):.3f} | {res.score('boc', 0):.3f} |" in table
     assert (out / "figure.png").stat().st_size > 1000 and (out / "figure.svg").read_text().startswith("<?xml")
-    assert main(["probe", str(tmp_path / "cap"), "--probes", "pitch", "--out", str(out), "--layers", "3"]) == 2
+    assert (
+        main(["probe", str(tmp_path / "cap"), "--probes", "pitch", "--out", str(out), "--layers", "3"]) == 2
+    )

@@ -38,8 +38,12 @@ def probe_table(results: ProbeResults) -> str:
             f"- {LABELS[p]} ({METRICS[p]}): train {s.n_train_utterances} utterances / {s.n_train_rows} {rows}, "
             f"test {s.n_test_utterances} utterances / {s.n_test_rows} {rows}, D = {s.dim}"
         )
-    warnings = sorted({f"{s.probe} layer {s.layer}: {s.warning}" for s in results.scores if s.warning})
-    lines += [f"- warning: {w}" for w in warnings]
+    grouped: dict[tuple[str, str], list[int]] = {}  # one line per distinct warning, naming its layers
+    for s in results.scores:
+        if s.warning:
+            grouped.setdefault((s.probe, s.warning), []).append(s.layer)
+    for (probe, warning), layers in grouped.items():
+        lines.append(f"- warning ({probe}, layers {', '.join(map(str, layers))}): {warning}")
     return "\n".join(lines) + "\n"
 
 
