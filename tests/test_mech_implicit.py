@@ -177,3 +177,70 @@ def test_cli_writes_table6_json(ultravox: Any, parts: dict[str, Path], tmp_path:
         str(tmp_path / "bad.jsonl"),
     ]
     assert main([*bad, "--out", str(out)]) == 2
+
+
+def _spread_labels(backend: Any, prompts: list[str], wavs: list[np.ndarray], texts: list[str]) -> None:
+    """Rewrite the 'n' unembedding row as 'p' + a direction orthogonal to the mean last states, scaled up.
+
+    A random tiny model gives every input the same label (kappa undefined); afterwards the first-token score
+    difference is ±u·(h - mean), which splits the items, so kappa is a real number to check against sklearn.
+    """
+    from casceq.mech.implicit import SpeechBackboneLLM
+
+    seen: list[Any] = []
+    norm = backend.model.model.norm
+    handle = norm.register_forward_hook(lambda _m, _a, out: seen.append(out[0, -1].detach().clone()))
+    try:
+        for wav, p in zip(wavs, prompts, strict=True):
+            backend.forward_logits(backend.encode([wav], [p]))
+        n_speech = len(seen)
+        text_llm = SpeechBackboneLLM(backend)
+        for t in texts:
+            text_llm._logprobs(text_llm._context(t))
+    finally:
+        handle.remove()
+    h = torch.stack(seen)
+    groups = [h[:n_speech], h[n_speech:]]
+    centred = torch.cat([g - g.mean(0) for g in groups])
+    u = torch.linalg.svd(centred, full_matrices=False).Vh[0]
+    means, _ = torch.linalg.qr(torch.stack([g.mean(0) for g in groups], 1))  # [D, 2] orthonormal basis
+    u = u - means @ (means.T @ u)  # orthogonal to both groups' mean states
+    u = u / u.norm()
+    scale = 50.0 / float((centred @ u).std())
+    tok = backend.tokenizer
+    p_id, n_id = tok.encode("p", add_special_tokens=False)[0], tok.encode("n", add_special_tokens=False)[0]
+    with torch.no_grad():
+        w = backend.model.lm_head.weight
+        w[n_id] = w[p_id] + scale * u
+
+
+def test_kappas_with_varied_labels_match_sklearn(parts: dict[str, Path]) -> None:
+    from casceq.mech.implicit import SpeechBackboneLLM, implicit_cascade, lens_transcripts
+    from casceq.systems.compose import speech_prompt
+    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
+    from casceq.tasks import get_task
+
+    cfg = UltravoxNativeConfig(encoder=str(parts["whisper"]), backbone=str(parts["lm"]), hidden_dim=64)
+    backend = UltravoxNativeBackend.create(cfg, seed=11)
+    with torch.no_grad():
+        backend.projector.ln_post.weight.mul_(20.0)
+    task = get_task("sst2")
+    examples, audios = _items(8)
+    prompts = [speech_prompt(task, ex) for ex in examples]
+    lens = lens_transcripts(backend, audios, prompts)
+    texts = [
+        task.prompt(t, ex)
+        for t, ex in zip([e.text for e in examples] + lens, examples + examples, strict=True)
+    ]
+    _spread_labels(backend, prompts, audios, texts)
+    res = implicit_cascade(
+        backend, SpeechBackboneLLM(backend), task, examples, audios, [e.text for e in examples]
+    )
+    speech = [r.speech for r in res.rows]
+    assert len(set(speech)) == 2  # the labels vary: kappa is defined
+    for mine, other in (
+        (res.kappa_impl, [r.implicit for r in res.rows]),
+        (res.kappa_casc, [r.cascade for r in res.rows]),
+    ):
+        ref = sklearn_metrics.cohen_kappa_score(other, speech)
+        assert not np.isnan(mine) and mine == pytest.approx(ref, abs=1e-12)

@@ -151,7 +151,7 @@ def test_speech_llm_lens_at_audio_positions_equals_real_logits(
 
 
 def test_normaliser_drops_special_and_punctuation_and_bag_precision() -> None:
-    from casceq.mech.lens import TokenNormaliser, _LayerTally
+    from casceq.mech.lens_tokens import LayerTally, TokenNormaliser
 
     tok = tm.byte_tokenizer(["<|endoftext|>", "<|im_end|>"], eos_token="<|im_end|>")
     norm = TokenNormaliser(tok)
@@ -160,7 +160,7 @@ def test_normaliser_drops_special_and_punctuation_and_bag_precision() -> None:
     assert norm(tok.convert_tokens_to_ids("<|im_end|>")) == ""
     bag = norm.reference_bag("A cat")
     assert {"a", "c", "t", "cat"} <= bag
-    tally = _LayerTally(3)
+    tally = LayerTally(3)
     scored = [*tok.encode("az!", add_special_tokens=False), tok.convert_tokens_to_ids("<|im_end|>")]
     tally.add(np.array(scored), bag, norm)
     r = tally.result(text_mode=False)

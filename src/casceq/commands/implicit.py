@@ -43,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_item_arguments(parser)
     parser.add_argument("--layer", type=int, help="lens layer (default: the last)")
     parser.add_argument(
-        "--asr", default="reference", help="ASR spec of the explicit cascade, or 'reference' (the gold text)"
+        "--asr",
+        default="reference",
+        help="ASR spec of the explicit cascade (e.g. faster-whisper:base), or 'reference' (the gold text)",
     )
     parser.add_argument(
         "--backbone", default="same", help="'same' (the speech LLM's own LM on text) or a text LLM spec"
@@ -112,28 +114,27 @@ def load_items(args: argparse.Namespace, task: Any) -> tuple[list[Any], list[Any
 def _transcripts(spec: str, examples: list[Any], audios: list[Any]) -> list[str]:
     if spec == "reference":
         return [ex.text for ex in examples]
-    from casceq.errors import MissingDependency
+    from casceq.systems.asr import make_asr
 
-    try:
-        from casceq.systems.asr import make_asr  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise MissingDependency("casceq ASR back ends", "--asr SPEC") from exc
     return [t.text for t in make_asr(spec).transcribe(audios)]
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the implicit and explicit cascades against the speech LLM for each task."""
+    from casceq.commands.lens import load_model, provenance
     from casceq.mech.implicit import SpeechBackboneLLM, implicit_cascade, table_markdown, write_results
-    from casceq.mech.lens import load_model, provenance
     from casceq.tasks import get_task
 
+    prov = provenance(
+        ["casceq", "implicit", *sys.argv[2:]]
+    )  # before the run: the checkout may move on meanwhile
     backend, _ = load_model(args.model, dtype=args.dtype)
     if args.backbone == "same":
         llm: Any = SpeechBackboneLLM(backend)
     else:
-        from casceq.systems.llm.hf import HFCausalLM
+        from casceq.systems.llm import make_llm
 
-        llm = HFCausalLM(args.backbone)
+        llm = make_llm(args.backbone)
     results = []
     for name in args.task:
         task = get_task(name)
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                 asr=args.asr,
             )
         )
-    path = write_results(args.out, results, provenance(["casceq", "implicit", *sys.argv[2:]]))
+    path = write_results(args.out, results, prov)
     print(table_markdown(results), end="")
     print(f"wrote {path}")
     return 0

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import string
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,20 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import InputError
+from casceq.mech.lens_tokens import LayerTally, TokenNormaliser, lens_text, normalise_text
+
+__all__ = [
+    "LayerTally",
+    "LensExample",
+    "LensLayer",
+    "LensResult",
+    "TokenNormaliser",
+    "lens_capture",
+    "lens_text",
+    "lens_texts",
+    "lens_token_ids",
+    "normalise_text",
+]
 
 LENS_FILE = "mech/lens.json"
 """Where ``casceq lens`` writes its result inside the output folder."""
@@ -127,48 +139,6 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-class TokenNormaliser:
-    """Maps token ids to their normalised strings ('' = not scored), with a cache."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-        self.special = {int(i) for i in getattr(tokenizer, "all_special_ids", [])}
-        # Added tokens flagged special (Gemma's <start_of_image>, ...) are not in all_special_ids.
-        added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-        self.special |= {int(i) for i, t in added.items() if getattr(t, "special", False)}
-        self._cache: dict[int, str] = {}
-
-    def __call__(self, token_id: int) -> str:
-        """Normalised string of one token id: lower-case, stripped; '' for special or punctuation-only."""
-        token_id = int(token_id)
-        if token_id not in self._cache:
-            s = ""
-            raw = (
-                str(self.tokenizer.convert_ids_to_tokens(token_id))
-                if 0 <= token_id < len(self.tokenizer)
-                else ""
-            )
-            # "<...>" control tokens not flagged special by a converted tokenizer (Gemma's <start_of_image>).
-            control = len(raw) > 2 and raw.startswith("<") and raw.endswith(">")
-            if raw and token_id not in self.special and not control:
-                s = normalise_text(self.tokenizer.decode([token_id]))
-            self._cache[token_id] = s if any(ch.isalnum() for ch in s) else ""
-        return self._cache[token_id]
-
-    def reference_bag(self, text: str) -> frozenset[str]:
-        """Return the normalised tokens and words of a reference transcript (see the module docstring)."""
-        bag = {normalise_text(w) for w in text.split()}
-        for variant in (text, text.lower(), " " + text, " " + text.lower()):
-            bag.update(self(i) for i in self.tokenizer.encode(variant, add_special_tokens=False))
-        bag.discard("")
-        return frozenset(bag)
-
-
-def normalise_text(s: str) -> str:
-    """Lower-case, strip whitespace and edge punctuation."""
-    return s.strip().lower().strip(string.punctuation + string.whitespace + "\u2019\u2018\u201c\u201d")
-
-
 def lens_token_ids(layout: Any, states: Any) -> np.ndarray:
     """Greedy lens tokens, int64 [P], of raw residual states [P, D] (numpy or torch, any float dtype).
 
@@ -186,50 +156,6 @@ def lens_token_ids(layout: Any, states: Any) -> np.ndarray:
             chunk = x[start : start + CHUNK_POSITIONS].to(layout.lm_head.weight.device, dtype)
             out.append(layout.unembed(chunk).argmax(-1).cpu())
     return torch.cat(out).numpy().astype(np.int64) if out else np.zeros(0, dtype=np.int64)
-
-
-def lens_text(tokenizer: Any, ids: Iterable[int], *, collapse: bool = True) -> str:
-    """Decode lens tokens into text: special tokens dropped, consecutive repeats collapsed (``collapse``).
-
-    Audio positions are 20-80 ms apart, so one spoken word often spans several positions with the same lens
-    token; collapsing the runs (as CTC decoding does) keeps one copy.
-    """
-    special = {int(i) for i in getattr(tokenizer, "all_special_ids", [])}
-    kept: list[int] = []
-    for t in (int(i) for i in ids):
-        if t in special or t >= len(tokenizer) or (collapse and kept and kept[-1] == t):
-            continue
-        kept.append(t)
-    return " ".join(str(tokenizer.decode(kept)).split())
-
-
-class _LayerTally:
-    """Accumulates one layer's counts over utterances."""
-
-    def __init__(self, layer: int) -> None:
-        self.layer, self.n_tokens, self.n_hits = layer, 0, 0
-        self.ident, self.nxt, self.n_pos, self.n_next = 0, 0, 0, 0
-        self.tops: Counter[str] = Counter()
-
-    def add(self, ids: np.ndarray, bag: frozenset[str], norm: TokenNormaliser) -> None:
-        for t in ids:
-            s = norm(int(t))
-            if s:
-                self.n_tokens += 1
-                self.n_hits += s in bag
-                self.tops[s] += 1
-
-    def result(self, text_mode: bool) -> LensLayer:
-        ratio = (lambda a, b: a / b if b else None) if text_mode else (lambda a, b: None)
-        return LensLayer(
-            self.layer,
-            self.n_tokens,
-            self.n_hits,
-            self.n_hits / self.n_tokens if self.n_tokens else None,
-            ratio(self.ident, self.n_pos),
-            ratio(self.nxt, self.n_next),
-            tuple(self.tops.most_common(10)),
-        )
 
 
 def lens_capture(
@@ -266,7 +192,7 @@ def lens_capture(
     tallies, examples = [], []
     for layer in chosen:
         reader.meta.layer_slot(layer)
-        tally = _LayerTally(layer)
+        tally = LayerTally(layer)
         for block in reader.iter_layer(layer):
             for rec in block.records:
                 states = block.states[block.rows(rec)]
@@ -325,7 +251,7 @@ def lens_texts(
     if not texts:
         raise InputError("lens needs at least one text")
     norm = TokenNormaliser(tokenizer)
-    tallies = {layer: _LayerTally(layer) for layer in chosen}
+    tallies = {layer: LayerTally(layer) for layer in chosen}
     examples: list[LensExample] = []
     n_pos = 0
     for k, text in enumerate(texts):
@@ -364,56 +290,3 @@ def lens_texts(
         tuple(tallies[layer].result(text_mode=True) for layer in chosen),
         tuple(examples),
     )
-
-
-def load_model(spec: str, *, dtype: str = "float32") -> tuple[Any, Any]:
-    """Load a model for the lens: ``"family:model"`` speech LLMs (``make_speech_llm``) or a text LLM spec.
-
-    Text LLM specs are those of ``casceq.systems.llm.bundled.resolve_llm`` (bundled names, folders, ``.gguf``
-    files, hub ids). Returns ``(model_or_backend, tokenizer)``.
-    """
-    from casceq.systems.speech_llm.registry import SPEECH_LLM_FAMILIES, SpeechLLMSpec, make_speech_llm
-
-    family, sep, _ = spec.partition(":")
-    if sep and family in SPEECH_LLM_FAMILIES:
-        backend = make_speech_llm(SpeechLLMSpec.parse(spec, dtype=dtype))
-        return backend, backend.tokenizer
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from casceq.systems.llm.bundled import resolve_llm
-
-    path, _ = resolve_llm(spec)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
-    return model, AutoTokenizer.from_pretrained(path)
-
-
-def provenance(argv: Sequence[str]) -> dict[str, Any]:
-    """Command line, git commit of the checkout (if any), machine and library versions, for result files."""
-    import os
-    import platform
-    import subprocess
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    import torch
-    import transformers
-
-    return {
-        "command": " ".join(argv),
-        "commit": commit,
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "cpus": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
