@@ -1,0 +1,351 @@
+"""LEACE concept erasure during generation (the paper's Table 7 / Figure 6), with held-out completeness checks.
+
+Fit, then apply. For each concept (``casceq.mech.erasure_concepts``) and each probed layer in increasing order,
+the states at the audio positions of the fitting utterances are recomputed **with the erasers of the earlier
+layers active** (sequential fitting: a later eraser sees what the model really computes once the earlier ones
+act) and an eraser is fitted with ``concept_erasure.LeaceFitter(D, k, affine=False)`` — the paper's "no bias
+centering": ``x -> x - L R x``, no mean restored; targets one-hot (continuous for bag-of-characters).
+
+``ErasureHooks`` then applies all layers' erasers at once through forward hooks (a pre-hook for layer 0, the
+embeddings; a forward hook on ``layers[l-1]`` for layer l; a Tensor or a tuple output are both handled). They
+act on **every forward pass and every position** (``positions="all"``, the paper's setting): the prompt pass
+(audio, instruction and chat tokens) and each generated token's pass; label scoring is one such pass.
+``positions="audio"`` erases only the audio positions of the prompt pass and leaves generated tokens alone.
+Removing the hooks restores the model exactly (nothing is changed in place).
+
+Completeness: for each concept and layer the fitting utterances are split 80/20 **by utterance**; an eraser
+fitted on the 80% is applied to both parts and a linear probe (logistic regression; ridge R² for
+bag-of-characters) trained on the erased 80% is scored on the erased 20%, next to the same probe before erasure
+and chance (the training majority class; R² 0).
+
+``mech/erasure.json`` (``ErasureResult.to_json``)::
+
+    {"kind": "erasure", "version": 1, "model": str, "layers": [int], "positions": "all"|"audio",
+     "affine": false, "ctc_targets": str, "n_fit_utterances": int, "extra": {...},
+     "accuracy": [{"task", "condition", "n", "accuracy", "same_as_none"}, ...],
+     "probes": [{"concept", "layer", "metric": "accuracy"|"r2", "before", "after", "chance", "rank",
+                 "n_train", "n_test"}, ...]}
+
+``condition`` is ``"none"`` or a concept name; ``same_as_none`` is the fraction of answers unchanged by erasure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from casceq.errors import InputError
+
+MIN_POSITIONS_PER_DIM = 10
+"""LEACE estimates a D x D covariance: warn below this many fitting positions per dimension."""
+
+Positions = Literal["all", "audio"]
+
+
+@dataclass(frozen=True)
+class FitClip:
+    """One fitting utterance: id, 16 kHz waveform [S], transcript, and its per-position frames (or None)."""
+
+    id: str
+    audio: np.ndarray
+    transcript: str
+    prompt: str = "Transcribe the audio."
+
+
+class ErasureHooks:
+    """Context manager applying ``{layer: eraser}`` at once through forward hooks (see the module docstring)."""
+
+    def __init__(self, backend: Any, layout: Any, erasers: Mapping[int, Any], positions: Positions = "all"):
+        if positions not in ("all", "audio"):
+            raise InputError(f"positions must be 'all' or 'audio', not {positions!r}")
+        self.backend, self.layout, self.positions = backend, layout, positions
+        self.erasers = (
+            {layer: erasers[layer] for layer in layout.check_layers(list(erasers))} if erasers else {}
+        )
+        self._handles: list[Any] = []
+        self._mask: Any = None
+        self._wrapped = False
+        self._cast: dict[tuple[int, Any], Any] = {}
+
+    def _erase(self, layer: int, h: Any) -> Any:
+        key = (layer, h.dtype)
+        if key not in self._cast:  # erasers are float32; apply in the model's dtype and device
+            e = self.erasers[layer]
+            self._cast[key] = dataclasses.replace(
+                e,
+                proj_left=e.proj_left.to(h.device, h.dtype),
+                proj_right=e.proj_right.to(h.device, h.dtype),
+                bias=None if e.bias is None else e.bias.to(h.device, h.dtype),
+            )
+        eraser = self._cast[key]
+        if self.positions == "all":
+            return eraser(h)
+        mask = self._mask
+        if mask is None or tuple(mask.shape) != tuple(h.shape[:2]):
+            return h  # a generated token's pass (or no audio): left alone in "audio" mode
+        out = h.clone()
+        out[mask] = eraser(h[mask])
+        return out
+
+    def __enter__(self) -> ErasureHooks:
+        for layer in self.erasers:
+            if layer == 0:
+
+                def pre(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+                    if args:
+                        return (self._erase(0, args[0]), *args[1:]), kwargs
+                    return args, {**kwargs, "hidden_states": self._erase(0, kwargs["hidden_states"])}
+
+                self._handles.append(self.layout.layers[0].register_forward_pre_hook(pre, with_kwargs=True))
+            else:
+
+                def post(_m: Any, _args: Any, out: Any, layer: int = layer) -> Any:
+                    # transformers 5 layers return a Tensor; older ones a tuple (state, attentions, ...).
+                    if isinstance(out, tuple):
+                        return (self._erase(layer, out[0]), *out[1:])
+                    return self._erase(layer, out)
+
+                self._handles.append(self.layout.layers[layer - 1].register_forward_hook(post))
+        if self.positions == "audio" and hasattr(self.backend, "encode"):
+            original = self.backend.encode
+
+            def encode(*args: Any, **kwargs: Any) -> Any:
+                batch = original(*args, **kwargs)
+                self._mask = (batch.input_ids == self.backend.audio_token_id).to(self.backend.model.device)
+                return batch
+
+            self.backend.encode = encode  # instance attribute: removed again on exit
+            self._wrapped = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        if self._wrapped:
+            del self.backend.encode
+            self._wrapped = False
+        self._mask = None
+
+
+def collect_states(backend: Any, layout: Any, clips: Sequence[FitClip], layer: int) -> list[np.ndarray]:
+    """States [P, D] (float32) at ``layer`` over the audio positions of each clip, under any active hooks.
+
+    Raises:
+        InputError: NaN or infinite states (the utterance named).
+    """
+    return collect_layers(backend, layout, clips, [layer])[layer]
+
+
+def collect_layers(
+    backend: Any, layout: Any, clips: Sequence[FitClip], layers: Sequence[int]
+) -> dict[int, list[np.ndarray]]:
+    """Like ``collect_states`` for several layers from one pass per clip: ``{layer: [states [P, D]]}``."""
+    from casceq.mech.capture import SAMPLE_RATE, run_clip
+
+    limit = int(layout.window_s * SAMPLE_RATE) if layout.window_s else None
+    chosen = list(layout.check_layers(layers))
+    out: dict[int, list[np.ndarray]] = {layer: [] for layer in chosen}
+    for clip in clips:
+        x = run_clip(backend, layout, clip.audio[:limit], chosen, prompt=clip.prompt)
+        for k, layer in enumerate(chosen):
+            if not np.isfinite(x[k]).all():
+                raise InputError(f"utterance {clip.id!r}: NaN or infinite states at layer {layer}")
+            out[layer].append(x[k])
+    return out
+
+
+def fit_eraser(
+    states: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    *,
+    affine: bool = False,
+    n_utterances: int = 0,
+) -> Any:
+    """Fit a ``LeaceEraser`` on per-utterance states [P, D] and targets [P, k] (streamed into ``LeaceFitter``)."""
+    import torch
+    from concept_erasure import LeaceFitter
+
+    d, k = states[0].shape[1], targets[0].shape[1]
+    n = sum(len(x) for x in states)
+    if n < MIN_POSITIONS_PER_DIM * d:
+        mean_p = n / max(n_utterances or len(states), 1)
+        need = MIN_POSITIONS_PER_DIM * d
+        warnings.warn(
+            f"LEACE fitted on {n} positions for {d} dimensions: want >= {need} positions "
+            f"(about {math.ceil(need / max(mean_p, 1e-9))} utterances at {mean_p:.0f} positions each)",
+            stacklevel=2,
+        )
+    fitter = LeaceFitter(d, k, affine=affine, dtype=torch.float32)
+    for x, z in zip(states, targets, strict=True):
+        fitter.update(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(z))
+    return fitter.eraser
+
+
+def apply_eraser(eraser: Any, states: np.ndarray) -> np.ndarray:
+    """Erased copy of states [N, D] (float32)."""
+    import torch
+
+    with torch.no_grad():
+        return eraser(torch.from_numpy(np.ascontiguousarray(states, dtype=np.float32))).numpy()
+
+
+def clip_frames(layout: Any, clips: Sequence[FitClip]) -> list[np.ndarray]:
+    """Per-position frames [P, 5] of each clip (energy and F0, ``casceq.mech.capture.position_frames``)."""
+    from casceq.mech.capture import SAMPLE_RATE, n_positions_for, position_frames
+
+    limit = int(layout.window_s * SAMPLE_RATE) if layout.window_s else None
+    out = []
+    for clip in clips:
+        wav = clip.audio[:limit]
+        n = n_positions_for(len(wav) / SAMPLE_RATE, layout.seconds_per_position)
+        out.append(position_frames(wav, layout, n)[0])
+    return out
+
+
+def fit_erasers(
+    backend: Any,
+    clips: Sequence[FitClip],
+    concept: Any,
+    layers: Sequence[int],
+    *,
+    frames: Sequence[Any] | None = None,
+    affine: bool = False,
+    positions: Positions = "all",
+    seed: int = 0,
+) -> tuple[dict[int, Any], list[Any]]:
+    """Fit one concept's erasers layer by layer, each with the earlier layers' erasers active.
+
+    Args:
+        backend: A casceq speech-LLM backend.
+        clips: Fitting utterances.
+        concept: A ``Concept`` (``define_concept``).
+        layers: Probed layers (sorted; checked against the model's range).
+        frames: Per-clip frames (needed by the acoustic concept).
+        affine: ``LeaceFitter(affine=...)``; False is the paper's "no bias centering".
+        positions: Hook positions while recomputing states (as during evaluation).
+        seed: Seed of the held-out split.
+
+    Returns:
+        ``({layer: eraser}, [ProbeCheck per layer])``.
+    """
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.erasure_concepts import heldout_check
+
+    layout = layout_of(backend)
+    chosen = layout.check_layers(layers)
+    fr = list(frames) if frames is not None else [None] * len(clips)
+    erasers: dict[int, Any] = {}
+    checks = []
+    for layer in chosen:
+        with ErasureHooks(backend, layout, erasers, positions):
+            states = collect_states(backend, layout, clips, layer)
+        targets = [
+            concept.targets(c.transcript, len(x), f) for c, x, f in zip(clips, states, fr, strict=True)
+        ]
+        erasers[layer] = fit_eraser(states, targets, affine=affine)
+        checks.append(heldout_check(concept, layer, states, clips, fr, affine=affine, seed=seed))
+    return erasers, checks
+
+
+def answer_labels(
+    backend: Any, task: Any, examples: Sequence[Any], audios: Sequence[np.ndarray], mode: str
+) -> list[str]:
+    """Answer ``examples`` with the speech LLM (under whatever hooks are active); parsed labels."""
+    from casceq.systems.answer import answer_batch
+    from casceq.systems.compose import speech_prompt
+
+    prompts = [speech_prompt(task, ex) for ex in examples]
+    wavs = list(audios)
+    got = answer_batch(
+        task=task,
+        examples=examples,
+        mode=mode,  # type: ignore[arg-type]
+        score=lambda opts: backend.score_options(wavs, prompts, opts),
+        generate=lambda k: backend.generate(wavs, prompts, k),
+    )
+    return [label for _, label, _ in got]
+
+
+def run_erasure(
+    backend: Any,
+    clips: Sequence[FitClip],
+    evaluations: Sequence[tuple[Any, Sequence[Any], Sequence[np.ndarray]]],
+    *,
+    layers: Sequence[int] | None = None,
+    concepts: Sequence[str] | None = None,
+    affine: bool = False,
+    positions: Positions = "all",
+    mode: str = "score",
+    seed: int = 0,
+    model: str = "",
+) -> Any:
+    """Fit every concept's erasers and answer every task under each erasure condition (and ``none``).
+
+    Args:
+        backend: A casceq speech-LLM backend.
+        clips: Fitting utterances (audio + transcript).
+        evaluations: ``(task, examples, audios)`` per task.
+        layers: Probed layers (default: the paper's fractions of depth).
+        concepts: Subset of ``CONCEPTS`` (default: all). ``random`` takes its rank from the text eraser.
+        affine: ``LeaceFitter(affine=...)`` (False: the paper's no bias centering).
+        positions: ``"all"`` or ``"audio"`` (see ``ErasureHooks``).
+        mode: ``"score"`` or ``"generate"`` (``casceq.systems.answer.answer_batch``).
+        seed: Seed of the random control and of the held-out splits.
+        model: Model spec recorded in the result.
+    """
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.erasure_concepts import (
+        CONCEPTS,
+        CTC_TARGETS,
+        ErasureResult,
+        TaskAccuracy,
+        define_concept,
+        eraser_rank,
+        random_eraser,
+    )
+
+    layout = layout_of(backend)
+    chosen = layout.check_layers(layers if layers is not None else layout.default_layers())
+    wanted = list(concepts or CONCEPTS)
+    unknown = [c for c in wanted if c not in CONCEPTS]
+    if unknown:
+        raise InputError(f"unknown concepts {unknown}; known: {', '.join(CONCEPTS)}")
+    frames = clip_frames(layout, clips) if "acoustic" in wanted else None
+    transcripts = [c.transcript for c in clips]
+    fitted: dict[str, dict[int, Any]] = {}
+    checks: list[Any] = []
+    for name in [c for c in wanted if c != "random"] + (
+        ["text"] if "random" in wanted and "text" not in wanted else []
+    ):
+        concept = define_concept(name, transcripts, frames)
+        fitted[name], found = fit_erasers(
+            backend, clips, concept, chosen, frames=frames, affine=affine, positions=positions, seed=seed
+        )
+        checks += found if name in wanted else []
+    if "random" in wanted:
+        fitted["random"] = {
+            layer: random_eraser(layout.width, eraser_rank(fitted["text"][layer]), seed + layer)
+            for layer in chosen
+        }
+    accuracy = []
+    for task, examples, audios in evaluations:
+        none = answer_labels(backend, task, examples, audios, mode)
+        for cond in ["none", *wanted]:
+            if cond == "none":
+                labels = none
+            else:
+                with ErasureHooks(backend, layout, fitted[cond], positions):
+                    labels = answer_labels(backend, task, examples, audios, mode)
+            correct = [task.is_correct(lab, ex) for lab, ex in zip(labels, examples, strict=True)]
+            same = float(np.mean([a == b for a, b in zip(labels, none, strict=True)]))
+            accuracy.append(TaskAccuracy(task.name, cond, len(examples), float(np.mean(correct)), same))
+    return ErasureResult(
+        model, chosen, positions, affine, CTC_TARGETS, len(clips), tuple(accuracy), tuple(checks)
+    )

@@ -1,0 +1,289 @@
+"""Erasure concepts (per-position targets Z [P, k], one-hot when categorical), completeness checks, results.
+
+- ``text`` (text proxy): the utterance's first word, one of the ``MAX_TEXT_CLASSES`` most frequent first words
+  of the fitting set or ``<other>``; every position of the utterance carries it.
+- ``ctc``: the character at each position, from a *uniform alignment* of the normalised transcript over the
+  utterance's positions (position p of P gets character ``floor(p * n_chars / P)``). The paper uses the CTC
+  probe's per-position predictions; ``casceq.mech.probes_text.ctc_layer`` does not expose its trained head, so
+  this uses the alignment targets instead (said so in every result's ``ctc_targets``).
+- ``boc`` (bag of characters): the utterance's character frequencies over ``ALPHABET`` (continuous, summing
+  to 1), every position.
+- ``acoustic``: energy tertile (3) x pitch class (unvoiced, below or above the median voiced F0) = 9 classes per
+  position, from the position's frames (``casceq.mech.capture.position_frames``); edges from the fitting set.
+- ``random`` (control): no targets; a random orthonormal subspace with as many dimensions as the text eraser
+  removes at the same layer (``random_eraser``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from casceq.errors import InputError
+from casceq.mech.probes import ALPHABET, normalise_text
+
+ERASURE_FILE = "mech/erasure.json"
+"""Where ``casceq erase`` writes its result inside the output folder (schema in ``casceq.mech.erasure``)."""
+
+PROBE_MAX_ROWS = 4000
+"""Positions used per probe fit (subsampled, seeded): logistic regression on CPU stays a few seconds."""
+
+CONCEPTS = ("text", "ctc", "boc", "acoustic", "random")
+"""Erasure conditions besides ``none``, in table order."""
+
+MAX_TEXT_CLASSES = 8
+"""First-word classes of the text proxy (the rest is ``<other>``)."""
+
+CTC_TARGETS = "uniform transcript alignment"
+"""How the ``ctc`` concept's per-position characters are made (see the module docstring)."""
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A fitted concept definition: turns an utterance's transcript and frames into targets.
+
+    Attributes:
+        name: One of ``CONCEPTS`` (not ``random``).
+        classes: Class names of a categorical concept (``()`` for the continuous ``boc``).
+        energy_edges: Acoustic: the two energy tertile edges (dB).
+        f0_median: Acoustic: median voiced F0 (Hz) of the fitting set.
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    energy_edges: tuple[float, float] = (0.0, 0.0)
+    f0_median: float = 0.0
+
+    @property
+    def categorical(self) -> bool:
+        """Whether targets are one class per position (probe metric: accuracy; else R²)."""
+        return bool(self.classes)
+
+    @property
+    def dim(self) -> int:
+        """k, the width of Z."""
+        return len(self.classes) if self.classes else len(ALPHABET)
+
+    def labels(self, transcript: str, n_positions: int, frames: np.ndarray | None = None) -> np.ndarray:
+        """Class index per position, int64 [P] (categorical concepts only)."""
+        p = n_positions
+        if self.name == "text":
+            first = first_word(transcript)
+            return np.full(p, self.classes.index(first) if first in self.classes else len(self.classes) - 1)
+        if self.name == "ctc":
+            chars = normalise_text(transcript) or " "
+            idx = (np.arange(p) * len(chars)) // p
+            return np.array([ALPHABET.index(chars[i]) for i in idx], dtype=np.int64)
+        if self.name == "acoustic":
+            if frames is None:
+                raise InputError("the acoustic concept needs per-position frames")
+            energy, f0 = frames[:, 2], frames[:, 3]
+            e = np.digitize(np.nan_to_num(energy, nan=-200.0), self.energy_edges)
+            pitch = np.where(np.isfinite(f0), 1 + (np.nan_to_num(f0) > self.f0_median), 0)
+            return (e * 3 + pitch).astype(np.int64)
+        raise InputError(f"concept {self.name!r} has no class labels")
+
+    def targets(self, transcript: str, n_positions: int, frames: np.ndarray | None = None) -> np.ndarray:
+        """Z, float32 [P, k]: one-hot classes, or the bag-of-characters frequencies on every row."""
+        if self.name == "boc":
+            norm = normalise_text(transcript)
+            counts = np.array([norm.count(c) for c in ALPHABET], dtype=np.float32)
+            return np.repeat((counts / max(counts.sum(), 1.0))[None], n_positions, 0)
+        z = np.zeros((n_positions, self.dim), dtype=np.float32)
+        z[np.arange(n_positions), self.labels(transcript, n_positions, frames)] = 1.0
+        return z
+
+
+def first_word(transcript: str) -> str:
+    """Return the normalised first word ('' for an empty transcript)."""
+    words = normalise_text(transcript).split()
+    return words[0] if words else ""
+
+
+def define_concept(
+    name: str, transcripts: Sequence[str], frames: Sequence[np.ndarray] | None = None
+) -> Concept:
+    """Fix a concept's classes (and acoustic bin edges) from the fitting set.
+
+    Raises:
+        InputError: Unknown concept, or acoustic without frames.
+    """
+    if name == "text":
+        common = [w for w, _ in Counter(first_word(t) for t in transcripts).most_common(MAX_TEXT_CLASSES)]
+        return Concept("text", (*common, "<other>"))
+    if name == "ctc":
+        return Concept("ctc", tuple(ALPHABET))
+    if name == "boc":
+        return Concept("boc", ())
+    if name == "acoustic":
+        if not frames:
+            raise InputError("the acoustic concept needs per-position frames (energy, F0)")
+        allf = np.concatenate(list(frames))
+        energy = allf[:, 2][np.isfinite(allf[:, 2])]
+        f0 = allf[:, 3][np.isfinite(allf[:, 3])]
+        edges = tuple(float(x) for x in np.quantile(energy, [1 / 3, 2 / 3])) if energy.size else (0.0, 0.0)
+        classes = tuple(f"energy{e}-{p}" for e in range(3) for p in ("unvoiced", "low", "high"))
+        return Concept("acoustic", classes, (edges[0], edges[1]), float(np.median(f0)) if f0.size else 0.0)
+    raise InputError(f"unknown concept {name!r}; known: {', '.join(CONCEPTS)}")
+
+
+def random_eraser(width: int, rank: int, seed: int) -> Any:
+    """Build a ``LeaceEraser`` removing a random ``rank``-dimensional orthonormal subspace (the control)."""
+    import torch
+    from concept_erasure import LeaceEraser
+
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(width, max(rank, 1), generator=g))
+    q = q[:, :rank]
+    return LeaceEraser(proj_left=q, proj_right=q.T.contiguous(), bias=None)
+
+
+def eraser_rank(eraser: Any) -> int:
+    """Count the directions an eraser removes (non-zero columns of its left projection)."""
+    return int((eraser.proj_left.abs().sum(0) > 1e-6).sum())
+
+
+@dataclass(frozen=True)
+class ProbeCheck:
+    """Held-out decodability of one concept at one layer, before and after erasure (split by utterance)."""
+
+    concept: str
+    layer: int
+    metric: str
+    before: float
+    after: float
+    chance: float
+    rank: int
+    n_train: int
+    n_test: int
+
+
+def probe_score(concept: Any, xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray) -> float:
+    """Held-out accuracy of logistic regression (categorical) or R² of ridge regression (continuous).
+
+    Features are used as they are: standardising would blow the near-constant directions up (an erased
+    direction's rounding noise, a norm's dead dimensions) to unit variance; measured to ruin the probe here.
+    """
+    from casceq.errors import require
+
+    require("sklearn", "held-out erasure probes", package="scikit-learn", extra="mech")
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.metrics import r2_score
+
+    if concept.categorical:
+        if len(np.unique(ytr)) < 2:
+            return float(np.mean(yte == ytr[0]))
+        clf = LogisticRegression(max_iter=2000).fit(xtr, ytr)
+        return float(np.mean(clf.predict(xte) == yte))
+    return float(r2_score(yte, Ridge(alpha=1.0).fit(xtr, ytr).predict(xte)))
+
+
+def heldout_check(
+    concept: Any,
+    layer: int,
+    states: Sequence[np.ndarray],
+    clips: Sequence[Any],
+    frames: Sequence[Any],
+    *,
+    affine: bool = False,
+    seed: int = 0,
+) -> ProbeCheck:
+    """Split utterances 80/20, fit an eraser on the 80%, score probes before/after on the 20%."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(clips))
+    n_test = max(1, len(clips) // 5)
+    test, train = set(order[:n_test].tolist()), order[n_test:].tolist()
+    if not train:
+        raise InputError(f"held-out check needs at least 2 utterances, got {len(clips)}")
+
+    def rows(ids: Sequence[int], cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = np.concatenate([states[i] for i in ids])
+        z = np.concatenate([concept.targets(clips[i].transcript, len(states[i]), frames[i]) for i in ids])
+        y = (
+            np.concatenate([concept.labels(clips[i].transcript, len(states[i]), frames[i]) for i in ids])
+            if concept.categorical
+            else z
+        )
+        keep = rng.permutation(len(x))[:cap]
+        return x[keep], z[keep], y[keep]
+
+    xtr, ztr, ytr = rows(train, PROBE_MAX_ROWS)
+    xte, _, yte = rows(sorted(test), PROBE_MAX_ROWS)
+    from casceq.mech.erasure import apply_eraser, fit_eraser
+
+    eraser = fit_eraser([xtr], [ztr], affine=affine, n_utterances=len(train))
+
+    if concept.categorical:
+        values, counts = np.unique(ytr, return_counts=True)
+        chance = float(np.mean(yte == values[np.argmax(counts)]))
+    else:
+        chance = 0.0
+    before = probe_score(concept, xtr, ytr, xte, yte)
+    after = probe_score(concept, apply_eraser(eraser, xtr), ytr, apply_eraser(eraser, xte), yte)
+    metric = "accuracy" if concept.categorical else "r2"
+    return ProbeCheck(
+        concept.name, layer, metric, before, after, chance, eraser_rank(eraser), len(train), n_test
+    )
+
+
+@dataclass(frozen=True)
+class TaskAccuracy:
+    """Accuracy of the speech LLM on one task under one erasure condition."""
+
+    task: str
+    condition: str
+    n: int
+    accuracy: float
+    same_as_none: float
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    """Table 7 / Figure 6 data and completeness checks (JSON schema in the module docstring)."""
+
+    model: str
+    layers: tuple[int, ...]
+    positions: str
+    affine: bool
+    ctc_targets: str
+    n_fit_utterances: int
+    accuracy: tuple[TaskAccuracy, ...]
+    probes: tuple[ProbeCheck, ...]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (schema in the module docstring)."""
+        return {"kind": "erasure", "version": 1, **dataclasses.asdict(self)}
+
+    def markdown(self) -> str:
+        """Table 7 (accuracy per task and condition) and the held-out probe table."""
+        conds = list(dict.fromkeys(a.condition for a in self.accuracy))
+        tasks = list(dict.fromkeys(a.task for a in self.accuracy))
+        acc = {(a.task, a.condition): a.accuracy for a in self.accuracy}
+        lines = ["| task | " + " | ".join(conds) + " |", "|---|" + "---|" * len(conds)]
+        lines += [f"| {t} | " + " | ".join(f"{acc[(t, c)]:.3f}" for c in conds) + " |" for t in tasks]
+        lines += [
+            "",
+            "| concept | layer | metric | before | after | chance | rank |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {p.concept} | {p.layer} | {p.metric} | {p.before:.3f} | {p.after:.3f} | {p.chance:.3f} | {p.rank} |"
+            for p in self.probes
+        ]
+        return "\n".join(lines) + "\n"
+
+    def write(self, out: str | Path) -> Path:
+        """Write ``mech/erasure.json`` and ``mech/erasure.md`` under ``out``; returns the JSON path."""
+        path = Path(out) / ERASURE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        path.with_suffix(".md").write_text(self.markdown())
+        return path

@@ -1,0 +1,278 @@
+"""LEACE erasure through hooks: the concept is gone in-sample at every layer, the random control leaves it,
+hooks act on every pass during generation, removing them restores the model bit for bit."""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("concept_erasure")
+linear_model = pytest.importorskip("sklearn.linear_model")
+
+from casceq.errors import InputError  # noqa: E402
+from tests import tiny_models as tm  # noqa: E402
+
+SR = 16_000
+WORDS = ("hello", "goodbye", "maybe")
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
+
+    root = tmp_path_factory.mktemp("erase")
+    cfg = UltravoxNativeConfig(
+        encoder=str(tm.tiny_whisper(root / "w")),
+        backbone=str(tm.tiny_causal_lm(root / "lm")),
+        hidden_dim=64,
+        encoder_mode="unpadded",  # 9x faster than the 30 s window; the mode does not matter to erasure
+    )
+    b = UltravoxNativeBackend.create(cfg, seed=7)
+    with torch.no_grad():
+        b.projector.ln_post.weight.mul_(20.0)
+    return b
+
+
+def _sound(cls: int, seconds: float, seed: int) -> np.ndarray:
+    """Class-dependent audio (two tones and noise), so the first-word class is decodable from the states."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    if cls == 2:
+        x = 0.3 * rng.standard_normal(t.size)
+    else:
+        x = 0.5 * np.sin(2 * np.pi * (300.0 if cls == 0 else 2000.0) * t) + 0.02 * rng.standard_normal(t.size)
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[Any]:
+    from casceq.mech.erasure import FitClip
+
+    return [
+        FitClip(f"u{i}", _sound(i % 3, 1.6 + 0.1 * (i % 4), i), f"{WORDS[i % 3]} there {'abc'[i % 3]}x")
+        for i in range(18)
+    ]
+
+
+def _in_sample_accuracy(x: np.ndarray, y: np.ndarray) -> float:
+    return float(linear_model.LogisticRegression(max_iter=1000, C=10.0).fit(x, y).score(x, y))
+
+
+def _labelled(concept: Any, clips: list[Any], states: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    y = np.concatenate([concept.labels(c.transcript, len(s)) for c, s in zip(clips, states, strict=True)])
+    return np.concatenate(states), y
+
+
+@pytest.fixture(scope="module")
+def text_erasers(backend: Any, clips: list[Any]) -> tuple[Any, dict[int, Any], list[Any]]:
+    from casceq.mech.erasure import fit_erasers
+    from casceq.mech.erasure_concepts import define_concept
+
+    concept = define_concept("text", [c.transcript for c in clips])
+    erasers, checks = fit_erasers(backend, clips, concept, [0, 1, 2])
+    return concept, erasers, checks
+
+
+@pytest.mark.slow
+def test_sequential_leace_removes_the_concept_in_sample_at_every_layer(
+    backend: Any, clips: list[Any], text_erasers: tuple[Any, dict[int, Any], list[Any]]
+) -> None:
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.erasure import ErasureHooks, collect_layers
+    from casceq.mech.erasure_concepts import eraser_rank, random_eraser
+
+    concept, erasers, _ = text_erasers
+    layout = layout_of(backend)
+    layers = [0, 1, 2]
+    plain = collect_layers(backend, layout, clips, layers)
+    # All erasers act at once (earlier layers included), as during evaluation.
+    with ErasureHooks(backend, layout, erasers):
+        erased = collect_layers(backend, layout, clips, layers)
+    rand = {k: random_eraser(layout.width, eraser_rank(e), seed=k) for k, e in erasers.items()}
+    with ErasureHooks(backend, layout, rand):
+        control = collect_layers(backend, layout, clips, layers)
+    for layer in layers:
+        x, y = _labelled(concept, clips, plain[layer])
+        chance = np.bincount(y).max() / len(y)
+        assert _in_sample_accuracy(x, y) >= 0.9  # positive control: decodable before erasure
+        xe, ye = _labelled(concept, clips, erased[layer])
+        assert _in_sample_accuracy(xe, ye) <= chance + 0.05
+        xr, yr = _labelled(concept, clips, control[layer])
+        assert _in_sample_accuracy(xr, yr) >= 0.9  # a random subspace of the same rank leaves it decodable
+    assert all(eraser_rank(e) == len(concept.classes) - 1 or eraser_rank(e) <= 3 for e in erasers.values())
+
+
+@pytest.mark.slow
+def test_heldout_checks_report_before_after_and_chance(
+    text_erasers: tuple[Any, dict[int, Any], list[Any]],
+) -> None:
+    _, _, checks = text_erasers
+    assert [c.layer for c in checks] == [0, 1, 2]
+    for c in checks:
+        assert c.metric == "accuracy" and c.n_test == 3 and c.n_train == 15
+        assert c.after <= c.chance + 0.2
+    # Positive control where held-out decoding is sure to work: the audio embeddings themselves (layer 0).
+    # (Deeper layers of a random tiny LM need not generalise across utterances; in-sample is tested above.)
+    assert checks[0].before >= 0.8
+
+
+def _logits(backend: Any, wav: np.ndarray) -> Any:
+    return backend.forward_logits(backend.encode([wav], ["Sentiment?"]))
+
+
+def test_hooks_change_outputs_and_removing_them_restores_exactly(backend: Any, clips: list[Any]) -> None:
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.erasure import ErasureHooks
+    from casceq.mech.erasure_concepts import random_eraser
+
+    layout = layout_of(backend)
+    wav = clips[0].audio
+    before_logits = _logits(backend, wav)
+    before_text = backend.generate([wav], ["Sentiment?"], 6)
+    erasers = {0: random_eraser(layout.width, 8, 0), 2: random_eraser(layout.width, 8, 1)}
+    for positions in ("all", "audio"):
+        with ErasureHooks(backend, layout, erasers, positions):  # type: ignore[arg-type]
+            during = _logits(backend, wav)
+        assert not torch.equal(during, before_logits)  # positive control: the hooks act
+        assert "encode" not in backend.__dict__
+    assert torch.equal(_logits(backend, wav), before_logits)  # bitwise
+    assert backend.generate([wav], ["Sentiment?"], 6) == before_text
+
+
+def test_generation_erases_every_pass_prompt_and_new_tokens(backend: Any, clips: list[Any]) -> None:
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.erasure import ErasureHooks
+    from casceq.mech.erasure_concepts import random_eraser
+
+    layout = layout_of(backend)
+    eraser = random_eraser(layout.width, 8, 3)
+    raw: list[Any] = []
+    erased: list[Any] = []
+    target = layout.layers[0]  # layer index 1 = output of layers[0]
+    h1 = target.register_forward_hook(lambda _m, _a, out: raw.append(out.detach().clone()))
+    try:
+        with ErasureHooks(backend, layout, {1: eraser}):
+            h2 = target.register_forward_hook(lambda _m, _a, out: erased.append(out.detach().clone()))
+            try:
+                backend.generate([clips[0].audio], ["Sentiment?"], 4)
+            finally:
+                h2.remove()
+    finally:
+        h1.remove()
+    assert len(raw) == len(erased) >= 3 and raw[0].shape[1] > 1 and all(r.shape[1] == 1 for r in raw[1:])
+    for r, e in zip(raw, erased, strict=True):
+        torch.testing.assert_close(e, eraser(r))
+
+
+def test_tuple_layer_outputs_are_handled() -> None:
+    from casceq.mech.erasure import ErasureHooks
+    from casceq.mech.erasure_concepts import random_eraser
+
+    class TupleLayer(torch.nn.Module):
+        def forward(self, h: Any) -> tuple[Any, Any]:
+            return h * 2.0, "attn"
+
+    layers = torch.nn.ModuleList([TupleLayer()])
+    layout = types.SimpleNamespace(layers=layers, check_layers=lambda ls: tuple(sorted(ls)))
+    eraser = random_eraser(6, 2, 0)
+    x = torch.randn(1, 3, 6)
+    with ErasureHooks(types.SimpleNamespace(), layout, {0: eraser, 1: eraser}):
+        out, extra = layers[0](x)
+    torch.testing.assert_close(out, eraser(eraser(x) * 2.0))
+    assert extra == "attn"
+
+
+@pytest.mark.slow
+def test_run_erasure_end_to_end_json(backend: Any, clips: list[Any], tmp_path: Path) -> None:
+    from casceq.mech.erasure import answer_labels, run_erasure
+    from casceq.tasks import get_task
+    from casceq.types import Example
+
+    task = get_task("sst2")
+    examples = [Example(f"e{i}", "sst2", "x", ("positive", "negative")[i % 2]) for i in range(4)]
+    audios = [c.audio for c in clips[:4]]
+    with pytest.warns(UserWarning, match=r"want >= 320 positions"):
+        res = run_erasure(
+            backend,
+            clips[:12],
+            [(task, examples, audios)],
+            layers=[0, 2],
+            concepts=["text", "ctc", "boc", "random"],
+        )
+    conds = [a.condition for a in res.accuracy]
+    assert conds == ["none", "text", "ctc", "boc", "random"]
+    none = answer_labels(backend, task, examples, audios, "score")
+    assert res.accuracy[0].accuracy == np.mean(
+        [lab == ex.label for lab, ex in zip(none, examples, strict=True)]
+    )
+    assert res.accuracy[0].same_as_none == 1.0
+    assert {(p.concept, p.metric) for p in res.probes} == {
+        ("text", "accuracy"),
+        ("ctc", "accuracy"),
+        ("boc", "r2"),
+    }
+    path = res.write(tmp_path)
+    data = json.loads(path.read_text())
+    assert data["kind"] == "erasure" and data["layers"] == [0, 2] and data["affine"] is False
+    assert "| task | none | text |" in (tmp_path / "mech" / "erasure.md").read_text()
+
+
+def test_bad_input(backend: Any, clips: list[Any]) -> None:
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.erasure import collect_states, fit_erasers
+    from casceq.mech.erasure_concepts import define_concept
+
+    concept = define_concept("text", [c.transcript for c in clips])
+    with pytest.raises(InputError, match=r"valid indices are 0\.\.2"):
+        fit_erasers(backend, clips[:3], concept, [0, 7])
+    with pytest.raises(InputError, match="unknown concept"):
+        define_concept("colour", [])
+    layer = backend.describe().layers[0]
+    handle = layer.register_forward_hook(lambda _m, _a, out: out * float("nan"))
+    try:
+        with pytest.raises(InputError, match="utterance 'u0'"):
+            collect_states(backend, layout_of(backend), clips[:2], 1)
+    finally:
+        handle.remove()
+
+
+@pytest.mark.slow
+def test_cli_erase_writes_json(backend: Any, clips: list[Any], tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from casceq.cli import main
+
+    ckpt = backend.save(tmp_path / "ckpt")
+    lines = []
+    for i, clip in enumerate(clips[:6]):
+        sf.write(tmp_path / f"{clip.id}.wav", clip.audio, SR)
+        label = ("positive", "negative")[i % 2]
+        lines.append(
+            json.dumps({"id": clip.id, "audio": f"{clip.id}.wav", "text": clip.transcript, "label": label})
+        )
+    (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n")
+    args = [
+        "erase",
+        "--model",
+        f"ultravox-native:{ckpt}",
+        "--task",
+        "sst2",
+        "--items",
+        str(tmp_path / "items.jsonl"),
+    ]
+    with pytest.warns(UserWarning, match="LEACE fitted on"):
+        code = main(
+            [*args, "--out", str(tmp_path / "out"), "--layers", "1", "2", "--concepts", "text", "random"]
+        )
+    assert code == 0
+    data = json.loads((tmp_path / "out" / "mech" / "erasure.json").read_text())
+    assert [a["condition"] for a in data["accuracy"]] == ["none", "text", "random"]
+    assert data["n_fit_utterances"] == 6 and data["extra"]["commit"]
+    assert main([*args, "--out", str(tmp_path / "o2"), "--layers", "9"]) == 2  # out of range: clear error
