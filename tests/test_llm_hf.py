@@ -103,7 +103,10 @@ def _naive(llm: HFCausalLM, prompt: str, option: str) -> float:
 
 
 def test_format_follows_chat_template(tiny: Path) -> None:
+    from casceq.systems.base import LLMBackend
+
     llm = HFCausalLM(str(tiny))
+    assert isinstance(llm, LLMBackend)
     assert llm.format.chat == (tiny.name.startswith("llama"))
     assert llm.fast_unembed
 
@@ -203,7 +206,7 @@ def test_shared_prefix_cache_equals_naive(tmp_path: Path, window: int | None) ->
     shared = HFCausalLM(str(folder), batch_size=2)
     plain = HFCausalLM(str(folder), batch_size=2, share_prefix=False)
     rows = [shared._encode(shared.context(p, SHOTS)) for p in PROMPTS]
-    assert shared._shared_prefix(rows, [1] * len(rows)) >= 16  # the cached path is really taken
+    assert shared._prefix_groups(rows, [1] * len(rows))[-1][1] >= 16  # the cached path is really taken
     a = shared.score_options(PROMPTS, [MULTI] * len(PROMPTS), shots=SHOTS)
     b = plain.score_options(PROMPTS, [MULTI] * len(PROMPTS), shots=SHOTS)
     np.testing.assert_allclose(a, b, atol=1e-4)
@@ -221,7 +224,16 @@ def _naive_shots(llm: HFCausalLM, prompt: str, option: str, shots: list[tuple[st
     return float(sum(lp[t - 1, whole[t]] for t in range(len(ctx_ids), len(whole))))
 
 
-def test_sliding_window_longer_than_prompt_disables_sharing(tmp_path: Path) -> None:
-    llm = HFCausalLM(str(_build("gemma", tmp_path, window=8)))
+def test_rows_longer_than_the_sliding_window_skip_the_shared_prefix(tmp_path: Path) -> None:
+    llm = HFCausalLM(str(_build("gemma", tmp_path, window=70)), batch_size=2)
     rows = [llm._encode(llm.context(p, SHOTS)) for p in PROMPTS]
-    assert llm._shared_prefix(rows, [1] * len(rows)) == 0
+    groups = llm._prefix_groups(rows, [1] * len(rows))
+    long = [i for i, r in enumerate(rows) if len(r) > 70]
+    assert long and len(long) < len(rows)  # positive control: both kinds of row are present
+    assert groups[0] == (long, 0) and groups[1][1] >= 16
+    opts = [MULTI] * len(PROMPTS)
+    a = llm.score_options(PROMPTS, opts, shots=SHOTS)
+    llm.share_prefix = False
+    np.testing.assert_allclose(a, llm.score_options(PROMPTS, opts, shots=SHOTS), atol=1e-4)
+    ref = [[_naive_shots(llm, p, o, SHOTS) for o in MULTI] for p in PROMPTS]
+    np.testing.assert_allclose(a, ref, atol=1e-4)

@@ -178,5 +178,7 @@ def test_retry_after_parsing() -> None:
 def test_make_llm_openai_spec(serve: Any) -> None:
     url = serve(Script([(200, {}, _answer("World"))]))
     llm = make_llm(f"openai:org/Some-Model@{url}", sleep=lambda s: None)
-    assert isinstance(llm, OpenAIChatLLM) and llm.backbone == "some-model"
+    from casceq.systems.base import LLMBackend
+
+    assert isinstance(llm, OpenAIChatLLM) and isinstance(llm, LLMBackend) and llm.backbone == "some-model"
     assert llm.generate(["topic?"], 3) == ["World"]

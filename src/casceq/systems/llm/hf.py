@@ -157,19 +157,26 @@ class HFCausalLM:
                 logits = self.model(**kw, logits_to_keep=n_last).logits[:, -n_last:]
         return torch.log_softmax(logits.float(), dim=-1)
 
-    def _shared_prefix(self, rows: Sequence[Sequence[int]], need: Sequence[int]) -> int:
-        """Length of the token prefix worth computing once for all rows (0: none).
+    def _prefix_groups(
+        self, rows: Sequence[Sequence[int]], need: Sequence[int]
+    ) -> list[tuple[list[int], int]]:
+        """Split rows into groups, each with the length of a token prefix computed once for it (0: none).
 
-        A sliding-window model (Gemma 3) only gets one when the longest row fits its window, where a cache is
-        not cropped.
+        With a cached prefix the padding sits between prefix and row, which would stretch a sliding window
+        (Gemma 3: 512): rows longer than the window therefore go in a group without a shared prefix, where
+        left padding shifts every index alike and the window is exact.
         """
+        everything = list(range(len(rows)))
         if not self.share_prefix or len(rows) < 2:
-            return 0
-        window = getattr(self.model.config, "sliding_window", None)
-        if window and max(len(r) for r in rows) > window:
-            return 0
-        n = common_prefix_len(rows, need)
-        return n if n >= MIN_SHARED_PREFIX else 0
+            return [(everything, 0)]
+        window = getattr(self.model.config, "sliding_window", None) or float("inf")
+        short = [i for i in everything if len(rows[i]) <= window]
+        long = [i for i in everything if len(rows[i]) > window]
+        groups = [(long, 0)] if long else []
+        if short:
+            n = common_prefix_len([rows[i] for i in short], [need[i] for i in short])
+            groups.append((short, n if n >= MIN_SHARED_PREFIX and len(short) > 1 else 0))
+        return groups
 
     def _check_unembedding(self) -> bool:
         """Whether hidden states -> output embedding (-> soft-cap) reproduces the model's own logits."""
@@ -229,21 +236,22 @@ class HFCausalLM:
                 need[r] = max(need[r], len(tail))
                 wants.append((i, c, r, tail))
         rows = list(row_index)
-        past = self._shared_prefix(rows, need)
-        prefix = self._prefix(rows[0][:past]) if past else None
         by_row: list[list[tuple[int, int, list[int]]]] = [[] for _ in rows]
         for i, c, r, tail in wants:
             by_row[r].append((i, c, tail))
         out = np.zeros((len(prompts), width), dtype=np.float64)
-        for idx in self._length_sorted(len(rows), [len(r) for r in rows]):
-            n_last = max(need[r] for r in idx)
-            lp = self._last_logprobs([rows[r][past:] for r in idx], n_last, prefix=prefix, past=past)
-            # Read the scalars now: keeping [n_last, V] slices alive would hold V floats per row (262k for Gemma).
-            for j, r in enumerate(idx):
-                for i, c, tail in by_row[r]:
-                    # A right-aligned continuation of k tokens: position n_last - k + t predicts its token t.
-                    pos = torch.arange(n_last - len(tail), n_last)
-                    out[i, c] = float(lp[j, pos, torch.tensor(tail)].sum())
+        for members, past in self._prefix_groups(rows, need):
+            prefix = self._prefix(rows[members[0]][:past]) if past else None
+            for batch in self._length_sorted(len(members), [len(rows[m]) for m in members]):
+                idx = [members[b] for b in batch]
+                n_last = max(need[r] for r in idx)
+                lp = self._last_logprobs([rows[r][past:] for r in idx], n_last, prefix=prefix, past=past)
+                # Read scalars now: keeping [n_last, V] slices would hold V floats per row (262k for Gemma).
+                for j, r in enumerate(idx):
+                    for i, c, tail in by_row[r]:
+                        # A right-aligned continuation of k tokens: position n_last - k + t predicts token t.
+                        pos = torch.arange(n_last - len(tail), n_last)
+                        out[i, c] = float(lp[j, pos, torch.tensor(tail)].sum())
         return out
 
     def generate(
