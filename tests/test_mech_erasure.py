@@ -276,3 +276,36 @@ def test_cli_erase_writes_json(backend: Any, clips: list[Any], tmp_path: Path) -
     assert [a["condition"] for a in data["accuracy"]] == ["none", "text", "random"]
     assert data["n_fit_utterances"] == 6 and data["extra"]["commit"]
     assert main([*args, "--out", str(tmp_path / "o2"), "--layers", "9"]) == 2  # out of range: clear error
+
+
+def test_concept_targets_known_values() -> None:
+    from casceq.mech.erasure_concepts import define_concept
+    from casceq.mech.probes import ALPHABET
+
+    ctc = define_concept("ctc", [])
+    assert "".join(ALPHABET[i] for i in ctc.labels("Ab c", 8)) == "AAbb  cc".lower()  # uniform alignment
+    boc = define_concept("boc", []).targets("aab", 3)
+    assert boc.shape == (3, len(ALPHABET)) and np.allclose(boc.sum(1), 1.0)
+    assert boc[0, ALPHABET.index("a")] == pytest.approx(2 / 3)
+    text = define_concept("text", ["Hi there", "hi you", "Bye now", "so what"])
+    assert text.classes[:1] == ("hi",) and text.classes[-1] == "<other>"
+    assert text.labels("HI!", 2).tolist() == [0, 0]
+    assert text.labels("zebra", 1).tolist() == [len(text.classes) - 1]  # unseen first word: <other>
+    # frames columns: start, end, energy_db, f0_hz (NaN unvoiced), voiced_fraction
+    frames = np.array(
+        [
+            [0, 0, e, f, 1]
+            for e, f in [(-60, np.nan), (-40, 100.0), (-20, 300.0), (-50, 300.0), (-10, np.nan), (-30, 90.0)]
+        ],
+        dtype=np.float32,
+    )
+    acoustic = define_concept("acoustic", [], [frames])
+    assert acoustic.f0_median == pytest.approx(200.0)  # median of the voiced 100, 300, 300, 90
+    labels = acoustic.labels("", 6, frames)
+    energy_bin, pitch = labels // 3, labels % 3
+    assert pitch.tolist() == [0, 1, 2, 2, 0, 1]  # unvoiced, <= median, > median
+    assert energy_bin.tolist() == [0, 1, 2, 0, 2, 1]  # tertiles of the six energies
+    z = acoustic.targets("", 6, frames)
+    assert z.shape == (6, 9) and (z.sum(1) == 1).all()
+    with pytest.raises(InputError, match="needs per-position frames"):
+        define_concept("acoustic", [])
