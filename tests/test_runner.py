@@ -140,6 +140,8 @@ def test_a_system_that_fails_to_load_is_named_and_others_finish(tmp_path, llm_di
     cfg = load_config(_config(tmp_path, llm_dir, n=2, conditions=("clean",), extra=extra))
     summary = run_experiment(cfg, tmp_path / "run", show_progress=False)
     assert set(summary.failed) == {"Broken"}
+    (failure,) = [json.loads(line) for line in (tmp_path / "run" / "failures.jsonl").read_text().splitlines()]
+    assert failure["system"] == "Broken" and "nonexistent" in failure["error"]
     rows = _rows(tmp_path / "run")
     assert {p.system for p in rows} == {"Cascade", "Text"} and len(rows) == 4
 

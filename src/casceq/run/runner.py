@@ -359,7 +359,18 @@ def run_experiment(
     if sum(summary.written.values()) or not outputs_current(out):
         write_outputs(ctx, summary)
     summary.seconds = time.perf_counter() - t0
+    _record_failures(out, summary)
     return summary
+
+
+def _record_failures(out: Path, summary: RunSummary) -> None:
+    """Append this start's failures to ``failures.jsonl`` (what failed, when); a later start retries them."""
+    if not summary.failed:
+        return
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with open(out / "failures.jsonl", "a", encoding="utf-8") as fh:
+        for system, error in summary.failed.items():
+            fh.write(json.dumps({"time": stamp, "system": system, "error": error}) + "\n")
 
 
 def _tally(summary: RunSummary, unit: Unit, written: int, skipped: int, err: str | None) -> None:
