@@ -1,0 +1,148 @@
+"""The typed configuration of ``casceq train speech-llm`` and its TOML reader.
+
+Every field has the default of the shipped model (``docs/speech_llm_training.md``), so an empty TOML file
+reproduces it. Unknown keys are refused with the file named, never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from casceq.errors import InputError
+
+ASR_INSTRUCTION = "Repeat exactly the words that are spoken."
+"""The instruction of the auxiliary transcription target (the student continues it with the text)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train and how.
+
+    Attributes:
+        encoder: Whisper model (bundled name ``"base"``, CTranslate2 or transformers folder, hub id); frozen.
+        backbone: Causal LM (bundled name, folder, ``.gguf`` or hub id); frozen, also the teacher.
+        backbone_name: Backbone id written into the checkpoint (matches the cascade on the same LLM).
+        encoder_mode: ``"padded"`` or ``"unpadded"`` encoder input (stored; inference uses the same).
+        stack_factor: Encoder frames per audio embedding.
+        hidden_dim: Projector MLP width.
+        n_ag_news: AG News texts to speak (outside every evaluation subset, see ``casceq.train.data``).
+        n_meld: MELD *train* utterances to speak (at least ``min_words`` words).
+        min_words: Shortest MELD utterance used.
+        voices: Voice -> share of the clips (each text is spoken once, by one voice).
+        babble_fraction: Share of clips mixed with recorded babble.
+        snr_range: Babble SNRs (dB) drawn uniformly from this range.
+        tasks: Classification instructions distilled from the teacher (evaluation task names).
+        teacher_few_shot: Shots of the teacher's prompt per task (the matched cascade's settings).
+        asr_weight: Share of rows trained on the transcription target instead of a task instruction.
+        asr_only_steps: First steps trained on the transcription target only (aligns the projector before
+            distillation, as Ultravox-style training benefits from; the teacher is not needed before them).
+        max_text_tokens: Transcript tokens used in the transcription target.
+        kl_weight: Weight of the KL(teacher || student) term.
+        ce_weight: Weight of the transcription cross-entropy term.
+        steps: Optimiser steps.
+        batch_size: Rows per step.
+        lr: Peak learning rate (AdamW), after ``warmup`` linear steps, cosine down to 10%.
+        warmup: Warm-up steps.
+        weight_decay: AdamW weight decay.
+        checkpoint_every: Steps between resumable checkpoints.
+        max_minutes: Stop (with a checkpoint) after this much training wall time; 0 = no limit.
+        threads: torch threads.
+        bf16: Use bfloat16 autocast for the backbone forward/backward.
+        seed: Seeds the projector initialisation, the text choice, voices, babble and the batches.
+        eval_seeds: Evaluation seeds whose subsets are excluded from the training text.
+        eval_n: Largest evaluation subset size excluded per seed.
+    """
+
+    encoder: str = "base"
+    backbone: str = "gemma-3-270m"
+    backbone_name: str | None = None
+    encoder_mode: str = "unpadded"
+    stack_factor: int = 8
+    hidden_dim: int = 1024
+    n_ag_news: int = 700
+    n_meld: int = 700
+    min_words: int = 4
+    voices: dict[str, float] = field(
+        default_factory=lambda: {
+            "hibari-heart": 0.3,
+            "festival-slt-hts": 0.15,
+            "flite-rms": 0.15,
+            "flite-awb": 0.15,
+            "flite-slt": 0.1,
+            "espeak-gb-f4": 0.15,
+        }
+    )
+    babble_fraction: float = 0.3
+    snr_range: tuple[float, float] = (0.0, 20.0)
+    tasks: tuple[str, ...] = ("sst2", "ag_news")
+    teacher_few_shot: int = 4
+    asr_weight: float = 0.4
+    asr_only_steps: int = 400
+    max_text_tokens: int = 40
+    kl_weight: float = 1.0
+    ce_weight: float = 1.0
+    steps: int = 1500
+    batch_size: int = 8
+    lr: float = 1e-3
+    warmup: int = 50
+    weight_decay: float = 0.0
+    checkpoint_every: int = 100
+    max_minutes: float = 0.0
+    threads: int = 2
+    bf16: bool = True
+    seed: int = 0
+    eval_seeds: tuple[int, ...] = (0, 1, 2)
+    eval_n: int = 200
+
+    def __post_init__(self) -> None:
+        if self.encoder_mode not in ("padded", "unpadded"):
+            raise InputError(f"encoder_mode must be 'padded' or 'unpadded', not {self.encoder_mode!r}")
+        if not self.voices or any(w <= 0 for w in self.voices.values()):
+            raise InputError("voices must map at least one voice to a positive share")
+        if not 0.0 <= self.babble_fraction <= 1.0 or not 0.0 <= self.asr_weight <= 1.0:
+            raise InputError("babble_fraction and asr_weight must lie in [0, 1]")
+        if self.snr_range[0] > self.snr_range[1]:
+            raise InputError(f"snr_range {self.snr_range} is not (low, high)")
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise InputError("steps, batch_size and checkpoint_every must be >= 1")
+        if self.asr_weight < 1.0 and not self.tasks:
+            raise InputError("no classification tasks given but asr_weight < 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None) -> TrainConfig:
+    """Read a TOML file of ``TrainConfig`` fields (top level); None gives the defaults.
+
+    Raises:
+        InputError: Unreadable TOML (line named), unknown keys, or invalid values.
+    """
+    if path is None:
+        return TrainConfig()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise InputError("config file not found", path=str(p)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"invalid TOML: {exc}", path=str(p)) from exc
+    return config_from_dict(data, where=str(p))
+
+
+def config_from_dict(data: dict[str, Any], where: str = "<config>") -> TrainConfig:
+    """Build a ``TrainConfig`` from a dict (tuples from lists), refusing unknown keys."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(f"unknown keys {unknown}; known: {sorted(known)}", path=where)
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    try:
+        return TrainConfig(**fixed)
+    except TypeError as exc:
+        raise InputError(str(exc), path=where) from exc

@@ -1,0 +1,126 @@
+"""``casceq train speech-llm`` end to end: data, teacher, training, export, each stage cached in ``out``.
+
+Stages (each resumable; timings are written to ``out/timings.json``):
+
+1. ``speech``: synthesise the training texts (``casceq.train.data``), one voice each.
+2. ``frames``: babble-mix and run the frozen encoder once per clip (``out/frames``, ``out/clips.json``).
+3. ``teacher``: the text backbone's calibrated label distributions (``out/teacher.npz``).
+4. ``train``: the projector (``out/checkpoint``, ``out/log.jsonl``).
+5. ``export``: the checkpoint the toolkit loads (``out/model``: fp16 projector, config, fingerprints).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from casceq.train.config import TrainConfig
+
+
+def _cpu_seconds() -> float:
+    import os
+
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def make_backend(cfg: TrainConfig) -> Any:
+    """Load the frozen encoder and backbone named by ``cfg`` with a fresh projector seeded by ``cfg.seed``."""
+    from casceq.systems.asr.hf_whisper import resolve_hf_whisper
+    from casceq.systems.llm.bundled import resolve_llm
+    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
+
+    folder, backbone = resolve_llm(cfg.backbone)
+    ucfg = UltravoxNativeConfig(
+        encoder=resolve_hf_whisper(cfg.encoder),
+        backbone=folder,
+        backbone_name=cfg.backbone_name or backbone,
+        encoder_mode=cfg.encoder_mode,  # type: ignore[arg-type]
+        stack_factor=cfg.stack_factor,
+        hidden_dim=cfg.hidden_dim,
+    )
+    return UltravoxNativeBackend.create(ucfg, seed=cfg.seed)
+
+
+def export(backend: Any, folder: Path, cfg: TrainConfig, meta: dict[str, Any]) -> Path:
+    """Save the trained projector in float16 with its config, fingerprints and training record."""
+    from safetensors.torch import load_file, save_file
+
+    from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, WEIGHTS_FILE
+
+    backend.save(folder)
+    weights = folder / WEIGHTS_FILE
+    save_file({k: v.half().contiguous() for k, v in load_file(str(weights)).items()}, str(weights))
+    record = json.loads((folder / CONFIG_FILE).read_text())
+    record["training"] = {"config": cfg.to_dict(), **meta}
+    (folder / CONFIG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def train_speech_llm(
+    cfg: TrainConfig, out: Path, *, resume: bool = False, progress: Callable[[str], None] = print
+) -> Path:
+    """Run every stage into ``out`` and return the exported model folder (``out/model``)."""
+    import numpy as np
+    import torch
+
+    from casceq.train import data
+    from casceq.train.distill import teacher_targets
+    from casceq.train.loop import read_log, run_steps
+
+    torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    timings_path = out / "timings.json"
+    timings: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+
+    cpu_mark = [_cpu_seconds()]
+
+    def timed(name: str, t0: float) -> None:
+        # Wall and CPU seconds (children included: TTS engines run as programs). On a shared machine the CPU
+        # seconds are what extrapolates to an idle one.
+        cpu = _cpu_seconds()
+        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 1)
+        timings[f"{name}_cpu"] = round(timings.get(f"{name}_cpu", 0.0) + cpu - cpu_mark[0], 1)
+        cpu_mark[0] = cpu
+        timings_path.write_text(json.dumps(timings, indent=2) + "\n")
+
+    t0 = time.perf_counter()
+    spoken = data.synthesize(cfg, out, progress)
+    timed("speech", t0)
+    t0 = time.perf_counter()
+    backend = make_backend(cfg)
+    timed("load", t0)
+    t0 = time.perf_counter()
+    clips = data.encode_clips(cfg, out, spoken, backend.encoder, backend.feature_extractor, progress)
+    timed("frames", t0)
+    texts_order = {f"{ex.task}/{ex.id}": i for i, ex in enumerate(data.training_texts(cfg))}
+    all_texts = [ex.text for ex in data.training_texts(cfg)]
+    t0 = time.perf_counter()
+    if cfg.tasks:
+        from casceq.systems.llm import make_llm
+
+        llm = make_llm(cfg.backbone, few_shot={t: cfg.teacher_few_shot for t in cfg.tasks})
+        by_text = teacher_targets(cfg, all_texts, llm, out, progress)
+        del llm
+    else:
+        by_text = {}
+    timed("teacher", t0)
+    rows = [texts_order[c.id] for c in clips]
+    teacher = {k: v[rows] for k, v in by_text.items()}
+    frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
+    t0 = time.perf_counter()
+    result = run_steps(backend, frames, [c.text for c in clips], teacher, cfg, out, resume=resume, progress=progress)
+    timed("train", t0)
+    log = read_log(out)
+    meta = {
+        "steps": result.step,
+        "clips": len(clips),
+        "stopped_early": result.stopped_early,
+        "timings_s": timings,
+        "final_loss_mean_last_50": float(np.mean([r["loss"] for r in log[-50:]])) if log else None,
+    }
+    return export(backend, out / "model", cfg, meta)
