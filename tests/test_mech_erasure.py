@@ -309,3 +309,36 @@ def test_concept_targets_known_values() -> None:
     assert z.shape == (6, 9) and (z.sum(1) == 1).all()
     with pytest.raises(InputError, match="needs per-position frames"):
         define_concept("acoustic", [])
+
+
+@pytest.mark.slow
+def test_acoustic_concept_end_to_end(backend: Any, clips: list[Any]) -> None:
+    """Energy/pitch classes from the clips' own frames (needs the pitch tracker, an optional GPL extra)."""
+    pytest.importorskip("parselmouth")
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.erasure import clip_frames, run_erasure
+    from casceq.tasks import get_task
+    from casceq.types import Example
+
+    frames = clip_frames(layout_of(backend), clips[:6])
+    assert [len(f) for f in frames] == [len(a) for a in _positions(backend, clips[:6])]
+    task = get_task("sst2")
+    examples = [Example("e0", "sst2", "x", "positive"), Example("e1", "sst2", "x", "negative")]
+    with pytest.warns(UserWarning, match="LEACE fitted on"):
+        res = run_erasure(
+            backend,
+            clips[:6],
+            [(task, examples, [c.audio for c in clips[:2]])],
+            layers=[1],
+            concepts=["acoustic"],
+        )
+    assert [a.condition for a in res.accuracy] == ["none", "acoustic"]
+    (check,) = res.probes
+    assert check.concept == "acoustic" and check.metric == "accuracy" and 0 <= check.after <= 1
+
+
+def _positions(backend: Any, clips: list[Any]) -> list[Any]:
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.erasure import collect_states
+
+    return collect_states(backend, layout_of(backend), clips, 0)
