@@ -244,3 +244,22 @@ def test_speech_llm_capture_keeps_only_the_clip_positions(tmp_path: Path) -> Non
     pos = (enc.input_ids[0] == backend.audio_token_id).nonzero()[:13, 0]
     block = next(CaptureReader(tmp_path / "c").iter_layer(0))
     np.testing.assert_allclose(block.states[block.rows(recs[0])], hs[0][0, pos].numpy(), atol=1e-5)
+
+
+def test_layers_above_the_deepest_requested_one_do_not_run(whisper: Any) -> None:
+    from casceq.mech.capture import run_clip
+
+    model, fe, _ = whisper
+    lay = layout_of(model)
+    wav = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
+    ran: list[int] = []
+    handle = lay.layers[0].register_forward_hook(lambda *_: ran.append(1))
+    try:
+        only0 = run_clip(model, lay, wav, [0], feature_extractor=fe)
+        assert ran == []  # stopped before layer 0 ran
+        both = run_clip(model, lay, wav, [1, 0], feature_extractor=fe)
+        assert ran == [1]
+    finally:
+        handle.remove()
+    assert only0.shape == (1, 50, 32) and both.shape == (2, 50, 32)
+    np.testing.assert_array_equal(only0[0], both[1])  # returned in the requested order

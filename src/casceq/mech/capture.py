@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -47,18 +48,27 @@ class Utterance:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class StopForward(Exception):
+    """Raised by a ``LayerTap(stop=True)`` once the deepest requested layer is recorded."""
+
+
 class LayerTap:
     """Context manager recording states [B, L, D] at layer indices ``0..n_layers`` during forward passes.
 
     Index 0 is the input of ``layers[0]`` (a forward pre-hook); index ``l > 0`` the output of ``layers[l-1]``.
     ``states[l]`` holds the last call's tensor (detached); ``calls[l]`` every call's when ``keep_all`` (during
-    ``generate`` a layer fires once on the prompt, then once per new token).
+    ``generate`` a layer fires once on the prompt, then once per new token). With ``stop=True`` the deepest
+    requested layer raises :class:`StopForward` after recording, so the layers above it (and the unembedding)
+    never run; the caller catches it (``run_clip`` does).
     """
 
-    def __init__(self, layout: ModelLayout, layers: Sequence[int], *, keep_all: bool = False) -> None:
+    def __init__(
+        self, layout: ModelLayout, layers: Sequence[int], *, keep_all: bool = False, stop: bool = False
+    ) -> None:
         self.layout = layout
         self.layers = layout.check_layers(layers)
         self.keep_all = keep_all
+        self.stop = stop
         self.states: dict[int, Any] = {}
         self.calls: dict[int, list[Any]] = {i: [] for i in self.layers}
         self._handles: list[Any] = []
@@ -68,6 +78,8 @@ class LayerTap:
         self.states[index] = t
         if self.keep_all:
             self.calls[index].append(t)
+        if self.stop and index == self.layers[-1]:
+            raise StopForward
 
     def __enter__(self) -> LayerTap:
         for index in self.layers:
@@ -130,15 +142,18 @@ def run_clip(
 
     assert layout.seconds_per_position is not None
     keep = n_positions_for(len(audio) / SAMPLE_RATE, layout.seconds_per_position)
-    with LayerTap(layout, layers) as tap, torch.inference_mode():
+    # stop=True: layers above the deepest requested one never run (layer 0 alone costs one embedding pass).
+    with LayerTap(layout, layers, stop=True) as tap, torch.inference_mode():
         if layout.kind == "encoder":
             fe = feature_extractor or whisper_feature_extractor(layout)
             feats = fe(audio, sampling_rate=SAMPLE_RATE, padding="max_length", return_tensors="pt")
-            layout.model(feats["input_features"].to(layout.model.device, layout.model.dtype))
+            with contextlib.suppress(StopForward):
+                layout.model(feats["input_features"].to(layout.model.device, layout.model.dtype))
             rows = [tap.states[i][0, :keep] for i in tap.layers]
         else:
             batch = obj.encode([audio], [prompt])
-            obj.forward_logits(batch, last=1)  # the unembedding runs on the last position only
+            with contextlib.suppress(StopForward):
+                obj.forward_logits(batch, last=1)  # the unembedding runs on the last position only
             mask = (batch.input_ids[0] == obj.audio_token_id).to(tap.states[tap.layers[0]].device)
             rows = [tap.states[i][0, mask][:keep] for i in tap.layers]
     by_index = dict(zip(tap.layers, rows, strict=True))
