@@ -127,3 +127,25 @@ def test_fit_calibrator_methods() -> None:
     assert fit_calibrator(llm, task, "none").n == 0
     with pytest.raises(ValueError, match="held-out"):
         fit_calibrator(llm, task, "heldout")
+
+
+def test_heldout_examples_avoid_evaluated_items_and_shots() -> None:
+    from casceq.paths import datasets_dir
+    from casceq.systems.llm.calibration import heldout_examples
+    from casceq.systems.llm.prompting import few_shot_examples
+    from casceq.tasks import load_examples
+
+    if datasets_dir() is None:
+        pytest.skip("../shared/datasets not found")
+    task = get_task("sst2")
+    evaluated = load_examples("sst2", n=200, seed=1)
+    ids = {ex.id for ex in evaluated}
+    shots = few_shot_examples(task, ids, 4, seed=1)
+    held = heldout_examples(task, ids, 50, seed=1, shots=shots)
+    assert len(held) == 50
+    assert not ids & {ex.id for ex in held}
+    assert not {p for p, _ in shots} & {task.prompt(ex.text, ex) for ex in held}
+    # Positive control: without the shots argument the shots (end of the same ranking) would be included.
+    assert {p for p, _ in shots} & {
+        task.prompt(ex.text, ex) for ex in heldout_examples(task, ids, 50, seed=1)
+    }
