@@ -54,6 +54,8 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
     """Compose a system of the spec's kind with lazily built back ends."""
     mode: Any = spec.answer_mode or cfg.answer_mode
     settings = dict(spec.settings)
+    if "few_shot" in settings:  # shots come from the far end of the run's own seeded ranking: never its items
+        settings.setdefault("few_shot_seed", cfg.seed)
     asr = llm = speech = None
     if spec.kind in ("cascade", "text"):
         assert spec.llm is not None

