@@ -1,0 +1,1 @@
+"""Sub-command modules: each imports only the standard library at module level."""
