@@ -18,7 +18,10 @@ def datasets_dir() -> Path | None:
     env = os.environ.get("CASCEQ_DATASETS")
     if env:
         return Path(env)
-    candidates = [PACKAGE_DIR.parents[2] / ".." / "shared" / "datasets", Path.cwd() / ".." / "shared" / "datasets"]
+    candidates = [
+        PACKAGE_DIR.parents[2] / ".." / "shared" / "datasets",
+        Path.cwd() / ".." / "shared" / "datasets",
+    ]
     for c in candidates:
         if c.is_dir():
             return c.resolve()

@@ -48,7 +48,7 @@ def answer_batch(
     if mode == "score" and not task.open_answer:
         scores = np.asarray(score([options_for(task, ex) for ex in examples]), dtype=np.float64)
         adjusted = scores - offsets[None, :] if offsets is not None else scores
-        out = []
+        out: list[tuple[str, str, dict[str, float] | None]] = []
         for ex_scores, row in zip(scores, adjusted, strict=True):
             label = task.labels[int(np.argmax(row))]
             out.append((label, label, {lab: float(s) for lab, s in zip(task.labels, ex_scores, strict=True)}))

@@ -80,7 +80,9 @@ class SpeechLLMBackend(Protocol):
         """Like ``LLMBackend.score_options`` with each prompt's input given as audio. Returns [N, C]."""
         ...
 
-    def generate(self, audios: Sequence[np.ndarray], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+    def generate(
+        self, audios: Sequence[np.ndarray], prompts: Sequence[str], max_new_tokens: int
+    ) -> list[str]:
         """Greedy answers from audio plus instruction."""
         ...
 
