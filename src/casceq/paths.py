@@ -19,7 +19,7 @@ def datasets_dir() -> Path | None:
     if env:
         return Path(env)
     candidates = [
-        PACKAGE_DIR.parents[2] / ".." / "shared" / "datasets",
+        PACKAGE_DIR.parents[1] / ".." / "shared" / "datasets",  # src/casceq -> checkout -> ../shared
         Path.cwd() / ".." / "shared" / "datasets",
     ]
     for c in candidates:
