@@ -42,3 +42,19 @@ def test_tasks_json_schema():
     assert {"ag_news", "sst2", "csqa", "triviaqa", "meld", "mustard", "ravdess"} <= names
     for t in data["tasks"]:
         assert set(t) == {"name", "labels", "text_sufficient", "open_answer"}
+
+
+def test_datasets_are_found_from_any_working_directory(tmp_path):
+    from casceq.paths import datasets_dir
+
+    here = datasets_dir()
+    if here is None:
+        import pytest
+
+        pytest.skip("../shared/datasets not found")
+    code = "from casceq.paths import datasets_dir; print(datasets_dir())"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "CASCEQ_DATASETS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env
+    ).stdout
+    assert out.strip() == str(here)
