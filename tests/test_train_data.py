@@ -34,7 +34,9 @@ def _evaluation_items(seeds: range, sizes: tuple[int, ...]) -> tuple[set[tuple[s
                 ids |= {(ex.task, ex.id) for ex in [*items, *held]}
                 texts |= {ex.text.strip() for ex in [*items, *held]}
             shots = few_shot_examples(get_task(task), k=4, seed=seed)
-            body = [prompt.split("\n\n", 1)[1].split(": ", 1)[1].removesuffix("\nAnswer:") for prompt, _ in shots]
+            body = [
+                prompt.split("\n\n", 1)[1].split(": ", 1)[1].removesuffix("\nAnswer:") for prompt, _ in shots
+            ]
             assert len(body) == 4
             texts |= {b.strip() for b in body}
     return ids, texts

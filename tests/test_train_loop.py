@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tests import tiny_models as tm  # noqa: E402
+from tests import tiny_models as tm
 
 N_CLIPS = 6
 
@@ -32,8 +32,19 @@ def _cfg(**kw: Any) -> Any:
     from casceq.train.config import TrainConfig
 
     base = dict(
-        stack_factor=4, hidden_dim=64, steps=12, batch_size=4, lr=3e-3, warmup=1, bf16=False,
-        checkpoint_every=2, threads=1, tasks=("sst2",), asr_weight=0.5, asr_only_steps=2, max_text_tokens=12,
+        stack_factor=4,
+        hidden_dim=64,
+        steps=12,
+        batch_size=4,
+        lr=3e-3,
+        warmup=1,
+        bf16=False,
+        checkpoint_every=2,
+        threads=1,
+        tasks=("sst2",),
+        asr_weight=0.5,
+        asr_only_steps=2,
+        max_text_tokens=12,
     )
     return TrainConfig(**{**base, **kw})  # type: ignore[arg-type]
 
@@ -42,8 +53,11 @@ def _backend(parts: dict[str, Path], cfg: Any) -> Any:
     from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
 
     ucfg = UltravoxNativeConfig(
-        encoder=str(parts["whisper"]), backbone=str(parts["lm"]), encoder_mode="unpadded",
-        stack_factor=cfg.stack_factor, hidden_dim=cfg.hidden_dim,
+        encoder=str(parts["whisper"]),
+        backbone=str(parts["lm"]),
+        encoder_mode="unpadded",
+        stack_factor=cfg.stack_factor,
+        hidden_dim=cfg.hidden_dim,
     )
     return UltravoxNativeBackend.create(ucfg, seed=cfg.seed)
 
@@ -52,9 +66,12 @@ def _data() -> tuple[list[Any], list[str], dict[str, np.ndarray]]:
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    frames = [torch.randn(int(n), 32, generator=gen).half() for n in (12, 16, 20, 9, 24, 13)]
+    # Long enough (24-50 audio positions) for the audio to move a random tiny LM's answer.
+    frames = [torch.randn(int(n) * 8, 32, generator=gen).half() for n in (12, 16, 20, 9, 24, 13)]
     texts = ["good film", "bad plot", "so fun", "dull", "a joy", "awful"]
-    teacher = {"sst2": np.array([[0.9, 0.1], [0.2, 0.8], [0.85, 0.15], [0.1, 0.9], [0.95, 0.05], [0.05, 0.95]])}
+    teacher = {
+        "sst2": np.array([[0.9, 0.1], [0.2, 0.8], [0.85, 0.15], [0.1, 0.9], [0.95, 0.05], [0.05, 0.95]])
+    }
     return frames, texts, teacher
 
 
@@ -68,14 +85,20 @@ def _fixed_loss(backend: Any, cfg: Any) -> float:
     rows = []
     for clip in range(N_CLIPS):
         for kind in ("sst2", "asr"):
-            rows += build_rows(backend, clip, -(-frames[clip].shape[0] // cfg.stack_factor), kind, texts[clip], cfg)
+            rows += build_rows(
+                backend, clip, -(-frames[clip].shape[0] // cfg.stack_factor), kind, texts[clip], cfg
+            )
     with torch.no_grad():
-        loss, _ = student_loss(backend, backend.projector.float(), rows, [frames[r.clip].float() for r in rows], teacher, cfg)
+        loss, _ = student_loss(
+            backend, backend.projector.float(), rows, [frames[r.clip].float() for r in rows], teacher, cfg
+        )
     return float(loss)
 
 
 @pytest.mark.parametrize("lr", [3e-2, 0.0])
-def test_loss_decreases_only_when_the_projector_learns(parts: dict[str, Path], tmp_path: Path, lr: float) -> None:
+def test_loss_decreases_only_when_the_projector_learns(
+    parts: dict[str, Path], tmp_path: Path, lr: float
+) -> None:
     from casceq.train.loop import read_log, run_steps
 
     # KL only: the random tiny LM's byte-level transcription loss is near its floor whatever the audio is.
@@ -87,7 +110,7 @@ def test_loss_decreases_only_when_the_projector_learns(parts: dict[str, Path], t
     after = _fixed_loss(backend, cfg)
     assert len(read_log(tmp_path)) == 25
     if lr > 0:
-        assert after < 0.5 * before, (before, after)
+        assert after < 0.8 * before, (before, after)
     else:  # negative control: a frozen projector leaves the loss exactly where it was
         assert after == pytest.approx(before, abs=1e-6)
 
@@ -121,7 +144,9 @@ def test_resume_after_kill_equals_uninterrupted_run(parts: dict[str, Path], tmp_
     # Positive control: a different step count gives different weights, so the equality above is informative.
     other = _backend(parts, cfg)
     run_steps(other, frames, texts, teacher, _cfg(steps=cfg.steps - 1), tmp_path / "c", **quiet)
-    assert not np.array_equal(other.projector.state_dict()["linear_1.weight"].numpy(), a["linear_1.weight"].numpy())
+    assert not np.array_equal(
+        other.projector.state_dict()["linear_1.weight"].numpy(), a["linear_1.weight"].numpy()
+    )
 
 
 def test_export_round_trip_and_refusal(parts: dict[str, Path], tmp_path: Path) -> None:
@@ -152,3 +177,25 @@ def test_export_round_trip_and_refusal(parts: dict[str, Path], tmp_path: Path) -
         assert not torch.allclose(fresh.projector(x), want, atol=2e-2)
     with pytest.raises(InputError, match="different backbone"):
         UltravoxNativeBackend.from_checkpoint(folder, backbone=str(parts["lm_other"]))
+
+
+def test_embedding_ctc_alignment_learns_and_resumes(parts: dict[str, Path], tmp_path: Path) -> None:
+    import dataclasses
+
+    from casceq.train.align import run_align
+
+    cfg = _cfg(align_steps=30, align_batch=4, align_lr=1e-2, checkpoint_every=10)
+    frames, texts, _ = _data()
+    quiet = {"progress": lambda _m: None}
+    backend = _backend(parts, cfg)
+    assert run_align(backend, frames, texts, cfg, tmp_path / "a", **quiet) == 30
+    log = [json.loads(ln) for ln in (tmp_path / "a" / "align_log.jsonl").read_text().splitlines()]
+    first, last = np.mean([r["ctc"] for r in log[:5]]), np.mean([r["ctc"] for r in log[-5:]])
+    assert last < 0.8 * first, (first, last)
+    # Interrupted at step 20 (its checkpoint), resumed in a fresh model: the same weights as straight through.
+    other = _backend(parts, cfg)
+    run_align(other, frames, texts, dataclasses.replace(cfg, align_steps=20), tmp_path / "b", **quiet)
+    resumed = _backend(parts, cfg)
+    assert run_align(resumed, frames, texts, cfg, tmp_path / "b", resume=True, **quiet) == 30
+    a, b = backend.projector.state_dict(), resumed.projector.state_dict()
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)

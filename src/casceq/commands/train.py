@@ -15,10 +15,16 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``WHAT --config --out --resume --max-minutes``."""
     parser.add_argument("what", choices=["speech-llm"], help="what to train (only speech-llm so far)")
-    parser.add_argument("--config", help="TOML file of TrainConfig fields (default: the shipped model's recipe)")
-    parser.add_argument("--out", required=True, help="training folder (speech, frames, checkpoints, log, model)")
+    parser.add_argument(
+        "--config", help="TOML file of TrainConfig fields (default: the shipped model's recipe)"
+    )
+    parser.add_argument(
+        "--out", required=True, help="training folder (speech, frames, checkpoints, log, model)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
-    parser.add_argument("--max-minutes", type=float, help="stop training after this many minutes (overrides config)")
+    parser.add_argument(
+        "--max-minutes", type=float, help="stop training after this many minutes (overrides config)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, max_minutes=args.max_minutes)
     out = Path(args.out)
     if not args.resume and (out / "checkpoint").exists():
-        print(f"error: {out}/checkpoint exists; pass --resume to continue it or choose another --out", file=sys.stderr)
+        print(
+            f"error: {out}/checkpoint exists; pass --resume to continue it or choose another --out",
+            file=sys.stderr,
+        )
         return 2
 
     def progress(message: str) -> None:

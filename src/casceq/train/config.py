@@ -33,6 +33,8 @@ class TrainConfig:
         n_meld: MELD *train* utterances to speak (at least ``min_words`` words).
         min_words: Shortest MELD utterance used.
         voices: Voice -> share of the clips (each text is spoken once, by one voice).
+        max_clips: Use only this many of the planned clips (a seeded subset mixing voices and sources; 0 = all):
+            the compute knob when the machine is busy.
         babble_fraction: Share of clips mixed with recorded babble.
         snr_range: Babble SNRs (dB) drawn uniformly from this range.
         tasks: Classification instructions distilled from the teacher (evaluation task names).
@@ -41,6 +43,10 @@ class TrainConfig:
         asr_only_steps: First steps trained on the transcription target only (aligns the projector before
             distillation, as Ultravox-style training benefits from; the teacher is not needed before them).
         max_text_tokens: Transcript tokens used in the transcription target.
+        align_steps: Steps of the embedding-CTC pre-alignment (``casceq.train.align``; no backbone pass).
+        align_batch: Clips per pre-alignment step.
+        align_lr: Pre-alignment learning rate (AdamW, constant).
+        align_temperature: Temperature of the cosine-similarity logits of the pre-alignment.
         kl_weight: Weight of the KL(teacher || student) term.
         ce_weight: Weight of the transcription cross-entropy term.
         steps: Optimiser steps.
@@ -76,6 +82,7 @@ class TrainConfig:
             "espeak-gb-f4": 0.15,
         }
     )
+    max_clips: int = 0
     babble_fraction: float = 0.3
     snr_range: tuple[float, float] = (0.0, 20.0)
     tasks: tuple[str, ...] = ("sst2", "ag_news")
@@ -83,6 +90,10 @@ class TrainConfig:
     asr_weight: float = 0.4
     asr_only_steps: int = 400
     max_text_tokens: int = 40
+    align_steps: int = 1500
+    align_batch: int = 16
+    align_lr: float = 2e-3
+    align_temperature: float = 0.1
     kl_weight: float = 1.0
     ce_weight: float = 1.0
     steps: int = 1500
@@ -141,7 +152,7 @@ def config_from_dict(data: dict[str, Any], where: str = "<config>") -> TrainConf
     unknown = sorted(set(data) - known)
     if unknown:
         raise InputError(f"unknown keys {unknown}; known: {sorted(known)}", path=where)
-    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    fixed: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
         return TrainConfig(**fixed)
     except TypeError as exc:

@@ -93,33 +93,58 @@ def assign_voices(examples: Sequence[Example], cfg: TrainConfig) -> dict[str, li
     return out
 
 
-def synthesize(cfg: TrainConfig, out: Path, progress: Callable[[str], None] = print) -> list[tuple[Example, str, Path]]:
-    """Speak every training text with its voice into ``out/speech`` (cached); return (example, voice, wav path)."""
+def clip_id(example: Example) -> str:
+    """The clip id of a training example: ``"<task>/<example id>"``."""
+    return f"{example.task}/{example.id}"
+
+
+def planned_clips(cfg: TrainConfig) -> list[tuple[Example, str]]:
+    """(example, voice) of every clip to use, in a seeded order that mixes voices and sources.
+
+    With ``cfg.max_clips`` the first ``max_clips`` of that order are kept, so a smaller run uses a subset of
+    a larger one's clips (same voices, same babble: both are fixed per clip).
+    """
+    from casceq.tasks import sample_rank
+
+    pairs = [(ex, v) for v, exs in assign_voices(training_texts(cfg), cfg).items() for ex in exs]
+    pairs.sort(key=lambda p: sample_rank(clip_id(p[0]), cfg.seed + 5))
+    return pairs[: cfg.max_clips] if cfg.max_clips else pairs
+
+
+def synthesize(
+    cfg: TrainConfig, out: Path, progress: Callable[[str], None] = print
+) -> list[tuple[Example, str, Path]]:
+    """Speak every planned clip with its voice into ``out/speech`` (cached); return (example, voice, wav path)."""
     from casceq.audio.synth import synthesize_examples
     from casceq.audio.tts.manifest import Manifest
 
     root = out / "speech"
-    examples = training_texts(cfg)
-    for voice, exs in assign_voices(examples, cfg).items():
+    plan = planned_clips(cfg)
+    for voice in cfg.voices:
+        exs = [ex for ex, v in plan if v == voice]
         progress(f"synthesising {len(exs)} clips with {voice}")
-        synthesize_examples(exs, [voice], root, seed=cfg.seed, jobs=2, request={"purpose": "speech-llm training"})
-    manifest = Manifest.load(root)
-    by_key = {(e.example_id, e.voice): e for e in manifest.entries}
+        synthesize_examples(
+            exs, [voice], root, seed=cfg.seed, jobs=2, request={"purpose": "speech-llm training"}
+        )
+    by_key = {(e.example_id, e.voice): e for e in Manifest.load(root).entries}
     result = []
-    for voice, exs in assign_voices(examples, cfg).items():
-        for ex in exs:
-            entry = by_key.get((ex.id, voice))
-            if entry is not None and entry.duration <= MAX_SECONDS:
-                result.append((ex, voice, root / entry.path))
+    for ex, voice in plan:
+        entry = by_key.get((ex.id, voice))
+        if entry is not None and entry.duration <= MAX_SECONDS:
+            result.append((ex, voice, root / entry.path))
     return result
 
 
 def babble_plan(clip_ids: Sequence[str], cfg: TrainConfig) -> dict[str, float | None]:
-    """Seeded choice of the clips mixed with babble and their SNRs (dB); None = clean."""
-    rng = np.random.default_rng([cfg.seed, 2])
-    noisy = rng.random(len(clip_ids)) < cfg.babble_fraction
-    snrs = rng.uniform(cfg.snr_range[0], cfg.snr_range[1], len(clip_ids))
-    return {cid: (float(round(s, 2)) if z else None) for cid, z, s in zip(clip_ids, noisy, snrs, strict=True)}
+    """Seeded choice, fixed per clip, of the clips mixed with babble and their SNRs (dB); None = clean."""
+    from casceq.tasks import sample_rank
+
+    out: dict[str, float | None] = {}
+    for cid in clip_ids:
+        rng = np.random.default_rng(list(sample_rank(cid, cfg.seed + 2)[:8]))
+        noisy, snr = rng.random() < cfg.babble_fraction, rng.uniform(*cfg.snr_range)
+        out[cid] = float(round(snr, 2)) if noisy else None
+    return out
 
 
 def encode_clips(
@@ -141,25 +166,29 @@ def encode_clips(
     from casceq.audio.noise import mix_at_snr
     from casceq.paths import datasets_dir
     from casceq.systems.speech_llm.ultravox_native import encoder_frames
+    from casceq.tasks import sample_rank
 
     folder = out / "frames"
     folder.mkdir(parents=True, exist_ok=True)
-    ids = [f"{ex.task}/{ex.id}" for ex, _, _ in spoken]
+    ids = [clip_id(ex) for ex, _, _ in spoken]
     plan = babble_plan(ids, cfg)
     babble = None
     if any(v is not None for v in plan.values()):
         root = datasets_dir()
         if root is None:
-            raise InputError("babble augmentation needs the datasets folder (babble recordings); set $CASCEQ_DATASETS")
+            raise InputError(
+                "babble augmentation needs the datasets folder (babble recordings); set $CASCEQ_DATASETS"
+            )
         babble = RecordedBabble.from_folder(root / "babble")
     clips: list[Clip] = []
     for i, ((ex, voice, wav_path), cid) in enumerate(zip(spoken, ids, strict=True)):
-        path = folder / (cid.replace("/", "__") + ".npy")
         snr = plan[cid]
+        tag = "clean" if snr is None else f"snr{snr:g}"
+        path = folder / f"{cid.replace('/', '__')}__{tag}.npy"
         if not path.exists():
             wav = load_audio(wav_path, 16_000)
             if snr is not None and babble is not None:
-                rng = np.random.default_rng([cfg.seed, 3, i])
+                rng = np.random.default_rng(list(sample_rank(cid, cfg.seed + 3)[:8]))
                 wav = mix_at_snr(wav, babble.sample(len(wav), rng), snr, rng).mixture
             with torch.inference_mode():
                 frames = encoder_frames(encoder, feature_extractor, wav, cfg.encoder_mode)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ from casceq.types import Example
 def teacher_targets(
     cfg: TrainConfig, texts: Sequence[str], llm: Any, out: Path, progress: Callable[[str], None] = print
 ) -> dict[str, np.ndarray]:
-    """Calibrated teacher label distributions [N, C] per task for ``texts``, cached in ``out/teacher.npz``.
+    """Calibrated teacher label distributions [N, C] per task for ``texts``, cached in ``out/teacher-<hash>.npz``.
 
     Args:
         cfg: The training config (tasks).
@@ -36,10 +36,13 @@ def teacher_targets(
         out: Training folder.
         progress: Progress printer.
     """
+    import hashlib
+
     from casceq.systems.llm.calibration import CalibrationFitter
     from casceq.tasks import get_task
 
-    path = out / "teacher.npz"
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
+    path = out / f"teacher-{digest}.npz"
     cached: dict[str, np.ndarray] = dict(np.load(path)) if path.exists() else {}
     for name in cfg.tasks:
         if name in cached and cached[name].shape[0] == len(texts):
@@ -52,7 +55,7 @@ def teacher_targets(
         logits = cal(scores)
         probs = np.exp(logits - logits.max(1, keepdims=True))
         cached[name] = probs / probs.sum(1, keepdims=True)
-        np.savez(path.with_suffix(".tmp.npz"), **cached)
+        np.savez(path.with_suffix(".tmp.npz"), **cached)  # type: ignore[arg-type]  # numpy stubs: **kwds as bool
         path.with_suffix(".tmp.npz").replace(path)
     return {k: cached[k] for k in cfg.tasks}
 
@@ -136,7 +139,12 @@ def build_rows(backend: Any, clip: int, n_audio: int, kind: str, text: str, cfg:
 
 
 def student_loss(
-    backend: Any, projector: Any, rows: Sequence[Row], frames: Sequence[Any], teacher: dict[str, np.ndarray], cfg: TrainConfig
+    backend: Any,
+    projector: Any,
+    rows: Sequence[Row],
+    frames: Sequence[Any],
+    teacher: dict[str, np.ndarray],
+    cfg: TrainConfig,
 ) -> tuple[Any, dict[str, float]]:
     """Loss of one batch (differentiable w.r.t. the projector) and its parts.
 
@@ -170,7 +178,9 @@ def student_loss(
     for i in range(len(rows)):
         embeds[i, is_audio[i]] = audio[i].to(embeds.dtype)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
+    hidden = lm.get_decoder()(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=positions
+    ).last_hidden_state
     row_idx = [i for i, r in enumerate(rows) for _ in r.reads]
     pos_idx = [width - len(r.ids) + p for r in rows for p in r.reads]
     logits = lm.get_output_embeddings()(hidden[row_idx, pos_idx]).float()
@@ -196,5 +206,11 @@ def student_loss(
     kl = torch.stack(kl_terms).mean() if kl_terms else zero
     ce = torch.cat(ce_terms).mean() if ce_terms else zero
     loss = cfg.kl_weight * kl + cfg.ce_weight * ce
-    parts = {"loss": loss.item(), "kl": kl.item(), "ce": ce.item(), "n_kl": len(kl_terms), "n_ce": len(ce_terms)}
+    parts = {
+        "loss": loss.item(),
+        "kl": kl.item(),
+        "ce": ce.item(),
+        "n_kl": len(kl_terms),
+        "n_ce": len(ce_terms),
+    }
     return loss, parts

@@ -53,7 +53,10 @@ def batch_plan(step: int, n_clips: int, cfg: TrainConfig) -> list[tuple[int, str
     clips = rng.integers(n_clips, size=cfg.batch_size)
     asr = (rng.random(cfg.batch_size) < cfg.asr_weight) | (step < cfg.asr_only_steps)
     kinds = rng.integers(max(1, len(cfg.tasks)), size=cfg.batch_size)
-    return [(int(c), "asr" if a or not cfg.tasks else cfg.tasks[k]) for c, a, k in zip(clips, asr, kinds, strict=True)]
+    return [
+        (int(c), "asr" if a or not cfg.tasks else cfg.tasks[k])
+        for c, a, k in zip(clips, asr, kinds, strict=True)
+    ]
 
 
 def _save_state(folder: Path, projector: Any, optim: Any, step: int) -> None:
@@ -140,17 +143,26 @@ def run_steps(
         for group in optim.param_groups:
             group["lr"] = lr_at(step, cfg)
         with autocast:
-            loss, parts = student_loss(backend, projector, rows, [frames[r.clip].float() for r in rows], teacher, cfg)
+            loss, parts = student_loss(
+                backend, projector, rows, [frames[r.clip].float() for r in rows], teacher, cfg
+            )
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
         optim.step()
         step += 1
-        record = {"step": step - 1, "lr": lr_at(step - 1, cfg), "seconds": round(time.perf_counter() - ts, 3), **parts}
+        record = {
+            "step": step - 1,
+            "lr": lr_at(step - 1, cfg),
+            "seconds": round(time.perf_counter() - ts, 3),
+            **parts,
+        }
         with log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         if step % 20 == 0:
-            progress(f"step {step}: loss {parts['loss']:.3f} kl {parts['kl']:.3f} ce {parts['ce']:.3f} ({record['seconds']} s)")
+            progress(
+                f"step {step}: loss {parts['loss']:.3f} kl {parts['kl']:.3f} ce {parts['ce']:.3f} ({record['seconds']} s)"
+            )
         if step - last_ckpt >= cfg.checkpoint_every:
             _save_state(ckpt, projector, optim, step)
             last_ckpt = step

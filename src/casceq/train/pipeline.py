@@ -5,8 +5,9 @@ Stages (each resumable; timings are written to ``out/timings.json``):
 1. ``speech``: synthesise the training texts (``casceq.train.data``), one voice each.
 2. ``frames``: babble-mix and run the frozen encoder once per clip (``out/frames``, ``out/clips.json``).
 3. ``teacher``: the text backbone's calibrated label distributions (``out/teacher.npz``).
-4. ``train``: the projector (``out/checkpoint``, ``out/log.jsonl``).
-5. ``export``: the checkpoint the toolkit loads (``out/model``: fp16 projector, config, fingerprints).
+4. ``align``: embedding-CTC pre-alignment of the projector (``casceq.train.align``; no backbone pass).
+5. ``train``: distillation through the frozen backbone (``out/checkpoint``, ``out/log.jsonl``).
+6. ``export``: the checkpoint the toolkit loads (``out/model``: fp16 projector, config, fingerprints).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def train_speech_llm(
     import torch
 
     from casceq.train import data
+    from casceq.train.align import run_align
     from casceq.train.distill import teacher_targets
     from casceq.train.loop import read_log, run_steps
 
@@ -97,23 +99,24 @@ def train_speech_llm(
     t0 = time.perf_counter()
     clips = data.encode_clips(cfg, out, spoken, backend.encoder, backend.feature_extractor, progress)
     timed("frames", t0)
-    texts_order = {f"{ex.task}/{ex.id}": i for i, ex in enumerate(data.training_texts(cfg))}
-    all_texts = [ex.text for ex in data.training_texts(cfg)]
+    texts = [c.text for c in clips]
     t0 = time.perf_counter()
     if cfg.tasks:
         from casceq.systems.llm import make_llm
 
         llm = make_llm(cfg.backbone, few_shot={t: cfg.teacher_few_shot for t in cfg.tasks})
-        by_text = teacher_targets(cfg, all_texts, llm, out, progress)
+        teacher = teacher_targets(cfg, texts, llm, out, progress)
         del llm
     else:
-        by_text = {}
+        teacher = {}
     timed("teacher", t0)
-    rows = [texts_order[c.id] for c in clips]
-    teacher = {k: v[rows] for k, v in by_text.items()}
     frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
     t0 = time.perf_counter()
-    result = run_steps(backend, frames, [c.text for c in clips], teacher, cfg, out, resume=resume, progress=progress)
+    if not (out / "checkpoint").exists():  # once distillation has started, its checkpoint holds the projector
+        run_align(backend, frames, texts, cfg, out, resume=resume, progress=progress)
+    timed("align", t0)
+    t0 = time.perf_counter()
+    result = run_steps(backend, frames, texts, teacher, cfg, out, resume=resume, progress=progress)
     timed("train", t0)
     log = read_log(out)
     meta = {

@@ -26,7 +26,9 @@ def shipped_folder() -> Path:
     return Path(str(files("casceq") / "data" / "speech_llm"))
 
 
-def load_shipped(folder: str | Path | None = None, *, dtype: str = "float32", device: str = "cpu", **options: Any) -> Any:
+def load_shipped(
+    folder: str | Path | None = None, *, dtype: str = "float32", device: str = "cpu", **options: Any
+) -> Any:
     """Load the shipped (or a ``ship``-ed) checkpoint with its bundled encoder and backbone.
 
     Raises:

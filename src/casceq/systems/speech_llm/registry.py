@@ -96,6 +96,10 @@ def make_speech_llm(spec: SpeechLLMSpec | str) -> Any:
     options = dict(spec.options)
     if spec.family == "gemini":
         return factory(spec.model, backbone=spec.backbone, **options)
+    if spec.family == "ultravox-native" and spec.model == "bundled":
+        from casceq.train.shipped import load_shipped  # the trained checkpoint shipped as package data
+
+        return load_shipped(dtype=spec.dtype, device=spec.device, **options)
     if spec.family == "ultravox-native":
         backend = factory(spec.model, dtype=spec.dtype, device=spec.device, **options)
         if spec.backbone:

@@ -1,0 +1,109 @@
+"""Pre-alignment without the backbone: CTC from audio embeddings onto the backbone's own token embeddings.
+
+A forward/backward pass through the frozen backbone costs ~0.6 TFLOP per batch of 8 (all that the distillation
+stage can afford on a busy 2-core machine is a few hundred of them). Before it, this ASR-style auxiliary stage
+teaches the projector to emit, at each audio position, a vector pointing at the (scaled) input embedding of the
+token spoken there, so the frozen backbone reads the audio as a soft transcript. It needs only the projector
+and the embedding matrix: each clip costs ~2 GFLOP instead of ~80.
+
+Logits are cosine similarities / ``temperature`` between audio embeddings [T, D] and the embeddings of the
+tokens occurring in the training texts (plus the blank); the CTC blank is the embedding of the single-space
+token, so positions aligned to blank read as whitespace. A second term pulls each embedding's RMS towards the
+mean RMS of the token embeddings (cosine alone leaves the scale free; the backbone is not scale invariant).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from casceq.train.config import TrainConfig
+
+STATE_FILE = "align_state.pt"
+
+
+def _vocab(backend: Any, texts: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+    """Token ids used (blank = the single-space token first) and each text's targets as indices into them."""
+    blank = backend._tokens(" ")
+    blank_id = blank[0] if len(blank) == 1 else backend.pad_token_id
+    toks = [backend._tokens(t) for t in texts]
+    used = sorted({i for t in toks for i in t} - {blank_id})
+    vocab = [blank_id, *used]
+    index = {tid: k for k, tid in enumerate(vocab)}
+    return vocab, [[index[i] for i in t if i != blank_id] for t in toks]
+
+
+def _batch(step: int, n: int, cfg: TrainConfig) -> list[int]:
+    return [int(i) for i in np.random.default_rng([cfg.seed, 6, step]).integers(n, size=cfg.align_batch)]
+
+
+def run_align(
+    backend: Any,
+    frames: Sequence[Any],
+    texts: Sequence[str],
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    progress: Callable[[str], None] = print,
+) -> int:
+    """Train ``backend.projector`` with the embedding-CTC loss for ``cfg.align_steps``; return steps done.
+
+    Checkpoints (``out/align_state.pt``) every ``cfg.checkpoint_every`` steps; the log is ``out/align_log.jsonl``.
+    """
+    import torch
+
+    if cfg.align_steps <= 0:
+        return 0
+    torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    projector = backend.projector.float().train()
+    vocab, targets = _vocab(backend, texts)
+    with torch.no_grad():
+        ids = torch.tensor(vocab)
+        table = backend.model.get_input_embeddings()(ids).float()  # [K, D], scaled as the backbone reads it
+        target_rms = float(table.pow(2).mean(-1).sqrt().mean())
+        unit = torch.nn.functional.normalize(table, dim=-1)
+    optim = torch.optim.AdamW(projector.parameters(), lr=cfg.align_lr)
+    state_path, log_path = out / STATE_FILE, out / "align_log.jsonl"
+    step = 0
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        projector.load_state_dict(state["projector"])
+        optim.load_state_dict(state["optim"])
+        step = int(state["step"])
+        if log_path.exists():
+            keep = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] < step]
+            log_path.write_text("".join(ln + "\n" for ln in keep))
+    elif log_path.exists():
+        log_path.unlink()
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True, reduction="mean")
+    while step < cfg.align_steps:
+        picks = _batch(step, len(frames), cfg)
+        audio = [projector(frames[i].float()) for i in picks]  # each [T_i, D]
+        lengths = torch.tensor([a.shape[0] for a in audio])
+        padded = torch.nn.utils.rnn.pad_sequence(audio)  # [T, B, D]
+        logits = torch.nn.functional.normalize(padded, dim=-1) @ unit.T / cfg.align_temperature
+        tgt = [torch.tensor(targets[i][: int(lengths[j])]) for j, i in enumerate(picks)]
+        loss_ctc = ctc(logits.log_softmax(-1), torch.cat(tgt), lengths, torch.tensor([len(t) for t in tgt]))
+        rms = torch.cat([a.pow(2).mean(-1).sqrt() for a in audio])
+        loss_rms = ((rms - target_rms) / target_rms).pow(2).mean()
+        loss = loss_ctc + loss_rms
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
+        optim.step()
+        step += 1
+        with log_path.open("a") as f:
+            f.write(json.dumps({"step": step - 1, "ctc": loss_ctc.item(), "rms": loss_rms.item()}) + "\n")
+        if step % 50 == 0:
+            progress(f"align step {step}: ctc {loss_ctc.item():.3f} rms {loss_rms.item():.4f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.align_steps:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save({"projector": projector.state_dict(), "optim": optim.state_dict(), "step": step}, tmp)
+            tmp.replace(state_path)
+    return step

@@ -1,0 +1,169 @@
+"""The trained speech LLM against its matched cascade on the demo's clean items: config and accuracy table.
+
+``eval_config_toml`` writes an experiment for ``casceq run``: the demo's tasks, items (seed, n), first two
+default voices and the clean condition; the matched cascade Cascade-S (Whisper base -> the default backbone,
+score mode, held-out calibration) with the backbone's default prompt settings (``DEFAULT_LLM_SETTINGS``: the
+teacher's prompt), the same cascade zero-shot (the demo's current setting), the text ceiling, and the speech
+LLM. ``accuracy_table`` reads the run back: accuracy per system and task with 95% Wilson intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AccuracyRow:
+    """Accuracy of one system on one task.
+
+    Attributes:
+        system: System name.
+        task: Task name.
+        n: Predictions (items x voices).
+        correct: Correct predictions.
+        accuracy: correct / n.
+        low: Lower end of the 95% Wilson interval.
+        high: Upper end of the 95% Wilson interval.
+        labels: Predicted-label counts (tiny models collapse onto one label: always look).
+    """
+
+    system: str
+    task: str
+    n: int
+    correct: int
+    accuracy: float
+    low: float
+    high: float
+    labels: dict[str, int]
+
+
+def eval_config_toml(model: str = "ultravox-native:bundled", n: int | None = None) -> str:
+    """The evaluation experiment (TOML) for the speech LLM ``model`` (a ``make_speech_llm`` spec)."""
+    from casceq.audio.tts import DEFAULT_VOICES
+    from casceq.run.demo import DEMO_N
+    from casceq.systems.llm.bundled import DEFAULT_BACKBONE, DEFAULT_LLM_SETTINGS
+
+    n = n or DEMO_N
+    voices = ", ".join(f'"{v}"' for v in DEFAULT_VOICES[:2])
+    shots = ", ".join(
+        f"{t} = {s.few_shot}" for t, s in DEFAULT_LLM_SETTINGS.items() if t in ("sst2", "ag_news")
+    )
+    return f'''# Speech LLM vs its matched cascade on the demo's clean items (casceq.train.evaluate).
+name = "speech-llm-eval"
+seed = 0
+batch_size = 8
+answer_mode = "score"
+calibration = "heldout"
+calibration_n = 64
+voices = [{voices}]
+conditions = ["clean"]
+
+[tasks.sst2]
+n = {n}
+
+[tasks.ag_news]
+n = {n}
+
+[[systems]]
+name = "Cascade-S"
+kind = "cascade"
+asr = "faster-whisper:base"
+llm = "{DEFAULT_BACKBONE}"
+settings = {{ few_shot = {{ {shots} }} }}
+
+[[systems]]
+name = "Cascade-S-0shot"
+kind = "cascade"
+asr = "faster-whisper:base"
+llm = "{DEFAULT_BACKBONE}"
+
+[[systems]]
+name = "Text"
+kind = "text"
+llm = "{DEFAULT_BACKBONE}"
+settings = {{ few_shot = {{ {shots} }} }}
+
+[[systems]]
+name = "Speech-LLM"
+kind = "speech_llm"
+model = "{model}"
+backbone = "{DEFAULT_BACKBONE}"
+'''
+
+
+def accuracy_table(run_dirs: Sequence[str | Path], condition: str = "clean") -> list[AccuracyRow]:
+    """Accuracy with 95% Wilson intervals per (system, task) of the runs' predictions under ``condition``."""
+    from collections import Counter
+
+    from casceq.io.interchange import read_predictions
+    from casceq.stats.tests import wilson_interval
+
+    preds = [p for p in read_predictions([str(d) for d in run_dirs]) if p.condition == condition]
+    groups: dict[tuple[str, str], list[object]] = {}
+    for p in preds:
+        groups.setdefault((p.system, p.task), []).append(p)
+    rows = []
+    for (system, task), ps in sorted(groups.items()):
+        n = len(ps)
+        k = sum(bool(getattr(p, "correct", False)) for p in ps)
+        lo, hi = wilson_interval(k, n)
+        labels = Counter(str(getattr(p, "label", "")) for p in ps)
+        rows.append(
+            AccuracyRow(system, task, n, k, k / n, float(lo), float(hi), dict(sorted(labels.items())))
+        )
+    return rows
+
+
+def markdown(rows: Sequence[AccuracyRow]) -> str:
+    """The table as Markdown (accuracy [95% Wilson CI], n, predicted labels)."""
+    lines = ["| system | task | accuracy [95% CI] | n | predicted labels |", "|---|---|---|---|---|"]
+    for r in rows:
+        labels = ", ".join(f"{k} {v}" for k, v in r.labels.items())
+        lines.append(
+            f"| {r.system} | {r.task} | {r.accuracy:.3f} [{r.low:.3f}, {r.high:.3f}] | {r.n} | {labels} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_losses(out: str | Path, png: str | Path) -> Path:
+    """Plot the pre-alignment CTC loss and the distillation loss parts of a training folder into ``png``.
+
+    Raises:
+        MissingDependency: matplotlib is not installed (extra ``report``).
+    """
+    import json
+
+    from casceq.errors import MissingDependency
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise MissingDependency("matplotlib", "the loss curve plot", extra="report") from exc
+    folder = Path(out)
+
+    def rows(name: str) -> list[dict[str, float]]:
+        path = folder / name
+        return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+
+    align, distill = rows("align_log.jsonl"), rows("log.jsonl")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    if align:
+        axes[0].plot([r["step"] for r in align], [r["ctc"] for r in align], lw=0.8)
+    axes[0].set(
+        title="1. embedding-CTC pre-alignment", xlabel="step (16 clips)", ylabel="CTC loss (nats / token)"
+    )
+    for key, label in (("kl", "KL(teacher || student)"), ("ce", "transcript CE")):
+        pts = [(r["step"], r[key]) for r in distill if r.get(f"n_{key}", 1)]
+        if pts:
+            axes[1].plot(*zip(*pts, strict=True), lw=0.8, marker=".", label=label)
+    axes[1].set(title="2. distillation through the frozen backbone", xlabel="step (8 rows)", ylabel="loss")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return Path(png)
