@@ -23,13 +23,22 @@ from casceq.types import Example
 FILE = "calibration.json"
 
 
-def heldout_examples(task: str, evaluated: Sequence[Example], n: int, seed: int) -> list[Example]:
-    """``n`` examples of the task that are not evaluated (a disjoint, seeded sample)."""
-    from casceq.tasks import load_examples
+def heldout_examples(
+    task: str, evaluated: Sequence[Example], n: int, seed: int, llm: Any = None
+) -> list[Example]:
+    """``n`` examples of the task that the run does not evaluate and that are not shots of ``llm``.
 
-    used = {ex.id for ex in evaluated}
-    pool = load_examples(task, n=n + len(used), seed=seed + 7919)
-    return [ex for ex in pool if ex.id not in used][:n]
+    Taken from the far end of the run's own seeded ranking (``casceq.systems.llm.calibration``).
+    """
+    from casceq.systems.llm.calibration import heldout_examples as pick
+    from casceq.tasks import get_task
+
+    t = get_task(task)
+    shots = ()
+    shots_for = getattr(llm, "shots_for", None)
+    if callable(shots_for):
+        shots = tuple(shots_for(t.prompt("x")) or ())
+    return pick(t, [ex.id for ex in evaluated], n, seed, shots)
 
 
 def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
@@ -62,12 +71,13 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
             else:
                 items = ctx.items(task.name)
                 evaluated = {it.base_id: it.example for it in items}
+                llm = system._get("llm")
                 held = heldout_examples(
-                    task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed
+                    task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed, llm
                 )
                 if not held and ctx.cfg.calibration == "heldout":
                     continue
-                cal = fit_calibrator(system._get("llm"), task, ctx.cfg.calibration, heldout=held)
+                cal = fit_calibrator(llm, task, ctx.cfg.calibration, heldout=held)
                 off = cal.offsets.tolist()
                 saved.setdefault(group, {})[task.name] = off
                 changed = True
