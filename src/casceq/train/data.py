@@ -4,8 +4,9 @@ The split (documented in docs/speech_llm_training.md, tested in tests/test_train
 
 - AG News (``test.csv``, the only AG News file offline): every item ranked in the first ``eval_n`` by
   ``sample_rank(id, s)`` for ``s`` in ``eval_seeds`` (the subsets ``load_examples(n<=eval_n, seed=s)`` evaluates),
-  in the first ``eval_n`` for the calibration seeds ``s + 7919`` (``casceq.run.calibrate.heldout_examples``) and
-  in the last 50 (few-shot shots, ``casceq.systems.llm.prompting.few_shot_examples``) is excluded; training items
+  in the first ``eval_n`` for the seeds ``s + 7919`` (older calibration draws) and in the last 306 (few-shot
+  shots, ``casceq.systems.llm.prompting.few_shot_examples``, then up to 256 held-out calibration items,
+  ``casceq.run.calibrate.heldout_examples``) is excluded; training items
   are the next ``n_ag_news`` by ``sample_rank(id, seed + 104729)``.
 - MELD: ``train`` split utterances only (evaluation reads ``test``), with at least ``min_words`` words.
 - SST-2 and CSQA text is never used (SST-2 dev is all there is offline). Teacher targets need no labels, so the
@@ -27,7 +28,8 @@ from casceq.train.config import TrainConfig
 from casceq.types import Example
 
 CALIBRATION_SEED_OFFSET = 7919
-SHOT_POOL = 50
+# The far end of a run's ranking: few-shot shots, then up to 256 held-out calibration items.
+SHOT_POOL = 50 + 256
 TRAIN_SEED_OFFSET = 104729
 MAX_SECONDS = 30.0
 
