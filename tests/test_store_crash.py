@@ -29,6 +29,7 @@ with Store(sys.argv[1]) as s:
         rows = [Prediction("sys", "sst2", "clean", f"{{i:06d}}", f"{{i}}:" + "x" * 1000, "positive", "positive")
                 for i in ids]
         s.write_batch("run", rows, [f"key{{i}}" for i in ids])
+        print(start + len(ids), flush=True)
     print("finished", flush=True)
 """
 
@@ -57,9 +58,18 @@ def test_sigkill_at_random_moments_loses_at_most_the_open_batch(tmp_path):
     rng = random.Random(20261122)
     interrupted = 0
     counts = []
-    for _ in range(8):
+    n = 0
+    for k in range(8):
         proc = _start(path)
-        time.sleep(rng.uniform(0.0, 0.25))
+        # Kill once the store holds about (k+1)/9 of the rows, then after a random few milliseconds, so that
+        # every kill lands while the writer is running whatever the machine's speed, and at a random point
+        # of a transaction.
+        target = TOTAL * (k + 1) // 9
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "finished" or n + int(line) >= target:
+                break
+        time.sleep(rng.uniform(0.0, 0.01))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         n = _check(path)
@@ -69,7 +79,8 @@ def test_sigkill_at_random_moments_loses_at_most_the_open_batch(tmp_path):
     assert counts == sorted(counts), "rows disappeared between restarts"
     assert interrupted >= 4, f"too few kills landed mid-run ({counts}); the test would not test anything"
     proc = _start(path)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "finished"
+    assert proc.stdout is not None
+    assert [line.strip() for line in proc.stdout][-1] == "finished"
     assert proc.wait(timeout=60) == 0
     assert _check(path) == TOTAL
     with Store(path, read_only=True) as s:
