@@ -39,6 +39,7 @@ class TrainConfig:
         snr_range: Babble SNRs (dB) drawn uniformly from this range.
         tasks: Classification instructions distilled from the teacher (evaluation task names).
         teacher_few_shot: Shots of the teacher's prompt per task (the matched cascade's settings).
+        teacher_clips: Distil only on the first this many clips (0 = all): the teacher's cost knob.
         asr_weight: Share of rows trained on the transcription target instead of a task instruction.
         asr_only_steps: First steps trained on the transcription target only (aligns the projector before
             distillation, as Ultravox-style training benefits from; the teacher is not needed before them).
@@ -87,6 +88,7 @@ class TrainConfig:
     snr_range: tuple[float, float] = (0.0, 20.0)
     tasks: tuple[str, ...] = ("sst2", "ag_news")
     teacher_few_shot: int = 4
+    teacher_clips: int = 0
     asr_weight: float = 0.4
     asr_only_steps: int = 400
     max_text_tokens: int = 40

@@ -53,6 +53,8 @@ def batch_plan(step: int, n_clips: int, cfg: TrainConfig) -> list[tuple[int, str
     clips = rng.integers(n_clips, size=cfg.batch_size)
     asr = (rng.random(cfg.batch_size) < cfg.asr_weight) | (step < cfg.asr_only_steps)
     kinds = rng.integers(max(1, len(cfg.tasks)), size=cfg.batch_size)
+    if cfg.teacher_clips:  # task rows only on clips the teacher scored
+        clips = np.where(asr, clips, clips % min(cfg.teacher_clips, n_clips))
     return [
         (int(c), "asr" if a or not cfg.tasks else cfg.tasks[k])
         for c, a, k in zip(clips, asr, kinds, strict=True)

