@@ -134,6 +134,7 @@ class RunContext:
         self.systems = {s.name: build_system(s, cfg) for s in self.system_specs}
         self.needs_audio = any(s.kind != "text" for s in cfg.systems)
         self._items: dict[str, list[Item]] = {}
+        self.transcripts: Any = None  # TranscriptCache, opened by the first cascade unit
 
     def items(self, task_name: str) -> list[Item]:
         """The task's items (examples loaded and audio synthesised on first call, cached after)."""
@@ -303,16 +304,13 @@ def load_item_audio_checked(item: Item, condition: str, seed: int) -> np.ndarray
     return wav
 
 
-_TRANSCRIPTS: dict[int, Any] = {}
-
-
 def ctx_transcripts(ctx: RunContext) -> Any:
-    """The run's transcript cache (one connection per context)."""
+    """The run's transcript cache, opened once per context on the context's own store file."""
     from casceq.run.asr_cache import TranscriptCache
 
-    if id(ctx) not in _TRANSCRIPTS:
-        _TRANSCRIPTS[id(ctx)] = TranscriptCache(ctx.out / STORE)
-    return _TRANSCRIPTS[id(ctx)]
+    if ctx.transcripts is None:
+        ctx.transcripts = TranscriptCache(ctx.out / STORE)
+    return ctx.transcripts
 
 
 def run_experiment(
