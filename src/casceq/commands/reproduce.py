@@ -1,0 +1,92 @@
+"""Reproduce the paper's experiment at this machine's scale, offline, and judge each of its claims.
+
+Stages (each resumable with --resume): the behavioural run (Cascade-S, Cascade-W, a mismatched cascade, the
+bundled speech LLM and the text ceiling on AG News, SST-2, CommonsenseQA and RAVDESS, clean and in babble at 15,
+10, 5 and 0 dB), the mechanistic suite (captures of the speech LLM and the Whisper control, probes, logit lens,
+implicit cascade, LEACE erasure; --skip-mech leaves it out), the full report, and DIR/findings.md: every claim
+with our numbers and a verdict. Only the offline plan exists for now, so --offline is required.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``casceq reproduce``."""
+    p.add_argument("--offline", action="store_true", help="bundled weights only (required for now)")
+    p.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
+    p.add_argument(
+        "--n", type=int, help="items per text-sufficient task, each spoken by 2 voices (default 50)"
+    )
+    p.add_argument("--n-ravdess", type=int, help="RAVDESS clips (default 100)")
+    p.add_argument("--resume", action="store_true", help="continue a reproduction in --out")
+    p.add_argument("--skip-mech", action="store_true", help="leave out the mechanistic suite")
+    p.add_argument("--limit-minutes", type=float, help="start no new stage after this many minutes")
+    p.add_argument(
+        "--dry-run", action="store_true", help="write plan and experiment.toml, print the estimate, stop"
+    )
+    p.add_argument("--no-progress", action="store_true")
+    # development flags (small end-to-end checks), not part of the documented interface
+    p.add_argument("--conditions", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--tasks", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--mech-n", type=int, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan, run every stage, print the verdicts."""
+    import sys
+    from pathlib import Path
+
+    from casceq.reproduce.plan import check_offline, default_plan, estimate_minutes, experiment_toml
+
+    if not args.offline:
+        print(
+            "casceq reproduce: only the offline plan (bundled weights) exists for now: pass --offline.\n"
+            "To compare your own models, write an experiment config and use `casceq run` "
+            "(see docs/reproduce.md for the config this command writes).",
+            file=sys.stderr,
+        )
+        return 2
+    plan = default_plan(
+        args.n,
+        args.n_ravdess,
+        conditions=args.conditions,
+        tasks=args.tasks,
+        mech=not args.skip_mech,
+        mech_n=args.mech_n,
+    )
+    check_offline(plan.models)
+    est = estimate_minutes(plan)
+    sizes = ", ".join(f"{t} {plan.clips(t)} clips" for t in plan.tasks)
+    print(
+        f"reproduce: {sizes} x {len(plan.conditions)} conditions; mechanistic n {plan.mech_n if plan.mech else 0}; "
+        f"estimated {est['total']:.0f} min on an idle 2-core machine "
+        f"(behavioural {est['behavioural']:.0f}, mechanistic {est['mechanistic']:.0f})"
+    )
+    out = Path(args.out)
+    if args.dry_run:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "experiment.toml").write_text(experiment_toml(plan))
+        print(f"wrote {out / 'experiment.toml'}")
+        return 0
+    from casceq.reproduce.findings import FINDINGS_JSON
+    from casceq.reproduce.pipeline import run_pipeline
+
+    argv = (
+        ["casceq", "reproduce", *sys.argv[2:]] if len(sys.argv) > 1 else ["casceq", "reproduce", "--offline"]
+    )
+    result = run_pipeline(
+        plan,
+        out,
+        argv=argv,
+        resume=args.resume,
+        limit_minutes=args.limit_minutes,
+        show_progress=not args.no_progress,
+    )
+    import json
+
+    for claim in json.loads((out / FINDINGS_JSON).read_text())["claims"]:
+        print(f"({claim['key']}) {claim['title']}: {claim['verdict']} — {claim['reason']}")
+    print(f"\nfindings: {result.findings}  report: {out / 'report' / 'report.html'}")
+    return 1 if result.failed else 0

@@ -1,0 +1,269 @@
+"""The stage runner of ``casceq reproduce``: behavioural run, mechanistic suite, report, findings.
+
+Folder layout of ``DIR``::
+
+    plan.json            the plan and its hash (a resumed folder must hold the same plan)
+    experiment.toml      the behavioural experiment (``casceq run`` config)
+    run/                 the run folder (store, predictions.jsonl, compare.json, report.md, report/)
+    mech/captures/<m>-<task>/   capture folders (speech LLM and Whisper control, SST-2 and RAVDESS)
+    mech/probes/<m>-<task>/     probes.json, table.md, figure
+    mech/lens/           mech/lens.json (+ lens_control.json)
+    mech/implicit/       mech/implicit.json
+    mech/erasure/        mech/erasure.json
+    report/              the full report over the run and the mechanistic results
+    findings.md/.json    claims, numbers, verdicts
+    timings.json         status and wall seconds per stage
+
+A stage whose output is complete is not run again (``--resume``); the behavioural run resumes row by row. A
+failing stage is recorded with its error and the stages that do not depend on it still run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from casceq.errors import InputError
+from casceq.reproduce.plan import Plan, experiment_toml
+
+PLAN_FILE = "plan.json"
+TIMINGS_FILE = "timings.json"
+
+
+@dataclass
+class Stage:
+    """One stage: a name, a completeness check, the work, and the stages it needs."""
+
+    name: str
+    done: Callable[[], bool]
+    run: Callable[[], Any]
+    needs: tuple[str, ...] = ()
+
+
+@dataclass
+class PipelineResult:
+    """What a pipeline call did: each stage's record (status, seconds, detail) and the findings path."""
+
+    out: Path
+    timings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    findings: Path | None = None
+
+    @property
+    def failed(self) -> list[str]:
+        """Stages that raised."""
+        return [k for k, v in self.timings.items() if str(v.get("status", "")).startswith("failed")]
+
+
+def open_out(out: Path, plan: Plan, resume: bool) -> None:
+    """Create ``out`` with ``plan.json``, or check a resumed folder holds the same plan.
+
+    Raises:
+        InputError: The folder holds a reproduction and ``--resume`` was not given, or another plan.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / PLAN_FILE
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if not resume:
+            raise InputError(
+                "a reproduction is here: pass --resume to continue it, or another --out", path=str(out)
+            )
+        if old.get("hash") != plan.hash():
+            raise InputError(
+                "--resume: this folder holds a reproduction with another plan (n, conditions or models differ)",
+                path=str(path),
+            )
+        return
+    path.write_text(json.dumps({"hash": plan.hash(), "plan": plan.to_dict()}, indent=1))
+
+
+def provenance(argv: list[str]) -> dict[str, Any]:
+    """Command line, git commit, machine, CPU count, torch threads, date (the findings header)."""
+    import platform
+
+    from casceq.commands.lens import provenance as base
+
+    meta = base(argv)
+    meta["platform"] = platform.platform()
+    meta["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return meta
+
+
+def run_pipeline(
+    plan: Plan,
+    out: Path,
+    *,
+    argv: list[str] | None = None,
+    resume: bool = False,
+    limit_minutes: float | None = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> PipelineResult:
+    """Run (or resume) every stage of the plan into ``out`` and write the findings page.
+
+    Args:
+        plan: The plan (``casceq.reproduce.plan.default_plan``).
+        out: Output folder.
+        argv: The command line recorded in the findings header.
+        resume: Continue a folder that already holds this plan.
+        limit_minutes: Start no new stage after this many minutes (the running stage finishes; the report and
+            findings are always written).
+        show_progress: Progress bars of the behavioural run.
+        log: Where stage messages go.
+    """
+    out = Path(out)
+    open_out(out, plan, resume)
+    (out / "experiment.toml").write_text(experiment_toml(plan))
+    meta = provenance(argv or ["casceq", "reproduce"])
+    timings_path = out / TIMINGS_FILE
+    old = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    result = PipelineResult(out)
+    t_start = time.perf_counter()
+    deadline = None if limit_minutes is None else t_start + 60 * limit_minutes
+
+    def record(name: str, status: str, seconds: float, detail: str = "") -> None:
+        result.timings[name] = {"status": status, "seconds": round(seconds, 1), "detail": detail}
+        timings_path.write_text(json.dumps(result.timings, indent=1))
+
+    for stage in build_stages(plan, out, meta, show_progress):
+        missing = [
+            n
+            for n in stage.needs
+            if not str(result.timings.get(n, {}).get("status", "")).startswith(("done", "complete"))
+        ]
+        if missing:
+            record(stage.name, "skipped", 0.0, f"needs {', '.join(missing)}")
+            continue
+        if stage.name not in ("report", "findings") and resume and _safe(stage.done):
+            prev = old.get(stage.name, {})
+            record(
+                stage.name, "complete (resumed)", float(prev.get("seconds", 0.0)), str(prev.get("detail", ""))
+            )
+            continue
+        if (
+            deadline is not None
+            and time.perf_counter() > deadline
+            and stage.name not in ("report", "findings")
+        ):
+            record(stage.name, "skipped", 0.0, f"--limit-minutes {limit_minutes:g} reached")
+            continue
+        log(f"reproduce: stage {stage.name} ...")
+        t0 = time.perf_counter()
+        try:
+            detail = stage.run() or ""
+        except Exception as exc:  # one stage's failure must not lose the others' results
+            log(f"reproduce: stage {stage.name} FAILED: {type(exc).__name__}: {exc}")
+            log("".join(traceback.format_exception(exc)[-3:]))
+            record(stage.name, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+            continue
+        record(stage.name, "done", time.perf_counter() - t0, str(detail))
+        log(f"reproduce: stage {stage.name} done in {time.perf_counter() - t0:.0f} s")
+    from casceq.reproduce.findings import judge, write_findings
+
+    t0 = time.perf_counter()
+    claims = judge(out, plan, result.timings)
+    record("findings", "done", time.perf_counter() - t0)
+    result.findings = write_findings(out, plan, claims, meta, result.timings)
+    return result
+
+
+def _safe(check: Callable[[], bool]) -> bool:
+    try:
+        return bool(check())
+    except Exception:  # an unreadable partial output is simply not complete
+        return False
+
+
+def build_stages(plan: Plan, out: Path, meta: dict[str, Any], show_progress: bool) -> list[Stage]:
+    """The stages of the plan, in order (mechanistic ones only when ``plan.mech``)."""
+    from casceq.reproduce import mech as mc
+
+    run_dir = out / "run"
+    stages = [Stage("behavioural", lambda: False, lambda: _behavioural(plan, out, show_progress))]
+    ctx = mc.MechContext(plan, out, run_dir)
+    caps = ctx.mech_dir / "captures"
+    if plan.mech:
+        models = {"speech": plan.models.speech_llm, "whisper": plan.models.whisper_control}
+        split = {"sst2": "example", "ravdess": "actor"}
+        for task in [t for t in ("sst2", "ravdess") if t in plan.n]:
+            for short, spec in models.items():
+                folder = caps / f"{short}-{task}"
+                stages.append(
+                    Stage(
+                        f"capture-{short}-{task}",
+                        partial(mc.capture_complete, ctx, folder, task),
+                        partial(mc.capture_stage, ctx, spec, task, folder),
+                    )
+                )
+        for task in [t for t in ("sst2", "ravdess") if t in plan.n]:
+            for short in models:
+                folder, dest = caps / f"{short}-{task}", ctx.mech_dir / "probes" / f"{short}-{task}"
+                stages.append(
+                    Stage(
+                        f"probes-{short}-{task}",
+                        partial(Path.is_file, dest / "probes.json"),
+                        partial(mc.probe_stage, folder, dest, split[task], plan.seed),
+                        (f"capture-{short}-{task}",),
+                    )
+                )
+        lens, impl, erase = (ctx.mech_dir / k for k in ("lens", "implicit", "erasure"))
+        prov = {**meta, "stage": "reproduce"}
+        if "sst2" in plan.n:
+            stages.append(
+                Stage(
+                    "lens",
+                    lambda: (
+                        (lens / "mech" / "lens.json").is_file() and (lens / mc.LENS_CONTROL_FILE).is_file()
+                    ),
+                    lambda: mc.lens_stage(ctx, caps / "speech-sst2", lens),
+                    ("capture-speech-sst2",),
+                )
+            )
+        stages.append(
+            Stage(
+                "implicit",
+                lambda: (impl / "mech" / "implicit.json").is_file(),
+                lambda: mc.implicit_stage(ctx, impl, prov),
+            )
+        )
+        if "sst2" in plan.n:
+            stages.append(
+                Stage(
+                    "erasure",
+                    lambda: (erase / "mech" / "erasure.json").is_file(),
+                    lambda: mc.erasure_stage(ctx, caps / "speech-sst2", erase, prov),
+                    ("capture-speech-sst2",),
+                )
+            )
+    stages.append(Stage("report", lambda: False, lambda: _report(out)))
+    return stages
+
+
+def _behavioural(plan: Plan, out: Path, show_progress: bool) -> str:
+    """The ``casceq run`` experiment, resumable; frees the run's models afterwards."""
+    from casceq.run.build import clear_shared
+    from casceq.run.config import load_config
+    from casceq.run.runner import run_experiment
+
+    cfg = load_config(out / "experiment.toml")
+    try:
+        summary = run_experiment(cfg, out / "run", show_progress=show_progress)
+    finally:
+        clear_shared()  # the mechanistic stages load their own copies; free ~2 GB
+    if summary.failed:
+        raise RuntimeError("systems failed: " + "; ".join(f"{k}: {v}" for k, v in summary.failed.items()))
+    return f"{sum(summary.written.values())} rows written, {sum(summary.skipped.values())} already done"
+
+
+def _report(out: Path) -> str:
+    """The full report over the run and the mechanistic results."""
+    from casceq.report.build import build_report
+
+    built = build_report([out / "run"], out=out / "report", mech_dirs=[out / "mech"])
+    return f"{len(built.files)} files"

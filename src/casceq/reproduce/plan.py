@@ -1,0 +1,263 @@
+"""What ``casceq reproduce`` runs: the models, the items per task, the conditions and the mechanistic sizes.
+
+The plan is data (frozen dataclasses); ``experiment_toml`` turns it into the behavioural experiment that
+``casceq run`` executes, so the reproduction is an ordinary run folder anyone can re-run or extend.
+
+Default sizes come from per-clip costs measured on this 2-core machine (docs/reproduce.md, "Budget"): every
+clip is transcribed by two Whisper models and answered by four systems under each of the five conditions, so
+the behavioural part costs about ``COSTS`` seconds per clip and condition and the whole reproduction fits about
+two hours at ``DEFAULT_N`` items per text task (x 2 voices) and ``DEFAULT_N_RAVDESS`` RAVDESS clips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+
+from casceq.errors import InputError
+
+TEXT_TASKS = ("ag_news", "sst2", "csqa")
+"""Text-sufficient tasks: spoken by TTS voices, answerable from a transcript."""
+
+SPEECH_TASKS = ("ravdess",)
+"""Text-insufficient tasks with natural speech (the two RAVDESS sentences carry no emotion)."""
+
+CONDITIONS = ("clean", "babble@15", "babble@10", "babble@5", "babble@0")
+"""The paper's noise conditions (``casceq.audio.conditions.PAPER_CONDITIONS``)."""
+
+N_VOICES = 2
+"""Voices speaking each text-task item (the first two default voices)."""
+
+DEFAULT_N = 50
+"""Items per text-sufficient task (each spoken by ``N_VOICES`` voices: 100 clips per task)."""
+
+DEFAULT_N_RAVDESS = 100
+"""RAVDESS clips (natural speech, one clip per item)."""
+
+DEFAULT_MECH_N = 48
+"""Utterances per mechanistic capture and items per implicit/erasure task (probes need >= 5 groups)."""
+
+SYSTEMS = ("Cascade-S", "Cascade-W", "Cascade-M", "Speech-LLM", "Text")
+"""System names: strong-ASR cascade, weak-ASR cascade, mismatched-backbone cascade, speech LLM, text ceiling."""
+
+COSTS: Mapping[str, float] = MappingProxyType(
+    {
+        # seconds per clip and condition, measured here with 1 torch thread while another job ran
+        # (docs/reproduce.md): Whisper base + tiny.en, three LLM systems, the speech LLM.
+        "ag_news": 1.05 + 0.48 + 2 * 0.50 + 0.58 + 0.35,
+        "sst2": 1.05 + 0.48 + 2 * 0.11 + 0.14 + 0.30,
+        "csqa": 1.05 + 0.48 + 2 * 0.12 + 0.12 + 0.30,
+        "ravdess": 1.05 + 0.48 + 2 * 0.02 + 0.05 + 0.40,
+    }
+)
+"""Measured behavioural cost per clip and condition, in seconds (used by ``estimate_minutes``)."""
+
+MECH_SECONDS_PER_UTTERANCE = 16.0
+"""Mechanistic suite cost per ``mech_n`` utterance (captures, probes, lens, implicit, erasure; estimated)."""
+
+FIXED_SECONDS = 420.0
+"""Model loading, conversion checks, synthesis, calibration and the report (estimated)."""
+
+
+@dataclass(frozen=True)
+class Models:
+    """The model specs of the reproduction (defaults: the bundled offline weights).
+
+    Attributes:
+        asr_strong: ASR of Cascade-S (and Cascade-M) and of the implicit stage's explicit cascade.
+        asr_weak: ASR of Cascade-W.
+        llm: The shared backbone (Cascade-S, Cascade-W, text ceiling; the speech LLM's backbone).
+        llm_other: The mismatched backbone (Cascade-M).
+        speech_llm: The end-to-end model, a ``make_speech_llm`` spec.
+        speech_backbone: Backbone id of the speech LLM (None: ``backbone_of(llm)``).
+        whisper_control: The Whisper encoder captured as the probes' control model.
+    """
+
+    asr_strong: str = "faster-whisper:base"
+    asr_weak: str = "faster-whisper:tiny.en"
+    llm: str = "gemma-3-270m"
+    llm_other: str = "smollm2-135m-instruct"
+    speech_llm: str = "ultravox-native:bundled"
+    speech_backbone: str | None = None
+    whisper_control: str = "whisper:base"
+
+    def backbone(self) -> str:
+        """The speech LLM's backbone id (what matches it with Cascade-S)."""
+        from casceq.run.build import backbone_of
+
+        return self.speech_backbone or backbone_of(self.llm)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything ``casceq reproduce`` does, as data (hashed: a resumed folder must hold the same plan).
+
+    Attributes:
+        n: Items per task (text tasks are spoken by each voice; RAVDESS has one clip per item).
+        conditions: Audio conditions.
+        voices: TTS voices of the text tasks.
+        models: Model specs.
+        few_shot: Shots per task of both LLM backbones (the measured defaults).
+        mech: Whether to run the mechanistic suite.
+        mech_n: Utterances per capture, items per implicit/erasure task.
+        seed: Items, shots, noise and bootstrap seed.
+        calibration_n: Held-out calibration items per task.
+        bootstrap: Bootstrap resamples for the CIs.
+        batch_size: Runner batch size.
+    """
+
+    n: Mapping[str, int]
+    conditions: tuple[str, ...] = CONDITIONS
+    voices: tuple[str, ...] = ()
+    models: Models = field(default_factory=Models)
+    few_shot: Mapping[str, int] = field(default_factory=dict)
+    mech: bool = True
+    mech_n: int = DEFAULT_MECH_N
+    seed: int = 0
+    calibration_n: int = 64
+    bootstrap: int = 1000
+    batch_size: int = 8
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Tasks in table order (text-sufficient first)."""
+        return tuple(t for t in (*TEXT_TASKS, *SPEECH_TASKS) if t in self.n)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-data form (JSON)."""
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d.update(n=dict(self.n), few_shot=dict(self.few_shot), models=asdict(self.models))
+        d["conditions"], d["voices"] = list(self.conditions), list(self.voices)
+        return d
+
+    def hash(self) -> str:
+        """SHA-256 of the canonical JSON form."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def clips(self, task: str) -> int:
+        """Clips of a task per condition (items x voices for text tasks)."""
+        return self.n[task] * (len(self.voices) if task in TEXT_TASKS else 1)
+
+
+def default_plan(
+    n: int | None = None,
+    n_ravdess: int | None = None,
+    *,
+    conditions: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    mech: bool = True,
+    mech_n: int | None = None,
+    models: Models | None = None,
+    voices: Sequence[str] | None = None,
+) -> Plan:
+    """The reproduction plan with the measured defaults, optionally smaller (``--n``, dev flags)."""
+    from casceq.audio.tts import DEFAULT_VOICES
+    from casceq.systems.llm.bundled import default_backend_kwargs
+
+    chosen = tuple(tasks) if tasks else (*TEXT_TASKS, *SPEECH_TASKS)
+    unknown = [t for t in chosen if t not in (*TEXT_TASKS, *SPEECH_TASKS)]
+    if unknown:
+        raise InputError(f"unknown tasks {unknown}; the reproduction has {[*TEXT_TASKS, *SPEECH_TASKS]}")
+    sizes = {t: (n_ravdess or DEFAULT_N_RAVDESS) if t in SPEECH_TASKS else (n or DEFAULT_N) for t in chosen}
+    if any(v <= 0 for v in sizes.values()) or (mech_n is not None and mech_n < 5):
+        raise InputError("--n and --n-ravdess must be positive and the mechanistic n at least 5")
+    shots = default_backend_kwargs(chosen)["few_shot"]
+    return Plan(
+        n=sizes,
+        conditions=tuple(conditions or CONDITIONS),
+        voices=tuple(voices or DEFAULT_VOICES[:N_VOICES]),
+        models=models or Models(),
+        few_shot=dict(shots),
+        mech=mech,
+        mech_n=mech_n or DEFAULT_MECH_N,
+    )
+
+
+def estimate_minutes(plan: Plan) -> dict[str, float]:
+    """Expected wall minutes of the behavioural run, the mechanistic suite and the total (``COSTS``)."""
+    behaviour = sum(plan.clips(t) * COSTS[t] * len(plan.conditions) for t in plan.tasks)
+    mech = MECH_SECONDS_PER_UTTERANCE * plan.mech_n if plan.mech else 0.0
+    return {
+        "behavioural": behaviour / 60,
+        "mechanistic": mech / 60,
+        "total": (behaviour + mech + FIXED_SECONDS) / 60,
+    }
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+def experiment_toml(plan: Plan) -> str:
+    """The behavioural experiment of the plan as a ``casceq run`` TOML config."""
+    m = plan.models
+    shots = ", ".join(f"{t} = {k}" for t, k in plan.few_shot.items())
+    settings = f"settings = {{ few_shot = {{ {shots} }} }}" if shots else ""
+    lines = [
+        "# casceq reproduce: the behavioural experiment (written by casceq.reproduce.plan).",
+        'name = "reproduce"',
+        f"seed = {plan.seed}",
+        f"batch_size = {plan.batch_size}",
+        'answer_mode = "score"',
+        'calibration = "heldout"',
+        f"calibration_n = {plan.calibration_n}",
+        f"bootstrap = {plan.bootstrap}",
+        "voices = [" + ", ".join(_toml_str(v) for v in plan.voices) + "]",
+        "conditions = [" + ", ".join(_toml_str(c) for c in plan.conditions) + "]",
+        "",
+    ]
+    for t in plan.tasks:
+        lines += [f"[tasks.{t}]", f"n = {plan.n[t]}", ""]
+    systems = [
+        ("Cascade-S", "cascade", {"asr": m.asr_strong, "llm": m.llm}),
+        ("Cascade-W", "cascade", {"asr": m.asr_weak, "llm": m.llm}),
+        ("Cascade-M", "cascade", {"asr": m.asr_strong, "llm": m.llm_other}),
+        ("Speech-LLM", "speech_llm", {"model": m.speech_llm, "backbone": m.backbone()}),
+        ("Text", "text", {"llm": m.llm}),
+    ]
+    for name, kind, keys in systems:
+        lines += ["[[systems]]", f"name = {_toml_str(name)}", f"kind = {_toml_str(kind)}"]
+        lines += [f"{k} = {_toml_str(v)}" for k, v in keys.items()]
+        lines += [settings, ""] if kind != "speech_llm" and settings else [""]
+    return "\n".join(lines)
+
+
+def check_offline(models: Models) -> None:
+    """Refuse any spec that is neither bundled weights nor a local path (a hub id would need the network).
+
+    Raises:
+        InputError: Naming the spec and what ``--offline`` accepts.
+    """
+    from casceq.systems.asr.bundled import BUNDLED as ASR_BUNDLED
+    from casceq.systems.llm.bundled import BUNDLED as LLM_BUNDLED
+
+    def local(target: str) -> bool:
+        return Path(target).expanduser().exists()
+
+    checks = [
+        (models.asr_strong, ASR_BUNDLED, ("faster-whisper", "hf-whisper")),
+        (models.asr_weak, ASR_BUNDLED, ("faster-whisper", "hf-whisper")),
+        (models.whisper_control, ASR_BUNDLED, ("whisper",)),
+        (models.llm, LLM_BUNDLED, ("hf", "gguf", "bundled", "")),
+        (models.llm_other, LLM_BUNDLED, ("hf", "gguf", "bundled", "")),
+        (models.speech_llm, ("bundled",), ("ultravox-native",)),
+    ]
+    for spec, bundled, kinds in checks:
+        kind, sep, target = spec.partition(":")
+        if not sep:
+            kind, target = "", spec
+        if kind in kinds and (target in bundled or local(target)):
+            continue
+        raise InputError(
+            f"--offline: {spec!r} is neither bundled weights nor a local folder (a hub id needs the network); "
+            f"offline specs: {', '.join(f'{k}:{b}' for k in kinds if k for b in bundled) or ', '.join(bundled)}"
+        )
+
+
+def with_models(plan: Plan, models: Models) -> Plan:
+    """The same plan on other models (tests use tiny stand-ins)."""
+    return replace(plan, models=models)
