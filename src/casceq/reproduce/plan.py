@@ -162,7 +162,9 @@ def default_plan(
     unknown = [t for t in chosen if t not in (*TEXT_TASKS, *SPEECH_TASKS)]
     if unknown:
         raise InputError(f"unknown tasks {unknown}; the reproduction has {[*TEXT_TASKS, *SPEECH_TASKS]}")
-    sizes = {t: (n_ravdess or DEFAULT_N_RAVDESS) if t in SPEECH_TASKS else (n or DEFAULT_N) for t in chosen}
+    n_text = DEFAULT_N if n is None else n
+    n_speech = DEFAULT_N_RAVDESS if n_ravdess is None else n_ravdess
+    sizes = {t: n_speech if t in SPEECH_TASKS else n_text for t in chosen}
     if any(v <= 0 for v in sizes.values()) or (mech_n is not None and mech_n < 5):
         raise InputError("--n and --n-ravdess must be positive and the mechanistic n at least 5")
     shots = default_backend_kwargs(chosen)["few_shot"]
@@ -173,7 +175,7 @@ def default_plan(
         models=models or Models(),
         few_shot=dict(shots),
         mech=mech,
-        mech_n=mech_n or DEFAULT_MECH_N,
+        mech_n=DEFAULT_MECH_N if mech_n is None else mech_n,
     )
 
 

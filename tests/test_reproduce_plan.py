@@ -1,0 +1,132 @@
+"""The reproduction plan: its experiment TOML parses into the asked-for systems, tasks, conditions and sizes; the
+speech LLM is matched with Cascade-S and not with the mismatched cascade; --offline refuses hub ids; a folder
+holding another plan is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from casceq.errors import InputError
+from casceq.reproduce.plan import (
+    CONDITIONS,
+    DEFAULT_N,
+    DEFAULT_N_RAVDESS,
+    Models,
+    check_offline,
+    default_plan,
+    estimate_minutes,
+    experiment_toml,
+)
+from casceq.run.config import load_config
+
+
+def _config(tmp_path: Path, plan):  # type: ignore[no-untyped-def]
+    path = tmp_path / "experiment.toml"
+    path.write_text(experiment_toml(plan))
+    return load_config(path)
+
+
+def test_default_toml_has_the_systems_tasks_conditions_and_sizes(tmp_path: Path) -> None:
+    from casceq.audio.conditions import PAPER_CONDITIONS
+    from casceq.audio.tts import DEFAULT_VOICES
+    from casceq.systems.llm.bundled import DEFAULT_BACKBONE, DEFAULT_LLM_SETTINGS
+
+    cfg = _config(tmp_path, default_plan())
+    systems = {s.name: s for s in cfg.systems}
+    assert {n: (s.kind, s.asr, s.llm, s.model) for n, s in systems.items()} == {
+        "Cascade-S": ("cascade", "faster-whisper:base", DEFAULT_BACKBONE, None),
+        "Cascade-W": ("cascade", "faster-whisper:tiny.en", DEFAULT_BACKBONE, None),
+        "Cascade-M": ("cascade", "faster-whisper:base", "smollm2-135m-instruct", None),
+        "Speech-LLM": ("speech_llm", None, None, "ultravox-native:bundled"),
+        "Text": ("text", None, DEFAULT_BACKBONE, None),
+    }
+    assert {t.name: t.n for t in cfg.tasks} == {
+        "ag_news": DEFAULT_N,
+        "sst2": DEFAULT_N,
+        "csqa": DEFAULT_N,
+        "ravdess": DEFAULT_N_RAVDESS,
+    }
+    assert cfg.conditions == PAPER_CONDITIONS == CONDITIONS
+    assert cfg.voices == DEFAULT_VOICES[:2]
+    assert (cfg.answer_mode, cfg.calibration) == ("score", "heldout")
+    shots = systems["Cascade-S"].settings["few_shot"]
+    for task in ("sst2", "ag_news", "csqa"):  # the measured settings, the same on every LLM system
+        assert shots[task] == DEFAULT_LLM_SETTINGS[task].few_shot
+    assert shots["ravdess"] == 0
+    assert all(
+        systems[n].settings == systems["Cascade-S"].settings for n in ("Cascade-W", "Cascade-M", "Text")
+    )
+
+
+def test_matched_and_mismatched_pairing(tmp_path: Path) -> None:
+    from casceq.run.build import backbone_of, build_system
+
+    cfg = _config(tmp_path, default_plan())
+    built = {s.name: build_system(s, cfg) for s in cfg.systems}  # lazy: loads no model
+    speech = built["Speech-LLM"].backbone
+    assert speech == backbone_of(built["Cascade-S"].spec["llm"]) == built["Cascade-S"].backbone
+    assert built["Cascade-W"].backbone == speech
+    assert built["Cascade-M"].backbone != speech
+
+
+def test_sizes_conditions_and_tasks_follow_the_flags(tmp_path: Path) -> None:
+    plan = default_plan(7, 9, conditions=["clean", "babble@0"], tasks=["sst2", "ravdess"], mech_n=6)
+    cfg = _config(tmp_path, plan)
+    assert {t.name: t.n for t in cfg.tasks} == {"sst2": 7, "ravdess": 9}
+    assert cfg.conditions == ("clean", "babble@0")
+    assert plan.clips("sst2") == 14 and plan.clips("ravdess") == 9
+    with pytest.raises(InputError):
+        default_plan(0)
+    with pytest.raises(InputError):
+        default_plan(tasks=["meld"])
+    with pytest.raises(InputError):
+        default_plan(mech_n=3)  # probes need at least 5 groups
+
+
+def test_budget_estimate_of_the_defaults_fits_two_hours() -> None:
+    small, full = estimate_minutes(default_plan(10, 10)), estimate_minutes(default_plan())
+    assert full["total"] <= 120 and full["behavioural"] > small["behavioural"] > 0
+    assert estimate_minutes(default_plan(mech=False))["mechanistic"] == 0
+
+
+def test_offline_accepts_bundled_and_local_and_refuses_hub_ids(tmp_path: Path) -> None:
+    check_offline(Models())
+    local = tmp_path / "my-llm"
+    local.mkdir()
+    check_offline(Models(llm=f"hf:{local}", llm_other=str(local), speech_llm=f"ultravox-native:{local}"))
+    for bad in (
+        Models(llm="hf:google/gemma-3-270m"),
+        Models(llm_other="HuggingFaceTB/SmolLM2-135M-Instruct"),
+        Models(asr_strong="faster-whisper:Systran/faster-whisper-small"),
+        Models(speech_llm="qwen2-audio:Qwen/Qwen2-Audio-7B-Instruct"),
+        Models(whisper_control="whisper:openai/whisper-base"),
+    ):
+        with pytest.raises(InputError, match="--offline"):
+            check_offline(bad)
+
+
+def test_a_folder_with_another_plan_is_refused(tmp_path: Path) -> None:
+    from casceq.reproduce.pipeline import open_out
+
+    plan = default_plan(4, 4)
+    open_out(tmp_path, plan, resume=False)
+    with pytest.raises(InputError, match="--resume"):
+        open_out(tmp_path, plan, resume=False)
+    open_out(tmp_path, plan, resume=True)  # same plan: fine
+    with pytest.raises(InputError, match="another plan"):
+        open_out(tmp_path, default_plan(5, 4), resume=True)
+
+
+def test_cli_requires_offline_and_dry_run_writes_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from casceq.cli import main
+
+    assert main(["reproduce", "--out", str(tmp_path / "a")]) == 2
+    assert "--offline" in capsys.readouterr().err
+    assert main(["reproduce", "--offline", "--dry-run", "--n", "6", "--out", str(tmp_path / "b")]) == 0
+    assert "estimated" in capsys.readouterr().out
+    cfg = load_config(tmp_path / "b" / "experiment.toml")
+    assert {t.name: t.n for t in cfg.tasks}["sst2"] == 6
