@@ -78,3 +78,23 @@ def test_invalid_toml_names_file(tmp_path):
     p = _write(tmp_path, "name = [")
     with pytest.raises(InputError, match="invalid TOML"):
         load_config(p)
+
+
+def test_demo_config_pairs_the_speech_llm_with_every_cascade_on_its_backbone() -> None:
+    # The demo's point is the matched comparison: its speech LLM must resolve to the cascades' backbone id
+    # (a mismatch would silently turn every speech-LLM pair into an unmatched one).
+    import tomllib
+
+    from casceq.run.build import _speech_backbone, backbone_of
+    from casceq.run.config import parse_config
+    from casceq.run.demo import demo_config_toml
+
+    cfg = parse_config(tomllib.loads(demo_config_toml()))
+    ids = {
+        s.name: (_speech_backbone(s.model) if s.kind == "speech_llm" else backbone_of(s.llm))  # type: ignore[arg-type]
+        for s in cfg.systems
+    }
+    assert set(ids) == {"Cascade-S", "Cascade-W", "Text", "Speech-LLM"}
+    assert len(set(ids.values())) == 1
+    # positive control: the mismatched offline LLM gives a different id
+    assert backbone_of("smollm2-135m-instruct") != ids["Speech-LLM"]

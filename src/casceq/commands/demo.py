@@ -2,8 +2,8 @@
 
 Synthesise a small spoken subset of
 SST-2 and AG News in two offline voices, clean and in babble at 0 dB; run Cascade-S (Whisper base -> the default
-backbone), Cascade-W (Whisper tiny.en -> the same backbone) and the text ceiling (gold text -> the same
-backbone); print accuracy, kappa with CIs, error overlap and McNemar, and the run folder's path.
+backbone), Cascade-W (Whisper tiny.en -> the same backbone), the text ceiling (gold text -> the same
+backbone) and the shipped mini speech LLM (Whisper base encoder -> trained projector -> the same backbone); print accuracy, kappa with CIs, error overlap and McNemar, and the run folder's path.
 """
 
 from __future__ import annotations
