@@ -119,7 +119,9 @@ def test_skip_mech_and_time_limit_are_recorded(models: Any, tmp_path: Path) -> N
     )
     result = run_pipeline(plan, tmp_path / "r", show_progress=False, limit_minutes=0.0, log=lambda _m: None)
     assert result.timings["behavioural"]["status"] == "skipped"  # the limit was reached before it started
-    assert result.timings["report"]["status"] == "failed"  # nothing to report on; recorded, not raised
+    report = result.timings["report"]
+    assert (report["status"], report["detail"]) == ("skipped", "no predictions to report on")
+    assert result.failed == []
     claims = json.loads((tmp_path / "r" / "findings.json").read_text())["claims"]
     assert all(c["verdict"] == "not testable here" for c in claims)
     assert "limit-minutes" in claims[0]["reason"] and "skip-mech" in claims[-1]["reason"]

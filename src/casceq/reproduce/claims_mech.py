@@ -57,8 +57,8 @@ def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None
     over_first = prec[best] - prec[first]
     ok = over_ctrl >= LENS_MARGIN and over_first >= LENS_MARGIN
     why = (
-        f"best upper layer L{best}: {fmt(prec[best])}, {fmt(over_ctrl)} above control, {fmt(over_first)} above "
-        f"L{first}"
+        f"best upper-half layer L{best}: precision {fmt(prec[best])} (control {fmt(ctrl.get(best))}); first "
+        f"captured layer L{first}: {fmt(prec[first])}"
     )
     task = TaskVerdict(
         f"{lens.get('n_utterances', '?')} utterances", REPRODUCED if ok else NOT_REPRODUCED, why, nums

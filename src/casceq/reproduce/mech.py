@@ -29,6 +29,9 @@ LENS_CONTROL_FILE = "lens_control.json"
 ERASE_CONCEPTS = ("text", "acoustic", "random")
 """Erasure conditions: the text concept and its two controls."""
 
+CAPTURE_DTYPE = "float32"
+"""Storage dtype of captures: Gemma 3's residual stream exceeds the float16 range on real clips (seen here)."""
+
 IMPLICIT_TASKS = ("sst2", "ag_news")
 ERASE_TASKS = ("sst2", "ag_news")
 
@@ -99,8 +102,12 @@ def capture_stage(ctx: MechContext, model: str, task: str, out: Path) -> None:
         reader = CaptureReader(out)
         if reader.meta.model != model:
             raise InputError(f"holds a capture of {reader.meta.model!r}, not {model!r}", path=str(out))
-        skip = frozenset(r.id for r in reader.utterances)
-        first = max((n for n, _ in reader.shards), default=-1) + 1
+        if reader.meta.dtype != CAPTURE_DTYPE or not reader.utterances:  # an older or empty start: redo it
+            for p in [*out.glob("shard-*"), out / META_FILE]:
+                p.unlink()
+        else:
+            skip = frozenset(r.id for r in reader.utterances)
+            first = max((n for n, _ in reader.shards), default=-1) + 1
     todo = [u for u in utts if u.id not in skip]
     if not todo:
         return
@@ -115,6 +122,7 @@ def capture_stage(ctx: MechContext, model: str, task: str, out: Path) -> None:
         todo,
         str(out),
         model=model,
+        dtype=CAPTURE_DTYPE,
         pitch=importlib.util.find_spec("parselmouth") is not None,
         feature_extractor=fe,
         extra={"command": f"casceq reproduce (capture {model} on {task})", "seed": ctx.plan.seed},
@@ -225,11 +233,15 @@ def run_transcripts(ctx: MechContext, task: str, examples: list[Any], audios: li
 
 def implicit_stage(ctx: MechContext, out: Path, provenance: dict[str, Any]) -> None:
     """The implicit cascade on the text tasks of ``IMPLICIT_TASKS`` present in the plan."""
-    from casceq.mech.implicit import SpeechBackboneLLM, implicit_cascade, write_results
+    from casceq.mech.implicit import implicit_cascade, write_results
+    from casceq.systems.llm import make_llm
     from casceq.tasks import get_task
 
     backend = ctx.backend()
-    llm = SpeechBackboneLLM(backend)
+    # The text copy of the backbone: the same weights loaded as a text LLM (`casceq implicit --backbone SPEC`).
+    # SpeechBackboneLLM computes full-vocabulary logits at every position (Gemma: 262k), which measured ~24 s
+    # per item here; HFCausalLM unembeds only the label positions.
+    llm = make_llm(ctx.plan.models.llm)
     results = []
     for name in [t for t in IMPLICIT_TASKS if t in ctx.plan.n]:
         examples, audios = ctx.items(name)

@@ -36,6 +36,10 @@ PLAN_FILE = "plan.json"
 TIMINGS_FILE = "timings.json"
 
 
+class StageSkipped(Exception):
+    """Raised by a stage that has nothing to work on (recorded as skipped, with the message as the reason)."""
+
+
 @dataclass
 class Stage:
     """One stage: a name, a completeness check, the work, and the stages it needs."""
@@ -157,6 +161,9 @@ def run_pipeline(
         t0 = time.perf_counter()
         try:
             detail = stage.run() or ""
+        except StageSkipped as why:
+            record(stage.name, "skipped", time.perf_counter() - t0, str(why))
+            continue
         except Exception as exc:  # one stage's failure must not lose the others' results
             log(f"reproduce: stage {stage.name} FAILED: {type(exc).__name__}: {exc}")
             log("".join(traceback.format_exception(exc)[-3:]))
@@ -265,5 +272,7 @@ def _report(out: Path) -> str:
     """The full report over the run and the mechanistic results."""
     from casceq.report.build import build_report
 
+    if not (out / "run" / "predictions.jsonl").is_file():
+        raise StageSkipped("no predictions to report on")
     built = build_report([out / "run"], out=out / "report", mech_dirs=[out / "mech"])
     return f"{len(built.files)} files"

@@ -38,7 +38,7 @@ DEFAULT_N = 50
 DEFAULT_N_RAVDESS = 100
 """RAVDESS clips (natural speech, one clip per item)."""
 
-DEFAULT_MECH_N = 48
+DEFAULT_MECH_N = 40
 """Utterances per mechanistic capture and items per implicit/erasure task (probes need >= 5 groups)."""
 
 SYSTEMS = ("Cascade-S", "Cascade-W", "Cascade-M", "Speech-LLM", "Text")
@@ -56,8 +56,10 @@ COSTS: Mapping[str, float] = MappingProxyType(
 )
 """Measured behavioural cost per clip and condition, in seconds (used by ``estimate_minutes``)."""
 
-MECH_SECONDS_PER_UTTERANCE = 16.0
-"""Mechanistic suite cost per ``mech_n`` utterance (captures, probes, lens, implicit, erasure; estimated)."""
+MECH_SECONDS_PER_UTTERANCE = 25.0
+"""Mechanistic suite cost per ``mech_n`` utterance, estimated from the per-pass costs (docs/reproduce.md): four
+captures ~2 s, probes ~8 s (CTC epochs), lens + control ~4 s, implicit on 2 tasks ~2 s, erasure (2 fitted
+concepts x 9 layers, 4 answer passes on 2 tasks) ~8 s."""
 
 FIXED_SECONDS = 420.0
 """Model loading, conversion checks, synthesis, calibration and the report (estimated)."""
