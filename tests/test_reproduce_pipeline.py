@@ -125,3 +125,39 @@ def test_skip_mech_and_time_limit_are_recorded(models: Any, tmp_path: Path) -> N
     claims = json.loads((tmp_path / "r" / "findings.json").read_text())["claims"]
     assert all(c["verdict"] == "not testable here" for c in claims)
     assert "limit-minutes" in claims[0]["reason"] and "skip-mech" in claims[-1]["reason"]
+
+
+def test_capture_stage_resumes_and_redoes_a_float16_start(models: Any, tmp_path: Path) -> None:
+    from casceq.commands.capture import load_model
+    from casceq.mech.capture import Utterance, capture
+    from casceq.mech.shards import CaptureReader
+    from casceq.reproduce.mech import MechContext, capture_complete, capture_stage
+    from casceq.reproduce.plan import default_plan
+
+    plan = default_plan(2, 5, tasks=["ravdess"], mech_n=5, models=models)
+    ctx = MechContext(plan, tmp_path, tmp_path / "run")
+    examples, _ = ctx.items("ravdess")
+    obj, fe = load_model(models.whisper_control, None)
+
+    def start(folder: Path, dtype: str) -> None:  # an interrupted earlier capture of the first 2 clips
+        utts = [Utterance(e.id, e.audio.path, e.text, {"actor": e.meta["actor"]}) for e in examples[:2]]
+        capture(
+            obj,
+            utts,
+            str(folder),
+            model=models.whisper_control,
+            dtype=dtype,
+            pitch=False,
+            feature_extractor=fe,
+        )
+
+    for dtype, shards in (("float32", 2), ("float16", 1)):
+        folder = tmp_path / dtype
+        start(folder, dtype)
+        assert not capture_complete(ctx, folder, "ravdess")
+        capture_stage(ctx, models.whisper_control, "ravdess", folder)
+        reader = CaptureReader(folder)
+        ids = [r.id for r in reader.utterances]
+        assert sorted(ids) == sorted(e.id for e in examples) and len(set(ids)) == 5
+        assert reader.meta.dtype == "float32" and len(reader.shards) == shards  # float16 start: redone in one
+        assert capture_complete(ctx, folder, "ravdess")

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     sizes = ", ".join(f"{t} {plan.clips(t)} clips" for t in plan.tasks)
     print(
         f"reproduce: {sizes} x {len(plan.conditions)} conditions; mechanistic n {plan.mech_n if plan.mech else 0}; "
-        f"estimated {est['total']:.0f} min on an idle 2-core machine "
+        f"estimated {est['total']:.0f} min on a free 2-core machine like the one measured in docs/reproduce.md "
         f"(behavioural {est['behavioural']:.0f}, mechanistic {est['mechanistic']:.0f})"
     )
     out = Path(args.out)
