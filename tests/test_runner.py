@@ -245,3 +245,72 @@ llm = "hf:{llm_dir}"
     for r in _rows(out):
         scores = np.array([r.label_scores[lab] for lab in ("negative", "positive")])
         assert r.label == ("negative", "positive")[int(np.argmax(scores - np.array(offsets)))]
+
+
+def test_speech_llm_is_calibrated_on_heldout_audio(tmp_path, llm_dir):
+    # The speech LLM gets the cascades' treatment: offsets fitted on held-out items (spoken, clean), applied to
+    # every row. Checked against an independent fit on the same clips through the backend directly.
+    import numpy as np
+
+    from casceq.audio.io import load_audio
+    from casceq.run.calibrate import heldout_examples
+    from casceq.systems.compose import speech_prompt
+    from casceq.systems.speech_llm import make_speech_llm
+    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
+    from casceq.tasks import get_task, load_examples
+    from tests.tiny_models import tiny_whisper
+
+    whisper = tiny_whisper(tmp_path / "whisper")
+    ucfg = UltravoxNativeConfig(
+        encoder=str(whisper), backbone=str(llm_dir), hidden_dim=64, encoder_mode="unpadded"
+    )
+    ckpt = UltravoxNativeBackend.create(ucfg, seed=3).save(tmp_path / "speech-llm")
+    p = tmp_path / "cal.toml"
+    p.write_text(
+        f"""
+name = "t"
+calibration = "heldout"
+calibration_n = 6
+bootstrap = 50
+voices = ["espeak-us", "espeak-gb-f4"]
+conditions = ["clean"]
+[tasks.sst2]
+n = 3
+[[systems]]
+name = "Speech"
+kind = "speech_llm"
+model = "ultravox-native:{ckpt}"
+backbone = "tiny"
+"""
+    )
+    out = tmp_path / "run"
+    run_experiment(load_config(p), out, show_progress=False)
+    saved = json.loads((out / "calibration.json").read_text())
+    ((group, fits),) = saved.items()
+    assert json.loads(group)["speech"] == f"ultravox-native:{ckpt}"
+    offsets = np.array(fits["sst2"])
+    assert abs(offsets.sum()) < 1e-9 and np.abs(offsets).max() > 0
+    rows = _rows(out)
+    assert len(rows) == 6
+    for r in rows:
+        scores = np.array([r.label_scores[lab] for lab in ("negative", "positive")])
+        assert r.label == ("negative", "positive")[int(np.argmax(scores - offsets))]
+    # independent fit: the held-out items, voice i mod 2, raw scores from the backend itself
+    task = get_task("sst2")
+    held = heldout_examples("sst2", load_examples("sst2", n=3, seed=0), 6, 0)
+    assert not {e.id for e in held} & {r.example_id.split("@")[0] for r in rows}
+    clips = sorted((out / "audio" / "sst2-calibration").rglob("*.flac"))
+    assert len(clips) == 6  # one clip per held-out item
+    backend = make_speech_llm(f"ultravox-native:{ckpt}")
+    by_voice = {"espeak-us": held[0::2], "espeak-gb-f4": held[1::2]}
+    wavs, prompts = [], []
+    for voice, exs in by_voice.items():
+        for ex in exs:
+            (clip,) = [c for c in clips if voice in c.parts[-2] + c.name and ex.id in c.name] or [None]
+            assert clip is not None, (voice, ex.id, [c.name for c in clips])
+            wavs.append(load_audio(clip, sr=16000))
+            prompts.append(speech_prompt(task, ex))
+    raw = np.asarray(backend.score_options(wavs, prompts, [list(task.labels)] * len(wavs)))
+    logp = raw - np.logaddexp.reduce(raw, axis=1, keepdims=True)
+    ref = np.log(np.exp(logp).mean(0))
+    np.testing.assert_allclose(offsets, ref - ref.mean(), atol=1e-4)

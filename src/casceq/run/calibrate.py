@@ -5,8 +5,13 @@ estimator (contextual calibration: subtract each label's centred log mean probab
 module picks the fitting inputs for a run — ``heldout``: items of the task the run does not evaluate, read as
 gold text through the same prompt and shots; ``content-free``: "N/A", "" and "[MASK]" — and saves the offsets
 per (LLM spec + settings, task) in the run folder (``calibration.json``). The offsets are part of every
-prediction's cache key. A cascade and the text ceiling on the same backbone and settings share them. Speech LLMs
-are not calibrated (it would need held-out audio); their raw argmax is reported.
+prediction's cache key. A cascade and the text ceiling on the same backbone and settings share them.
+
+Speech LLMs in label-scoring mode get the same treatment, on audio: with ``heldout``, the same held-out items are
+spoken (clean; item i by the run's voice i mod V, so the cost is one clip per item) or, for natural-speech tasks,
+their own recordings are used, and the speech LLM's raw label scores on them give its offsets. Comparing a
+calibrated cascade with an uncalibrated speech LLM would mix calibration into the modality difference. There is
+no content-free input for audio, so ``content_free`` leaves speech LLMs uncalibrated (their raw argmax).
 """
 
 from __future__ import annotations
@@ -57,7 +62,11 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
     changed = False
     for spec in ctx.system_specs:
         system = ctx.systems[spec.name]
-        if spec.kind == "speech_llm" or system.mode != "score":
+        if system.mode != "score":
+            continue
+        if spec.kind == "speech_llm":
+            if ctx.cfg.calibration == "heldout":
+                changed |= _calibrate_speech(ctx, spec, system, saved, fits)
             continue
         group = json.dumps(
             {"llm": spec.llm, "settings": spec.settings, "method": ctx.cfg.calibration}, sort_keys=True
@@ -88,3 +97,63 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
         tmp.write_text(json.dumps(saved, indent=2))
         tmp.replace(path)
     return fits
+
+
+def _calibrate_speech(
+    ctx: Any, spec: Any, system: Any, saved: dict[str, dict[str, list[float]]], fits: dict[str, Any]
+) -> bool:
+    """Fit a speech LLM's offsets per task on held-out audio; return whether ``saved`` changed."""
+    from casceq.run.items import load_item_audio, natural_items, spoken_items
+    from casceq.systems.llm.calibration import CalibrationFitter
+    from casceq.tasks import get_task
+    from casceq.types import CLEAN
+
+    group = json.dumps(
+        {"speech": spec.model, "backbone": system.backbone, "settings": spec.settings, "method": "heldout"},
+        sort_keys=True,
+    )
+    changed = False
+    for tspec in ctx.task_specs:
+        task = get_task(tspec.name)
+        if task.open_answer:
+            continue
+        if group in saved and task.name in saved[group]:
+            off = saved[group][task.name]
+        else:
+            evaluated = {it.base_id: it.example for it in ctx.items(task.name)}
+            held = heldout_examples(task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed)
+            if not held:
+                continue
+            if held[0].audio is not None:
+                items = natural_items(held)
+            else:
+                voices = list(ctx.cfg.voices)
+                items = []
+                for v, voice in enumerate(voices):
+                    mine = [ex for i, ex in enumerate(held) if i % len(voices) == v]
+                    if mine:  # one folder per voice: a synthesis manifest lists everything in its folder
+                        folder = ctx.out / "audio" / f"{task.name}-calibration" / voice
+                        items += spoken_items(mine, [voice], folder)
+            system.offsets.pop(task.name, None)  # raw scores
+            fitter = CalibrationFitter(task.labels, "heldout")
+            for b in range(0, len(items), ctx.cfg.batch_size):
+                chunk = items[b : b + ctx.cfg.batch_size]
+                wavs, exs = [], []
+                for it in chunk:
+                    try:
+                        wavs.append(load_item_audio(it, CLEAN, ctx.cfg.seed))
+                        exs.append(it.example)
+                    except Exception as exc:  # an unreadable calibration clip is left out, not fatal
+                        print(f"calibration of {spec.name}: skipped {it.example.id}: {exc}")
+                if not exs:
+                    continue
+                preds = system.predict(task, CLEAN, exs, wavs)
+                fitter.update(np.array([[p.label_scores[lab] for lab in task.labels] for p in preds]))
+            if fitter.n == 0:
+                continue
+            off = fitter.calibrator.offsets.tolist()
+            saved.setdefault(group, {})[task.name] = off
+            changed = True
+        system.offsets[task.name] = np.asarray(off)
+        fits.setdefault(spec.name, {})[task.name] = off
+    return changed
