@@ -56,10 +56,10 @@ COSTS: Mapping[str, float] = MappingProxyType(
 )
 """Measured behavioural cost per clip and condition, in seconds (used by ``estimate_minutes``)."""
 
-MECH_SECONDS_PER_UTTERANCE = 25.0
-"""Mechanistic suite cost per ``mech_n`` utterance, estimated from the per-pass costs (docs/reproduce.md): four
-captures ~2 s, probes ~8 s (CTC epochs), lens + control ~4 s, implicit on 2 tasks ~2 s, erasure (2 fitted
-concepts x 9 layers, 4 answer passes on 2 tasks) ~8 s."""
+MECH_SECONDS_PER_UTTERANCE = 30.0
+"""Mechanistic suite cost per ``mech_n`` utterance, estimated (docs/reproduce.md): four captures ~2 s, probes ~8 s
+(CTC epochs), lens + control ~4 s, implicit on 2 tasks ~3 s, erasure (2 fitted concepts x 9 layers, held-out
+logistic checks, 4 answer passes on 2 tasks) ~13 s. Not measured at full scale."""
 
 FIXED_SECONDS = 420.0
 """Model loading, conversion checks, synthesis, calibration and the report (estimated)."""
