@@ -224,3 +224,16 @@ def test_peak_normalised_audio_survives_flac_round_trip(tmp_path):
     wav, _ = sf.read(str(tmp_path / m.entries[0].path), dtype="float32")
     direct, _ = get_voice("flite-slt").synthesize(m.entries[0].spoken_text)
     np.testing.assert_allclose(wav, direct, atol=1 / 32767 + 1e-6)
+
+
+def test_spoken_items_of_a_smaller_request_on_a_shared_folder(tmp_path):
+    # A folder's manifest lists every earlier request; items are only those asked for now (it used to raise
+    # KeyError on the extra entries, breaking a second, smaller run on the same audio folder).
+    from casceq.run.items import spoken_items
+
+    exs = _examples()[:2]
+    both = spoken_items(exs, FAST, tmp_path)
+    assert sorted(it.example.id for it in both) == sorted(f"{e.id}@{v}" for e in exs for v in FAST)
+    one = spoken_items(exs[:1], ["espeak-us"], tmp_path)
+    assert [it.example.id for it in one] == ["a-1@espeak-us"]
+    assert one[0].audio == next(it.audio for it in both if it.example.id == "a-1@espeak-us")

@@ -76,7 +76,9 @@ def spoken_items(
     by_id = {ex.id: ex for ex in examples}
     items = []
     for row in manifest.entries:
-        ex = by_id[row.example_id]
+        ex = by_id.get(row.example_id)
+        if ex is None or row.voice not in voices:  # the folder's manifest also lists earlier, larger requests
+            continue
         ref = row.audio_ref(audio_dir)
         voiced = Example(
             id=f"{ex.id}@{row.voice}",
