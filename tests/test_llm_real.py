@@ -36,6 +36,27 @@ def test_converted_folder_carries_the_gguf_hash() -> None:
     manifest = json.loads((Path(folder) / MANIFEST).read_text())
     assert manifest["source_sha256"] == digest == sha256_file(gguf)
     assert backbone == "smollm2-135m-instruct" and digest[:12] in Path(folder).name
+    # The saved config is the GGUF's own (parsed independently here), as a plain float32 folder.
+    from transformers import AutoConfig
+
+    saved = json.loads((Path(folder) / "config.json").read_text())
+    assert "quantization_config" not in saved
+    reference = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name).to_dict()
+    reference.pop("quantization_config", None)
+    assert reference["num_hidden_layers"] == 30  # SmolLM2-135M: the reference is a real parse
+    loaded = AutoConfig.from_pretrained(folder).to_dict()
+    skip = {
+        "quantization_config",
+        "transformers_version",
+        "_name_or_path",
+        "dtype",
+        "torch_dtype",
+        "architectures",
+    }
+    differ = {
+        k for k in reference.keys() | loaded.keys() if k not in skip and loaded.get(k) != reference.get(k)
+    }
+    assert not differ, {k: (loaded.get(k), reference.get(k)) for k in differ}
 
 
 @pytest.mark.skipif(datasets_dir() is None, reason="../shared/datasets not found")

@@ -39,13 +39,16 @@ class AccuracyRow:
     labels: dict[str, int]
 
 
+EVAL_N = 60
+"""Items per task of the evaluation (x 2 voices = 120 clips per task; docs/speech_llm_training.md)."""
+
+
 def eval_config_toml(model: str = "ultravox-native:bundled", n: int | None = None) -> str:
     """The evaluation experiment (TOML) for the speech LLM ``model`` (a ``make_speech_llm`` spec)."""
     from casceq.audio.tts import DEFAULT_VOICES
-    from casceq.run.demo import DEMO_N
     from casceq.systems.llm.bundled import DEFAULT_BACKBONE, DEFAULT_LLM_SETTINGS
 
-    n = n or DEMO_N
+    n = n or EVAL_N
     voices = ", ".join(f'"{v}"' for v in DEFAULT_VOICES[:2])
     shots = ", ".join(
         f"{t} = {s.few_shot}" for t, s in DEFAULT_LLM_SETTINGS.items() if t in ("sst2", "ag_news")
