@@ -193,7 +193,9 @@ def test_bundled_conversion_matches_ctranslate2(name):
         enc = model.model.encoder(feats).last_hidden_state.numpy()
         kwargs = {"language": "en", "task": "transcribe"} if gen.is_multilingual else {}
         out = model.generate(feats, **kwargs).tolist()
-    np.testing.assert_allclose(np.asarray(ct.encode(sv)), enc, atol=1e-3, rtol=0)
+    # Two float32 engines with different kernels: the weights are equal bit for bit (above), the outputs to
+    # rounding. Base's outputs reach |12|; on an AVX2-only CPU one of 2.3M values differed by 1.07e-3 at -11.6.
+    np.testing.assert_allclose(np.asarray(ct.encode(sv)), enc, atol=1e-3, rtol=2e-4)
     ref = ct.generate(sv, [prompt] * len(out), beam_size=1, suppress_blank=True, suppress_tokens=[-1])
     eos = gen.eos_token_id
     for r, g in zip(ref, out, strict=True):
