@@ -342,3 +342,26 @@ def _positions(backend: Any, clips: list[Any]) -> list[Any]:
     from casceq.mech.erasure import collect_states
 
     return collect_states(backend, layout_of(backend), clips, 0)
+
+
+def test_frames_one_row_off_are_conformed_to_the_positions(backend: Any, clips: list[Any]) -> None:
+    """A projector can emit one position fewer than the duration's ceil: frames are recomputed to match."""
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.capture import position_frames
+    from casceq.mech.erasure import clip_frames, conform_frames, fit_erasers
+    from casceq.mech.erasure_concepts import define_concept
+
+    layout = layout_of(backend)
+    frames = clip_frames(layout, clips[:6])
+    longer = [np.vstack([f, f[-1:]]) for f in frames]  # one row more than the model's positions
+    concept = define_concept("acoustic", [c.transcript for c in clips[:6]], frames)
+    with pytest.raises(IndexError):  # positive control: unconformed frames do not fit the states
+        concept.targets(clips[0].transcript, len(frames[0]), longer[0])
+    n = len(frames[0]) - 1
+    fixed = conform_frames(layout, clips[0], longer[0], n)
+    assert fixed is not None and len(fixed) == n
+    np.testing.assert_array_equal(fixed, position_frames(clips[0].audio, layout, n)[0])
+    assert conform_frames(layout, clips[0], frames[0], len(frames[0])) is frames[0]  # right length: kept
+    with pytest.warns(UserWarning, match="LEACE fitted on"):
+        erasers, _ = fit_erasers(backend, clips[:6], concept, [1], frames=longer)
+    assert set(erasers) == {1}

@@ -209,6 +209,20 @@ def clip_frames(layout: Any, clips: Sequence[FitClip]) -> list[np.ndarray]:
     return out
 
 
+def conform_frames(layout: Any, clip: FitClip, frames: np.ndarray | None, n: int) -> np.ndarray | None:
+    """``frames`` with one row per audio position the model produced (``n``), recomputed when they differ.
+
+    ``clip_frames`` counts positions from the clip's duration (ceil); a speech LLM whose projector stacks
+    encoder frames can emit one position fewer (22 for 23 on a real RAVDESS clip), which used to fail the fit.
+    """
+    if frames is None or len(frames) == n:
+        return frames
+    from casceq.mech.capture import SAMPLE_RATE, position_frames
+
+    limit = int(layout.window_s * SAMPLE_RATE) if layout.window_s else None
+    return position_frames(clip.audio[:limit], layout, n)[0]
+
+
 def fit_erasers(
     backend: Any,
     clips: Sequence[FitClip],
@@ -246,6 +260,7 @@ def fit_erasers(
     for layer in chosen:
         with ErasureHooks(backend, layout, erasers, positions):
             states = collect_states(backend, layout, clips, layer)
+        fr = [conform_frames(layout, c, f, len(x)) for c, f, x in zip(clips, fr, states, strict=True)]
         targets = [
             concept.targets(c.transcript, len(x), f) for c, x, f in zip(clips, states, fr, strict=True)
         ]
