@@ -52,6 +52,9 @@ def test_matched_backbones_from_specs(tmp_path):
     assert systems["Cascade-S"].backbone == systems["Speech"].backbone == "gemma-3-270m"
     assert systems["Text"].backbone == "smollm2-135m-instruct"
     assert backbone_of("hf:Qwen/Qwen2-7B-Instruct") == "qwen2-7b-instruct"
+    # A native Ultravox model draws its matched prompt's shots with the run's seed, as the cascade does.
+    assert systems["Speech"].spec["settings"] == {"few_shot_seed": 3}
+    assert systems["Cascade-S"].spec["settings"] == {}
 
 
 @pytest.mark.parametrize(
@@ -98,3 +101,18 @@ def test_demo_config_pairs_the_speech_llm_with_every_cascade_on_its_backbone() -
     assert len(set(ids.values())) == 1
     # positive control: the mismatched offline LLM gives a different id
     assert backbone_of("smollm2-135m-instruct") != ids["Speech-LLM"]
+
+
+def test_native_speech_llm_cache_key_follows_its_weights(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "projector.safetensors").write_bytes(b"one")
+    text = GOOD.replace('model = "ultravox-native:/x"', f'model = "ultravox-native:{folder}"')
+    cfg = load_config(_write(tmp_path, text))
+    spec = next(s for s in cfg.systems if s.name == "Speech")
+    before = build_system(spec, cfg).cache_key()
+    assert build_system(spec, cfg).cache_key() == before
+    (folder / "projector.safetensors").write_bytes(b"two")  # retrained: same spec string, new weights
+    assert build_system(spec, cfg).cache_key() != before
+    cascade = next(s for s in cfg.systems if s.name == "Cascade-S")
+    assert "weights" not in build_system(cascade, cfg).spec

@@ -43,3 +43,18 @@ def test_bundled_spec_loads_and_scores_audio() -> None:
     clip = (0.05 * np.random.default_rng(0).standard_normal(32_000)).astype(np.float32)
     scores = backend.score_options([clip], ["Answer:"], [["positive", "negative"]])
     assert scores.shape == (1, 2) and np.isfinite(scores).all() and (scores < 0).all()
+
+
+def test_shipped_train_toml_is_the_config_the_checkpoint_records() -> None:
+    import tomllib
+
+    from casceq.train.config import load_config
+
+    folder = shipped_folder()
+    recorded = json.loads((folder / "projector.json").read_text())["training"]["config"]
+    written = tomllib.loads((folder / "train.toml").read_text())
+    cfg = load_config(folder / "train.toml").to_dict()
+    for key in written:
+        assert cfg[key] == recorded.get(key, cfg[key]), key
+    # Fields that did not exist when it was trained must keep what it was trained with.
+    assert cfg["prompt"] == "chat" and cfg["bf16"] == recorded["bf16"]

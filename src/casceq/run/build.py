@@ -54,7 +54,9 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
     """Compose a system of the spec's kind with lazily built back ends."""
     mode: Any = spec.answer_mode or cfg.answer_mode
     settings = dict(spec.settings)
-    if "few_shot" in settings:  # shots come from the far end of the run's own seeded ranking: never its items
+    # Shots come from the far end of the run's own seeded ranking: never its items. A native Ultravox model
+    # with a matched prompt draws the shots its checkpoint records, with the same seed as its cascade.
+    if "few_shot" in settings or (spec.model or "").startswith("ultravox-native:"):
         settings.setdefault("few_shot_seed", cfg.seed)
     asr = llm = speech = None
     if spec.kind in ("cascade", "text"):
@@ -97,12 +99,41 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
         name=spec.name,
         backbone=backbone,
         kind=spec.kind,  # type: ignore[arg-type]
-        spec={"kind": spec.kind, "asr": spec.asr, "llm": spec.llm, "model": spec.model, "settings": settings},
+        spec={
+            "kind": spec.kind,
+            "asr": spec.asr,
+            "llm": spec.llm,
+            "model": spec.model,
+            "settings": settings,
+            **({"weights": w} if (w := projector_digest(spec.model)) else {}),
+        },
         mode=mode,
         asr=asr,
         llm=llm,
         speech=speech,
     )
+
+
+def projector_digest(model_spec: str | None) -> str | None:
+    """SHA-256 (16 hex) of a native Ultravox model's trained projector, or None for other systems.
+
+    Its spec string (``ultravox-native:bundled`` or a folder) stays the same when the weights are retrained or
+    re-shipped, so the cache key of its predictions must include the weights themselves.
+    """
+    import hashlib
+    from pathlib import Path
+
+    if not model_spec or not model_spec.startswith("ultravox-native:"):
+        return None
+    model = model_spec.partition(":")[2]
+    if model == "bundled":
+        from casceq.train.shipped import shipped_folder
+
+        folder = shipped_folder()
+    else:
+        folder = Path(model)
+    weights = folder / "projector.safetensors"
+    return hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.is_file() else None
 
 
 def _speech_backbone(model_spec: str) -> str:

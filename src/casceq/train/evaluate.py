@@ -154,6 +154,8 @@ def plot_losses(out: str | Path, png: str | Path) -> Path:
         return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
 
     align, distill = rows("align_log.jsonl"), rows("log.jsonl")
+    if distill and "hidden" in distill[0]:
+        return _plot_matched(distill, png, plt)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     if align:
         axes[0].plot([r["step"] for r in align], [r["ctc"] for r in align], lw=0.8)
@@ -169,4 +171,41 @@ def plot_losses(out: str | Path, png: str | Path) -> Path:
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
+    return Path(png)
+
+
+def _smooth(values: Sequence[float], k: int = 25) -> list[float]:
+    """Trailing mean over ``k`` values (the per-step losses of 8 rows are noisy)."""
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v - (values[i - k] if i >= k else 0.0)
+        out.append(acc / min(i + 1, k))
+    return out
+
+
+def _plot_matched(log: Sequence[dict[str, float]], png: str | Path, plt: object) -> Path:
+    """Loss curves of the matched recipe: hidden-state term (1.0 = the teacher's mean state), KL, transcript CE."""
+    asr = [r for r in log if r["task"] == "asr"]
+    fig, axes = plt.subplots(1, 3 if asr else 2, figsize=(15 if asr else 10, 3.6))  # type: ignore[attr-defined]
+    for task in sorted({str(r["task"]) for r in log} - {"asr"}):
+        rows = [r for r in log if r["task"] == task]
+        steps = [r["step"] for r in rows]
+        axes[0].plot(steps, _smooth([r["hidden"] for r in rows]), lw=1, label=task)
+        axes[1].plot(steps, _smooth([r["kl"] for r in rows]), lw=1, label=task)
+    axes[0].axhline(1.0, color="grey", ls=":", lw=1, label="teacher's mean state")
+    axes[0].set_yscale("log")
+    axes[0].set(
+        title="suffix hidden states (standardised MSE)", xlabel="step (8 clips)", ylabel="trailing mean of 25"
+    )
+    axes[1].set(title="KL(teacher || student), answer position", xlabel="step (8 clips)", ylabel="nats")
+    if asr:
+        axes[2].plot([r["step"] for r in asr], _smooth([r["ce"] for r in asr]), lw=1, color="C2")
+        axes[2].set(
+            title="transcript CE (sampled vocabulary)", xlabel="step (8 clips)", ylabel="nats / token"
+        )
+    for ax in axes[:2]:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)  # type: ignore[attr-defined]
     return Path(png)

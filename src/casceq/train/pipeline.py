@@ -42,8 +42,10 @@ def make_backend(cfg: TrainConfig) -> Any:
         encoder_mode=cfg.encoder_mode,  # type: ignore[arg-type]
         stack_factor=cfg.stack_factor,
         hidden_dim=cfg.hidden_dim,
+        prompt=cfg.prompt,  # type: ignore[arg-type]
+        few_shot={t: cfg.teacher_few_shot for t in cfg.tasks} if cfg.prompt == "matched" else {},
     )
-    return UltravoxNativeBackend.create(ucfg, seed=cfg.seed)
+    return UltravoxNativeBackend.create(ucfg, seed=cfg.seed, few_shot_seed=cfg.seed)
 
 
 def export(backend: Any, folder: Path, cfg: TrainConfig, meta: dict[str, Any]) -> Path:
@@ -100,6 +102,8 @@ def train_speech_llm(
     clips = data.encode_clips(cfg, out, spoken, backend.encoder, backend.feature_extractor, progress)
     timed("frames", t0)
     texts = [c.text for c in clips]
+    if cfg.prompt == "matched":
+        return _train_matched(cfg, out, backend, clips, resume, timed, progress)
     t0 = time.perf_counter()
     if cfg.tasks:
         from casceq.systems.llm import make_llm
@@ -127,4 +131,60 @@ def train_speech_llm(
         "timings_s": timings,
         "final_loss_mean_last_50": float(np.mean([r["loss"] for r in log[-50:]])) if log else None,
     }
+    _plot(out, progress)
+    return export(backend, out / "model", cfg, meta)
+
+
+def _plot(out: Path, progress: Callable[[str], None]) -> None:
+    """Write ``out/loss.png`` (needs matplotlib, extra ``report``; skipped with a note without it)."""
+    from casceq.errors import MissingDependency
+    from casceq.train.evaluate import plot_losses
+
+    try:
+        plot_losses(out, out / "loss.png")
+    except MissingDependency as exc:
+        progress(f"loss curves not plotted: {exc}")
+
+
+def _train_matched(
+    cfg: TrainConfig,
+    out: Path,
+    backend: Any,
+    clips: list[Any],
+    resume: bool,
+    timed: Callable[[str, float], None],
+    progress: Callable[[str], None],
+) -> Path:
+    """Teacher, optional pre-alignment, training and export of the matched-prompt recipe."""
+    import numpy as np
+    import torch
+
+    from casceq.train.align import run_align
+    from casceq.train.loop import read_log
+    from casceq.train.matched_loop import run_matched_steps, task_targets
+
+    texts = [c.text for c in clips]
+    t0 = time.perf_counter()
+    targets = task_targets(cfg, backend, texts, out, progress)
+    timed("teacher", t0)
+    frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
+    t0 = time.perf_counter()
+    if not (out / "checkpoint").exists():
+        run_align(backend, frames, texts, cfg, out, resume=resume, progress=progress)
+    timed("align", t0)
+    t0 = time.perf_counter()
+    result = run_matched_steps(
+        backend, frames, targets, cfg, out, texts=texts, resume=resume, progress=progress
+    )
+    timed("train", t0)
+    log = read_log(out)
+    meta = {
+        "steps": result.step,
+        "clips": len(clips),
+        "stopped_early": result.stopped_early,
+        "timings_s": json.loads((out / "timings.json").read_text()),
+        "final_loss_mean_last_50": float(np.mean([r["loss"] for r in log[-50:]])) if log else None,
+        "hidden_mean_last_50": float(np.mean([r["hidden"] for r in log[-50:] if "hidden" in r] or [np.nan])),
+    }
+    _plot(out, progress)
     return export(backend, out / "model", cfg, meta)

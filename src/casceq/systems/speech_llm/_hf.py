@@ -147,6 +147,10 @@ class HFSpeechLLM:
         """Layers, final norm, unembedding and audio placeholder of the loaded model."""
         raise NotImplementedError
 
+    def option_text(self, option: str) -> str:
+        """The text of an option as it is scored right after the prompt (the assistant turn starts there)."""
+        return option
+
     # ---- encoding -----------------------------------------------------------------------------------------
     def _tokens(self, piece: Piece) -> list[int]:
         if isinstance(piece, Special):

@@ -30,7 +30,7 @@ def score_options(
     sizes = {len(o) for o in options}
     if len(sizes) != 1 or 0 in sizes:
         raise InputError("every example needs the same, non-zero number of options")
-    tokens = [[backend._tokens(o) for o in opts] for opts in options]
+    tokens = [[backend._tokens(backend.option_text(o)) for o in opts] for opts in options]
     for opts, toks in zip(options, tokens, strict=True):
         for o, t in zip(opts, toks, strict=True):
             if not t:

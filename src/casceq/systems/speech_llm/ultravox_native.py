@@ -22,14 +22,22 @@ Each 30 s chunk is stacked separately (as Ultravox does), so a clip gives ``Σ c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from casceq.errors import InputError
-from casceq.systems.speech_llm._hf import AUDIO, SAMPLE_RATE, Anatomy, EncodedBatch, HFSpeechLLM, Piece
+from casceq.systems.speech_llm._hf import (
+    AUDIO,
+    SAMPLE_RATE,
+    Anatomy,
+    EncodedBatch,
+    HFSpeechLLM,
+    Piece,
+    Special,
+)
 from casceq.systems.speech_llm.ultravox_projector import (
     ProjectorConfig,
     build_projector,
@@ -40,13 +48,16 @@ from casceq.systems.speech_llm.ultravox_projector import (
 )
 
 AUDIO_PLACEHOLDER = "<|audio|>"
+AUDIO_SENTENCE = "The input is the audio."
+"""The line of the runner's speech prompt that stands where a text prompt has the input text."""
 CHUNK_SAMPLES = 30 * SAMPLE_RATE
 EncoderMode = Literal["padded", "unpadded"]
+PromptStyle = Literal["chat", "matched"]
 
 
 @dataclass(frozen=True)
 class UltravoxNativeConfig:
-    """What a native Ultravox model is made of.
+    r"""What a native Ultravox model is made of.
 
     Attributes:
         encoder: Hub id or folder of a Whisper model (its encoder is used, frozen).
@@ -57,6 +68,10 @@ class UltravoxNativeConfig:
         hidden_dim: Projector MLP width.
         activation: ``"swiglu"`` or ``"gelu"``.
         norm: ``"rms"`` or ``"layer"``.
+        prompt: ``"chat"``: the user turn ``"<|audio|>\n{instruction}"`` in the backbone's chat template (or
+            plain). ``"matched"``: the prompt the matched cascade gives the backbone, k shots included, with the
+            audio where the cascade puts the transcript (``casceq.train.matched``).
+        few_shot: Task -> k shots of the ``"matched"`` prompt (the cascade's ``few_shot`` setting).
     """
 
     encoder: str
@@ -67,10 +82,14 @@ class UltravoxNativeConfig:
     hidden_dim: int = 2048
     activation: Literal["swiglu", "gelu"] = "swiglu"
     norm: Literal["rms", "layer"] = "rms"
+    prompt: PromptStyle = "chat"
+    few_shot: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.encoder_mode not in ("padded", "unpadded"):
             raise InputError(f"encoder_mode must be 'padded' or 'unpadded', not {self.encoder_mode!r}")
+        if self.prompt not in ("chat", "matched"):
+            raise InputError(f"prompt must be 'chat' or 'matched', not {self.prompt!r}")
 
 
 def encoder_frames(encoder: Any, feature_extractor: Any, audio: np.ndarray, mode: EncoderMode) -> list[Any]:
@@ -118,13 +137,18 @@ class UltravoxNativeBackend(HFSpeechLLM):
         tokenizer: Any,
         *,
         batch_size: int = 8,
+        few_shot_seed: int = 0,
     ) -> None:
         import dataclasses
+
+        from casceq.systems.llm.prompting import AutoShots
 
         name = config.backbone_name or Path(config.backbone.rstrip("/")).name
         self.config = dataclasses.replace(config, backbone_name=name)
         self.encoder = encoder.eval()
         self.projector = projector.to(lm.device, lm.dtype).eval()
+        # The cascade draws its shots with the run's seed from the far end of the task's ranking: so do we.
+        self.shots_for = AutoShots(dict(config.few_shot), few_shot_seed)
         super().__init__(lm, tokenizer, feature_extractor, backbone=name, batch_size=batch_size)
 
     # ---- construction -------------------------------------------------------------------------------------
@@ -144,7 +168,13 @@ class UltravoxNativeBackend(HFSpeechLLM):
 
     @classmethod
     def create(
-        cls, config: UltravoxNativeConfig, *, seed: int = 0, dtype: str = "float32", device: str = "cpu"
+        cls,
+        config: UltravoxNativeConfig,
+        *,
+        seed: int = 0,
+        dtype: str = "float32",
+        device: str = "cpu",
+        few_shot_seed: int = 0,
     ) -> UltravoxNativeBackend:
         """Load encoder and backbone and attach a freshly initialised (seeded) projector, ready to train."""
         import torch
@@ -159,7 +189,7 @@ class UltravoxNativeBackend(HFSpeechLLM):
             norm=config.norm,
         )
         torch.manual_seed(seed)
-        return cls(config, encoder, fe, build_projector(pcfg), lm, tok)
+        return cls(config, encoder, fe, build_projector(pcfg), lm, tok, few_shot_seed=few_shot_seed)
 
     @classmethod
     def from_checkpoint(
@@ -171,8 +201,13 @@ class UltravoxNativeBackend(HFSpeechLLM):
         dtype: str = "float32",
         device: str = "cpu",
         batch_size: int = 8,
+        few_shot: dict[str, int] | None = None,
+        few_shot_seed: int = 0,
     ) -> UltravoxNativeBackend:
         """Load a saved projector with its encoder and backbone (paths from the checkpoint unless given).
+
+        ``few_shot`` overrides the shots of a ``"matched"`` prompt recorded in the checkpoint (the ones it was
+        trained with); ``few_shot_seed`` is the run's seed, which the matched cascade draws its shots with.
 
         Raises:
             InputError: The encoder or backbone weights are not the ones the projector was trained against.
@@ -185,6 +220,8 @@ class UltravoxNativeBackend(HFSpeechLLM):
         fields = {
             k: record["model"][k] for k in UltravoxNativeConfig.__dataclass_fields__ if k in record["model"]
         }
+        if few_shot is not None:
+            fields["few_shot"] = dict(few_shot)
         config = UltravoxNativeConfig(
             **{**fields, "encoder": encoder or fields["encoder"], "backbone": backbone or fields["backbone"]}
         )
@@ -192,7 +229,7 @@ class UltravoxNativeBackend(HFSpeechLLM):
         projector, _ = load_projector(
             folder, encoder_hash=weights_fingerprint(enc), backbone_hash=weights_fingerprint(lm)
         )
-        return cls(config, enc, fe, projector, lm, tok, batch_size=batch_size)
+        return cls(config, enc, fe, projector, lm, tok, batch_size=batch_size, few_shot_seed=few_shot_seed)
 
     def save(self, folder: str | Path) -> Path:
         """Save the projector with its config and the fingerprints of this encoder and backbone."""
@@ -236,7 +273,13 @@ class UltravoxNativeBackend(HFSpeechLLM):
             embeds = [self.audio_embeddings(a) for a in audios]
         return {"audio_embeds": embeds}, [int(e.shape[0]) for e in embeds]
 
+    def option_text(self, option: str) -> str:
+        """An option as scored after the prompt: after a space in the matched (plain) prompt."""
+        return " " + option if self.config.prompt == "matched" else option
+
     def _pieces(self, prompt: str) -> list[Piece]:
+        if self.config.prompt == "matched":
+            return self._matched_pieces(prompt)
         user = f"{AUDIO_PLACEHOLDER}\n{prompt}"
         if getattr(self.tokenizer, "chat_template", None):
             text = self.tokenizer.apply_chat_template(
@@ -246,6 +289,26 @@ class UltravoxNativeBackend(HFSpeechLLM):
             text = f"{user}\n"
         before, _, after = str(text).partition(AUDIO_PLACEHOLDER)
         return [p for p in (before, AUDIO, after) if p != ""]
+
+    def _matched_pieces(self, prompt: str) -> list[Piece]:
+        """The matched cascade's prompt (plain format, its shots) with the audio in the transcript's place.
+
+        ``prompt`` is the runner's speech prompt (``casceq.systems.compose.speech_prompt``): its
+        ``"The input is the audio."`` line becomes the task's ``"Text: <audio>"`` line, so the result is
+        ``Task.prompt(<audio>, example)`` rendered exactly as the cascade renders ``Task.prompt(transcript)``.
+        """
+        from casceq.systems.llm.prompting import PromptFormat, render, task_of_prompt
+        from casceq.train.matched import MARK, split_rendered
+
+        task = task_of_prompt(prompt)
+        if task is not None and AUDIO_SENTENCE in prompt:
+            body = prompt.replace(AUDIO_SENTENCE, f"{task.input_name}: {MARK}", 1)
+            shots = self.shots_for(body)
+        else:  # not a task's prompt (e.g. the mechanistic captures' "Transcribe the audio."): same layout, no shots
+            body, shots = f"{prompt.strip()}\n\nText: {MARK}\nAnswer:", ()
+        before, after = split_rendered(render(self.tokenizer, PromptFormat(chat=False), body, shots))
+        bos = self.tokenizer.bos_token
+        return [p for p in (Special(bos) if bos else "", before, AUDIO, after) if p != ""]
 
     # ---- model calls ---------------------------------------------------------------------------------------
     def embed(self, batch: EncodedBatch) -> Any:
