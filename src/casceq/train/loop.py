@@ -78,6 +78,37 @@ def _trim_log(path: Path, step: int) -> None:
     path.write_text("".join(ln + "\n" for ln in keep))
 
 
+def start_or_resume(
+    backend: Any, cfg: TrainConfig, out: Path, resume: bool, progress: Callable[[str], None]
+) -> tuple[Any, Any, int]:
+    """Freeze the backbone, make the projector's AdamW and restore both from ``out/checkpoint`` if resuming.
+
+    Returns:
+        (projector in train mode, optimiser, the step to continue from). Log lines after that step are
+        dropped (they will be redone); a fresh start deletes the old log.
+    """
+    import torch
+
+    torch.set_num_threads(cfg.threads)
+    projector = backend.projector.float().train()
+    for p in backend.model.parameters():
+        p.requires_grad_(False)
+    optim = torch.optim.AdamW(projector.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt, log_path = out / "checkpoint", out / LOG_FILE
+    step = 0
+    if resume and (ckpt / STATE_FILE).exists():
+        state = torch.load(ckpt / STATE_FILE, weights_only=True)
+        projector.load_state_dict(state["projector"])
+        optim.load_state_dict(state["optim"])
+        step = int(state["step"])
+        _trim_log(log_path, step)
+        progress(f"resumed at step {step}")
+    elif log_path.exists():
+        log_path.unlink()
+    return projector, optim, step
+
+
 def run_steps(
     backend: Any,
     frames: Sequence[Any],
@@ -105,24 +136,8 @@ def run_steps(
     """
     import torch
 
-    torch.set_num_threads(cfg.threads)
-    projector = backend.projector.float().train()
-    for p in backend.model.parameters():
-        p.requires_grad_(False)
-    optim = torch.optim.AdamW(projector.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "checkpoint"
-    log_path = out / LOG_FILE
-    step = 0
-    if resume and (ckpt / STATE_FILE).exists():
-        state = torch.load(ckpt / STATE_FILE, weights_only=True)
-        projector.load_state_dict(state["projector"])
-        optim.load_state_dict(state["optim"])
-        step = int(state["step"])
-        _trim_log(log_path, step)
-        progress(f"resumed at step {step}")
-    elif log_path.exists():
-        log_path.unlink()
+    projector, optim, step = start_or_resume(backend, cfg, out, resume, progress)
+    ckpt, log_path = out / "checkpoint", out / LOG_FILE
     k = cfg.stack_factor
     n_audio = [math.ceil(int(f.shape[0]) / k) for f in frames]
     row_cache: dict[tuple[int, str], list[Row]] = {}

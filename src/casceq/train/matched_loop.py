@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from casceq.train.config import TrainConfig
-from casceq.train.loop import LOG_FILE, STATE_FILE, TrainResult, _save_state, _trim_log, lr_at
+from casceq.train.loop import LOG_FILE, STATE_FILE, TrainResult, _save_state, lr_at, start_or_resume
 from casceq.train.matched import (
     PromptParts,
     Standardiser,
@@ -175,23 +175,8 @@ def run_matched_steps(
     """
     import torch
 
-    torch.set_num_threads(cfg.threads)
-    projector = backend.projector.float().train()
-    for p in backend.model.parameters():
-        p.requires_grad_(False)
-    optim = torch.optim.AdamW(projector.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    out.mkdir(parents=True, exist_ok=True)
+    projector, optim, step = start_or_resume(backend, cfg, out, resume, progress)
     ckpt, log_path = out / "checkpoint", out / LOG_FILE
-    step = 0
-    if resume and (ckpt / STATE_FILE).exists():
-        state = torch.load(ckpt / STATE_FILE, weights_only=True)
-        projector.load_state_dict(state["projector"])
-        optim.load_state_dict(state["optim"])
-        step = int(state["step"])
-        _trim_log(log_path, step)
-        progress(f"resumed at step {step}")
-    elif log_path.exists():
-        log_path.unlink()
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     lengths = [int(f.shape[0]) for f in frames]
     t0 = time.perf_counter()

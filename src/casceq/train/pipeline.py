@@ -73,7 +73,7 @@ def train_speech_llm(
     from casceq.train import data
     from casceq.train.align import run_align
     from casceq.train.distill import teacher_targets
-    from casceq.train.loop import read_log, run_steps
+    from casceq.train.loop import run_steps
 
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,12 +123,23 @@ def train_speech_llm(
     t0 = time.perf_counter()
     result = run_steps(backend, frames, texts, teacher, cfg, out, resume=resume, progress=progress)
     timed("train", t0)
+    return _finish(backend, cfg, out, result, len(clips), progress)
+
+
+def _finish(
+    backend: Any, cfg: TrainConfig, out: Path, result: Any, n_clips: int, progress: Callable[[str], None]
+) -> Path:
+    """Plot the loss curves and export the model with its training record."""
+    import numpy as np
+
+    from casceq.train.loop import read_log
+
     log = read_log(out)
     meta = {
         "steps": result.step,
-        "clips": len(clips),
+        "clips": n_clips,
         "stopped_early": result.stopped_early,
-        "timings_s": timings,
+        "timings_s": json.loads((out / "timings.json").read_text()),
         "final_loss_mean_last_50": float(np.mean([r["loss"] for r in log[-50:]])) if log else None,
     }
     _plot(out, progress)
@@ -160,7 +171,6 @@ def _train_matched(
     import torch
 
     from casceq.train.align import run_align
-    from casceq.train.loop import read_log
     from casceq.train.matched_loop import run_matched_steps, task_targets
 
     texts = [c.text for c in clips]
@@ -177,14 +187,4 @@ def _train_matched(
         backend, frames, targets, cfg, out, texts=texts, resume=resume, progress=progress
     )
     timed("train", t0)
-    log = read_log(out)
-    meta = {
-        "steps": result.step,
-        "clips": len(clips),
-        "stopped_early": result.stopped_early,
-        "timings_s": json.loads((out / "timings.json").read_text()),
-        "final_loss_mean_last_50": float(np.mean([r["loss"] for r in log[-50:]])) if log else None,
-        "hidden_mean_last_50": float(np.mean([r["hidden"] for r in log[-50:] if "hidden" in r] or [np.nan])),
-    }
-    _plot(out, progress)
-    return export(backend, out / "model", cfg, meta)
+    return _finish(backend, cfg, out, result, len(clips), progress)
