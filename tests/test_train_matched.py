@@ -308,3 +308,28 @@ def test_transcription_rows_learn_only_when_the_projector_does(
         assert after < before - 0.02 and after > np.log(259) - 0.5, (before, after)
     else:
         assert after == pytest.approx(before, abs=1e-6)
+
+
+def test_loss_plot_of_a_matched_log(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from casceq.train.evaluate import _smooth, plot_losses
+
+    values = list(np.random.default_rng(0).normal(size=60))
+    want = [np.mean(values[max(0, i - 24) : i + 1]) for i in range(60)]
+    np.testing.assert_allclose(_smooth(values), want, atol=1e-12)
+
+    def write(rows: list[dict[str, Any]]) -> Path:
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return plot_losses(folder, folder / "loss.png")
+
+    def width(png: Path) -> int:
+        return int.from_bytes(png.read_bytes()[16:20], "big")  # the IHDR width of a PNG
+
+    task_rows = [
+        {"step": i, "task": "sst2", "hidden": 2.0 / (i + 1), "kl": 0.1, "loss": 1.0} for i in range(30)
+    ]
+    asr_rows = [{"step": 30 + i, "task": "asr", "ce": 3.0, "loss": 3.0} for i in range(10)]
+    assert width(write(task_rows)) == 1100  # two panels
+    assert width(write(task_rows + asr_rows)) == 1650  # and the transcription panel
