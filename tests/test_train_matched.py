@@ -333,3 +333,4 @@ def test_loss_plot_of_a_matched_log(tmp_path: Path) -> None:
     asr_rows = [{"step": 30 + i, "task": "asr", "ce": 3.0, "loss": 3.0} for i in range(10)]
     assert width(write(task_rows)) == 1100  # two panels
     assert width(write(task_rows + asr_rows)) == 1650  # and the transcription panel
+    assert width(write(asr_rows + task_rows)) == 1650  # a run that starts with transcription steps

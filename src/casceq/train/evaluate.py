@@ -154,7 +154,7 @@ def plot_losses(out: str | Path, png: str | Path) -> Path:
         return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
 
     align, distill = rows("align_log.jsonl"), rows("log.jsonl")
-    if distill and "hidden" in distill[0]:
+    if distill and "task" in distill[0]:  # the matched recipe logs each step's task (or "asr")
         return _plot_matched(distill, png, plt)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     if align:

@@ -142,8 +142,9 @@ def _finish(
         "timings_s": json.loads((out / "timings.json").read_text()),
         "final_loss_mean_last_50": float(np.mean([r["loss"] for r in log[-50:]])) if log else None,
     }
-    _plot(out, progress)
-    return export(backend, out / "model", cfg, meta)
+    model = export(backend, out / "model", cfg, meta)
+    _plot(out, progress)  # after the export: a plotting failure must not cost a trained model
+    return model
 
 
 def _plot(out: Path, progress: Callable[[str], None]) -> None:
