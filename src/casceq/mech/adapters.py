@@ -152,6 +152,8 @@ class ModelLayout:
         window_s: Longest clip one forward pass sees (capture truncates longer ones); None: unlimited.
         n_layers: Number of layers (layer indices run ``0..n_layers``).
         width: Hidden size D.
+        clip_spans: Per-clip position times, for models whose positions are not uniform in time (a CTC-head
+            projector emits one position per decoded token): audio -> (starts, ends) or None (uniform).
     """
 
     key: str
@@ -165,6 +167,7 @@ class ModelLayout:
     window_s: float | None
     n_layers: int
     width: int
+    clip_spans: Callable[[Any], tuple[Any, Any] | None] | None = None
 
     def default_layers(self) -> tuple[int, ...]:
         """Return the paper's layers, or the same fractions of depth (see :func:`default_layers`)."""
@@ -188,6 +191,22 @@ class ModelLayout:
             raise InputError(f"{self.key} has no audio positions")
         starts = np.arange(n_positions, dtype=np.float64) * self.seconds_per_position
         return starts, starts + self.seconds_per_position
+
+    def spans_of(self, audio: Any, n: int | None = None) -> tuple[Any, Any]:
+        """Start and end seconds of the audio positions of one 16 kHz clip (``n`` uniform ones by default)."""
+        spans = self.clip_spans(audio) if self.clip_spans is not None else None
+        if spans is not None:
+            return spans
+        return self.position_spans(self.n_positions(audio) if n is None else n)
+
+    def n_positions(self, audio: Any) -> int:
+        """Audio positions a clip of 16 kHz samples gives: ``ceil(seconds / seconds_per_position)`` if uniform."""
+        spans = self.clip_spans(audio) if self.clip_spans is not None else None
+        if spans is not None:
+            return len(spans[0])
+        if self.seconds_per_position is None:
+            raise InputError(f"{self.key} has no audio positions")
+        return max(1, math.ceil(len(audio) / 16000 / self.seconds_per_position - 1e-6))
 
     def normed(self, hidden: Any) -> Any:
         """Apply the final norm to raw residual states [..., D] (what ``hidden_states[-1]`` holds)."""
@@ -256,4 +275,5 @@ def layout_of(obj: Any) -> ModelLayout:
         window_s=rule.window_s,
         n_layers=len(layers),
         width=width,
+        clip_spans=getattr(obj, "audio_position_seconds", None) if rule.kind == "decoder" else None,
     )

@@ -141,7 +141,7 @@ def run_clip(
     import torch
 
     assert layout.seconds_per_position is not None
-    keep = n_positions_for(len(audio) / SAMPLE_RATE, layout.seconds_per_position)
+    keep = layout.n_positions(audio)
     # stop=True: layers above the deepest requested one never run (layer 0 alone costs one embedding pass).
     with LayerTap(layout, layers, stop=True) as tap, torch.inference_mode():
         if layout.kind == "encoder":
@@ -167,7 +167,9 @@ def position_frames(
     from casceq.audio import features as F
 
     assert layout.seconds_per_position is not None
-    starts, ends = layout.position_spans(n)
+    starts, ends = layout.spans_of(audio, n)
+    if len(starts) != n:
+        raise InputError(f"{layout.key}: {len(starts)} position times for {n} captured positions")
     out = np.full((n, len(FRAME_COLUMNS)), np.nan, dtype=np.float32)
     out[:, 0], out[:, 1] = starts, ends
     if not pitch:

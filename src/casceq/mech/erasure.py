@@ -198,14 +198,13 @@ def apply_eraser(eraser: Any, states: np.ndarray) -> np.ndarray:
 
 def clip_frames(layout: Any, clips: Sequence[FitClip]) -> list[np.ndarray]:
     """Per-position frames [P, 5] of each clip (energy and F0, ``casceq.mech.capture.position_frames``)."""
-    from casceq.mech.capture import SAMPLE_RATE, n_positions_for, position_frames
+    from casceq.mech.capture import SAMPLE_RATE, position_frames
 
     limit = int(layout.window_s * SAMPLE_RATE) if layout.window_s else None
     out = []
     for clip in clips:
         wav = clip.audio[:limit]
-        n = n_positions_for(len(wav) / SAMPLE_RATE, layout.seconds_per_position)
-        out.append(position_frames(wav, layout, n)[0])
+        out.append(position_frames(wav, layout, layout.n_positions(wav))[0])
     return out
 
 

@@ -10,11 +10,17 @@ Logits are cosine similarities / ``temperature`` between audio embeddings [T, D]
 tokens occurring in the training texts (plus the blank); the CTC blank is the embedding of the single-space
 token, so positions aligned to blank read as whitespace. A second term pulls each embedding's RMS towards the
 mean RMS of the token embeddings (cosine alone leaves the scale free; the backbone is not scale invariant).
+
+With a ``"ctc"`` projector head (``ProjectorConfig.head``) the stage is plain CTC on the head's own logits over
+its token subset (``ctc_vocab``: the blank, then every token of the training texts as the matched prompt
+tokenises a query), and it is the whole training of that head: its audio embeddings are posterior-weighted
+token embeddings by construction.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,24 @@ def _vocab(backend: Any, texts: Sequence[str]) -> tuple[list[int], list[list[int
     vocab = [blank_id, *used]
     index = {tid: k for k, tid in enumerate(vocab)}
     return vocab, [[index[i] for i in t if i != blank_id] for t in toks]
+
+
+def ctc_vocab(tokenizer: Any, texts: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+    """CTC-head vocabulary and targets: index 0 is the blank, then the sorted token ids of ``texts``.
+
+    Texts are tokenised as the matched prompt's query slot holds them (``casceq.train.matched.query_ids``), and
+    every one of their tokens is a target (a bare space token too: character-level tokenisers and digit runs
+    have them). The blank itself emits nothing; its id (the single-space token) is only what a clip decoded
+    as all blank reads as.
+    """
+    from casceq.train.matched import query_ids
+
+    blank = list(tokenizer.encode(" ", add_special_tokens=False))
+    blank_id = blank[0] if len(blank) == 1 else int(tokenizer.pad_token_id or 0)
+    toks = [query_ids(tokenizer, t) for t in texts]
+    vocab = [blank_id, *sorted({i for t in toks for i in t})]
+    index = {tid: k for k, tid in enumerate(vocab) if k > 0}
+    return vocab, [[index[i] for i in t] for t in toks]
 
 
 def _batch(step: int, n: int, cfg: TrainConfig) -> list[int]:
@@ -62,12 +86,22 @@ def run_align(
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
     projector = backend.projector.float().train()
-    vocab, targets = _vocab(backend, texts)
-    with torch.no_grad():
-        ids = torch.tensor(vocab)
-        table = backend.model.get_input_embeddings()(ids).float()  # [K, D], scaled as the backbone reads it
-        target_rms = float(table.pow(2).mean(-1).sqrt().mean())
-        unit = torch.nn.functional.normalize(table, dim=-1)
+    ctc_head = projector.config.head == "ctc"
+    if ctc_head:
+        vocab, targets = ctc_vocab(backend.tokenizer, texts)
+        if vocab != projector.vocab_ids.tolist():
+            raise ValueError(
+                "the CTC head's vocabulary is not the one of these texts (build it with ctc_vocab)"
+            )
+    else:
+        vocab, targets = _vocab(backend, texts)
+        with torch.no_grad():
+            ids = torch.tensor(vocab)
+            table = backend.model.get_input_embeddings()(
+                ids
+            ).float()  # [K, D], scaled as the backbone reads it
+            target_rms = float(table.pow(2).mean(-1).sqrt().mean())
+            unit = torch.nn.functional.normalize(table, dim=-1)
     optim = torch.optim.AdamW(projector.parameters(), lr=cfg.align_lr)
     state_path, log_path = out / STATE_FILE, out / "align_log.jsonl"
     step = 0
@@ -84,15 +118,28 @@ def run_align(
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True, reduction="mean")
     while step < cfg.align_steps:
         picks = _batch(step, len(frames), cfg)
-        audio = [projector(frames[i].float()) for i in picks]  # each [T_i, D]
+        if ctc_head:
+            audio = [projector.hidden(frames[i].float()) for i in picks]  # each [n_i, K]: the head's logits
+        else:
+            audio = [projector(frames[i].float()) for i in picks]  # each [n_i, D]
         lengths = torch.tensor([a.shape[0] for a in audio])
-        padded = torch.nn.utils.rnn.pad_sequence(audio)  # [T, B, D]
-        logits = torch.nn.functional.normalize(padded, dim=-1) @ unit.T / cfg.align_temperature
+        padded = torch.nn.utils.rnn.pad_sequence(audio)  # [T, B, .]
+        if ctc_head:
+            logits = padded
+        else:
+            logits = torch.nn.functional.normalize(padded, dim=-1) @ unit.T / cfg.align_temperature
         tgt = [torch.tensor(targets[i][: int(lengths[j])]) for j, i in enumerate(picks)]
         loss_ctc = ctc(logits.log_softmax(-1), torch.cat(tgt), lengths, torch.tensor([len(t) for t in tgt]))
-        rms = torch.cat([a.pow(2).mean(-1).sqrt() for a in audio])
-        loss_rms = ((rms - target_rms) / target_rms).pow(2).mean()
+        if ctc_head:
+            loss_rms = torch.zeros(())
+        else:
+            rms = torch.cat([a.pow(2).mean(-1).sqrt() for a in audio])
+            loss_rms = ((rms - target_rms) / target_rms).pow(2).mean()
         loss = loss_ctc + loss_rms
+        if cfg.align_cosine:
+            frac = step / max(1, cfg.align_steps - 1)
+            for group in optim.param_groups:
+                group["lr"] = cfg.align_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)

@@ -29,6 +29,10 @@ class TrainConfig:
         encoder_mode: ``"padded"`` or ``"unpadded"`` encoder input (stored; inference uses the same).
         stack_factor: Encoder frames per audio embedding.
         hidden_dim: Projector MLP width.
+        head: Projector output: ``"embed"`` (Ultravox: the MLP emits embeddings) or ``"ctc"`` (the MLP emits CTC
+            logits over the training texts' tokens; embeddings are posterior-weighted token embeddings, one per
+            greedy CTC segment; ``casceq.systems.speech_llm.ultravox_projector``). A ``"ctc"`` head is trained
+            by the CTC stage (``align_*``) and, when ``steps`` > 0, distilled after it.
         prompt: ``"chat"`` (default, the shipped model's recipe): audio then instruction, label KL and
             transcription CE (``casceq.train.distill``). ``"matched"``: the student reads the matched cascade's
             prompt with the audio in the transcript's place and is distilled on the teacher's suffix hidden
@@ -52,11 +56,12 @@ class TrainConfig:
         max_text_tokens: Transcript tokens used in the transcription target.
         align_steps: Steps of the embedding-CTC pre-alignment (``casceq.train.align``; no backbone pass).
         align_batch: Clips per pre-alignment step.
-        align_lr: Pre-alignment learning rate (AdamW, constant).
+        align_lr: Pre-alignment peak learning rate (AdamW; constant, or cosine down to 10% with ``align_cosine``).
+        align_cosine: Cosine-decay the pre-alignment learning rate over ``align_steps``.
         align_temperature: Temperature of the cosine-similarity logits of the pre-alignment.
         kl_weight: Weight of the KL(teacher || student) term.
         ce_weight: Weight of the transcription cross-entropy term.
-        steps: Optimiser steps.
+        steps: Optimiser steps of distillation through the backbone (0: none, for a ``"ctc"`` head).
         batch_size: Rows per step.
         lr: Peak learning rate (AdamW), after ``warmup`` linear steps, cosine down to 10%.
         warmup: Warm-up steps.
@@ -77,6 +82,7 @@ class TrainConfig:
     encoder_mode: str = "unpadded"
     stack_factor: int = 8
     hidden_dim: int = 1024
+    head: str = "embed"
     prompt: str = "chat"
     hidden_weight: float = 1.0
     n_ag_news: int = 700
@@ -104,6 +110,7 @@ class TrainConfig:
     align_steps: int = 1500
     align_batch: int = 16
     align_lr: float = 2e-3
+    align_cosine: bool = False
     align_temperature: float = 0.1
     kl_weight: float = 1.0
     ce_weight: float = 1.0
@@ -129,8 +136,16 @@ class TrainConfig:
             raise InputError("babble_fraction and asr_weight must lie in [0, 1]")
         if self.snr_range[0] > self.snr_range[1]:
             raise InputError(f"snr_range {self.snr_range} is not (low, high)")
-        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise InputError("steps, batch_size and checkpoint_every must be >= 1")
+        if self.steps < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise InputError("steps must be >= 0, batch_size and checkpoint_every >= 1")
+        if self.head not in ("embed", "ctc"):
+            raise InputError(f"head must be 'embed' or 'ctc', not {self.head!r}")
+        if self.steps == 0 and self.head != "ctc":
+            raise InputError(
+                "steps = 0 leaves an 'embed' projector untrained beyond alignment; give steps >= 1"
+            )
+        if self.head == "ctc" and self.align_steps < 1:
+            raise InputError("a 'ctc' head is trained by the CTC stage: give align_steps >= 1")
         if self.prompt not in ("matched", "chat"):
             raise InputError(f"prompt must be 'matched' or 'chat', not {self.prompt!r}")
         if self.prompt == "matched" and not self.tasks:

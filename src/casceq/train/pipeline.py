@@ -56,7 +56,9 @@ def export(backend: Any, folder: Path, cfg: TrainConfig, meta: dict[str, Any]) -
 
     backend.save(folder)
     weights = folder / WEIGHTS_FILE
-    save_file({k: v.half().contiguous() for k, v in load_file(str(weights)).items()}, str(weights))
+    tensors = load_file(str(weights))
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    save_file(half, str(weights))
     record = json.loads((folder / CONFIG_FILE).read_text())
     record["training"] = {"config": cfg.to_dict(), **meta}
     (folder / CONFIG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -102,6 +104,12 @@ def train_speech_llm(
     clips = data.encode_clips(cfg, out, spoken, backend.encoder, backend.feature_extractor, progress)
     timed("frames", t0)
     texts = [c.text for c in clips]
+    if cfg.head == "ctc":
+        from casceq.train.align import ctc_vocab
+
+        backend.use_ctc_head(ctc_vocab(backend.tokenizer, texts)[0], seed=cfg.seed)
+    if cfg.head == "ctc" and cfg.steps == 0:
+        return _train_ctc_only(cfg, out, backend, clips, resume, timed, progress)
     if cfg.prompt == "matched":
         return _train_matched(cfg, out, backend, clips, resume, timed, progress)
     t0 = time.perf_counter()
@@ -156,6 +164,31 @@ def _plot(out: Path, progress: Callable[[str], None]) -> None:
         plot_losses(out, out / "loss.png")
     except MissingDependency as exc:
         progress(f"loss curves not plotted: {exc}")
+
+
+def _train_ctc_only(
+    cfg: TrainConfig,
+    out: Path,
+    backend: Any,
+    clips: list[Any],
+    resume: bool,
+    timed: Callable[[str, float], None],
+    progress: Callable[[str], None],
+) -> Path:
+    """A ``"ctc"`` head trained by the CTC stage alone (no teacher, no pass through the backbone)."""
+    import numpy as np
+    import torch
+
+    from casceq.train.align import run_align
+    from casceq.train.loop import TrainResult
+
+    frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
+    t0 = time.perf_counter()
+    steps = run_align(backend, frames, [c.text for c in clips], cfg, out, resume=resume, progress=progress)
+    timed("align", t0)
+    return _finish(
+        backend, cfg, out, TrainResult(steps, time.perf_counter() - t0, False), len(clips), progress
+    )
 
 
 def _train_matched(

@@ -147,6 +147,8 @@ class UltravoxNativeBackend(HFSpeechLLM):
         self.config = dataclasses.replace(config, backbone_name=name)
         self.encoder = encoder.eval()
         self.projector = projector.to(lm.device, lm.dtype).eval()
+        if projector.config.head == "ctc":
+            self._attach_table(lm)
         # The cascade draws its shots with the run's seed from the far end of the task's ranking: so do we.
         self.shots_for = AutoShots(dict(config.few_shot), few_shot_seed)
         super().__init__(lm, tokenizer, feature_extractor, backbone=name, batch_size=batch_size)
@@ -231,22 +233,50 @@ class UltravoxNativeBackend(HFSpeechLLM):
         )
         return cls(config, enc, fe, projector, lm, tok, batch_size=batch_size, few_shot_seed=few_shot_seed)
 
+    def _attach_table(self, lm: Any) -> None:
+        import torch
+
+        with torch.no_grad():
+            self.projector.attach_table(lm.get_input_embeddings()(self.projector.vocab_ids.to(lm.device)))
+
+    def use_ctc_head(self, vocab_ids: list[int], *, seed: int = 0) -> None:
+        """Replace the projector by a fresh (seeded) ``"ctc"``-head one emitting ``vocab_ids`` (blank first)."""
+        import dataclasses
+
+        import torch
+
+        pcfg = dataclasses.replace(self.projector.config, head="ctc", vocab_size=len(vocab_ids) - 1)
+        torch.manual_seed(seed)
+        projector = build_projector(pcfg)
+        projector.vocab_ids.copy_(torch.tensor(vocab_ids, dtype=torch.long))
+        self.projector = projector.to(self.model.device, self.model.dtype)
+        self._attach_table(self.model)
+
+    def audio_position_seconds(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Start and end seconds of each audio position of a ``"ctc"``-head clip (None: uniform positions)."""
+        import torch
+
+        if self.projector.config.head != "ctc":
+            return None
+        frames = encoder_frames(self.encoder, self.feature_extractor, audio, self.config.encoder_mode)
+        group_s = 0.02 * self.config.stack_factor
+        starts: list[float] = []
+        ends: list[float] = []
+        with torch.inference_mode():
+            for c, f in enumerate(frames):
+                for a, b in self.projector.compress(f.to(self.model.device, self.model.dtype))[1]:
+                    starts.append(c * 30.0 + a * group_s)
+                    ends.append(c * 30.0 + b * group_s)
+        return np.array(starts), np.array(ends)
+
     def save(self, folder: str | Path) -> Path:
         """Save the projector with its config and the fingerprints of this encoder and backbone."""
         import dataclasses
 
-        pcfg = ProjectorConfig(
-            encoder_dim=self.encoder.config.d_model,
-            llm_dim=self.model.get_input_embeddings().embedding_dim,
-            stack_factor=self.config.stack_factor,
-            hidden_dim=self.config.hidden_dim,
-            activation=self.config.activation,
-            norm=self.config.norm,
-        )
         return save_projector(
             folder,
             self.projector,
-            pcfg,
+            self.projector.config,
             encoder_hash=weights_fingerprint(self.encoder),
             backbone_hash=weights_fingerprint(self.model),
             model=dataclasses.asdict(self.config),

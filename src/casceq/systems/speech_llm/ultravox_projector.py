@@ -7,6 +7,17 @@ The projector follows fixie-ai/ultravox ``UltravoxProjector``: stack ``k`` conse
 ([T, D] -> [ceil(T/k), k·D], zero-padding the last group), pre-norm, ``Linear(k·D -> H)``, SwiGLU (halving H) or
 GELU, ``Linear(-> LLM width)``, post-norm. Norms are RMSNorm (Ultravox's choice) or LayerNorm.
 
+Two output heads:
+
+- ``"embed"`` (Ultravox): the last Linear maps to the LLM width and the post-norm gives the audio embeddings,
+  one per stacked group.
+- ``"ctc"`` (LegoSLM-style, Ma et al. 2025, "LegoSLM: connecting LLM with speech encoder using CTC
+  posteriors"): the last Linear gives CTC logits over a subset of the backbone's vocabulary (index 0 = blank);
+  the audio embeddings are the posterior-weighted sums of those tokens' input embeddings, one per CTC segment
+  (blank groups dropped, consecutive groups with the same best token merged by summing their posteriors).
+  The soft sums keep the posterior's uncertainty; the segmentation follows greedy CTC decoding. The token ids
+  are a buffer of the checkpoint; the embedding table is attached from the backbone (``attach_table``).
+
 A projector only makes sense with the exact encoder and backbone it was trained against, so the checkpoint
 stores their fingerprints (as tuned-lens stores its ``unembed_hash``) and ``load_projector`` refuses others.
 """
@@ -39,6 +50,8 @@ class ProjectorConfig:
         hidden_dim: Width H of the MLP's hidden layer (before SwiGLU halves it).
         activation: ``"swiglu"`` (Ultravox) or ``"gelu"``.
         norm: ``"rms"`` (Ultravox) or ``"layer"``.
+        head: ``"embed"`` (Ultravox) or ``"ctc"`` (posterior-weighted token embeddings, see the module doc).
+        vocab_size: Number of backbone tokens the ``"ctc"`` head can emit (the blank comes on top).
     """
 
     encoder_dim: int
@@ -47,6 +60,8 @@ class ProjectorConfig:
     hidden_dim: int = 2048
     activation: Literal["swiglu", "gelu"] = "swiglu"
     norm: Literal["rms", "layer"] = "rms"
+    head: Literal["embed", "ctc"] = "embed"
+    vocab_size: int = 0
 
     def __post_init__(self) -> None:
         if self.activation not in ("swiglu", "gelu"):
@@ -55,6 +70,10 @@ class ProjectorConfig:
             raise InputError(f"projector norm must be 'rms' or 'layer', not {self.norm!r}")
         if self.activation == "swiglu" and self.hidden_dim % 2:
             raise InputError("a SwiGLU projector needs an even hidden_dim")
+        if self.head not in ("embed", "ctc"):
+            raise InputError(f"projector head must be 'embed' or 'ctc', not {self.head!r}")
+        if self.head == "ctc" and self.vocab_size < 1:
+            raise InputError("a 'ctc' projector head needs vocab_size >= 1")
 
 
 def build_projector(cfg: ProjectorConfig) -> Any:
@@ -66,7 +85,7 @@ def build_projector(cfg: ProjectorConfig) -> Any:
         return nn.RMSNorm(dim, eps=1e-6) if cfg.norm == "rms" else nn.LayerNorm(dim)
 
     class UltravoxProjector(nn.Module):
-        """Stack k frames, pre-norm, Linear, SwiGLU/GELU, Linear, post-norm."""
+        """Stack k frames, pre-norm, Linear, SwiGLU/GELU, Linear, post-norm (or the CTC head)."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -74,11 +93,16 @@ def build_projector(cfg: ProjectorConfig) -> Any:
             act_out = cfg.hidden_dim // 2 if cfg.activation == "swiglu" else cfg.hidden_dim
             self.ln_pre = norm(k_dim)
             self.linear_1 = nn.Linear(k_dim, cfg.hidden_dim, bias=False)
-            self.linear_2 = nn.Linear(act_out, cfg.llm_dim, bias=False)
-            self.ln_post = norm(cfg.llm_dim)
+            if cfg.head == "ctc":
+                self.linear_2 = nn.Linear(act_out, cfg.vocab_size + 1, bias=True)
+                self.register_buffer("vocab_ids", torch.zeros(cfg.vocab_size + 1, dtype=torch.long))
+                self.register_buffer("table", torch.zeros(0), persistent=False)
+            else:
+                self.linear_2 = nn.Linear(act_out, cfg.llm_dim, bias=False)
+                self.ln_post = norm(cfg.llm_dim)
 
-        def forward(self, frames: torch.Tensor) -> torch.Tensor:
-            """Frames [T, D] (or [B, T, D]) -> [ceil(T/k), llm_dim] (or [B, ., llm_dim])."""
+        def hidden(self, frames: torch.Tensor) -> torch.Tensor:
+            """Frames [T, D] (or [B, T, D]) -> the last Linear's output [ceil(T/k), .]."""
             k = cfg.stack_factor
             pad = (-frames.shape[-2]) % k
             x = nn.functional.pad(frames, (0, 0, 0, pad))
@@ -89,9 +113,48 @@ def build_projector(cfg: ProjectorConfig) -> Any:
                 x = nn.functional.silu(gate) * value
             else:
                 x = nn.functional.gelu(x)
-            return self.ln_post(self.linear_2(x))
+            return self.linear_2(x)
 
-    return UltravoxProjector()
+        def attach_table(self, table: torch.Tensor) -> None:
+            """Set the input embeddings [vocab_size + 1, llm_dim] of ``vocab_ids`` (as the backbone reads them)."""
+            self.table = table.detach()
+
+        def segments(self, logits: torch.Tensor) -> list[tuple[int, int]]:
+            """Greedy CTC segments of one clip's logits [n, K + 1]: [start, end) group ranges of one non-blank token."""
+            best = logits.argmax(-1).tolist()
+            out: list[tuple[int, int]] = []
+            for i, b in enumerate(best):
+                if b == 0:
+                    continue
+                if out and out[-1][1] == i and best[i - 1] == b:
+                    out[-1] = (out[-1][0], i + 1)
+                else:
+                    out.append((i, i + 1))
+            return out
+
+        def compress(self, frames: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+            """CTC head: audio embeddings [S, llm_dim] of one clip's frames [T, D] and their group ranges."""
+            logits = self.hidden(frames)
+            segs = self.segments(logits)
+            if not segs:  # nothing but blank: one position reading the blank token (the single space)
+                best = int(logits[:, 1:].max(-1).values.argmax()) if logits.shape[0] else 0
+                return self.table[:1].to(logits.dtype), [(best, best + 1)]
+            probs = logits.softmax(-1)[:, 1:]
+            pooled = torch.stack([probs[a:b].sum(0) for a, b in segs])
+            pooled = pooled / pooled.sum(-1, keepdim=True)
+            return pooled @ self.table[1:].to(pooled.dtype), segs
+
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:
+            """Frames [T, D] (or [B, T, D]; ``"embed"`` only) -> audio embeddings [n, llm_dim] (or [B, ., llm_dim])."""
+            if cfg.head == "ctc":
+                if frames.dim() != 2:
+                    raise InputError("the 'ctc' projector head takes one clip's frames [T, D] at a time")
+                return self.compress(frames)[0]
+            return self.ln_post(self.hidden(frames))
+
+    module = UltravoxProjector()
+    module.config = cfg  # type: ignore[assignment]
+    return module
 
 
 def weights_fingerprint(module: Any) -> str:
