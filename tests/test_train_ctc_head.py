@@ -47,7 +47,7 @@ def _cfg(**kw: Any) -> Any:
 
 def _backend(parts: dict[str, Path], cfg: Any, texts: list[str] = TEXTS) -> Any:
     from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
-    from casceq.train.align import ctc_vocab
+    from casceq.train.ctc import ctc_vocab
 
     ucfg = UltravoxNativeConfig(
         encoder=str(parts["whisper"]),
@@ -105,7 +105,7 @@ def test_reading_posteriors_that_spell_the_transcript_scores_as_the_cascade(part
     from casceq.systems.compose import speech_prompt
     from casceq.systems.llm.hf import HFCausalLM
     from casceq.tasks import get_task
-    from casceq.train.align import ctc_vocab
+    from casceq.train.ctc import ctc_vocab
     from casceq.types import Example
 
     backend = _backend(parts, _cfg())
@@ -265,3 +265,103 @@ def test_mech_capture_uses_the_ctc_segments_as_positions(parts: dict[str, Path])
     group = 0.02 * backend.config.stack_factor
     np.testing.assert_allclose(frames[:, 0], np.array([1, 4, 7, 10]) * group)
     np.testing.assert_allclose(frames[:, 1], np.array([3, 6, 9, 12]) * group)
+
+
+def test_ctc_transcript_decodes_the_peaked_tokens(parts: dict[str, Path]) -> None:
+    from casceq.train.ctc import ctc_vocab
+
+    backend = _backend(parts, _cfg())
+    vocab, targets = ctc_vocab(backend.tokenizer, TEXTS)
+    for i in (0, 4):
+        backend.projector.hidden = lambda _f, i=i: _spelling(targets[i], len(vocab))  # type: ignore[method-assign]
+        assert backend.ctc_transcript(np.zeros(3200, np.float32)) == TEXTS[i]
+
+
+def test_ctc_vocab_keeps_tokens_seen_min_count_times(parts: dict[str, Path]) -> None:
+    from casceq.train.ctc import ctc_vocab
+    from casceq.train.matched import query_ids
+
+    backend = _backend(parts, _cfg())
+    texts = ["aaa b", "aaa c", "aaa b"]
+    vocab, targets = ctc_vocab(backend.tokenizer, texts, min_count=2)
+    counts: dict[int, int] = {}
+    for t in texts:
+        for i in query_ids(backend.tokenizer, t):
+            counts[i] = counts.get(i, 0) + 1
+    assert vocab[1:] == sorted(i for i, c in counts.items() if c >= 2)
+    c_id = query_ids(backend.tokenizer, "c")[-1]
+    assert counts[c_id] == 1 and c_id not in vocab[1:]
+    # Targets are the texts' tokens minus the rare ones, as indices into the vocabulary.
+    for t, tgt in zip(texts, targets, strict=True):
+        assert [vocab[k] for k in tgt] == [i for i in query_ids(backend.tokenizer, t) if counts[i] >= 2]
+    assert ctc_vocab(backend.tokenizer, texts)[0][1:] == sorted(counts)
+
+
+def test_spoken_targets_are_what_the_voice_said() -> None:
+    from casceq.audio.textnorm import spoken_text
+    from casceq.train.ctc import spoken_targets
+
+    raw = "Apple #39;s profit jumps \\$2 billion"
+    got = spoken_targets(["ag_news/ag-1", "meld/m-1"], [raw, "Oh my God!"])
+    assert got == [spoken_text(raw, "ag_news"), "Oh my God!"]
+    assert "#39;" not in got[0] and "'s" in got[0]
+
+
+def test_ctc_batches_are_seeded_buckets_of_similar_length() -> None:
+    from casceq.train.ctc import BUCKET_ROWS, batch_of
+
+    cfg = _cfg(align_batch=4)
+    lengths = np.random.default_rng(0).integers(50, 1500, size=400)
+    order = sorted(range(400), key=lambda i: int(lengths[i]))
+    rank = {c: r for r, c in enumerate(order)}
+    for step in range(30):
+        picks = batch_of(step, order, cfg)
+        assert picks == batch_of(step, order, cfg)  # a pure function of (seed, step)
+        assert len(set(picks)) == 4
+        ranks = [rank[p] for p in picks]
+        assert max(ranks) - min(ranks) < BUCKET_ROWS * 4
+    assert batch_of(0, order, cfg) != batch_of(1, order, cfg)
+    assert sorted(batch_of(0, order[:3], cfg)) == sorted(order[:3])  # fewer clips than a batch: all of them
+
+
+def test_ctc_augment_masks_time_and_is_seeded() -> None:
+    import torch
+
+    from casceq.train.ctc import augment
+
+    x = torch.ones(200, 8)
+    cfg = _cfg(ctc_time_masks=2, ctc_mask_frames=10, ctc_dropout=0.0)
+    a = augment(x, 3, 1, cfg)
+    assert torch.equal(a, augment(x, 3, 1, cfg))
+    zeros = [int((augment(x, s, 0, cfg).abs().sum(-1) == 0).sum()) for s in range(20)]
+    assert max(zeros) <= 20 and sum(z > 0 for z in zeros) >= 15  # 2 masks of 0-10 frames each
+    assert not torch.equal(augment(x, 3, 1, cfg), augment(x, 4, 1, cfg))
+    assert torch.equal(x, torch.ones(200, 8))  # the cached frames are not modified
+    assert torch.equal(augment(x, 3, 1, _cfg()), x)  # no masks, no dropout: unchanged
+    d = augment(x, 0, 0, _cfg(ctc_dropout=0.5))
+    assert 0.4 < float((d == 0).float().mean()) < 0.6
+    assert torch.allclose(d.mean(), torch.tensor(1.0), atol=0.05)  # inverted dropout keeps the scale
+
+
+def test_ctc_stage_resumed_equals_straight_run(parts: dict[str, Path], tmp_path: Path) -> None:
+    import torch
+
+    from casceq.train.align import run_align
+
+    cfg = _cfg(align_steps=30, checkpoint_every=10, ctc_time_masks=1, ctc_dropout=0.1, warmup=5)
+    quiet = {"progress": lambda _m: None}
+    a = _backend(parts, cfg)
+    frames = _learnable(a, TEXTS, noise=0.1)
+    run_align(a, frames, TEXTS, cfg, tmp_path / "a", **quiet)
+    b = _backend(parts, cfg)
+    import dataclasses
+
+    run_align(b, frames, TEXTS, dataclasses.replace(cfg, align_steps=20), tmp_path / "b", **quiet)
+    c = _backend(parts, cfg)  # a new process: fresh weights, resumed from the checkpoint at step 20
+    run_align(c, frames, TEXTS, cfg, tmp_path / "b", resume=True, **quiet)
+    for (name, p), (_, q) in zip(
+        a.projector.state_dict().items(), c.projector.state_dict().items(), strict=True
+    ):
+        assert torch.equal(p, q), name
+    log = (tmp_path / "b" / "align_log.jsonl").read_text().splitlines()
+    assert len(log) == 30

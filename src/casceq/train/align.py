@@ -12,9 +12,8 @@ token, so positions aligned to blank read as whitespace. A second term pulls eac
 mean RMS of the token embeddings (cosine alone leaves the scale free; the backbone is not scale invariant).
 
 With a ``"ctc"`` projector head (``ProjectorConfig.head``) the stage is plain CTC on the head's own logits over
-its token subset (``ctc_vocab``: the blank, then every token of the training texts as the matched prompt
-tokenises a query), and it is the whole training of that head: its audio embeddings are posterior-weighted
-token embeddings by construction.
+its token subset, and it is the whole training of that head (``casceq.train.ctc``, which ``run_align`` hands
+it to): its audio embeddings are posterior-weighted token embeddings by construction.
 """
 
 from __future__ import annotations
@@ -30,6 +29,38 @@ import numpy as np
 from casceq.train.config import TrainConfig
 
 STATE_FILE = "align_state.pt"
+LOG_FILE = "align_log.jsonl"
+
+
+def start_state(projector: Any, optim: Any, out: Path, resume: bool) -> int:
+    """Load ``out/align_state.pt`` into projector and optimiser when resuming (log cut to match); return its step.
+
+    Without ``resume`` (or with no state yet) the log is started afresh and the step is 0.
+    """
+    import torch
+
+    state_path, log_path = out / STATE_FILE, out / LOG_FILE
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        projector.load_state_dict(state["projector"])
+        optim.load_state_dict(state["optim"])
+        step = int(state["step"])
+        if log_path.exists():
+            keep = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] < step]
+            log_path.write_text("".join(ln + "\n" for ln in keep))
+        return step
+    if log_path.exists():
+        log_path.unlink()
+    return 0
+
+
+def save_state(projector: Any, optim: Any, step: int, state_path: Path) -> None:
+    """Write the resumable state atomically (a kill mid-write leaves the previous one)."""
+    import torch
+
+    tmp = state_path.with_suffix(".tmp")
+    torch.save({"projector": projector.state_dict(), "optim": optim.state_dict(), "step": step}, tmp)
+    tmp.replace(state_path)
 
 
 def _vocab(backend: Any, texts: Sequence[str]) -> tuple[list[int], list[list[int]]]:
@@ -41,24 +72,6 @@ def _vocab(backend: Any, texts: Sequence[str]) -> tuple[list[int], list[list[int
     vocab = [blank_id, *used]
     index = {tid: k for k, tid in enumerate(vocab)}
     return vocab, [[index[i] for i in t if i != blank_id] for t in toks]
-
-
-def ctc_vocab(tokenizer: Any, texts: Sequence[str]) -> tuple[list[int], list[list[int]]]:
-    """CTC-head vocabulary and targets: index 0 is the blank, then the sorted token ids of ``texts``.
-
-    Texts are tokenised as the matched prompt's query slot holds them (``casceq.train.matched.query_ids``), and
-    every one of their tokens is a target (a bare space token too: character-level tokenisers and digit runs
-    have them). The blank itself emits nothing; its id (the single-space token) is only what a clip decoded
-    as all blank reads as.
-    """
-    from casceq.train.matched import query_ids
-
-    blank = list(tokenizer.encode(" ", add_special_tokens=False))
-    blank_id = blank[0] if len(blank) == 1 else int(tokenizer.pad_token_id or 0)
-    toks = [query_ids(tokenizer, t) for t in texts]
-    vocab = [blank_id, *sorted({i for t in toks for i in t})]
-    index = {tid: k for k, tid in enumerate(vocab) if k > 0}
-    return vocab, [[index[i] for i in t] for t in toks]
 
 
 def _batch(step: int, n: int, cfg: TrainConfig) -> list[int]:
@@ -83,58 +96,38 @@ def run_align(
 
     if cfg.align_steps <= 0:
         return 0
-    torch.set_num_threads(cfg.threads)
-    out.mkdir(parents=True, exist_ok=True)
-    projector = backend.projector.float().train()
-    ctc_head = projector.config.head == "ctc"
-    if ctc_head:
-        vocab, targets = ctc_vocab(backend.tokenizer, texts)
-        if vocab != projector.vocab_ids.tolist():
+    if backend.projector.config.head == "ctc":
+        from casceq.train.ctc import ctc_vocab, run_ctc
+
+        vocab, ctc_targets = ctc_vocab(backend.tokenizer, texts, cfg.ctc_min_count)
+        if vocab != backend.projector.vocab_ids.tolist():
             raise ValueError(
                 "the CTC head's vocabulary is not the one of these texts (build it with ctc_vocab)"
             )
-    else:
-        vocab, targets = _vocab(backend, texts)
-        with torch.no_grad():
-            ids = torch.tensor(vocab)
-            table = backend.model.get_input_embeddings()(
-                ids
-            ).float()  # [K, D], scaled as the backbone reads it
-            target_rms = float(table.pow(2).mean(-1).sqrt().mean())
-            unit = torch.nn.functional.normalize(table, dim=-1)
+        return run_ctc(backend, frames, ctc_targets, cfg, out, resume=resume, progress=progress)
+    torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    projector = backend.projector.float().train()
+    vocab, targets = _vocab(backend, texts)
+    with torch.no_grad():
+        ids = torch.tensor(vocab)
+        table = backend.model.get_input_embeddings()(ids).float()  # [K, D], scaled as the backbone reads it
+        target_rms = float(table.pow(2).mean(-1).sqrt().mean())
+        unit = torch.nn.functional.normalize(table, dim=-1)
     optim = torch.optim.AdamW(projector.parameters(), lr=cfg.align_lr)
-    state_path, log_path = out / STATE_FILE, out / "align_log.jsonl"
-    step = 0
-    if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=True)
-        projector.load_state_dict(state["projector"])
-        optim.load_state_dict(state["optim"])
-        step = int(state["step"])
-        if log_path.exists():
-            keep = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] < step]
-            log_path.write_text("".join(ln + "\n" for ln in keep))
-    elif log_path.exists():
-        log_path.unlink()
+    state_path, log_path = out / STATE_FILE, out / LOG_FILE
+    step = start_state(projector, optim, out, resume)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True, reduction="mean")
     while step < cfg.align_steps:
         picks = _batch(step, len(frames), cfg)
-        if ctc_head:
-            audio = [projector.hidden(frames[i].float()) for i in picks]  # each [n_i, K]: the head's logits
-        else:
-            audio = [projector(frames[i].float()) for i in picks]  # each [n_i, D]
+        audio = [projector(frames[i].float()) for i in picks]  # each [n_i, D]
         lengths = torch.tensor([a.shape[0] for a in audio])
         padded = torch.nn.utils.rnn.pad_sequence(audio)  # [T, B, .]
-        if ctc_head:
-            logits = padded
-        else:
-            logits = torch.nn.functional.normalize(padded, dim=-1) @ unit.T / cfg.align_temperature
+        logits = torch.nn.functional.normalize(padded, dim=-1) @ unit.T / cfg.align_temperature
         tgt = [torch.tensor(targets[i][: int(lengths[j])]) for j, i in enumerate(picks)]
         loss_ctc = ctc(logits.log_softmax(-1), torch.cat(tgt), lengths, torch.tensor([len(t) for t in tgt]))
-        if ctc_head:
-            loss_rms = torch.zeros(())
-        else:
-            rms = torch.cat([a.pow(2).mean(-1).sqrt() for a in audio])
-            loss_rms = ((rms - target_rms) / target_rms).pow(2).mean()
+        rms = torch.cat([a.pow(2).mean(-1).sqrt() for a in audio])
+        loss_rms = ((rms - target_rms) / target_rms).pow(2).mean()
         loss = loss_ctc + loss_rms
         if cfg.align_cosine:
             frac = step / max(1, cfg.align_steps - 1)
@@ -150,7 +143,5 @@ def run_align(
         if step % 50 == 0:
             progress(f"align step {step}: ctc {loss_ctc.item():.3f} rms {loss_rms.item():.4f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.align_steps:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"projector": projector.state_dict(), "optim": optim.state_dict(), "step": step}, tmp)
-            tmp.replace(state_path)
+            save_state(projector, optim, step, state_path)
     return step

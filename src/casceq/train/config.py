@@ -69,8 +69,15 @@ class TrainConfig:
         checkpoint_every: Steps between resumable checkpoints.
         max_minutes: Stop (with a checkpoint) after this much training wall time; 0 = no limit.
         threads: torch threads.
-        bf16: Use bfloat16 autocast for the backbone forward/backward. Off by default: on a CPU without native
-            bfloat16 (AVX2 only) it measured 5x slower than float32; on AMX / AVX-512-BF16 CPUs it is ~2x faster.
+        bf16: bfloat16 autocast for the forward/backward passes: ``true``, ``false`` or ``"auto"`` (default: on
+            where the CPU computes bfloat16 natively, ``use_bf16``). On a CPU without it (AVX2 only) it measured
+            5x slower than float32; on AMX / AVX-512-BF16 CPUs ~2-3x faster.
+        n_generated: Film reviews written by the backbone itself to speak as well (``casceq.train.gentext``:
+            the vocabulary of opinion that news and dialogue lack); 0 = none.
+        ctc_min_count: A ``"ctc"`` head emits the tokens seen at least this often in the training targets.
+        ctc_time_masks: Time masks per clip in ``"ctc"`` head training (``casceq.train.ctc``).
+        ctc_mask_frames: Longest time mask, in encoder frames (20 ms each).
+        ctc_dropout: Dropout on the encoder frames in ``"ctc"`` head training.
         seed: Seeds the projector initialisation, the text choice, voices, babble and the batches.
         eval_seeds: Evaluation seeds whose subsets are excluded from the training text.
         eval_n: Largest evaluation subset size excluded per seed.
@@ -122,7 +129,12 @@ class TrainConfig:
     checkpoint_every: int = 100
     max_minutes: float = 0.0
     threads: int = 2
-    bf16: bool = False
+    bf16: bool | str = "auto"
+    n_generated: int = 0
+    ctc_min_count: int = 1
+    ctc_time_masks: int = 0
+    ctc_mask_frames: int = 10
+    ctc_dropout: float = 0.0
     seed: int = 0
     eval_seeds: tuple[int, ...] = (0, 1, 2)
     eval_n: int = 200
@@ -138,6 +150,19 @@ class TrainConfig:
             raise InputError(f"snr_range {self.snr_range} is not (low, high)")
         if self.steps < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise InputError("steps must be >= 0, batch_size and checkpoint_every >= 1")
+        if self.bf16 not in (True, False, "auto"):
+            raise InputError(f'bf16 must be true, false or "auto", not {self.bf16!r}')
+        if (
+            self.n_generated < 0
+            or self.ctc_min_count < 1
+            or self.ctc_time_masks < 0
+            or self.ctc_mask_frames < 0
+        ):
+            raise InputError(
+                "n_generated, ctc_time_masks and ctc_mask_frames must be >= 0, ctc_min_count >= 1"
+            )
+        if not 0.0 <= self.ctc_dropout < 1.0:
+            raise InputError(f"ctc_dropout must lie in [0, 1), not {self.ctc_dropout}")
         if self.head not in ("embed", "ctc"):
             raise InputError(f"head must be 'embed' or 'ctc', not {self.head!r}")
         if self.steps == 0 and self.head != "ctc":
@@ -156,6 +181,29 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict of every field."""
         return dataclasses.asdict(self)
+
+
+def use_bf16(setting: bool | str) -> bool:
+    """Whether to autocast to bfloat16: the setting itself, or for ``"auto"`` whether the CPU has native bfloat16.
+
+    Native means the ``amx_bf16`` or ``avx512_bf16`` flag in ``/proc/cpuinfo`` (Linux; elsewhere ``"auto"`` is
+    off). Without them PyTorch emulates bfloat16 and autocast made a step 5x slower (docs/speech_llm_training.md).
+    """
+    if setting != "auto":
+        return bool(setting)
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
 
 
 def load_config(path: str | Path | None) -> TrainConfig:

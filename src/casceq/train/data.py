@@ -11,6 +11,8 @@ The split (documented in docs/speech_llm_training.md, tested in tests/test_train
 - MELD: ``train`` split utterances only (evaluation reads ``test``), with at least ``min_words`` words.
 - SST-2 and CSQA text is never used (SST-2 dev is all there is offline). Teacher targets need no labels, so the
   sentiment instruction is distilled on AG News and MELD text.
+- Film reviews written by the backbone (``casceq.train.gentext``, ``n_generated``), none sharing a
+  6-word run with any SST-2 sentence.
 """
 
 from __future__ import annotations
@@ -68,8 +70,11 @@ def evaluation_ids(task: str, seeds: Sequence[int], n: int) -> set[str]:
     return used
 
 
-def training_texts(cfg: TrainConfig) -> list[Example]:
-    """The training examples (AG News outside evaluation, MELD train), deterministic in ``cfg.seed``."""
+def training_texts(cfg: TrainConfig, generated: Sequence[Example] = ()) -> list[Example]:
+    """The training examples (AG News outside evaluation, MELD train, then ``generated[:cfg.n_generated]``).
+
+    Deterministic in ``cfg.seed`` (and the generated reviews, ``casceq.train.gentext``).
+    """
     from casceq.tasks import load_examples, sample_rank
 
     excluded = evaluation_ids("ag_news", cfg.eval_seeds, cfg.eval_n)
@@ -77,7 +82,7 @@ def training_texts(cfg: TrainConfig) -> list[Example]:
     ag.sort(key=lambda ex: sample_rank(ex.id, cfg.seed + TRAIN_SEED_OFFSET))
     meld = [ex for ex in load_examples("meld", split="train") if len(ex.text.split()) >= cfg.min_words]
     meld.sort(key=lambda ex: sample_rank(ex.id, cfg.seed + TRAIN_SEED_OFFSET))
-    return ag[: cfg.n_ag_news] + meld[: cfg.n_meld]
+    return ag[: cfg.n_ag_news] + meld[: cfg.n_meld] + list(generated[: cfg.n_generated])
 
 
 def assign_voices(examples: Sequence[Example], cfg: TrainConfig) -> dict[str, list[Example]]:
@@ -100,7 +105,7 @@ def clip_id(example: Example) -> str:
     return f"{example.task}/{example.id}"
 
 
-def planned_clips(cfg: TrainConfig) -> list[tuple[Example, str]]:
+def planned_clips(cfg: TrainConfig, generated: Sequence[Example] = ()) -> list[tuple[Example, str]]:
     """(example, voice) of every clip to use, in a seeded order that mixes voices and sources.
 
     With ``cfg.max_clips`` the first ``max_clips`` of that order are kept, so a smaller run uses a subset of
@@ -108,20 +113,24 @@ def planned_clips(cfg: TrainConfig) -> list[tuple[Example, str]]:
     """
     from casceq.tasks import sample_rank
 
-    pairs = [(ex, v) for v, exs in assign_voices(training_texts(cfg), cfg).items() for ex in exs]
+    texts = training_texts(cfg, generated)
+    pairs = [(ex, v) for v, exs in assign_voices(texts, cfg).items() for ex in exs]
     pairs.sort(key=lambda p: sample_rank(clip_id(p[0]), cfg.seed + 5))
     return pairs[: cfg.max_clips] if cfg.max_clips else pairs
 
 
 def synthesize(
-    cfg: TrainConfig, out: Path, progress: Callable[[str], None] = print
+    cfg: TrainConfig,
+    out: Path,
+    progress: Callable[[str], None] = print,
+    generated: Sequence[Example] = (),
 ) -> list[tuple[Example, str, Path]]:
     """Speak every planned clip with its voice into ``out/speech`` (cached); return (example, voice, wav path)."""
     from casceq.audio.synth import synthesize_examples
     from casceq.audio.tts.manifest import Manifest
 
     root = out / "speech"
-    plan = planned_clips(cfg)
+    plan = planned_clips(cfg, generated)
     for voice in cfg.voices:
         exs = [ex for ex, v in plan if v == voice]
         progress(f"synthesising {len(exs)} clips with {voice}")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from casceq.train.config import TrainConfig
+from casceq.train.config import TrainConfig, use_bf16
 from casceq.train.distill import Row, build_rows, student_loss
 
 STATE_FILE = "state.pt"
@@ -145,7 +145,7 @@ def run_steps(
     t0 = time.perf_counter()
     last_ckpt = step
     stopped = False
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(cfg.bf16))
     while step < end:
         if cfg.max_minutes and time.perf_counter() - t0 > 60 * cfg.max_minutes:
             stopped = True

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from casceq.train.config import TrainConfig
+from casceq.train.config import TrainConfig, use_bf16
 from casceq.train.loop import LOG_FILE, STATE_FILE, TrainResult, _save_state, lr_at, start_or_resume
 from casceq.train.matched import (
     PromptParts,
@@ -74,14 +74,14 @@ def task_targets(
     for name in cfg.tasks:
         shots = few_shot_examples(get_task(name), k=cfg.teacher_few_shot, seed=cfg.seed)
         parts = prompt_parts(tok, name, shots)
-        key = json.dumps([list(parts.prefix), list(parts.suffix), list(texts), cfg.bf16])
+        key = json.dumps([list(parts.prefix), list(parts.suffix), list(texts), use_bf16(cfg.bf16)])
         path = out / f"teacher-{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npy"
         cache = prefix_cache(lm, parts.prefix)
         if path.exists():
             states = np.load(path)
         else:
             progress(f"teacher: suffix states of {len(texts)} texts for {name}")
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(cfg.bf16)):
                 states = teacher_states(lm, parts, cache, texts, tok)
             tmp = path.with_suffix(".tmp.npy")
             np.save(tmp, states)
@@ -136,7 +136,7 @@ def batch_loss(
             torch.cat([a, suffix, emb(torch.tensor(w[:-1], dtype=torch.long)).float()])
             for a, w in zip(audio, words, strict=True)
         ]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(cfg.bf16)):
             final = run_rows(lm, target.cache, len(target.parts.prefix), rows, hidden=False).last_hidden_state
         reads = [
             [int(a.shape[0]) + n_suf - 1 + j for j in range(len(w))]
@@ -145,7 +145,7 @@ def batch_loss(
         ce = transcript_ce(lm, final, reads, words, sampled_ids(int(emb.num_embeddings), cfg.seed))
         loss = cfg.ce_weight * ce
         return loss, {"loss": loss.item(), "ce": ce.item()}
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(cfg.bf16)):
         out = run_rows(
             lm, target.cache, len(target.parts.prefix), [torch.cat([a, suffix]) for a in audio], hidden=True
         )

@@ -2,6 +2,7 @@
 
 Stages (each resumable; timings are written to ``out/timings.json``):
 
+0. ``generate``: film reviews written by the backbone (``casceq.train.gentext``; ``n_generated``).
 1. ``speech``: synthesise the training texts (``casceq.train.data``), one voice each.
 2. ``frames``: babble-mix and run the frozen encoder once per clip (``out/frames``, ``out/clips.json``).
 3. ``teacher``: the text backbone's calibrated label distributions (``out/teacher.npz``).
@@ -95,21 +96,25 @@ def train_speech_llm(
         timings_path.write_text(json.dumps(timings, indent=2) + "\n")
 
     t0 = time.perf_counter()
-    spoken = data.synthesize(cfg, out, progress)
-    timed("speech", t0)
-    t0 = time.perf_counter()
     backend = make_backend(cfg)
     timed("load", t0)
+    t0 = time.perf_counter()
+    generated = _generate(cfg, out, backend, progress)
+    timed("generate", t0)
+    t0 = time.perf_counter()
+    spoken = data.synthesize(cfg, out, progress, generated)
+    timed("speech", t0)
     t0 = time.perf_counter()
     clips = data.encode_clips(cfg, out, spoken, backend.encoder, backend.feature_extractor, progress)
     timed("frames", t0)
     texts = [c.text for c in clips]
     if cfg.head == "ctc":
-        from casceq.train.align import ctc_vocab
+        from casceq.train.ctc import ctc_vocab, spoken_targets
 
-        backend.use_ctc_head(ctc_vocab(backend.tokenizer, texts)[0], seed=cfg.seed)
+        texts = spoken_targets([c.id for c in clips], texts)  # a CTC head transcribes what was said
+        backend.use_ctc_head(ctc_vocab(backend.tokenizer, texts, cfg.ctc_min_count)[0], seed=cfg.seed)
     if cfg.head == "ctc" and cfg.steps == 0:
-        return _train_ctc_only(cfg, out, backend, clips, resume, timed, progress)
+        return _train_ctc_only(cfg, out, backend, clips, texts, resume, timed, progress)
     if cfg.prompt == "matched":
         return _train_matched(cfg, out, backend, clips, resume, timed, progress)
     t0 = time.perf_counter()
@@ -132,6 +137,29 @@ def train_speech_llm(
     result = run_steps(backend, frames, texts, teacher, cfg, out, resume=resume, progress=progress)
     timed("train", t0)
     return _finish(backend, cfg, out, result, len(clips), progress)
+
+
+def _generate(cfg: TrainConfig, out: Path, backend: Any, progress: Callable[[str], None]) -> list[Any]:
+    """The backbone's own film reviews (``casceq.train.gentext``), none repeating SST-2 text; [] when none asked."""
+    if cfg.n_generated <= 0:
+        return []
+    from casceq.audio.textnorm import spoken_text
+    from casceq.tasks import load_examples
+    from casceq.train.config import use_bf16
+    from casceq.train.gentext import generate_reviews
+
+    sst2 = [ex.text for ex in load_examples("sst2")]
+    exclude = sst2 + [spoken_text(t, "sst2") for t in sst2]
+    return generate_reviews(
+        backend.model,
+        backend.tokenizer,
+        cfg.n_generated,
+        out,
+        seed=cfg.seed,
+        exclude=exclude,
+        bf16=use_bf16(cfg.bf16),
+        progress=progress,
+    )
 
 
 def _finish(
@@ -171,6 +199,7 @@ def _train_ctc_only(
     out: Path,
     backend: Any,
     clips: list[Any],
+    texts: list[str],
     resume: bool,
     timed: Callable[[str, float], None],
     progress: Callable[[str], None],
@@ -184,7 +213,7 @@ def _train_ctc_only(
 
     frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
     t0 = time.perf_counter()
-    steps = run_align(backend, frames, [c.text for c in clips], cfg, out, resume=resume, progress=progress)
+    steps = run_align(backend, frames, texts, cfg, out, resume=resume, progress=progress)
     timed("align", t0)
     return _finish(
         backend, cfg, out, TrainResult(steps, time.perf_counter() - t0, False), len(clips), progress

@@ -252,6 +252,21 @@ class UltravoxNativeBackend(HFSpeechLLM):
         self.projector = projector.to(self.model.device, self.model.dtype)
         self._attach_table(self.model)
 
+    def ctc_transcript(self, audio: np.ndarray) -> str:
+        """Greedy CTC transcript of a ``"ctc"``-head clip: the tokens its audio positions are peaked on."""
+        import torch
+
+        if self.projector.config.head != "ctc":
+            raise InputError("only a 'ctc' projector head has a transcript")
+        frames = encoder_frames(self.encoder, self.feature_extractor, audio, self.config.encoder_mode)
+        ids: list[int] = []
+        with torch.inference_mode():
+            for f in frames:
+                logits = self.projector.hidden(f.to(self.model.device, self.model.dtype))
+                best = logits.argmax(-1)
+                ids += [int(self.projector.vocab_ids[best[a]]) for a, _ in self.projector.segments(logits)]
+        return str(self.tokenizer.decode(ids)).strip()
+
     def audio_position_seconds(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Start and end seconds of each audio position of a ``"ctc"``-head clip (None: uniform positions)."""
         import torch
