@@ -119,6 +119,65 @@ def accuracy_table(run_dirs: Sequence[str | Path], condition: str = "clean") -> 
     return rows
 
 
+@dataclass(frozen=True)
+class AccuracyGap:
+    """Accuracy of ``system`` minus that of ``reference`` on the clips both answered, with a paired bootstrap CI.
+
+    Attributes:
+        system: The system (e.g. the speech LLM).
+        reference: The system it is measured against (e.g. its matched cascade).
+        task: Task name.
+        n: Clips answered by both.
+        gap: accuracy(system) - accuracy(reference) on those clips.
+        low: Lower end of the 95% paired bootstrap interval (percentile).
+        high: Upper end.
+    """
+
+    system: str
+    reference: str
+    task: str
+    n: int
+    gap: float
+    low: float
+    high: float
+
+
+def accuracy_gaps(
+    run_dirs: Sequence[str | Path],
+    system: str,
+    reference: str,
+    condition: str = "clean",
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> list[AccuracyGap]:
+    """Per task, accuracy(system) - accuracy(reference) over the clips (example ids) both answered.
+
+    The interval resamples clips with replacement, the same draw for both systems (``bootstrap_indices``), so it
+    is the interval of a paired difference.
+    """
+    import numpy as np
+
+    from casceq.io.interchange import read_predictions
+    from casceq.stats.agreement import bootstrap_indices, percentile_interval
+
+    preds = [p for p in read_predictions([str(d) for d in run_dirs]) if p.condition == condition]
+    by: dict[tuple[str, str], dict[str, bool]] = {}
+    for p in preds:
+        if p.system in (system, reference):
+            by.setdefault((p.system, p.task), {})[p.example_id] = bool(p.correct)
+    out = []
+    for task in sorted({t for _, t in by}):
+        a, b = by.get((system, task), {}), by.get((reference, task), {})
+        ids = sorted(set(a) & set(b))
+        if not ids:
+            continue
+        diff = np.array([float(a[i]) - float(b[i]) for i in ids])
+        draws = diff[bootstrap_indices(len(ids), n_resamples, seed)].mean(axis=1)
+        lo, hi = percentile_interval(draws[:, None])[0]
+        out.append(AccuracyGap(system, reference, task, len(ids), float(diff.mean()), float(lo), float(hi)))
+    return out
+
+
 def markdown(rows: Sequence[AccuracyRow]) -> str:
     """The table as Markdown (accuracy [95% Wilson CI], n, predicted labels)."""
     lines = ["| system | task | accuracy [95% CI] | n | predicted labels |", "|---|---|---|---|---|"]
