@@ -22,8 +22,9 @@ def demo_config_toml(n: int | None = None) -> str:
     """The demo's experiment TOML: Cascade-S, Cascade-W, the text ceiling and the shipped speech LLM.
 
     All four share the default backbone, so every pair with the speech LLM is a matched pair. The cascades and the
-    text ceiling use the backbone's measured few-shot settings; the speech LLM reads the runner's zero-shot
-    speech prompt (its projector was distilled from the few-shot text teacher, docs/speech_llm_training.md).
+    text ceiling use the backbone's measured few-shot settings; the speech LLM reads the prompt its checkpoint
+    records (the shipped one: the matched cascade's few-shot prompt with the audio where the transcript goes,
+    docs/speech_llm_training.md).
     """
     from casceq.audio.tts import DEFAULT_VOICES
     from casceq.systems.llm.bundled import DEFAULT_BACKBONE, default_backend_kwargs

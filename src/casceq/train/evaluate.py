@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,8 @@ def plot_losses(out: str | Path, png: str | Path) -> Path:
     align, distill = rows("align_log.jsonl"), rows("log.jsonl")
     if distill and "task" in distill[0]:  # the matched recipe logs each step's task (or "asr")
         return _plot_matched(distill, png, plt)
+    if align and not distill:  # a CTC head trained by the CTC stage alone: one panel, raw and smoothed
+        return _plot_ctc_only(align, png, plt)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     if align:
         axes[0].plot([r["step"] for r in align], [r["ctc"] for r in align], lw=0.8)
@@ -227,6 +230,25 @@ def plot_losses(out: str | Path, png: str | Path) -> Path:
             axes[1].plot(*zip(*pts, strict=True), lw=0.8, marker=".", label=label)
     axes[1].set(title="2. distillation through the frozen backbone", xlabel="step (8 rows)", ylabel="loss")
     axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return Path(png)
+
+
+def _plot_ctc_only(align: Sequence[dict[str, float]], png: str | Path, plt: Any) -> Path:
+    """The CTC loss of a ``"ctc"`` head per step (16 clips), raw and a trailing mean over 50 steps, log scale."""
+    steps, ctc = [r["step"] for r in align], [r["ctc"] for r in align]
+    fig, ax = plt.subplots(1, 1, figsize=(6.5, 3.6))
+    ax.plot(steps, ctc, lw=0.5, alpha=0.35, label="per step")
+    ax.plot(steps, _smooth(ctc, 50), lw=1.2, label="mean of the last 50 steps")
+    ax.set(
+        title="CTC head over the backbone's tokens",
+        xlabel="step (16 clips)",
+        ylabel="CTC loss (nats / token)",
+    )
+    ax.set_yscale("log")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
