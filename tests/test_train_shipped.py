@@ -14,7 +14,7 @@ def test_shipped_checkpoint_is_small_fp16_and_names_bundled_parts() -> None:
     folder = shipped_folder()
     record = json.loads((folder / "projector.json").read_text())
     weights = folder / "projector.safetensors"
-    # A CTC head over the backbone's tokens seen twice in training (~11k) dominates: 7.8M parameters.
+    # A CTC head over the backbone's tokens seen twice in training (~11k) dominates: 7.9M parameters.
     assert weights.stat().st_size < 17_000_000
     assert record["model"]["encoder"] == "base" and record["model"]["backbone"] == "gemma-3-270m"
     assert record["model"]["backbone_name"] == "gemma-3-270m"
