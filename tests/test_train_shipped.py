@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,3 +64,22 @@ def test_shipped_train_toml_is_the_config_the_checkpoint_records() -> None:
         assert cfg[key] == recorded.get(key, cfg[key]), key
     assert cfg["head"] == "ctc" and cfg["prompt"] == "matched" and cfg["steps"] == 0
     assert recorded["n_generated"] == written["n_generated"] > 0
+
+
+def test_train_without_config_uses_the_shipped_recipe(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from casceq import cli
+    from casceq.train import pipeline
+    from casceq.train.config import TrainConfig, load_config
+
+    seen: list[TrainConfig] = []
+
+    def fake_train(cfg: TrainConfig, out: Path, **_: object) -> Path:
+        seen.append(cfg)
+        return out / "model"
+
+    monkeypatch.setattr(pipeline, "train_speech_llm", fake_train)
+    assert cli.main(["train", "speech-llm", "--out", str(tmp_path / "run")]) == 0
+    assert seen == [load_config(shipped_folder() / "train.toml")]
+    assert seen[0] != TrainConfig()  # the defaults are not the shipped recipe: the file must be read

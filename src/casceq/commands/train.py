@@ -1,8 +1,14 @@
 """``casceq train speech-llm``: train the offline Ultravox-architecture speech LLM from scratch.
 
-Stages (synthesised speech, cached encoder frames, teacher targets, projector training, export) are cached in
-``--out``; ``--resume`` continues training from the last checkpoint. The exported model (``OUT/model``) loads with
-``make_speech_llm("ultravox-native:OUT/model")``. The recipe is in docs/speech_llm_training.md.
+Stages (generated text, synthesised speech, cached encoder frames, teacher targets, projector training, export)
+are cached in ``--out``; ``--resume`` continues training from the last checkpoint. Without ``--config`` the
+shipped model's recipe (``casceq/data/speech_llm/train.toml``) is used. The exported model (``OUT/model``) loads
+with ``make_speech_llm("ultravox-native:OUT/model")``. The recipe is in docs/speech_llm_training.md.
+
+``casceq train evaluate --out DIR [--model SPEC] [--n N]``: the speech LLM (default the shipped one) against
+its matched cascade (Whisper base -> the default backbone) and the text ceiling on N clean items per task of
+SST-2 and AG News in two voices (a ``casceq run`` into DIR, resumable); prints accuracy with 95% Wilson
+intervals and the speech LLM's accuracy gap to the cascade with a paired bootstrap interval.
 """
 
 from __future__ import annotations
@@ -14,13 +20,25 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``WHAT --config --out --resume --max-minutes``."""
-    parser.add_argument("what", choices=["speech-llm"], help="what to train (only speech-llm so far)")
+    parser.add_argument(
+        "what",
+        choices=["speech-llm", "evaluate"],
+        help="speech-llm: train one; evaluate: compare one with its matched cascade",
+    )
     parser.add_argument(
         "--config", help="TOML file of TrainConfig fields (default: the shipped model's recipe)"
     )
     parser.add_argument(
-        "--out", required=True, help="training folder (speech, frames, checkpoints, log, model)"
+        "--out",
+        required=True,
+        help="training folder (speech, frames, checkpoints, log, model); for evaluate, the run folder",
     )
+    parser.add_argument(
+        "--model",
+        default="ultravox-native:bundled",
+        help="evaluate: the speech LLM spec (default: the shipped model)",
+    )
+    parser.add_argument("--n", type=int, help="evaluate: items per task, each in 2 voices (default 60)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
     parser.add_argument(
         "--max-minutes", type=float, help="stop training after this many minutes (overrides config)"
@@ -28,13 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train and export; print the model folder."""
+    """Train and export (print the model folder), or evaluate (print the tables)."""
     import dataclasses
 
     from casceq.train.config import load_config
     from casceq.train.pipeline import train_speech_llm
+    from casceq.train.shipped import shipped_folder
 
-    cfg = load_config(args.config)
+    if args.what == "evaluate":
+        return _evaluate(args)
+    cfg = load_config(args.config if args.config is not None else shipped_folder() / "train.toml")
     if args.max_minutes is not None:
         cfg = dataclasses.replace(cfg, max_minutes=args.max_minutes)
     out = Path(args.out)
@@ -51,3 +72,23 @@ def run(args: argparse.Namespace) -> int:
     model = train_speech_llm(cfg, out, resume=args.resume, progress=progress)
     print(model)
     return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """Run the evaluation experiment into ``--out`` and print its accuracy and gap tables."""
+    from casceq.run.config import load_config
+    from casceq.run.runner import run_experiment
+    from casceq.train.evaluate import accuracy_gaps, accuracy_table, eval_config_toml, markdown
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    toml = out / "evaluation.toml"
+    toml.write_text(eval_config_toml(args.model, args.n))
+    summary = run_experiment(load_config(toml), out, show_progress=sys.stderr.isatty())
+    for name, err in summary.failed.items():
+        print(f"FAILED {name}: {err}", file=sys.stderr)
+    print(markdown(accuracy_table([out])))
+    print("| task | n | Speech-LLM - Cascade-S [95% paired bootstrap CI] |\n|---|---|---|")
+    for g in accuracy_gaps([out], "Speech-LLM", "Cascade-S"):
+        print(f"| {g.task} | {g.n} | {100 * g.gap:+.1f} points [{100 * g.low:+.1f}, {100 * g.high:+.1f}] |")
+    return 1 if summary.failed else 0

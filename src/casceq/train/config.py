@@ -1,7 +1,8 @@
 """The typed configuration of ``casceq train speech-llm`` and its TOML reader.
 
-Every field has the default of the shipped model (``docs/speech_llm_training.md``), so an empty TOML file
-reproduces it. Unknown keys are refused with the file named, never ignored.
+The defaults are the general recipe; the shipped model's config is ``casceq/data/speech_llm/train.toml``, which
+``casceq train speech-llm`` reads when no ``--config`` is given (``docs/speech_llm_training.md``). Unknown keys
+are refused with the file named, never ignored.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class TrainConfig:
             logits over the training texts' tokens; embeddings are posterior-weighted token embeddings, one per
             greedy CTC segment; ``casceq.systems.speech_llm.ultravox_projector``). A ``"ctc"`` head is trained
             by the CTC stage (``align_*``) and, when ``steps`` > 0, distilled after it.
-        prompt: ``"chat"`` (default, the shipped model's recipe): audio then instruction, label KL and
+        prompt: ``"chat"`` (default; the recipe shipped until 5 Dec 2026): audio then instruction, label KL and
             transcription CE (``casceq.train.distill``). ``"matched"``: the student reads the matched cascade's
             prompt with the audio in the transcript's place and is distilled on the teacher's suffix hidden
             states and answer distribution, plus transcription rows (``casceq.train.matched``,
