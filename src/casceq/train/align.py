@@ -54,6 +54,27 @@ def start_state(projector: Any, optim: Any, out: Path, resume: bool) -> int:
     return 0
 
 
+def finish_step(
+    projector: Any, optim: Any, loss: Any, step: int, row: dict[str, float], total: int, every: int, out: Path
+) -> int:
+    """Backward, clip at 1, step; log ``row`` as step ``step``; checkpoint every ``every`` steps and at ``total``.
+
+    Returns the next step. Shared by the embedding-CTC stage and the CTC-head stage (``casceq.train.ctc``).
+    """
+    import torch
+
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
+    optim.step()
+    with (out / LOG_FILE).open("a") as f:
+        f.write(json.dumps({"step": step, **row}) + "\n")
+    step += 1
+    if step % every == 0 or step == total:
+        save_state(projector, optim, step, out / STATE_FILE)
+    return step
+
+
 def save_state(projector: Any, optim: Any, step: int, state_path: Path) -> None:
     """Write the resumable state atomically (a kill mid-write leaves the previous one)."""
     import torch
@@ -115,7 +136,6 @@ def run_align(
         target_rms = float(table.pow(2).mean(-1).sqrt().mean())
         unit = torch.nn.functional.normalize(table, dim=-1)
     optim = torch.optim.AdamW(projector.parameters(), lr=cfg.align_lr)
-    state_path, log_path = out / STATE_FILE, out / LOG_FILE
     step = start_state(projector, optim, out, resume)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True, reduction="mean")
     while step < cfg.align_steps:
@@ -133,15 +153,8 @@ def run_align(
             frac = step / max(1, cfg.align_steps - 1)
             for group in optim.param_groups:
                 group["lr"] = cfg.align_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
-        optim.step()
-        step += 1
-        with log_path.open("a") as f:
-            f.write(json.dumps({"step": step - 1, "ctc": loss_ctc.item(), "rms": loss_rms.item()}) + "\n")
+        row = {"ctc": loss_ctc.item(), "rms": loss_rms.item()}
+        step = finish_step(projector, optim, loss, step, row, cfg.align_steps, cfg.checkpoint_every, out)
         if step % 50 == 0:
-            progress(f"align step {step}: ctc {loss_ctc.item():.3f} rms {loss_rms.item():.4f}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.align_steps:
-            save_state(projector, optim, step, state_path)
+            progress(f"align step {step}: ctc {row['ctc']:.3f} rms {row['rms']:.4f}")
     return step

@@ -23,7 +23,6 @@ training: no pass through the backbone is needed.
 from __future__ import annotations
 
 import collections
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from casceq.train.align import LOG_FILE, STATE_FILE, save_state, start_state
+from casceq.train.align import finish_step, start_state
 from casceq.train.config import TrainConfig, use_bf16
 
 BUCKET_ROWS = 8
@@ -114,7 +113,6 @@ def run_ctc(
     projector = backend.projector.float().train()
     k = projector.config.stack_factor
     optim = torch.optim.AdamW(projector.parameters(), lr=cfg.align_lr, weight_decay=cfg.weight_decay)
-    state_path, log_path = out / STATE_FILE, out / LOG_FILE
     step = start_state(projector, optim, out, resume)
     usable = [i for i, t in enumerate(targets) if len(t) > 0]
     order = sorted(usable, key=lambda i: int(frames[i].shape[0]))
@@ -136,15 +134,8 @@ def run_ctc(
         decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)) if cfg.align_cosine else 1.0
         for group in optim.param_groups:
             group["lr"] = cfg.align_lr * warm * decay
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
-        optim.step()
-        step += 1
-        with log_path.open("a") as f:
-            f.write(json.dumps({"step": step - 1, "ctc": loss.item(), "rms": 0.0}) + "\n")
+        row = {"ctc": loss.item(), "rms": 0.0}
+        step = finish_step(projector, optim, loss, step, row, cfg.align_steps, cfg.checkpoint_every, out)
         if step % 50 == 0:
-            progress(f"ctc step {step}/{cfg.align_steps}: loss {loss.item():.3f}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.align_steps:
-            save_state(projector, optim, step, state_path)
+            progress(f"ctc step {step}/{cfg.align_steps}: loss {row['ctc']:.3f}")
     return step
