@@ -224,6 +224,61 @@ def test_run_erasure_end_to_end_json(backend: Any, clips: list[Any], tmp_path: P
     assert "| task | none | text |" in (tmp_path / "mech" / "erasure.md").read_text()
 
 
+@pytest.mark.slow
+def test_run_erasure_applies_calibration_offsets_in_every_condition(backend: Any, clips: list[Any]) -> None:
+    # Every condition answers argmax(raw - offsets) with the unerased model's offsets; raw scores are taken
+    # from the backend directly under the same hooks. A huge offset forces one label (positive control).
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.erasure import ErasureHooks, fit_erasers, run_erasure
+    from casceq.mech.erasure_concepts import define_concept
+    from casceq.systems.compose import speech_prompt
+    from casceq.tasks import get_task
+    from casceq.types import Example
+
+    task = get_task("sst2")
+    examples = [Example(f"e{i}", "sst2", "x", task.labels[i % 2]) for i in range(6)]
+    audios = [c.audio for c in clips[:6]]
+    prompts = [speech_prompt(task, ex) for ex in examples]
+    opts = [list(task.labels)] * len(examples)
+    raw = np.asarray(backend.score_options(audios, prompts, opts))
+    off = np.array([0.0, float(np.median(raw[:, 1] - raw[:, 0]))])
+    with pytest.warns(UserWarning, match=r"want >= 320 positions"):
+        res = run_erasure(
+            backend,
+            clips[:12],
+            [(task, examples, audios)],
+            layers=[2],
+            concepts=["text"],
+            offsets={"sst2": off},
+        )
+        erasers, _ = fit_erasers(
+            backend, clips[:12], define_concept("text", [c.transcript for c in clips[:12]], None), [2]
+        )
+    with ErasureHooks(backend, layout_of(backend), erasers):
+        erased = np.asarray(backend.score_options(audios, prompts, opts))
+    for cond, scores in (("none", raw), ("text", erased)):
+        want = np.mean(
+            [task.labels[int(np.argmax(s - off))] == ex.label for s, ex in zip(scores, examples, strict=True)]
+        )
+        (row,) = [a for a in res.accuracy if a.condition == cond]
+        assert row.accuracy == pytest.approx(want)
+    assert res.calibration == {"sst2": off.tolist()} and res.to_json()["calibration"]["sst2"] == off.tolist()
+    with pytest.warns(UserWarning, match=r"want >= 320 positions"):
+        forced = run_erasure(
+            backend,
+            clips[:12],
+            [(task, examples, audios)],
+            layers=[2],
+            concepts=["text"],
+            offsets={"sst2": np.array([0.0, -1e6])},
+        )
+    assert all(a.accuracy == pytest.approx(0.5) and a.same_as_none == 1.0 for a in forced.accuracy)
+    with pytest.raises(InputError, match=r"offsets have shape \(3,\)"):
+        run_erasure(
+            backend, clips[:12], [(task, examples, audios)], layers=[2], offsets={"sst2": np.zeros(3)}
+        )
+
+
 def test_bad_input(backend: Any, clips: list[Any]) -> None:
     from casceq.mech.adapters import layout_of
     from casceq.mech.erasure import collect_states, fit_erasers

@@ -244,3 +244,44 @@ def test_kappas_with_varied_labels_match_sklearn(parts: dict[str, Path]) -> None
     ):
         ref = sklearn_metrics.cohen_kappa_score(other, speech)
         assert not np.isnan(mine) and mine == pytest.approx(ref, abs=1e-12)
+
+
+def test_calibration_offsets_shift_each_side_and_are_recorded(ultravox: Any) -> None:
+    # The speech LLM's and the text copy's answers are argmax(raw - offsets), each side with its own offsets,
+    # checked against raw scores taken from the two back ends directly; a huge offset is a positive control.
+    from casceq.mech.implicit import SpeechBackboneLLM, implicit_cascade, lens_transcripts
+    from casceq.systems.compose import speech_prompt
+    from casceq.tasks import get_task
+
+    task = get_task("sst2")
+    examples, audios = _items()
+    llm = SpeechBackboneLLM(ultravox)
+    prompts = [speech_prompt(task, ex) for ex in examples]
+    opts = [list(task.labels)] * len(examples)
+    raw_speech = np.asarray(ultravox.score_options(audios, prompts, opts))
+    texts = [e.text for e in examples]
+    raw_text = llm.score_options([task.prompt(t, ex) for t, ex in zip(texts, examples, strict=True)], opts)
+    lens = lens_transcripts(ultravox, audios, prompts)
+    raw_impl = llm.score_options([task.prompt(t, ex) for t, ex in zip(lens, examples, strict=True)], opts)
+    # offsets that put each side's decision boundary at its median margin: both labels are answered
+    s_off = np.array([0.0, float(np.median(raw_speech[:, 1] - raw_speech[:, 0]))])
+    t_off = np.array([0.0, float(np.median(raw_text[:, 1] - raw_text[:, 0]))])
+    res = implicit_cascade(
+        ultravox, llm, task, examples, audios, texts, speech_offsets=s_off, text_offsets=t_off
+    )
+
+    def labels(raw: np.ndarray, off: np.ndarray) -> list[str]:
+        return [task.labels[int(i)] for i in np.argmax(raw - off, axis=1)]
+
+    assert [r.speech for r in res.rows] == labels(raw_speech, s_off)
+    assert [r.cascade for r in res.rows] == labels(raw_text, t_off)
+    assert [r.implicit for r in res.rows] == labels(raw_impl, t_off)
+    assert res.offsets_speech == tuple(s_off) and res.offsets_text == tuple(t_off)
+    assert json.loads(json.dumps(res.to_json()))["offsets_text"] == list(t_off)
+    huge = np.array([0.0, -1e6])  # subtracting -1e6 from the second label's score: always the second label
+    forced = implicit_cascade(ultravox, llm, task, examples, audios, texts, speech_offsets=huge)
+    assert {r.speech for r in forced.rows} == {task.labels[1]}
+    assert [r.cascade for r in forced.rows] == labels(raw_text, np.zeros(2))  # text side untouched
+    assert forced.offsets_text is None
+    with pytest.raises(InputError, match="2 finite numbers"):
+        implicit_cascade(ultravox, llm, task, examples, audios, texts, text_offsets=[0.0, 1.0, 2.0])

@@ -98,6 +98,32 @@ def test_pipeline_end_to_end_and_resume(models: Any, tmp_path: Path) -> None:
     for result_file in ("lens/mech/lens.json", "implicit/mech/implicit.json", "erasure/mech/erasure.json"):
         assert result_file in report  # the full report read every mechanistic result
     assert "probes/speech-ravdess/probes.json" in report
+    # the implicit and erasure stages answer with the behavioural run's calibration (its decision rule)
+    from casceq.run.calibrate import run_offsets
+
+    offsets = run_offsets(out / "run")
+    impl = json.loads((out / "mech" / "implicit" / "mech" / "implicit.json").read_text())["results"]
+    assert [r["task"] for r in impl] == ["sst2"]
+    assert impl[0]["offsets_speech"] == offsets["Speech-LLM"]["sst2"].tolist()
+    assert impl[0]["offsets_text"] == offsets["Cascade-S"]["sst2"].tolist()
+    erasure = json.loads((out / "mech" / "erasure" / "mech" / "erasure.json").read_text())
+    assert erasure["calibration"] == {"sst2": offsets["Speech-LLM"]["sst2"].tolist()}
+    # the same from the CLI on the same clips: `casceq implicit --calibration RUN --cascade Cascade-S`
+    from casceq.cli import main
+
+    cli_out = tmp_path / "cli"
+    argv = ["implicit", "--model", models.speech_llm, "--task", "sst2", "--voice", "espeak-us", "--n", "5"]
+    argv += ["--audio-dir", str(out / "mech" / "audio" / "sst2"), "--asr", models.asr_strong]
+    argv += ["--calibration", str(out / "run"), "--cascade", "Cascade-S", "--out", str(cli_out)]
+    assert main(argv) == 0
+    (cli,) = json.loads((cli_out / "mech" / "implicit.json").read_text())["results"]
+    for key in ("offsets_speech", "offsets_text", "accuracy_speech", "accuracy_cascade", "accuracy_implicit"):
+        assert cli[key] == impl[0][key], key
+    assert [(r["speech"], r["cascade"], r["implicit"]) for r in cli["rows"]] == [
+        (r["speech"], r["cascade"], r["implicit"]) for r in impl[0]["rows"]
+    ]
+    bad = [*argv[:-2], "--speech-system", "Cascade-S", "--out", str(cli_out)]
+    assert main(bad) == 2  # not a speech-LLM system of the run: a clear error, no crash
 
     shard = next((out / "mech" / "captures" / "speech-sst2").glob("shard-*.states.npy"))
     before = shard.stat().st_mtime_ns

@@ -314,3 +314,18 @@ backbone = "tiny"
     logp = raw - np.logaddexp.reduce(raw, axis=1, keepdims=True)
     ref = np.log(np.exp(logp).mean(0))
     np.testing.assert_allclose(offsets, ref - ref.mean(), atol=1e-4)
+    # run_offsets reads the same fit back for the mechanistic stages
+    from casceq.run.calibrate import run_offsets
+
+    (found,) = run_offsets(out).values()
+    np.testing.assert_array_equal(found["sst2"], offsets)
+    # retrained weights under the same spec: the old fit is not reused, a new one is made and read back
+    UltravoxNativeBackend.create(ucfg, seed=4).save(tmp_path / "speech-llm")
+    run_experiment(load_config(p), out, show_progress=False)
+    saved = json.loads((out / "calibration.json").read_text())
+    assert len(saved) == 2 and group in saved
+    (new_group,) = set(saved) - {group}
+    assert json.loads(new_group)["weights"] != json.loads(group)["weights"]
+    (refit,) = run_offsets(out).values()
+    np.testing.assert_array_equal(refit["sst2"], saved[new_group]["sst2"])
+    assert np.abs(refit["sst2"] - offsets).max() > 1e-6

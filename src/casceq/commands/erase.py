@@ -6,6 +6,8 @@ layers) or, by default, the evaluated items themselves (their text as transcript
 with no erasure and under each concept's erasers (text proxy, CTC characters, bag of characters, acoustic,
 random control), all layers' erasers active at once through hooks on every forward pass (``--positions``).
 Writes ``OUT/mech/erasure.json`` (schema in ``casceq.mech.erasure``) and ``OUT/mech/erasure.md``.
+``--calibration RUN_DIR`` answers every condition with a ``casceq run`` folder's held-out offsets of the speech
+LLM (score mode; see ``casceq implicit``).
 """
 
 from __future__ import annotations
@@ -69,15 +71,16 @@ def run(args: argparse.Namespace) -> int:
     """Fit the erasers, answer the tasks under each condition, write the results."""
     import dataclasses
 
-    from casceq.commands.implicit import load_items
-    from casceq.commands.lens import load_model, provenance
+    from casceq.commands.implicit import load_items, run_speech_system
+    from casceq.commands.lens import provenance
     from casceq.mech.erasure import run_erasure
     from casceq.tasks import get_task
 
     prov = provenance(
         ["casceq", "erase", *sys.argv[2:]]
     )  # before the run: the checkout may move on meanwhile
-    backend, _ = load_model(args.model, dtype=args.dtype)
+    load, offsets = run_speech_system(args)  # config errors before any model is loaded
+    backend = load()
     evaluations = []
     for name in args.task:
         task = get_task(name)
@@ -95,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         mode=args.mode,
         seed=args.seed,
         model=args.model,
+        offsets=offsets,
     )
     result = dataclasses.replace(result, extra=prov)
     path = result.write(args.out)

@@ -8,6 +8,11 @@ Reports kappa_impl = kappa(implicit, speech LLM), kappa_casc = kappa(cascade, sp
 Items: ``--items FILE.jsonl`` (one object per line: ``id``, ``audio``, ``label``, optional ``text`` and
 ``choices``) or a task's examples spoken by ``--voice`` into ``--audio-dir`` (``--n``, ``--seed``).
 Writes ``OUT/mech/implicit.json`` (schema in ``casceq.mech.implicit``) and ``OUT/mech/implicit.md``.
+
+``--calibration RUN_DIR`` answers with a finished ``casceq run`` folder's decision rule (score mode): the speech
+LLM's label scores are shifted by the run's held-out offsets of its speech-LLM system on ``--model`` (or
+``--speech-system``), and ``--cascade NAME`` makes the text copy that run system's LLM, loaded with its settings
+(the same shots), answering with its offsets. The speech LLM is then loaded as the run loads it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,15 @@ def add_item_arguments(parser: argparse.ArgumentParser) -> None:
         "--mode", choices=("score", "generate"), default="score", help="answer mode (default score)"
     )
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="weights dtype")
+    parser.add_argument(
+        "--calibration",
+        metavar="RUN_DIR",
+        help="answer with a casceq run folder's calibration offsets (score mode; default: raw argmax)",
+    )
+    parser.add_argument(
+        "--speech-system",
+        help="with --calibration: the run's system whose offsets the speech LLM takes (default: model = --model)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
 
 
@@ -50,6 +64,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backbone", default="same", help="'same' (the speech LLM's own LM on text) or a text LLM spec"
     )
+    parser.add_argument(
+        "--cascade",
+        metavar="SYSTEM",
+        help="with --calibration: the text copy is this run system's LLM (its settings and offsets)",
+    )
+
+
+def run_speech_system(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """With ``--calibration``: a loader of the run's speech-LLM system and its offsets per task.
+
+    The system is the run's speech LLM on ``--model`` (or ``--speech-system``), loaded as the run loads it (its
+    settings and seed: a matched prompt draws the same shots). Without ``--calibration``: ``--model`` loaded
+    with ``--dtype`` and no offsets.
+
+    Raises:
+        InputError: No such system, no unique system on ``--model``, or a system without a fit (names given).
+    """
+    from casceq.commands.lens import load_model
+    from casceq.errors import InputError
+
+    if not args.calibration:
+        if args.speech_system:
+            raise InputError("--speech-system needs --calibration RUN_DIR")
+        return (lambda: load_model(args.model, dtype=args.dtype)[0]), {}
+    from casceq.run.build import build_system
+    from casceq.run.calibrate import run_offsets
+    from casceq.run.config import load_run_config
+
+    cfg = load_run_config(args.calibration)
+    speech = [s for s in cfg.systems if s.kind == "speech_llm"]
+    if args.speech_system:
+        chosen = [s for s in speech if s.name == args.speech_system]
+    else:
+        chosen = [s for s in speech if s.model == args.model]
+    if len(chosen) != 1:
+        raise InputError(
+            f"pick one speech-LLM system with --speech-system; the run has "
+            f"{[(s.name, s.model) for s in speech]} (--model {args.model})",
+            path=args.calibration,
+        )
+    found = run_offsets(args.calibration).get(chosen[0].name)
+    if not found:
+        raise InputError(f"the run holds no calibration of {chosen[0].name!r}", path=args.calibration)
+    system = build_system(chosen[0], cfg)
+    return (lambda: system._get("speech")), found
+
+
+def cascade_llm(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The run system ``--cascade``'s LLM (its settings) and its offsets per task."""
+    from casceq.errors import InputError
+    from casceq.run.build import build_system
+    from casceq.run.calibrate import run_offsets
+    from casceq.run.config import load_run_config
+
+    if not args.calibration:
+        raise InputError("--cascade names a system of --calibration RUN_DIR: give both")
+    if args.backbone != "same":
+        raise InputError("give --backbone or --cascade, not both")
+    cfg = load_run_config(args.calibration)
+    specs = [s for s in cfg.systems if s.name == args.cascade and s.kind in ("cascade", "text")]
+    if not specs:
+        names = [s.name for s in cfg.systems if s.kind in ("cascade", "text")]
+        raise InputError(
+            f"no cascade or text system {args.cascade!r}; the run has {names}", path=args.calibration
+        )
+    found = run_offsets(args.calibration).get(args.cascade)
+    if not found:
+        raise InputError(f"the run holds no calibration of {args.cascade!r}", path=args.calibration)
+    return build_system(specs[0], cfg)._get("llm"), found
 
 
 def read_items(path: str, task: Any) -> list[Any]:
@@ -121,17 +204,19 @@ def _transcripts(spec: str, examples: list[Any], audios: list[Any]) -> list[str]
 
 def run(args: argparse.Namespace) -> int:
     """Run the implicit and explicit cascades against the speech LLM for each task."""
-    from casceq.commands.lens import load_model, provenance
+    from casceq.commands.lens import provenance
     from casceq.mech.implicit import SpeechBackboneLLM, implicit_cascade, table_markdown, write_results
     from casceq.tasks import get_task
 
     prov = provenance(
         ["casceq", "implicit", *sys.argv[2:]]
     )  # before the run: the checkout may move on meanwhile
-    backend, _ = load_model(args.model, dtype=args.dtype)
-    if args.backbone == "same":
-        llm: Any = SpeechBackboneLLM(backend)
-    else:
+    load, speech_off = run_speech_system(args)  # config errors before any model is loaded
+    llm, text_off = cascade_llm(args) if args.cascade else (None, {})
+    backend = load()
+    if llm is None and args.backbone == "same":
+        llm = SpeechBackboneLLM(backend)
+    elif llm is None:
         from casceq.systems.llm import make_llm
 
         llm = make_llm(args.backbone)
@@ -152,6 +237,8 @@ def run(args: argparse.Namespace) -> int:
                 mode=args.mode,
                 model=args.model,
                 asr=args.asr,
+                speech_offsets=speech_off.get(name),
+                text_offsets=text_off.get(name),
             )
         )
     path = write_results(args.out, results, prov)

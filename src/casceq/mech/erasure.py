@@ -22,6 +22,7 @@ and chance (the training majority class; R² 0).
 
     {"kind": "erasure", "version": 1, "model": str, "layers": [int], "positions": "all"|"audio",
      "affine": false, "ctc_targets": str, "n_fit_utterances": int, "extra": {...},
+     "calibration": {task: [C offsets]},  # label-score offsets applied in every condition ({}: raw argmax)
      "accuracy": [{"task", "condition", "n", "accuracy", "same_as_none"}, ...],
      "probes": [{"concept", "layer", "metric": "accuracy"|"r2", "before", "after", "chance", "rank",
                  "n_train", "n_test"}, ...]}
@@ -269,9 +270,17 @@ def fit_erasers(
 
 
 def answer_labels(
-    backend: Any, task: Any, examples: Sequence[Any], audios: Sequence[np.ndarray], mode: str
+    backend: Any,
+    task: Any,
+    examples: Sequence[Any],
+    audios: Sequence[np.ndarray],
+    mode: str,
+    offsets: np.ndarray | None = None,
 ) -> list[str]:
-    """Answer ``examples`` with the speech LLM (under whatever hooks are active); parsed labels."""
+    """Answer ``examples`` with the speech LLM (under whatever hooks are active); parsed labels.
+
+    ``offsets``: [C] calibration offsets subtracted from the label scores before argmax (score mode).
+    """
     from casceq.systems.answer import answer_batch
     from casceq.systems.compose import speech_prompt
 
@@ -283,6 +292,7 @@ def answer_labels(
         mode=mode,  # type: ignore[arg-type]
         score=lambda opts: backend.score_options(wavs, prompts, opts),
         generate=lambda k: backend.generate(wavs, prompts, k),
+        offsets=offsets,
     )
     return [label for _, label, _ in got]
 
@@ -299,6 +309,7 @@ def run_erasure(
     mode: str = "score",
     seed: int = 0,
     model: str = "",
+    offsets: Mapping[str, np.ndarray] | None = None,
 ) -> Any:
     """Fit every concept's erasers and answer every task under each erasure condition (and ``none``).
 
@@ -313,6 +324,9 @@ def run_erasure(
         mode: ``"score"`` or ``"generate"`` (``casceq.systems.answer.answer_batch``).
         seed: Seed of the random control and of the held-out splits.
         model: Model spec recorded in the result.
+        offsets: Task name -> [C] calibration offsets of the speech LLM (score mode; e.g. a run's held-out
+            fit, ``casceq.run.calibrate.run_offsets``). The unerased model's offsets are applied under every
+            condition: erasure is judged with the same decision rule as the baseline. Recorded in the result.
     """
     from casceq.mech.adapters import layout_of
     from casceq.mech.erasure_concepts import (
@@ -348,18 +362,36 @@ def run_erasure(
             layer: random_eraser(layout.width, eraser_rank(fitted["text"][layer]), seed + layer)
             for layer in chosen
         }
+    calibration = {}
+    for task, _, _ in evaluations:
+        off = (offsets or {}).get(task.name)
+        if off is not None and mode == "score" and not task.open_answer:
+            if np.shape(off) != (len(task.labels),):
+                raise InputError(
+                    f"{task.name}: calibration offsets have shape {np.shape(off)}, need ({len(task.labels)},)"
+                )
+            calibration[task.name] = [float(x) for x in off]
     accuracy = []
     for task, examples, audios in evaluations:
-        none = answer_labels(backend, task, examples, audios, mode)
+        off = np.asarray(calibration[task.name]) if task.name in calibration else None
+        none = answer_labels(backend, task, examples, audios, mode, off)
         for cond in ["none", *wanted]:
             if cond == "none":
                 labels = none
             else:
                 with ErasureHooks(backend, layout, fitted[cond], positions):
-                    labels = answer_labels(backend, task, examples, audios, mode)
+                    labels = answer_labels(backend, task, examples, audios, mode, off)
             correct = [task.is_correct(lab, ex) for lab, ex in zip(labels, examples, strict=True)]
             same = float(np.mean([a == b for a, b in zip(labels, none, strict=True)]))
             accuracy.append(TaskAccuracy(task.name, cond, len(examples), float(np.mean(correct)), same))
     return ErasureResult(
-        model, chosen, positions, affine, CTC_TARGETS, len(clips), tuple(accuracy), tuple(checks)
+        model,
+        chosen,
+        positions,
+        affine,
+        CTC_TARGETS,
+        len(clips),
+        tuple(accuracy),
+        tuple(checks),
+        calibration=calibration,
     )

@@ -256,6 +256,7 @@ class ErasureResult:
     n_fit_utterances: int
     accuracy: tuple[TaskAccuracy, ...]
     probes: tuple[ProbeCheck, ...]
+    calibration: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -7,6 +7,11 @@ backbone with the task prompt (the *implicit cascade*); the explicit cascade giv
 Reported: accuracy of all three, ``kappa_impl`` = kappa(implicit, speech LLM) and ``kappa_casc`` =
 kappa(explicit cascade, speech LLM), with ``INVALID`` a label of its own (``casceq.stats.agreement.kappa``).
 
+In score mode the answers can be calibrated like a run's (``casceq.run.calibrate``): ``speech_offsets`` are
+subtracted from the speech LLM's label scores, ``text_offsets`` from the text copy's (both the explicit and the
+implicit cascade: the same backbone and prompt), so the comparison uses the behavioural run's decision rule.
+Tiny backbones answer one label for almost everything without it (ASSETS.md), which leaves kappa undefined.
+
 The text copy of the backbone is, by default, the speech LLM's own language model run on text only
 (``SpeechBackboneLLM``: same weights, the tokenizer's chat template), or any ``LLMBackend`` (e.g. ``HFCausalLM``
 of the released backbone).
@@ -17,6 +22,7 @@ of the released backbone).
      "results": [{"model": str, "backbone": str, "task": str, "layer": int, "mode": "score"|"generate",
                   "asr": str, "n": int, "accuracy_speech": float, "accuracy_cascade": float,
                   "accuracy_implicit": float, "kappa_impl": float|null, "kappa_casc": float|null,
+                  "offsets_speech": [C]|null, "offsets_text": [C]|null,
                   "rows": [{"id", "gold", "speech", "cascade", "implicit", "transcript", "lens_text"}, ...]}]}
 """
 
@@ -72,6 +78,8 @@ class ImplicitResult:
     kappa_impl: float
     kappa_casc: float
     rows: tuple[ImplicitRow, ...]
+    offsets_speech: tuple[float, ...] | None = None
+    offsets_text: tuple[float, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (NaN kappas become null)."""
@@ -218,6 +226,8 @@ def implicit_cascade(
     mode: str = "score",
     model: str = "",
     asr: str = "",
+    speech_offsets: Sequence[float] | np.ndarray | None = None,
+    text_offsets: Sequence[float] | np.ndarray | None = None,
 ) -> ImplicitResult:
     """Answer ``examples`` with the speech LLM, the implicit cascade and the explicit cascade; compare.
 
@@ -232,6 +242,8 @@ def implicit_cascade(
         mode: ``"score"`` (label log-likelihood) or ``"generate"`` (parsed free text).
         model: Model spec recorded in the result.
         asr: ASR spec recorded in the result.
+        speech_offsets: [C] calibration offsets of the speech LLM's label scores (score mode), or None.
+        text_offsets: [C] calibration offsets of the text copy's label scores (score mode), or None.
     """
     from casceq.mech.adapters import layout_of
     from casceq.stats.agreement import kappa
@@ -248,19 +260,38 @@ def implicit_cascade(
     layer = layout_of(backend).n_layers if layer is None else layer
     prompts = [speech_prompt(task, ex) for ex in examples]
     wavs = list(audios)
+    offsets = {}
+    for role, off in (("speech", speech_offsets), ("text", text_offsets)):
+        if off is None or mode != "score":
+            continue
+        arr = np.asarray(off, dtype=np.float64)
+        if arr.shape != (len(task.labels),) or not np.isfinite(arr).all():
+            raise InputError(
+                f"{task.name}: {role} calibration offsets must be {len(task.labels)} finite numbers, got {off!r}"
+            )
+        offsets[role] = arr
 
-    def answers(score: Any, generate: Any) -> list[str]:
-        got = answer_batch(task=task, examples=examples, mode=mode, score=score, generate=generate)  # type: ignore[arg-type]
+    def answers(score: Any, generate: Any, role: str) -> list[str]:
+        got = answer_batch(
+            task=task,
+            examples=examples,
+            mode=mode,  # type: ignore[arg-type]
+            score=score,
+            generate=generate,
+            offsets=offsets.get(role),
+        )
         return [label for _, label, _ in got]
 
     speech = answers(
-        lambda opts: backend.score_options(wavs, prompts, opts), lambda k: backend.generate(wavs, prompts, k)
+        lambda opts: backend.score_options(wavs, prompts, opts),
+        lambda k: backend.generate(wavs, prompts, k),
+        "speech",
     )
     lens = lens_transcripts(backend, wavs, prompts, layer=layer, ids=[ex.id for ex in examples])
 
     def text_answers(texts: Sequence[str]) -> list[str]:
         ps = [task.prompt(t, ex) for t, ex in zip(texts, examples, strict=True)]
-        return answers(lambda opts: llm.score_options(ps, opts), lambda k: llm.generate(ps, k))
+        return answers(lambda opts: llm.score_options(ps, opts), lambda k: llm.generate(ps, k), "text")
 
     cascade, implicit = text_answers(transcripts), text_answers(lens)
 
@@ -285,4 +316,6 @@ def implicit_cascade(
         kappa_impl=kappa(implicit, speech),
         kappa_casc=kappa(cascade, speech),
         rows=rows,
+        offsets_speech=tuple(offsets["speech"].tolist()) if "speech" in offsets else None,
+        offsets_text=tuple(offsets["text"].tolist()) if "text" in offsets else None,
     )

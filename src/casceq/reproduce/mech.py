@@ -8,7 +8,9 @@ exists; captures resume utterance by utterance.
 Items: text tasks use the first ``mech_n`` examples of the run's own seeded ranking (a prefix of the run's items)
 spoken by the first voice, synthesised into ``DIR/mech/audio/<task>``; RAVDESS uses the first ``mech_n``
 examples of its ranking. Transcripts of the implicit stage's explicit cascade are the behavioural run's
-Cascade-S transcripts of the same clips (clean), recomputed with the strong ASR when missing.
+Cascade-S transcripts of the same clips (clean), recomputed with the strong ASR when missing; its text LLM is
+loaded as Cascade-S is (same shots). The implicit and erasure stages answer with the behavioural run's decision
+rule: its held-out calibration offsets of the speech LLM and of Cascade-S (``casceq.run.calibrate.run_offsets``).
 """
 
 from __future__ import annotations
@@ -54,11 +56,31 @@ class MechContext:
     def backend(self) -> Any:
         """The speech LLM (loaded on first use, then shared by every stage)."""
         if self._backend is None:
+            from casceq.run.build import run_settings
             from casceq.systems.speech_llm.registry import SpeechLLMSpec, make_speech_llm
 
             m = self.plan.models
-            self._backend = make_speech_llm(SpeechLLMSpec.parse(m.speech_llm, backbone=m.backbone()))
+            opts = run_settings(m.speech_llm, {}, self.plan.seed)  # the run's Speech-LLM: same shots
+            self._backend = make_speech_llm(
+                SpeechLLMSpec.parse(m.speech_llm, backbone=m.backbone(), options=opts)
+            )
         return self._backend
+
+    def text_llm(self) -> Any:
+        """The backbone as the run's Cascade-S loads it (same few-shot prompt and shots), for the implicit stage."""
+        from casceq.run.build import run_settings
+        from casceq.systems.llm import make_llm
+
+        settings = {"few_shot": dict(self.plan.few_shot)} if self.plan.few_shot else {}
+        return make_llm(self.plan.models.llm, **run_settings(None, settings, self.plan.seed))
+
+    def offsets(self, system: str) -> dict[str, Any]:
+        """The behavioural run's calibration offsets of ``system`` per task ({} before the run exists)."""
+        from casceq.run.calibrate import run_offsets
+
+        if not (self.run_dir / "config.json").is_file():
+            return {}
+        return run_offsets(self.run_dir).get(system, {})
 
     def items(self, task: str) -> tuple[list[Any], list[Any]]:
         """The mechanistic items of a task: (examples with audio, 16 kHz waveforms)."""
@@ -234,14 +256,16 @@ def run_transcripts(ctx: MechContext, task: str, examples: list[Any], audios: li
 def implicit_stage(ctx: MechContext, out: Path, provenance: dict[str, Any]) -> None:
     """The implicit cascade on the text tasks of ``IMPLICIT_TASKS`` present in the plan."""
     from casceq.mech.implicit import implicit_cascade, write_results
-    from casceq.systems.llm import make_llm
     from casceq.tasks import get_task
 
     backend = ctx.backend()
-    # The text copy of the backbone: the same weights loaded as a text LLM (`casceq implicit --backbone SPEC`).
-    # SpeechBackboneLLM computes full-vocabulary logits at every position (Gemma: 262k), which measured ~24 s
-    # per item here; HFCausalLM unembeds only the label positions.
-    llm = make_llm(ctx.plan.models.llm)
+    # The text copy of the backbone: the same weights loaded as a text LLM, as Cascade-S loads them (its few-shot
+    # prompt), so the explicit cascade here is Cascade-S. SpeechBackboneLLM computes full-vocabulary logits at
+    # every position (Gemma: 262k), which measured ~24 s per item here; HFCausalLM unembeds only the labels.
+    llm = ctx.text_llm()
+    # The run's decision rule: its held-out calibration of the speech LLM and of Cascade-S (raw argmax of a
+    # tiny backbone is one label for nearly everything, which leaves kappa undefined).
+    speech_off, text_off = ctx.offsets("Speech-LLM"), ctx.offsets("Cascade-S")
     results = []
     for name in [t for t in IMPLICIT_TASKS if t in ctx.plan.n]:
         examples, audios = ctx.items(name)
@@ -256,6 +280,8 @@ def implicit_stage(ctx: MechContext, out: Path, provenance: dict[str, Any]) -> N
                 transcripts,
                 model=ctx.plan.models.speech_llm,
                 asr=ctx.plan.models.asr_strong,
+                speech_offsets=speech_off.get(name),
+                text_offsets=text_off.get(name),
             )
         )
     write_results(out, results, provenance)
@@ -284,6 +310,7 @@ def erasure_stage(ctx: MechContext, fit_capture: Path, out: Path, provenance: di
         concepts=list(ERASE_CONCEPTS),
         seed=ctx.plan.seed,
         model=ctx.plan.models.speech_llm,
+        offsets=ctx.offsets("Speech-LLM"),  # the run's decision rule, in every condition
     )
     dataclasses.replace(result, extra=provenance).write(out)
 

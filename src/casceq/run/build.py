@@ -50,15 +50,24 @@ def backbone_of(llm_spec: str) -> str:
     return name.lower()
 
 
+def run_settings(model: str | None, settings: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A system's back-end settings in a run with ``seed``: its own settings plus the shots' ranking seed.
+
+    Shots come from the far end of the run's own seeded ranking: never its items. A native Ultravox model
+    with a matched prompt draws the shots its checkpoint records, with the same seed as its cascade.
+    """
+    out = dict(settings)
+    if "few_shot" in out or (model or "").startswith("ultravox-native:"):
+        out.setdefault("few_shot_seed", seed)
+    return out
+
+
 def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
     """Compose a system of the spec's kind with lazily built back ends."""
     mode: Any = spec.answer_mode or cfg.answer_mode
-    settings = dict(spec.settings)
-    # Shots come from the far end of the run's own seeded ranking: never its items. A native Ultravox model
-    # with a matched prompt draws the shots its checkpoint records, with the same seed as its cascade.
-    if "few_shot" in settings or (spec.model or "").startswith("ultravox-native:"):
-        settings.setdefault("few_shot_seed", cfg.seed)
+    settings = run_settings(spec.model, spec.settings, cfg.seed)
     asr = llm = speech = None
+    weights = projector_digest(spec.model)
     if spec.kind in ("cascade", "text"):
         assert spec.llm is not None
         llm_spec = spec.llm
@@ -82,7 +91,9 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
             parsed = SpeechLLMSpec.parse(
                 model_spec, backbone=spec.backbone, dtype=dtype, device=device, options=opts
             )
-            key = "speech:" + json.dumps([model_spec, spec.backbone, settings], sort_keys=True, default=str)
+            # the weights' digest too: a projector retrained in place must not be served from this process's cache
+            parts = [model_spec, spec.backbone, settings, weights]
+            key = "speech:" + json.dumps(parts, sort_keys=True, default=str)
             return _shared(key, lambda: make_speech_llm(parsed))
 
         backbone = spec.backbone or _speech_backbone(model_spec)
@@ -105,7 +116,7 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
             "llm": spec.llm,
             "model": spec.model,
             "settings": settings,
-            **({"weights": w} if (w := projector_digest(spec.model)) else {}),
+            **({"weights": weights} if weights else {}),
         },
         mode=mode,
         asr=asr,

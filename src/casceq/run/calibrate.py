@@ -6,10 +6,14 @@ module picks the fitting inputs for a run — ``heldout``: items of the task the
 gold text through the same prompt and shots; ``content-free``: "N/A", "" and "[MASK]" — and saves the offsets
 per (LLM spec + settings, task) in the run folder (``calibration.json``). The offsets are part of every
 prediction's cache key. A cascade and the text ceiling on the same backbone and settings share them.
+``run_offsets`` reads a finished run's offsets per system, for stages that answer outside the runner (the
+mechanistic implicit cascade and erasure answer with the same decision rule as the behavioural run).
 
 Speech LLMs in label-scoring mode get the same treatment, on audio: with ``heldout``, the same held-out items are
 spoken (clean; item i by the run's voice i mod V, so the cost is one clip per item) or, for natural-speech tasks,
-their own recordings are used, and the speech LLM's raw label scores on them give its offsets. Comparing a
+their own recordings are used, and the speech LLM's raw label scores on them give its offsets. A native
+Ultravox model's fit is keyed by its projector's digest too, so retrained weights are never read with the old
+weights' offsets. Comparing a
 calibrated cascade with an uncalibrated speech LLM would mix calibration into the modality difference. There is
 no content-free input for audio, so ``content_free`` leaves speech LLMs uncalibrated (their raw argmax).
 """
@@ -23,9 +27,57 @@ from typing import Any
 
 import numpy as np
 
+from casceq.errors import InputError
 from casceq.types import Example
 
 FILE = "calibration.json"
+
+
+def group_key(spec: Any, system: Any, method: str) -> str:
+    """The ``calibration.json`` key of a system's fit: systems with equal keys share offsets.
+
+    Text LLMs: spec + settings + method. Speech LLMs: model, backbone, settings and the projector digest of a
+    native Ultravox model (``system.spec["weights"]``), method ``heldout``.
+    """
+    if spec.kind == "speech_llm":
+        parts = {"speech": spec.model, "backbone": system.backbone, "settings": spec.settings}
+        if system.spec.get("weights"):
+            parts["weights"] = system.spec["weights"]
+        return json.dumps({**parts, "method": "heldout"}, sort_keys=True)
+    return json.dumps({"llm": spec.llm, "settings": spec.settings, "method": method}, sort_keys=True)
+
+
+def run_offsets(run_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """The saved offsets of a run folder's systems: system name -> task -> [C] (only systems with a fit).
+
+    Reads ``config.json`` and ``calibration.json``; an uncalibrated run (no file, or ``calibration = "none"``)
+    gives ``{}``. No model is loaded.
+
+    Raises:
+        InputError: No ``config.json`` (not a run folder), or an unreadable file (named).
+    """
+    from casceq.run.build import build_system
+    from casceq.run.config import load_run_config
+
+    cfg = load_run_config(run_dir)
+    saved_path = Path(run_dir) / FILE
+    if cfg.calibration == "none" or not saved_path.is_file():
+        return {}
+    try:
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"unreadable calibration ({exc})", path=str(saved_path)) from exc
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for spec in cfg.systems:
+        system = build_system(spec, cfg)
+        if system.mode != "score":
+            continue
+        if spec.kind == "speech_llm" and cfg.calibration != "heldout":
+            continue
+        fit = saved.get(group_key(spec, system, cfg.calibration))
+        if fit:
+            out[spec.name] = {task: np.asarray(off, dtype=np.float64) for task, off in fit.items()}
+    return out
 
 
 def heldout_examples(
@@ -68,9 +120,7 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
             if ctx.cfg.calibration == "heldout":
                 changed |= _calibrate_speech(ctx, spec, system, saved, fits)
             continue
-        group = json.dumps(
-            {"llm": spec.llm, "settings": spec.settings, "method": ctx.cfg.calibration}, sort_keys=True
-        )
+        group = group_key(spec, system, ctx.cfg.calibration)
         for tspec in ctx.task_specs:
             task = get_task(tspec.name)
             if task.open_answer:
@@ -108,10 +158,7 @@ def _calibrate_speech(
     from casceq.tasks import get_task
     from casceq.types import CLEAN
 
-    group = json.dumps(
-        {"speech": spec.model, "backbone": system.backbone, "settings": spec.settings, "method": "heldout"},
-        sort_keys=True,
-    )
+    group = group_key(spec, system, "heldout")
     changed = False
     for tspec in ctx.task_specs:
         task = get_task(tspec.name)

@@ -83,6 +83,19 @@ class ExperimentConfig:
         """Plain-data form (for hashing and for writing back to TOML/JSON)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: str | None = None) -> ExperimentConfig:
+        """Inverse of ``to_dict`` (a run folder's ``config.json``), validated like a TOML config."""
+        try:
+            systems = [{k: v for k, v in s.items() if v is not None} for s in data["systems"]]
+            tasks = {
+                t["name"]: {k: v for k, v in t.items() if k != "name" and v is not None}
+                for t in data["tasks"]
+            }
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise _err(path, f"not a saved experiment config ({exc!r})") from exc
+        return parse_config({**data, "systems": systems, "tasks": tasks}, path)
+
     def hash(self) -> str:
         """SHA-256 of the canonical JSON form: a run folder refuses a different config under the same name."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
@@ -199,6 +212,22 @@ def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentCon
         calibration_n=int(data.get("calibration_n", 64)),
         bootstrap=int(data.get("bootstrap", 1000)),
     )
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The config a run folder was run with (its ``config.json``).
+
+    Raises:
+        InputError: Not a run folder, or an unreadable config (the file named).
+    """
+    meta = Path(run_dir) / "config.json"
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))["config"]
+    except FileNotFoundError:
+        raise InputError("not a run folder (no config.json)", path=str(run_dir)) from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"unreadable run config ({exc!r})", path=str(meta)) from exc
+    return ExperimentConfig.from_dict(data, str(meta))
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
