@@ -250,7 +250,17 @@ def test_implicit_rule() -> None:
         gold,
     )
     assert cm.claim_implicit(good, "").verdict == REPRODUCED
-    assert cm.claim_implicit(bad, "").verdict == NOT_REPRODUCED
+    judged = cm.claim_implicit(bad, "")
+    assert judged.verdict == NOT_REPRODUCED
+    # the reason names which part of the rule failed: random implicit labels (κ_impl near 0), or a weaker one
+    k = bad["results"][0]["kappa_impl"]
+    assert judged.tasks[0].reason.startswith("κ_impl ≤ 0" if k <= 0 else "κ_impl − κ_casc CI lies below 0")
+    weak = _implicit(
+        speech, _noisy(rng, speech, LABELS["sst2"], 0.35), _noisy(rng, speech, LABELS["sst2"], 0.02), gold
+    )
+    assert weak["results"][0]["kappa_impl"] > 0
+    assert cm.claim_implicit(weak, "").tasks[0].reason.startswith("κ_impl − κ_casc CI lies below 0")
+    assert cm.claim_implicit(good, "").tasks[0].reason == "κ_impl > 0 and not significantly below κ_casc"
     chance = _implicit([str(x) for x in rng.choice(LABELS["sst2"], 120)], speech, speech, gold)
     assert cm.claim_implicit(chance, "").verdict == NOT_TESTABLE
 

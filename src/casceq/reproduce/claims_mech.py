@@ -161,6 +161,12 @@ def claim_implicit(implicit: Mapping[str, Any] | None, missing: str) -> Claim:
         ci = kappa_difference_ci(r["rows"])
         nums += f"; κ_impl − κ_casc {fmt(r['kappa_impl'] - r['kappa_casc'])} {fmt_ci(ci)}"
         ok = r["kappa_impl"] > 0 and ci[1] >= 0
-        out.append(TaskVerdict(task, REPRODUCED if ok else NOT_REPRODUCED, "see rule", nums))
+        if ok:
+            why = "κ_impl > 0 and not significantly below κ_casc"
+        elif r["kappa_impl"] <= 0:
+            why = "κ_impl ≤ 0: the lens text carries none of the speech LLM's answers"
+        else:
+            why = "κ_impl − κ_casc CI lies below 0: the implicit cascade agrees less than the explicit one"
+        out.append(TaskVerdict(task, REPRODUCED if ok else NOT_REPRODUCED, why, nums))
     verdict, reason = combine(out)
     return Claim("h", "Implicit cascade", claim, rule, verdict, reason, tuple(out))
