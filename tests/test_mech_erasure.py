@@ -273,7 +273,7 @@ def test_run_erasure_applies_calibration_offsets_in_every_condition(backend: Any
             offsets={"sst2": np.array([0.0, -1e6])},
         )
     assert all(a.accuracy == pytest.approx(0.5) and a.same_as_none == 1.0 for a in forced.accuracy)
-    with pytest.raises(InputError, match=r"offsets have shape \(3,\)"):
+    with pytest.raises(InputError, match=r"2 finite numbers \(one per label\), got shape \(3,\)"):
         run_erasure(
             backend, clips[:12], [(task, examples, audios)], layers=[2], offsets={"sst2": np.zeros(3)}
         )

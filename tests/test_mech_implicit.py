@@ -285,3 +285,5 @@ def test_calibration_offsets_shift_each_side_and_are_recorded(ultravox: Any) -> 
     assert forced.offsets_text is None
     with pytest.raises(InputError, match="2 finite numbers"):
         implicit_cascade(ultravox, llm, task, examples, audios, texts, text_offsets=[0.0, 1.0, 2.0])
+    with pytest.raises(InputError, match="sst2: speech calibration offsets must be 2 finite numbers"):
+        implicit_cascade(ultravox, llm, task, examples, audios, texts, speech_offsets=[0.0, float("nan")])

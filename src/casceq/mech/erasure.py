@@ -338,6 +338,7 @@ def run_erasure(
         eraser_rank,
         random_eraser,
     )
+    from casceq.systems.answer import check_offsets
 
     layout = layout_of(backend)
     chosen = layout.check_layers(layers if layers is not None else layout.default_layers())
@@ -366,11 +367,7 @@ def run_erasure(
     for task, _, _ in evaluations:
         off = (offsets or {}).get(task.name)
         if off is not None and mode == "score" and not task.open_answer:
-            if np.shape(off) != (len(task.labels),):
-                raise InputError(
-                    f"{task.name}: calibration offsets have shape {np.shape(off)}, need ({len(task.labels)},)"
-                )
-            calibration[task.name] = [float(x) for x in off]
+            calibration[task.name] = check_offsets(task, off).tolist()
     accuracy = []
     for task, examples, audios in evaluations:
         off = np.asarray(calibration[task.name]) if task.name in calibration else None

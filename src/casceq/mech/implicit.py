@@ -247,7 +247,7 @@ def implicit_cascade(
     """
     from casceq.mech.adapters import layout_of
     from casceq.stats.agreement import kappa
-    from casceq.systems.answer import answer_batch
+    from casceq.systems.answer import answer_batch, check_offsets
     from casceq.systems.compose import speech_prompt
 
     if task.open_answer:
@@ -260,16 +260,11 @@ def implicit_cascade(
     layer = layout_of(backend).n_layers if layer is None else layer
     prompts = [speech_prompt(task, ex) for ex in examples]
     wavs = list(audios)
-    offsets = {}
-    for role, off in (("speech", speech_offsets), ("text", text_offsets)):
-        if off is None or mode != "score":
-            continue
-        arr = np.asarray(off, dtype=np.float64)
-        if arr.shape != (len(task.labels),) or not np.isfinite(arr).all():
-            raise InputError(
-                f"{task.name}: {role} calibration offsets must be {len(task.labels)} finite numbers, got {off!r}"
-            )
-        offsets[role] = arr
+    offsets = {
+        role: check_offsets(task, off, f"{role} calibration")
+        for role, off in (("speech", speech_offsets), ("text", text_offsets))
+        if off is not None and mode == "score"
+    }
 
     def answers(score: Any, generate: Any, role: str) -> list[str]:
         got = answer_batch(

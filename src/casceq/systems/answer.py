@@ -23,6 +23,23 @@ def options_for(task: Task, example: Example) -> list[str]:
     return list(task.labels)
 
 
+def check_offsets(task: Task, offsets: Sequence[float] | np.ndarray, what: str = "calibration") -> np.ndarray:
+    """Calibration offsets of a task as a float [C] array.
+
+    Raises:
+        InputError: Not one finite number per label of the task (the task named).
+    """
+    from casceq.errors import InputError
+
+    arr = np.asarray(offsets, dtype=np.float64)
+    if arr.shape != (len(task.labels),) or not np.isfinite(arr).all():
+        raise InputError(
+            f"{task.name}: {what} offsets must be {len(task.labels)} finite numbers (one per label), "
+            f"got shape {arr.shape}"
+        )
+    return arr
+
+
 def answer_batch(
     *,
     task: Task,
