@@ -124,6 +124,28 @@ def test_pipeline_end_to_end_and_resume(models: Any, tmp_path: Path) -> None:
     ]
     bad = [*argv[:-2], "--speech-system", "Cascade-S", "--out", str(cli_out)]
     assert main(bad) == 2  # not a speech-LLM system of the run: a clear error, no crash
+    # and `casceq erase --calibration RUN` on the same clips, fit and seed gives the stage's accuracies
+    erase = ["erase", "--model", models.speech_llm, "--task", "sst2", "--voice", "espeak-us", "--n", "5"]
+    erase += [
+        "--audio-dir",
+        str(out / "mech" / "audio" / "sst2"),
+        "--fit",
+        str(out / "mech" / "captures" / "speech-sst2"),
+    ]
+    erase += [
+        "--concepts",
+        "text",
+        "acoustic",
+        "random",
+        "--calibration",
+        str(out / "run"),
+        "--out",
+        str(cli_out),
+    ]
+    assert main(erase) == 0
+    cli_erase = json.loads((cli_out / "mech" / "erasure.json").read_text())
+    assert cli_erase["calibration"] == erasure["calibration"]
+    assert cli_erase["accuracy"] == erasure["accuracy"]
 
     shard = next((out / "mech" / "captures" / "speech-sst2").glob("shard-*.states.npy"))
     before = shard.stat().st_mtime_ns
