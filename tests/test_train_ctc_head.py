@@ -365,3 +365,51 @@ def test_ctc_stage_resumed_equals_straight_run(parts: dict[str, Path], tmp_path:
         assert torch.equal(p, q), name
     log = (tmp_path / "b" / "align_log.jsonl").read_text().splitlines()
     assert len(log) == 30
+
+
+def test_matched_distillation_after_the_ctc_stage_uses_the_spoken_targets(
+    parts: dict[str, Path], tmp_path: Path
+) -> None:
+    # Distillation on top of a CTC head (steps > 0): the CTC stage and the transcription rows use what each voice
+    # said (spoken_targets), the teacher the written text. With the written texts the head's vocabulary would not
+    # be the CTC stage's, which stopped this path before any step (found measuring it on the shipped recipe).
+    import json
+
+    from casceq.train.ctc import spoken_targets
+    from casceq.train.data import Clip
+    from casceq.train.loop import read_log
+    from casceq.train.pipeline import _train_matched
+
+    written = [
+        "Apple #39;s profit jumps \\$2 billion",
+        "bad plot",
+        "so fun",
+        "dull day",
+        "a joy",
+        "awful film",
+    ]
+    ids = [f"ag_news/a{i}" for i in range(len(written))]
+    spoken = spoken_targets(ids, written)
+    assert spoken[0] != written[0]  # the two texts differ, and so would their vocabularies
+    cfg = _cfg(steps=3, align_steps=4, batch_size=2, asr_weight=0.0, asr_only_steps=1, checkpoint_every=2)
+    backend = _backend(parts, cfg, spoken)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "timings.json").write_text("{}")
+    clips = []
+    for i, (cid, text, x) in enumerate(
+        zip(ids, written, _learnable(backend, spoken, noise=0.1), strict=True)
+    ):
+        np.save(out / f"f{i}.npy", x.numpy().astype(np.float16))
+        clips.append(Clip(cid, text, "espeak-us", None, str(out / f"f{i}.npy")))
+    model = _train_matched(cfg, out, backend, clips, spoken, False, lambda *_a: None, lambda _m: None)
+    assert (model / "projector.safetensors").is_file()
+    log = read_log(out)
+    assert [r["step"] for r in log] == [0, 1, 2] and all(np.isfinite(r["loss"]) for r in log)
+    assert [r["task"] for r in log] == ["asr", "sst2", "sst2"]  # a transcription row first, then distillation
+    assert len(json.loads((out / "align_log.jsonl").read_text().splitlines()[-1])) > 0  # the CTC stage ran
+    # the written texts as alignment targets: a vocabulary the head was not built with, refused
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "timings.json").write_text("{}")
+    with pytest.raises(ValueError, match="vocabulary is not the one of these texts"):
+        _train_matched(cfg, tmp_path / "w", backend, clips, written, False, lambda *_a: None, lambda _m: None)

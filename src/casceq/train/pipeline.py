@@ -116,7 +116,7 @@ def train_speech_llm(
     if cfg.head == "ctc" and cfg.steps == 0:
         return _train_ctc_only(cfg, out, backend, clips, texts, resume, timed, progress)
     if cfg.prompt == "matched":
-        return _train_matched(cfg, out, backend, clips, resume, timed, progress)
+        return _train_matched(cfg, out, backend, clips, texts, resume, timed, progress)
     t0 = time.perf_counter()
     if cfg.tasks:
         from casceq.systems.llm import make_llm
@@ -225,29 +225,33 @@ def _train_matched(
     out: Path,
     backend: Any,
     clips: list[Any],
+    spoken: list[str],
     resume: bool,
     timed: Callable[[str, float], None],
     progress: Callable[[str], None],
 ) -> Path:
-    """Teacher, optional pre-alignment, training and export of the matched-prompt recipe."""
+    """Teacher, optional pre-alignment, training and export of the matched-prompt recipe.
+
+    The teacher reads each clip's written text (as the cascade's LLM reads a transcript); the alignment and
+    transcription targets are ``spoken`` (a CTC head's: what each voice said, its vocabulary's texts).
+    """
     import numpy as np
     import torch
 
     from casceq.train.align import run_align
     from casceq.train.matched_loop import run_matched_steps, task_targets
 
-    texts = [c.text for c in clips]
     t0 = time.perf_counter()
-    targets = task_targets(cfg, backend, texts, out, progress)
+    targets = task_targets(cfg, backend, [c.text for c in clips], out, progress)
     timed("teacher", t0)
     frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
     t0 = time.perf_counter()
     if not (out / "checkpoint").exists():
-        run_align(backend, frames, texts, cfg, out, resume=resume, progress=progress)
+        run_align(backend, frames, spoken, cfg, out, resume=resume, progress=progress)
     timed("align", t0)
     t0 = time.perf_counter()
     result = run_matched_steps(
-        backend, frames, targets, cfg, out, texts=texts, resume=resume, progress=progress
+        backend, frames, targets, cfg, out, texts=spoken, resume=resume, progress=progress
     )
     timed("train", t0)
     return _finish(backend, cfg, out, result, len(clips), progress)
