@@ -88,8 +88,6 @@ def run_speech_system(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         if args.speech_system:
             raise InputError("--speech-system needs --calibration RUN_DIR")
         return (lambda: load_model(args.model, dtype=args.dtype)[0]), {}
-    from casceq.run.build import build_system
-    from casceq.run.calibrate import run_offsets
     from casceq.run.config import load_run_config
 
     cfg = load_run_config(args.calibration)
@@ -104,18 +102,29 @@ def run_speech_system(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             f"{[(s.name, s.model) for s in speech]} (--model {args.model})",
             path=args.calibration,
         )
-    found = run_offsets(args.calibration).get(chosen[0].name)
-    if not found:
-        raise InputError(f"the run holds no calibration of {chosen[0].name!r}", path=args.calibration)
-    system = build_system(chosen[0], cfg)
+    system, found = _calibrated_system(args.calibration, cfg, chosen[0])
     return (lambda: system._get("speech")), found
+
+
+def _calibrated_system(run_dir: str, cfg: Any, spec: Any) -> tuple[Any, dict[str, Any]]:
+    """The run's system of ``spec`` (back ends built lazily) and its offsets per task.
+
+    Raises:
+        InputError: The run holds no calibration of that system.
+    """
+    from casceq.errors import InputError
+    from casceq.run.build import build_system
+    from casceq.run.calibrate import run_offsets
+
+    found = run_offsets(run_dir).get(spec.name)
+    if not found:
+        raise InputError(f"the run holds no calibration of {spec.name!r}", path=run_dir)
+    return build_system(spec, cfg), found
 
 
 def cascade_llm(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The run system ``--cascade``'s LLM (its settings) and its offsets per task."""
     from casceq.errors import InputError
-    from casceq.run.build import build_system
-    from casceq.run.calibrate import run_offsets
     from casceq.run.config import load_run_config
 
     if not args.calibration:
@@ -129,10 +138,8 @@ def cascade_llm(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise InputError(
             f"no cascade or text system {args.cascade!r}; the run has {names}", path=args.calibration
         )
-    found = run_offsets(args.calibration).get(args.cascade)
-    if not found:
-        raise InputError(f"the run holds no calibration of {args.cascade!r}", path=args.calibration)
-    return build_system(specs[0], cfg)._get("llm"), found
+    system, found = _calibrated_system(args.calibration, cfg, specs[0])
+    return system._get("llm"), found
 
 
 def read_items(path: str, task: Any) -> list[Any]:

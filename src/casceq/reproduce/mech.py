@@ -47,6 +47,7 @@ class MechContext:
     run_dir: Path
     _backend: Any = None
     _items: dict[str, tuple[list[Any], list[Any]]] = field(default_factory=dict)
+    _offsets: dict[str, dict[str, Any]] | None = None
 
     @property
     def mech_dir(self) -> Path:
@@ -75,12 +76,16 @@ class MechContext:
         return make_llm(self.plan.models.llm, **run_settings(None, settings, self.plan.seed))
 
     def offsets(self, system: str) -> dict[str, Any]:
-        """The behavioural run's calibration offsets of ``system`` per task ({} before the run exists)."""
+        """The behavioural run's calibration offsets of ``system`` per task ({} before the run exists).
+
+        Read once per context: the stages run after the behavioural run, which no longer changes them.
+        """
         from casceq.run.calibrate import run_offsets
 
-        if not (self.run_dir / "config.json").is_file():
-            return {}
-        return run_offsets(self.run_dir).get(system, {})
+        if self._offsets is None:
+            found = (self.run_dir / "config.json").is_file()
+            self._offsets = run_offsets(self.run_dir) if found else {}
+        return self._offsets.get(system, {})
 
     def items(self, task: str) -> tuple[list[Any], list[Any]]:
         """The mechanistic items of a task: (examples with audio, 16 kHz waveforms)."""

@@ -13,9 +13,9 @@ Speech LLMs in label-scoring mode get the same treatment, on audio: with ``heldo
 spoken (clean; item i by the run's voice i mod V, so the cost is one clip per item) or, for natural-speech tasks,
 their own recordings are used, and the speech LLM's raw label scores on them give its offsets. A native
 Ultravox model's fit is keyed by its projector's digest too, so retrained weights are never read with the old
-weights' offsets. Comparing a
-calibrated cascade with an uncalibrated speech LLM would mix calibration into the modality difference. There is
-no content-free input for audio, so ``content_free`` leaves speech LLMs uncalibrated (their raw argmax).
+weights' offsets. Comparing a calibrated cascade with an uncalibrated speech LLM would mix calibration into the
+modality difference. There is no content-free input for audio, so ``content_free`` leaves speech LLMs
+uncalibrated (their raw argmax).
 """
 
 from __future__ import annotations
