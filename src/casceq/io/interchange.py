@@ -12,11 +12,12 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from casceq.errors import InputError
-from casceq.io.records import RecordError, from_record, to_record
+from casceq.io.records import RecordError, canonical_condition, from_record, to_record
 from casceq.types import Prediction
 
 MAX_ERRORS = 20
@@ -24,6 +25,9 @@ MAX_ERRORS = 20
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file."""
+
+SQLITE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})
+"""File suffixes that mean "a store": such a file without the SQLite header is refused as one."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,24 @@ def is_store(path: Path) -> bool:
         return False
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names one key twice (``json`` would silently keep the last value)."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"duplicate key {key!r} in one record (which value is meant?)")
+        out[key] = value
+    return out
+
+
 def _read_jsonl(path: Path, check: _Checker) -> None:
+    if path.suffix.lower() in SQLITE_SUFFIXES:
+        # is_store() said no: the SQLite header is missing, so this is no database (say so, not "not UTF-8").
+        check.error(_Where(str(path), None), "not an SQLite database (no SQLite header), nor a casceq store")
+        return
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -104,9 +125,12 @@ def _read_jsonl(path: Path, check: _Checker) -> None:
             continue  # blank lines (a trailing newline, spacing) carry nothing
         where = _Where(str(path), number)
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as exc:
             check.error(where, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except _DuplicateKey as exc:
+            check.error(where, str(exc))
             continue
         try:
             pred, gold = from_record(record)
@@ -122,14 +146,34 @@ def _read_store(path: Path, run: str | None, check: _Checker) -> None:
     from casceq.run.store import Store
 
     with Store(path, read_only=True) as store:
-        runs = [r.run for r in store.runs()] if run is None else [run]
-        n = 0
-        for name in runs:
-            for p in store.predictions(run=name):
-                check.add(p, (p.gold,), _Where(f"{store.path} (run {name!r})", None))
-                n += 1
-        if n == 0:
-            check.error(_Where(str(store.path), None), f"no predictions{f' in run {run!r}' if run else ''}")
+        runs = [r.run for r in store.runs() if r.n_predictions] if run is None else [run]
+        rows = {name: store.predictions(run=name) for name in runs}
+    if run is None and _runs_collide(rows):
+        check.error(_Where(str(store.path), None), f"the store holds runs {', '.join(runs)} with predictions of "
+                    "the same systems and examples: choose one with --run")  # fmt: skip
+        return
+    for name, preds in rows.items():
+        where = _Where(f"{store.path} (run {name!r})", None)
+        for p in preds:
+            try:  # rows imported before conditions were normalised may still carry another spelling
+                p = replace(p, condition=canonical_condition(p.condition))
+            except RecordError as exc:
+                check.error(where, f"{p.system} / {p.task} / {p.example_id}: {exc}")
+                continue
+            check.add(p, (p.gold,), where)
+    if not any(rows.values()):
+        check.error(_Where(str(store.path), None), f"no predictions{f' in run {run!r}' if run else ''}")
+
+
+def _runs_collide(rows: dict[str, list[Prediction]]) -> bool:
+    """Whether two runs hold a prediction of the same (system, task, condition, example_id)."""
+    seen: set[tuple[str, str, str, str]] = set()
+    for preds in rows.values():
+        keys = {(p.system, p.task, p.condition, p.example_id) for p in preds}
+        if seen & keys:
+            return True
+        seen |= keys
+    return False
 
 
 def read_predictions(paths: str | Path | Iterable[str | Path], *, run: str | None = None) -> list[Prediction]:

@@ -169,12 +169,7 @@ def compare(
                     delta_ci=delta_ci,
                 )
             )
-    compared = {(r["a"], r["b"]) for r in agreements}
-    notes += [
-        f"pair {a}:{b} shares no classification task and condition"
-        for a, b in pairs or ()
-        if (a, b) not in compared
-    ]
+    notes += coverage_notes(predictions, groups, agreements, pairs, tasks)
     qvals = benjamini_hochberg([r["mcnemar_p"] for r in agreements])
     return CompareResult(
         accuracy=tuple(accuracy),
@@ -258,3 +253,41 @@ def _confound_triples(
         mismatched = [c for c in cascades if info[c].backbone != backbone]
         out += [(s, m, x) for m in matched for x in mismatched]
     return out
+
+
+def coverage_notes(
+    predictions: Sequence[Prediction],
+    groups: Sequence[AlignedGroup],
+    agreements: Sequence[Mapping[str, Any]],
+    pairs: Sequence[tuple[str, str]] | None,
+    tasks: Mapping[str, TaskLike],
+) -> list[str]:
+    """Say what the tables leave out, and why: missing systems, pairs never compared, undefined kappas."""
+    notes = []
+    systems = list(dict.fromkeys(p.system for p in predictions))
+    has_task = {(p.system, p.task) for p in predictions}
+    for g in groups:
+        for s in systems:
+            if s in g.systems:
+                continue
+            if (s, g.task) not in has_task:
+                note = f"system {s} has no predictions for task {g.task}: it is left out of that task"
+            else:
+                note = f"system {s} has no predictions for task {g.task} under condition {g.condition}"
+            notes.append(note)
+    classified = [s for s in systems if any(s in g.systems for g in groups if not tasks[g.task].open_answer)]
+    wanted = pairs or [(a, b) for i, a in enumerate(classified) for b in classified[i + 1 :]]
+    compared = {(r["a"], r["b"]) for r in agreements}
+    notes += [f"pair {a}:{b} shares no classification task and condition" for a, b in wanted
+              if (a, b) not in compared]  # fmt: skip
+    by_key = {(g.task, g.condition): g for g in groups}
+    for r in agreements:
+        if r["kappa"] == r["kappa"]:  # defined (not NaN)
+            continue
+        g = by_key[(r["task"], r["condition"])]
+        one = set(g.labels[g.systems.index(r["a"])]) | set(g.labels[g.systems.index(r["b"])])
+        why = (f"both systems gave one and the same label ({next(iter(one))!r}) to every example, so chance "
+               "agreement is 1" if len(one) == 1 else "chance agreement is 1")  # fmt: skip
+        notes.append(f"kappa of {r['a']} and {r['b']} on {r['task']} / {r['condition']} is undefined "
+                     f"(shown as — in tables, null in JSON): {why}")  # fmt: skip
+    return list(dict.fromkeys(notes))
