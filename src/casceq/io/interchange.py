@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -190,6 +190,10 @@ def read_predictions(paths: str | Path | Iterable[str | Path], *, run: str | Non
     Raises:
         InputError: Any bad line or inconsistency, naming the file and line (all problems found are listed).
     """
+    return list(_read(paths, run).predictions)
+
+
+def _read(paths: str | Path | Iterable[str | Path], run: str | None) -> _Checker:
     items = [paths] if isinstance(paths, str | Path) else list(paths)
     if not items:
         raise InputError("no input files given")
@@ -205,7 +209,57 @@ def read_predictions(paths: str | Path | Iterable[str | Path], *, run: str | Non
             _read_jsonl(item, check)
     if check.errors:
         raise check.as_error()
-    return check.predictions
+    return check
+
+
+@dataclass(frozen=True)
+class ImportRows:
+    """Validated predictions to import, each with the file and line it came from."""
+
+    predictions: tuple[Prediction, ...]
+    where: tuple[_Where, ...]
+
+
+def read_for_import(paths: str | Path | Iterable[str | Path]) -> ImportRows:
+    """Read and validate like :func:`read_predictions`, keeping each row's file and line for :func:`check_import`."""
+    check = _read(paths, None)
+    keys = [(p.system, p.task, p.condition, p.example_id) for p in check.predictions]
+    return ImportRows(tuple(check.predictions), tuple(check.keys[k] for k in keys))
+
+
+def check_import(
+    rows: ImportRows, stored: Sequence[Prediction], backbones: Mapping[str, str | None], store: str
+) -> None:
+    """Check new rows against a run's stored rows: the same checks as within one call of ``read_predictions``.
+
+    A new row replaces the stored row of its (system, task, condition, example_id); the run as it would be
+    after the import must then hold one gold per example and one backbone per system, also against the
+    backbones registered for its systems.
+
+    Args:
+        rows: From :func:`read_for_import`.
+        stored: The run's stored predictions.
+        backbones: Registered backbone by system name (None if none declared).
+        store: How to name the store (and run) in messages.
+
+    Raises:
+        InputError: The first conflicts, each naming the new row's file and line and the stored side.
+    """
+    check = _Checker()
+    new = {(p.system, p.task, p.condition, p.example_id) for p in rows.predictions}
+    registered = _Where(f"{store}, registered system", None)
+    for name, backbone in backbones.items():
+        if backbone is not None:
+            check.backbones[name] = (backbone, registered)
+    at_store = _Where(store, None)
+    for p in stored:
+        if (p.system, p.task, p.condition, p.example_id) not in new:
+            check.add(p, (p.gold,), at_store)
+    for p, where in zip(rows.predictions, rows.where, strict=True):
+        # Only the first gold alias is stored: compare that (the files' alias lists were checked on reading).
+        check.add(p, (p.gold,), where)
+    if check.errors:
+        raise check.as_error()
 
 
 def iter_records(predictions: Iterable[Prediction]) -> Iterator[str]:
@@ -221,8 +275,13 @@ def write_predictions(path: str | Path, predictions: Sequence[Prediction]) -> in
 
     Returns:
         The number of records written.
+
+    Raises:
+        InputError: ``path`` is a folder, or a prediction cannot be written as a record.
     """
     target = Path(path)
+    if target.is_dir():
+        raise InputError("is a folder: give the path of the .jsonl file to write", path=str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         lines = [line + "\n" for line in iter_records(predictions)]
