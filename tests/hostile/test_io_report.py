@@ -280,9 +280,16 @@ def test_explorer_script_runs_in_chromium_with_hostile_predictions(tmp_path):
 
 
 def test_report_md_escapes_html_from_predictions(tmp_path):
+    from markdown_it import (
+        MarkdownIt,
+    )  # rich's Markdown parser: CommonMark, here with raw HTML on like GitHub
+
     md = (_hostile_report(tmp_path) / "report.md").read_text("utf-8")
     assert "onerror" in md and "alert(3)" in md  # the transcripts of shared errors are shown...
-    assert "<img" not in md and "<script" not in md and "<!--" not in md  # ...but never as raw HTML
+    parser = _Scripts()
+    parser.feed(MarkdownIt("commonmark", {"html": True}).enable("table").render(md))
+    assert not parser.scripts and ("img", "x") not in parser.srcs  # ...but never as HTML elements
+    assert ("a", None) in parser.srcs  # positive control: the report's own anchors are still HTML
 
 
 # --- 6. misleading or missing messages ----------------------------------------------------------------------

@@ -24,7 +24,7 @@ from casceq.report.mech import lens_section, probe_section, read_mech
 from casceq.report.mech_effects import erasure_section, implicit_section
 from casceq.report.sections import Section, accuracy_section, agreement_section, overlap_section, overview
 from casceq.report.sections_errors import confound_section, cost_section, noise_section, shared_error_section
-from casceq.report.tables import Source, SourceBook, sources_markdown, to_latex, to_markdown
+from casceq.report.tables import Source, SourceBook, md_text, sources_markdown, to_latex, to_markdown
 from casceq.stats.results import CompareResult
 
 FORMATS = ("md", "tex", "html", "png", "svg")
@@ -116,14 +116,16 @@ def markdown_report(
     sources_note: str = "",
 ) -> str:
     """Return the Markdown report (figures referenced as ``figures/<key>.<ext>`` when drawn)."""
-    lines = [f"# {title}", "", subtitle, ""]
+    # Every text may hold input strings (names, ids, paths, predictions): md_text keeps them from being HTML.
+    lines = [f"# {md_text(title)}", "", md_text(subtitle), ""]
     for s in sections:
-        lines += [f'## <a id="{s.key}"></a>{s.title}', ""]
-        lines += [f"> **Warning:** {w}" for w in s.warnings] + ([""] if s.warnings else [])
-        lines += [p + "\n" for p in s.paragraphs]
+        lines += [f'## <a id="{s.key}"></a>{md_text(s.title)}', ""]
+        lines += [f"> **Warning:** {md_text(w)}" for w in s.warnings] + ([""] if s.warnings else [])
+        lines += [md_text(p) + "\n" for p in s.paragraphs]
         if figure_ext:
             for f in s.figures:
-                lines += [f"![{f.title}](figures/{f.key}.{figure_ext})", "", f"*{f.title}.* {f.caption}", ""]
+                title_, caption = md_text(f.title), md_text(f.caption)
+                lines += [f"![{title_}](figures/{f.key}.{figure_ext})", "", f"*{title_}.* {caption}", ""]
         lines += [to_markdown(t) for t in s.tables]
     return "\n".join(lines).rstrip() + "\n\n" + sources_markdown(sources, sources_note)
 
