@@ -125,8 +125,8 @@ def test_report_audio_embeds_real_audio_and_audio_root_widens_the_allowed_folder
     assert _report(tmp_path, "--audio", manifest, "--audio-root", str(shared)) == 0
     clips = _embedded_clips((tmp_path / "rep" / "report.html").read_text("utf-8"))
     assert len(clips) == 2  # both disagreements, decoded back to the samples written (16-bit FLAC)
-    for got, want in zip(sorted(clips, key=len), [wav, other], strict=True):
-        np.testing.assert_allclose(got, want, atol=1 / 2**15)
+    for want in (wav, other):
+        assert any(len(got) == len(want) and np.abs(got - want).max() <= 1 / 2**15 for got in clips)
 
 
 # --- 2. import into an existing store checks the new rows against the stored ones ---------------------------

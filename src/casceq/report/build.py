@@ -136,6 +136,7 @@ def build_report(
     out: str | Path | None = None,
     mech_dirs: Sequence[str | Path] = (),
     audio_dirs: Sequence[str | Path] = (),
+    audio_roots: Sequence[str | Path] = (),
     formats: Sequence[str] = FORMATS,
     run: str | None = None,
     n_bootstrap: int | None = None,
@@ -150,6 +151,7 @@ def build_report(
         out: Output folder (default ``RUN_DIR/report`` or ``./casceq-report``).
         mech_dirs: Extra folders of mechanistic results (the run's ``mech/`` is always read).
         audio_dirs: Extra synthesis folders (texts and audio of the items).
+        audio_roots: Folders besides each manifest's own that its audio paths may lead into.
         formats: Any of :data:`FORMATS`.
         run: Read only this run from stores.
         n_bootstrap: Bootstrap resamples (default: the run config's, else 1000).
@@ -167,7 +169,7 @@ def build_report(
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise InputError(f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
-    data = load_report_data(inputs, audio_dirs=audio_dirs, run=run)
+    data = load_report_data(inputs, audio_dirs=audio_dirs, run=run, audio_roots=audio_roots)
     result = compare_result or compare(
         data.predictions,
         n_bootstrap=data.n_bootstrap if n_bootstrap is None else n_bootstrap,
