@@ -186,6 +186,18 @@ def test_condition_spellings_are_one_condition(tmp_path, capsys):
     assert [(p["a"], p["b"], p["condition"]) for p in pairs] == [("a", "b", "babble@15")]
 
 
+def test_condition_spellings_meet_in_export_filters_and_report_row_locations(tmp_path, capsys):
+    a, b = _pair(tmp_path, cond_a="Babble@+5.0", cond_b="babble@5")
+    store = str(tmp_path / "s.sqlite")
+    assert main(["import", a, b, "--store", store]) == 0
+    out = tmp_path / "o.jsonl"
+    assert main(["export", "--store", store, "--out", str(out), "--condition", "BABBLE@5"]) == 0
+    assert {json.loads(line)["condition"] for line in out.open()} == {"babble@5"}
+    assert main(["report", a, b, "--out", str(tmp_path / "rep"), "--formats", "md"]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text("utf-8")
+    assert "pa.jsonl: lines 1-6" in md  # rows of the differently spelt file are still located by line
+
+
 def test_an_invalid_condition_is_refused_with_file_and_line(tmp_path, capsys):
     a, b = _pair(tmp_path, cond_b="babble@foo")
     assert main(["compare", a, b]) == 2
@@ -212,6 +224,13 @@ def test_system_names_with_rich_markup_are_printed_as_text(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "sys[/]" in text and "[red]x[/red]" in text
     assert json.loads(out.read_text())["pairs"][0]["b"] == "[red]x[/red]"
+
+
+def test_system_names_with_mathtext_are_drawn_as_text(tmp_path, capsys):
+    a, b = _pair(tmp_path, name_a="$\\frac{$", name_b="b$^$")
+    assert main(["report", a, b, "--out", str(tmp_path / "rep"), "--formats", "svg"]) == 0
+    svg = (tmp_path / "rep" / "figures" / "figure1.svg").read_text("utf-8")
+    assert "$\\frac{$" in svg and "b$^$" in svg  # the names as written (SVG keeps text as text)
 
 
 # --- 5. HTML and Markdown report: predictions are data ------------------------------------------------------

@@ -110,6 +110,8 @@ def _canonical_task(name: str) -> str:
 
 def jsonl_locations(path: Path, label: str | None = None) -> dict[Key, tuple[str, int | None]]:
     """Map each record of an interchange file to ``(label or path, line)``; unparsable records are skipped."""
+    from casceq.io.records import RecordError, canonical_condition
+
     out: dict[Key, tuple[str, int | None]] = {}
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
@@ -118,10 +120,10 @@ def jsonl_locations(path: Path, label: str | None = None) -> dict[Key, tuple[str
                 key = (
                     r["system"],
                     _canonical_task(r["task"]),
-                    r.get("condition") or "clean",
+                    canonical_condition(r.get("condition") or "clean"),
                     str(r["example_id"]),
                 )
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError, RecordError):
                 continue
             out[key] = (label or str(path), number)
     return out
