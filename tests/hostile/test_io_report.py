@@ -107,6 +107,28 @@ def test_report_audio_missing_file_is_a_clear_error(tmp_path, capsys):
     assert "manifest.jsonl:1" in err and "gone.flac" in err and "not found" in err
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"path": 5}', "manifest.jsonl:1: field 'path' must be a string, got 5"),
+        ('{"duration": "long"}', "manifest.jsonl:1: field 'duration' must be a finite number >= 0"),
+        (None, "unreadable synthesis manifest or summary"),
+    ],
+)
+def test_report_audio_malformed_manifest_is_a_clear_error(tmp_path, capsys, line, message):
+    folder = tmp_path / "synth"
+    _flac(folder / "e1.flac")
+    _manifest(folder, {"e1": "e1.flac"})
+    manifest = folder / "manifest.jsonl"
+    if line is None:
+        manifest.write_bytes(b"\xff\xfe\n")  # not UTF-8
+    else:
+        entry = {**json.loads(manifest.read_text("utf-8")), **json.loads(line)}
+        manifest.write_text(json.dumps(entry) + "\n", "utf-8")
+    assert _report(tmp_path, "--audio", str(folder)) == 2
+    assert message in capsys.readouterr().err
+
+
 def _embedded_clips(html_text: str) -> list[np.ndarray]:
     import soundfile as sf
 

@@ -161,16 +161,30 @@ def load_manifests(
     audio: dict[tuple[str, str], ItemAudio] = {}
     allowed = [r.resolve() for r in roots]
     for d in dirs:
-        m = Manifest.load(d)
-        lines = _entry_lines(d / MANIFEST_NAME)
+        try:
+            m = Manifest.load(d)
+            lines = _entry_lines(d / MANIFEST_NAME)
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, AttributeError) as exc:
+            raise InputError(f"unreadable synthesis manifest or summary ({exc})", path=str(d)) from exc
         for e, line in zip(m.entries, lines, strict=True):
+            where = f"{d / MANIFEST_NAME}:{line}"
+            _check_entry(e, where)
             task = _canonical_task(e.task)
             texts.setdefault((task, e.example_id), (e.text, e.spoken_text))
-            where = f"{d / MANIFEST_NAME}:{line}"
             item = ItemAudio(str(_allowed_audio(d, e.path, allowed, where)), e.duration, where)
             audio[(task, f"{e.example_id}@{e.voice}")] = item
             audio.setdefault((task, e.example_id), item)
     return texts, audio
+
+
+def _check_entry(e: Any, where: str) -> None:
+    """A manifest entry's fields have the types the report relies on (JSON does not promise them)."""
+    for name in ("example_id", "task", "voice", "path", "text", "spoken_text"):
+        if not isinstance(getattr(e, name), str):
+            raise InputError(f"field {name!r} must be a string, got {getattr(e, name)!r}", path=where)
+    d = e.duration
+    if isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d < float("inf"):
+        raise InputError(f"field 'duration' must be a finite number >= 0, got {d!r}", path=where)
 
 
 def _entry_lines(manifest: Path) -> list[int]:
