@@ -358,6 +358,24 @@ def test_export_to_an_existing_folder_is_a_clear_error(tmp_path, capsys):
     assert f"{adir}: is a folder" in capsys.readouterr().err
 
 
+def test_output_paths_blocked_by_a_file_or_folder_are_clear_errors(tmp_path, capsys):
+    a, b = _pair(tmp_path)
+    (tmp_path / "afile").write_text("mine\n")
+    (tmp_path / "adir").mkdir()
+    store = str(tmp_path / "s.sqlite")
+    assert main(["import", a, "--store", store]) == 0
+    cases = [
+        (["compare", a, b, "--bootstrap", "0", "--json", str(tmp_path / "adir")], "adir: is a folder"),
+        (["compare", a, b, "--json", str(tmp_path / "afile" / "c.json")], "cannot create the folder"),
+        (["report", a, b, "--out", str(tmp_path / "afile"), "--formats", "md"], "cannot use as the output folder"),
+        (["export", "--store", store, "--out", str(tmp_path / "afile" / "o.jsonl")], "cannot create the folder"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine\n"
+
+
 def test_a_junk_sqlite_file_is_named_as_not_a_database(tmp_path, capsys):
     a, _ = _pair(tmp_path)
     junk = tmp_path / "junk.sqlite"

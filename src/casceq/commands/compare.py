@@ -83,8 +83,15 @@ def _kinds(items: list[str]) -> dict[str, str]:
 
 
 def _write_json(path: str, text: str) -> None:
+    from casceq.errors import InputError
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise InputError("is a folder: give the path of the JSON file to write", path=path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder of the path should be
+        raise InputError(f"cannot create the folder {target.parent} ({exc.strerror})", path=path) from exc
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

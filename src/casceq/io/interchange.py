@@ -282,7 +282,12 @@ def write_predictions(path: str | Path, predictions: Sequence[Prediction]) -> in
     target = Path(path)
     if target.is_dir():
         raise InputError("is a folder: give the path of the .jsonl file to write", path=str(target))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder of the path should be
+        raise InputError(
+            f"cannot create the folder {target.parent} ({exc.strerror})", path=str(target)
+        ) from exc
     try:
         lines = [line + "\n" for line in iter_records(predictions)]
     except RecordError as exc:

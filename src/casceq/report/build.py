@@ -178,6 +178,10 @@ def build_report(
         kinds=dict(data.kinds),
     )
     out_dir = Path(out) if out else (data.root / "report" if data.root else Path("casceq-report"))
+    try:  # before any work: a file in the way is the user's, and fails fast with its name
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot use as the output folder ({exc.strerror})", path=str(out_dir)) from exc
     mdirs = ([data.root / "mech"] if data.root else []) + [Path(d) for d in mech_dirs]
     draw, no_figures = _can_draw(formats)
     book = SourceBook(data.locations)
