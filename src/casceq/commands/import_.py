@@ -2,8 +2,9 @@
 
 Every line of every file is validated first; if any is bad, the command lists the problems (file:line) and
 writes nothing. The new rows are then checked against the run's stored rows (one gold per example, one
-backbone per system, as within one call) and written in the same transaction: a conflict writes nothing. Re-importing the same records is a no-op; a
-record that changed replaces the stored one. See docs/interchange.md for the format.
+backbone per system, as within one call) and written in the same transaction: a conflict writes nothing.
+Re-importing the same records is a no-op; a record that changed replaces the stored one. See
+docs/interchange.md for the format.
 """
 
 from __future__ import annotations

@@ -149,8 +149,9 @@ def _read_store(path: Path, run: str | None, check: _Checker) -> None:
         runs = [r.run for r in store.runs() if r.n_predictions] if run is None else [run]
         rows = {name: store.predictions(run=name) for name in runs}
     if run is None and _runs_collide(rows):
-        check.error(_Where(str(store.path), None), f"the store holds runs {', '.join(runs)} with predictions of "
-                    "the same systems and examples: choose one with --run")  # fmt: skip
+        names = ", ".join(runs)
+        message = f"the store holds runs {names} with predictions of the same systems and examples"
+        check.error(_Where(str(store.path), None), message + ": choose one with --run")
         return
     for name, preds in rows.items():
         where = _Where(f"{store.path} (run {name!r})", None)

@@ -278,16 +278,22 @@ def coverage_notes(
     classified = [s for s in systems if any(s in g.systems for g in groups if not tasks[g.task].open_answer)]
     wanted = pairs or [(a, b) for i, a in enumerate(classified) for b in classified[i + 1 :]]
     compared = {(r["a"], r["b"]) for r in agreements}
-    notes += [f"pair {a}:{b} shares no classification task and condition" for a, b in wanted
-              if (a, b) not in compared]  # fmt: skip
+    notes += [
+        f"pair {a}:{b} shares no classification task and condition"
+        for a, b in wanted
+        if (a, b) not in compared
+    ]
     by_key = {(g.task, g.condition): g for g in groups}
     for r in agreements:
         if r["kappa"] == r["kappa"]:  # defined (not NaN)
             continue
         g = by_key[(r["task"], r["condition"])]
-        one = set(g.labels[g.systems.index(r["a"])]) | set(g.labels[g.systems.index(r["b"])])
-        why = (f"both systems gave one and the same label ({next(iter(one))!r}) to every example, so chance "
-               "agreement is 1" if len(one) == 1 else "chance agreement is 1")  # fmt: skip
-        notes.append(f"kappa of {r['a']} and {r['b']} on {r['task']} / {r['condition']} is undefined "
-                     f"(shown as — in tables, null in JSON): {why}")  # fmt: skip
+        seen = set(g.labels[g.systems.index(r["a"])]) | set(g.labels[g.systems.index(r["b"])])
+        why = "chance agreement is 1"
+        if len(seen) == 1:
+            why = f"both systems gave one and the same label ({seen.pop()!r}) to every example, so {why}"
+        notes.append(
+            f"kappa of {r['a']} and {r['b']} on {r['task']} / {r['condition']} is undefined "
+            f"(shown as a dash in tables, null in JSON): {why}"
+        )
     return list(dict.fromkeys(notes))
