@@ -567,3 +567,15 @@ def test_a_failed_capture_reruns_without_force_after_the_input_is_fixed(
     assert sorted(ids) == ["u0", "u1", "u2", "u3"] and len(ids) == len(set(ids))
     assert (out / "capture.json").exists() and not (out / "capture.partial.json").exists()
     assert main(args) == 2  # a finished capture still needs --resume or --force
+
+
+@needs_data
+def test_a_run_where_every_input_fails_says_so(tmp_path: Path, stand_ins: None, capsys: Any) -> None:
+    cfg, files, _ = _ravdess(tmp_path, n=2)
+    for f in files:
+        f.write_bytes(b"")
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--max-input-failures", "0.99"]) == 1
+    assert "Cascade · ravdess · clean: 2 of 2 unusable" in capsys.readouterr().err
+    report = (out / "report.md").read_text()
+    assert "No predictions were written." in report and "| Cascade | ravdess | clean | 2 | 2 |" in report

@@ -38,7 +38,10 @@ def write_outputs(ctx: Any, summary: Any) -> dict[str, Any] | None:
         preds = store.predictions(run=ctx.cfg.name)
     write_predictions(out / PREDICTIONS, preds)
     if not preds:
-        _atomic_write(out / REPORT, "# casceq run\n\nNo predictions were written.\n")
+        text = "\n".join(
+            ["# casceq run", "", "No predictions were written.", "", *input_failure_lines(summary)]
+        )
+        _atomic_write(out / REPORT, text + "\n")
         return None
     from casceq.stats.compare import compare
 
@@ -61,6 +64,25 @@ def write_outputs(ctx: Any, summary: Any) -> dict[str, Any] | None:
     return data
 
 
+def input_failure_lines(summary: Any) -> list[str]:
+    """Markdown table of the run's input failures per system, task and condition (none: no lines)."""
+    groups = getattr(summary, "input_failures", [])
+    if not groups:
+        return []
+    lines = [
+        "## Input failures (not scored)",
+        "",
+        "Examples whose audio could not be used: left out of every statistic, retried by the next start of the run.",
+        "",
+        "| system | task | condition | failed | of | first errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g in groups:
+        first = "; ".join(e.replace("|", "\\|") for e in g.errors)
+        lines.append(f"| {g.system} | {g.task} | {g.condition} | {g.failed} | {g.total} | {first} |")
+    return [*lines, ""]
+
+
 def _fmt(x: float | None, nd: int = 3) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
@@ -70,21 +92,7 @@ def markdown_summary(ctx: Any, summary: Any, data: dict[str, Any]) -> str:
     lines = [f"# casceq run `{ctx.cfg.name}`", "", f"Config hash `{ctx.cfg.hash()[:12]}`.", ""]
     if summary.failed:
         lines += ["## Failed systems", ""] + [f"- **{k}**: {v}" for k, v in summary.failed.items()] + [""]
-    groups = getattr(summary, "input_failures", [])
-    if groups:
-        lines += [
-            "## Input failures (not scored)",
-            "",
-            "Examples whose audio could not be used: left out of every statistic below, retried by the next "
-            "start of the run.",
-            "",
-            "| system | task | condition | failed | of | first errors |",
-            "|---|---|---|---|---|---|",
-        ]
-        for g in groups:
-            first = "; ".join(e.replace("|", "\\|") for e in g.errors)
-            lines.append(f"| {g.system} | {g.task} | {g.condition} | {g.failed} | {g.total} | {first} |")
-        lines.append("")
+    lines += input_failure_lines(summary)
     lines += [
         "## Accuracy (95% Wilson CI)",
         "",
