@@ -579,3 +579,13 @@ def test_a_run_where_every_input_fails_says_so(tmp_path: Path, stand_ins: None, 
     assert "Cascade · ravdess · clean: 2 of 2 unusable" in capsys.readouterr().err
     report = (out / "report.md").read_text()
     assert "No predictions were written." in report and "| Cascade | ravdess | clean | 2 | 2 |" in report
+
+
+@needs_data
+def test_a_model_answering_nonsense_stays_an_invalid_prediction(tmp_path: Path, stand_ins: None) -> None:
+    cfg, _, _ = _ravdess(tmp_path, n=2)
+    cfg.write_text(cfg.read_text().replace("bootstrap = 20", 'bootstrap = 20\nanswer_mode = "generate"'))
+    summary = run_experiment(load_config(cfg), tmp_path / "run", show_progress=False)
+    rows = _rows(tmp_path / "run")
+    assert len(rows) == 2 and all(r.label == INVALID and r.output == "no idea" for r in rows.values())
+    assert summary.input_failures == [] and not summary.failed
