@@ -92,7 +92,9 @@ def test_retries_429_then_500_then_answers(serve: Any, monkeypatch: pytest.Monke
         ]
     )
     waits: list[float] = []
-    llm = OpenAIChatLLM("m", serve(script), api_key_env="TEST_LLM_KEY", backoff=0.5, sleep=waits.append)
+    llm = OpenAIChatLLM(
+        "m", serve(script), api_key_env="TEST_LLM_KEY", allow_http=True, backoff=0.5, sleep=waits.append
+    )
     assert llm.generate(["Is it good?"], 4) == ["positive"]
     assert len(script.requests) == 3
     assert waits == [7.0, 1.0]  # Retry-After honoured, then exponential backoff 0.5 * 2**1
@@ -111,6 +113,7 @@ def test_gives_up_after_max_retries_with_clear_error(serve: Any, monkeypatch: py
         "m",
         serve(script),
         api_key_env="TEST_LLM_KEY",
+        allow_http=True,
         max_retries=3,
         backoff=1,
         max_backoff=3,

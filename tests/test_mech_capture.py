@@ -172,12 +172,12 @@ def test_full_disk_is_a_clear_error_and_leaves_no_partial_shard(
             shard_positions=50,
         )
     assert sorted(p.name for p in out.iterdir()) == [
-        "capture.json",
+        "capture.partial.json",  # unfinished: capture.json is written only when a capture completes
         "shard-00000.frames.npy",
         "shard-00000.jsonl",
         "shard-00000.states.npy",
     ]
-    reader = CaptureReader(out)
+    reader = CaptureReader(out, partial_ok=True)
     assert [r.id for r in reader.utterances] == ["u0"]
     assert next(reader.iter_layer(0)).states.shape == (50, 32)
 

@@ -7,7 +7,7 @@ from casceq.run.config import load_config
 GOOD = """
 name = "t"
 seed = 3
-voices = ["espeak-en-us"]
+voices = ["espeak-us"]
 conditions = ["clean", "babble@5"]
 [tasks.sst2]
 n = 10

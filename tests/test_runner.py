@@ -146,7 +146,7 @@ def test_a_system_that_fails_to_load_is_named_and_others_finish(tmp_path, llm_di
     assert {p.system for p in rows} == {"Cascade", "Text"} and len(rows) == 4
 
 
-def test_unreadable_audio_is_recorded_invalid_and_the_batch_continues(tmp_path, llm_dir):
+def test_unreadable_audio_is_an_input_failure_and_the_batch_continues(tmp_path, llm_dir):
     from casceq.paths import datasets_dir
 
     src = datasets_dir() / "ravdess" / "Actor_01"
@@ -164,10 +164,10 @@ def test_unreadable_audio_is_recorded_invalid_and_the_batch_continues(tmp_path, 
     summary = run_experiment(load_config(p), tmp_path / "run", show_progress=False)
     assert not summary.failed
     rows = [r for r in _rows(tmp_path / "run") if r.system == "Cascade"]
-    assert len(rows) == 4
-    broken = [r for r in rows if r.example_id == bad.stem]
-    assert broken[0].label == INVALID and bad.name in broken[0].output
+    assert len(rows) == 3 and bad.stem not in {r.example_id for r in rows}  # not scored as a wrong answer
     assert sum(r.label != INVALID for r in rows) == 3
+    (group,) = summary.input_failures
+    assert (group.system, group.failed, group.total) == ("Cascade", 1, 4) and bad.name in group.errors[0]
 
 
 def test_sigkill_then_resume_gives_every_prediction_exactly_once(tmp_path, llm_dir):

@@ -71,11 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     mod = importlib.import_module(f"casceq.commands.{args._module}")
     from casceq.errors import CasceqError
+    from casceq.redact import redact
 
     try:
         return int(mod.run(args) or 0)
     except CasceqError as exc:
-        print(f"casceq {args.command}: error: {exc}", file=sys.stderr)
+        print(f"casceq {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `casceq tasks | head`: the reader went away; not an error of ours
         import os

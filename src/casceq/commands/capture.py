@@ -6,7 +6,8 @@ Models (``--model``): ``whisper:tiny.en`` / ``whisper:base`` (bundled, converted
 Utterances: ``--task`` (a task whose examples carry audio, e.g. ``ravdess``) or ``--audio-dir`` (a ``casceq
 synth`` output folder, or any folder of audio files with optional same-name ``.txt`` transcripts).
 Clips longer than the model's window are truncated (recorded per utterance). ``--resume`` continues an
-interrupted capture of the same model and layers.
+interrupted capture of the same model and layers. A capture that failed (a bad file, a full disk) leaves
+``capture.partial.json``, not ``capture.json``: running the same command again continues it, no flag needed.
 """
 
 from __future__ import annotations
@@ -136,26 +137,32 @@ def load_model(spec: str, backbone: str | None) -> tuple[Any, Any]:
 def _prepare_out(out: Path, args: argparse.Namespace) -> tuple[frozenset[str], int]:
     """Ids already captured and the next shard number (``--resume``), after checking ``--out``."""
     from casceq.errors import InputError
-    from casceq.mech.shards import META_FILE, CaptureReader
+    from casceq.mech.shards import META_FILE, PARTIAL_META_FILE, CaptureReader
 
-    if not (out / META_FILE).is_file():
+    # only capture.partial.json: an earlier attempt failed (a bad file, a full disk) or was stopped; it is
+    # continued without --resume, so that fixing the input and running the same command again just works
+    unfinished = not (out / META_FILE).is_file() and (out / PARTIAL_META_FILE).is_file()
+    if not (out / META_FILE).is_file() and not unfinished:
         return frozenset(), 0
     if args.force:
-        for p in [*out.glob("shard-*"), out / META_FILE]:
-            p.unlink()
+        for p in [*out.glob("shard-*"), out / META_FILE, out / PARTIAL_META_FILE]:
+            p.unlink(missing_ok=True)
         return frozenset(), 0
-    if not args.resume:
+    if not args.resume and not unfinished:
         raise InputError(
             "a capture exists here: pass --resume to continue it or --force to replace it", path=str(out)
         )
-    reader = CaptureReader(out)
+    reader = CaptureReader(out, partial_ok=True)
+    how = (
+        "the unfinished capture here (pass --force to replace it)" if unfinished else "--resume: the capture"
+    )
     if reader.meta.model != args.model:
-        raise InputError(
-            f"--resume: the capture is of {reader.meta.model!r}, not {args.model!r}", path=str(out)
-        )
+        raise InputError(f"{how} is of {reader.meta.model!r}, not {args.model!r}", path=str(out))
     if args.layers and tuple(sorted(set(args.layers))) != reader.meta.layers:
-        raise InputError(
-            f"--resume: the capture has layers {list(reader.meta.layers)}, not {args.layers}", path=str(out)
+        raise InputError(f"{how} has layers {list(reader.meta.layers)}, not {args.layers}", path=str(out))
+    if unfinished:
+        print(
+            f"capture: continuing the unfinished capture in {out} ({len(reader.utterances)} utterances kept)"
         )
     args.layers = list(reader.meta.layers)
     done = frozenset(r.id for r in reader.utterances)
@@ -195,11 +202,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"capture: all {len(utts)} utterances already in {out}")
         return 0
     obj, fe = load_model(args.model, args.backbone)
-    if args.resume and skip:
+    if skip:
         from casceq.mech.adapters import layout_of
         from casceq.mech.capture import fingerprint
 
-        old = CaptureReader(out).meta
+        old = CaptureReader(out, partial_ok=True).meta
         if old.fingerprint != fingerprint(obj, layout_of(obj)):
             raise InputError(
                 "--resume: the model's weights differ from the capture in progress", path=str(out)

@@ -8,6 +8,7 @@ Starting it again resumes: rows already stored with the same cache key are skipp
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +23,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--jobs", type=int, default=1, help="parallel synthesis jobs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--max-input-failures",
+        type=_share,
+        default=0.0,
+        metavar="SHARE",
+        help="exit 0 when at most this share (0-1) of any system/task/condition's inputs could not be used "
+        "(default 0: any unreadable or empty audio makes the exit status 1)",
+    )
+
+
+def _share(text: str) -> float:
+    """A share in [0, 1] (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,4 +68,26 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, err in s.failed.items():
         print(f"FAILED {name}: {err}")
-    return 1 if s.failed else 0
+    return max(1 if s.failed else 0, report_input_failures(s.input_failures, args.max_input_failures))
+
+
+def report_input_failures(groups: list[Any], allowed: float) -> int:
+    """Print the input failures per system, task and condition; 1 when a group's share exceeds ``allowed``."""
+    import sys
+
+    if not groups:
+        return 0
+    print("input failures (examples left out of the statistics; retried by the next start):", file=sys.stderr)
+    for g in groups:
+        print(f"  {g.system} · {g.task} · {g.condition}: {g.failed} of {g.total} unusable", file=sys.stderr)
+        for err in g.errors:
+            print(f"    {err}", file=sys.stderr)
+    worst = max(g.share for g in groups)
+    if worst > allowed:
+        print(
+            f"input failures: up to {worst:.1%} of a group's inputs could not be used (allowed: "
+            f"{allowed:.1%}, --max-input-failures): exit status 1",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -86,7 +86,9 @@ class LayerScore:
         n_test_rows: Test rows.
         dim: Input dimension D.
         alpha: Ridge penalty chosen on validation (None for ctc).
-        warning: Non-empty when there are too few rows for the dimension or utterances were skipped.
+        warning: Non-empty when there are too few rows for the dimension or utterances were skipped; says why
+            a score is undefined (NaN here, ``null`` in ``probes.json``).
+        n_skipped_utterances: Utterances that gave the probe no row (pitch: no voiced position, e.g. silence).
     """
 
     probe: str
@@ -99,6 +101,7 @@ class LayerScore:
     dim: int
     alpha: float | None = None
     warning: str = ""
+    n_skipped_utterances: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,15 +139,24 @@ class ProbeResults:
         return next((s.score for s in self.scores if s.probe == probe and s.layer == layer), float("nan"))
 
     def to_json(self) -> str:
-        """JSON text of the results."""
-        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+        """Strict JSON text of the results: an undefined score is ``null`` (its ``warning`` says why), never NaN."""
+        data = asdict(self)
+        for s in data["scores"]:
+            for key in ("score", "alpha"):
+                if isinstance(s[key], float) and not np.isfinite(s[key]):
+                    s[key] = None
+                    s["warning"] = s["warning"] or "score undefined"
+        return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> ProbeResults:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json` (a ``null`` score reads back as NaN)."""
         raw = json.loads(text)
         raw["layers"] = tuple(raw["layers"])
-        raw["scores"] = tuple(LayerScore(**s) for s in raw["scores"])
+        raw["scores"] = tuple(
+            LayerScore(**{**s, "score": float("nan") if s["score"] is None else s["score"]})
+            for s in raw["scores"]
+        )
         return cls(**raw)
 
 
@@ -169,6 +181,7 @@ def ridge_layer(
         if p in ("energy", "pitch", "boc")
     }
     utts = {"fit": 0, "val": 0, "test": 0}
+    unvoiced = 0  # utterances without a voiced position (a silent clip): no pitch rows
     for block in reader.iter_layer(layer):
         for rec in block.records:
             part = parts[group_of(rec, split_by)]
@@ -178,6 +191,7 @@ def ridge_layer(
                 fitters["energy"].update(part, x, fr[:, 2])
             if "pitch" in fitters:
                 voiced = (fr[:, 4] >= VOICED_MIN) & np.isfinite(fr[:, 3]) & (fr[:, 3] > 0)
+                unvoiced += not voiced.any()
                 fitters["pitch"].update(part, x[voiced], np.log(fr[voiced, 3]))
             if "boc" in fitters:
                 fitters["boc"].update(part, x.mean(0, keepdims=True), _char_counts(rec.transcript)[None])
@@ -191,6 +205,9 @@ def ridge_layer(
             probe = f.probe()
             score, alpha = float(np.nanmean(f.r2(probe, "test"))), probe.alpha
             warn = _few_warning(n_train, d, what)
+        skipped = unvoiced if name == "pitch" else 0
+        if skipped:
+            warn = "; ".join(filter(None, [warn, f"{skipped} utterances without a voiced position skipped"]))
         out.append(
             LayerScore(
                 name,
@@ -203,6 +220,7 @@ def ridge_layer(
                 d,
                 alpha,
                 warn,
+                skipped,
             )
         )
     return out

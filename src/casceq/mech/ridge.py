@@ -88,13 +88,13 @@ class RidgeFitter:
     def update(self, part: str, x: np.ndarray, y: np.ndarray) -> None:
         """Add rows x [N, D] with targets y [N, T] (or [N]) to ``part`` (``"fit"``, ``"val"`` or ``"test"``)."""
         x = np.asarray(x, dtype=np.float64)
+        if len(x) == 0:  # e.g. a silent clip's voiced positions; reshape(0, -1) cannot infer the width
+            return
         y = np.asarray(y, dtype=np.float64).reshape(len(x), -1)
         if x.ndim != 2 or x.shape[1] != self.dim or y.shape[1] != self.n_targets:
             raise InputError(
                 f"ridge: expected x [N, {self.dim}] and y [N, {self.n_targets}], got {x.shape}, {y.shape}"
             )
-        if len(x) == 0:
-            return
         if self.shift_x is None:
             self.shift_x, self.shift_y = x.mean(0), y.mean(0)
         assert self.shift_y is not None

@@ -8,7 +8,9 @@
     shard-00000.jsonl            one UtteranceRecord per line: id, transcript, offset/count of its positions, ...
 
 Each file is written to ``<name>.tmp``, flushed, fsynced and renamed; the ``.jsonl`` is renamed last, so a
-shard exists (for readers and for ``--resume``) only once all three files are complete. A crash or a full disk
+shard exists (for readers and for ``--resume``) only once all three files are complete. ``capture.json`` is
+written when a capture finishes; while it runs (and after it failed) the same metadata is in
+``capture.partial.json``, which only a resuming writer reads: a failed attempt is not taken for a capture. A crash or a full disk
 leaves at most ``.tmp`` files, which the writer removes. Rows of one utterance are contiguous within one shard,
 so reading a layer is one memory-mapped slice per shard and memory stays flat whatever the number of utterances.
 """
@@ -31,6 +33,7 @@ from casceq.errors import InputError
 FORMAT = "casceq-capture"
 VERSION = 1
 META_FILE = "capture.json"
+PARTIAL_META_FILE = "capture.partial.json"
 FRAME_COLUMNS = ("start_s", "end_s", "energy_db", "f0_hz", "voiced_fraction")
 
 
@@ -139,16 +142,24 @@ def _atomic(path: Path, write: Any) -> None:
         raise
 
 
-def write_meta(folder: Path, meta: CaptureMeta) -> None:
-    """Write ``capture.json`` atomically."""
+def write_meta(folder: Path, meta: CaptureMeta, name: str = META_FILE) -> None:
+    """Write ``capture.json`` (or the in-progress ``capture.partial.json``) atomically."""
     text = json.dumps({"format": FORMAT, "version": VERSION, **dataclasses.asdict(meta)}, indent=2) + "\n"
-    _atomic(folder / META_FILE, lambda f: f.write(text.encode()))
+    _atomic(folder / name, lambda f: f.write(text.encode()))
 
 
-def read_meta(folder: str | Path) -> CaptureMeta:
-    """Read and validate ``capture.json`` of a capture folder."""
+def read_meta(folder: str | Path, *, partial_ok: bool = False) -> CaptureMeta:
+    """Read and validate ``capture.json`` of a capture folder (or, with ``partial_ok``, of an unfinished one)."""
     path = Path(folder) / META_FILE
+    if not path.is_file() and partial_ok and (Path(folder) / PARTIAL_META_FILE).is_file():
+        path = Path(folder) / PARTIAL_META_FILE
     if not path.is_file():
+        if (Path(folder) / PARTIAL_META_FILE).is_file():
+            raise InputError(
+                "an unfinished capture (a failed or interrupted attempt): run the same casceq capture again to "
+                "continue it",
+                path=str(folder),
+            )
         raise InputError("not a capture folder (no capture.json)", path=str(folder))
     try:
         raw = json.loads(path.read_text())
@@ -184,7 +195,7 @@ class ShardWriter:
         self._frames: list[np.ndarray] = []
         self._records: list[UtteranceRecord] = []
         self._rows = 0
-        write_meta(self.folder, meta)
+        write_meta(self.folder, meta, PARTIAL_META_FILE)  # capture.json only when close() finishes
 
     def add(self, record: UtteranceRecord, states: np.ndarray, frames: np.ndarray) -> None:
         """Buffer one utterance: ``states`` [K, P, D] in the capture dtype, ``frames`` [P, 5] float32."""
@@ -226,8 +237,10 @@ class ShardWriter:
         self._states, self._frames, self._records, self._rows = [], [], [], 0
 
     def close(self) -> None:
-        """Flush the last shard."""
+        """Flush the last shard and mark the capture finished (``capture.json``)."""
         self.flush()
+        write_meta(self.folder, self.meta)
+        (self.folder / PARTIAL_META_FILE).unlink(missing_ok=True)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -240,9 +253,9 @@ class ShardWriter:
 class CaptureReader:
     """Reads a capture folder: metadata, utterance records and per-layer shard blocks (memory-mapped)."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, *, partial_ok: bool = False) -> None:
         self.folder = Path(folder)
-        self.meta = read_meta(self.folder)
+        self.meta = read_meta(self.folder, partial_ok=partial_ok)
         self.shards: list[tuple[int, tuple[UtteranceRecord, ...]]] = []
         for path in sorted(self.folder.glob("shard-*.jsonl")):
             number = int(path.name.split("-")[1].split(".")[0])

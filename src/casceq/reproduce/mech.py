@@ -111,7 +111,7 @@ def capture_stage(ctx: MechContext, model: str, task: str, out: Path) -> None:
     import importlib.util
 
     from casceq.mech.capture import Utterance, capture
-    from casceq.mech.shards import META_FILE, CaptureReader
+    from casceq.mech.shards import META_FILE, PARTIAL_META_FILE, CaptureReader
 
     examples, _ = ctx.items(task)
     utts = [
@@ -125,13 +125,14 @@ def capture_stage(ctx: MechContext, model: str, task: str, out: Path) -> None:
     ]
     skip: frozenset[str] = frozenset()
     first = 0
-    if (out / META_FILE).is_file():
-        reader = CaptureReader(out)
+    # a finished capture, or the capture.partial.json of an interrupted start
+    if (out / META_FILE).is_file() or (out / PARTIAL_META_FILE).is_file():
+        reader = CaptureReader(out, partial_ok=True)
         if reader.meta.model != model:
             raise InputError(f"holds a capture of {reader.meta.model!r}, not {model!r}", path=str(out))
         if reader.meta.dtype != CAPTURE_DTYPE or not reader.utterances:  # an older or empty start: redo it
-            for p in [*out.glob("shard-*"), out / META_FILE]:
-                p.unlink()
+            for p in [*out.glob("shard-*"), out / META_FILE, out / PARTIAL_META_FILE]:
+                p.unlink(missing_ok=True)
         else:
             skip = frozenset(r.id for r in reader.utterances)
             first = max((n for n, _ in reader.shards), default=-1) + 1

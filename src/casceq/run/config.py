@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,10 @@ from casceq.errors import InputError
 KINDS = ("cascade", "speech_llm", "text")
 MODES = ("score", "generate")
 CALIBRATION = ("none", "heldout", "content-free")
+DEFAULT_BATCH_SIZE = 8
+SECRET_SETTING = re.compile(r"(?i)(^|_)(api_?key|apikey|token|secret|password|passwd|credentials?|auth)$")
+"""Setting names that would hold a secret inline (refused: a key is named by its variable, ``api_key_env``)."""
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ class ExperimentConfig:
     systems: tuple[SystemSpec, ...]
     tasks: tuple[TaskSpec, ...]
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int = DEFAULT_BATCH_SIZE
     answer_mode: str = "score"
     voices: tuple[str, ...] = ()
     conditions: tuple[str, ...] = ("clean",)
@@ -114,6 +120,38 @@ def _take(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str,
     return v
 
 
+def check_no_inline_secrets(spec: SystemSpec, where: str, path: str | None) -> None:
+    """Refuse a secret written into the config (it would go into ``config.json`` and the store).
+
+    Keys are accepted only by reference: ``api_key_env = "NAME"`` names the environment variable holding it.
+    Error messages never repeat the value.
+    """
+    for name, value in spec.settings.items():
+        if SECRET_SETTING.search(name) and not isinstance(value, bool):
+            raise _err(
+                path,
+                f"{where} ({spec.name}): settings.{name} would put a secret into the run folder; store the key in "
+                f'an environment variable and name it instead, e.g. api_key_env = "MY_KEY_VARIABLE"',
+            )
+        if name.endswith("_env") and not (isinstance(value, str) and ENV_NAME.fullmatch(value)):
+            raise _err(
+                path,
+                f"{where} ({spec.name}): settings.{name} must be the NAME of an environment variable "
+                "(letters, digits, _), not the key itself",
+            )
+        if name == "allow_http" and not isinstance(value, bool):
+            raise _err(path, f"{where} ({spec.name}): settings.allow_http must be true or false")
+    for field_name in ("llm", "model", "asr"):
+        value = getattr(spec, field_name)
+        url = value.partition("@")[2] if value else ""
+        if url and urllib.parse.urlsplit(url).password is not None:
+            raise _err(
+                path,
+                f"{where} ({spec.name}): the {field_name} URL holds a password; name the key's environment "
+                "variable with api_key_env instead",
+            )
+
+
 def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentConfig:
     """Validate a TOML-shaped dict and build the config (errors name the file and the offending key)."""
     known = {f for f in ExperimentConfig.__dataclass_fields__} | {"calibration"}
@@ -145,6 +183,7 @@ def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentCon
             answer_mode=_take(s, "answer_mode", str, where, path),
             settings=_take(s, "settings", dict, where, path) or {},
         )
+        check_no_inline_secrets(spec, where, path)
         need = {"cascade": ("asr", "llm"), "text": ("llm",), "speech_llm": ("model",)}[kind]
         for key in need:
             if getattr(spec, key) is None:
@@ -196,9 +235,20 @@ def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentCon
             parse_condition(c)
         except Exception as exc:
             raise _err(path, f"conditions: {exc}") from None
-    batch = _take(data, "batch_size", int, "top level", path) or 8
-    if batch <= 0:
-        raise _err(path, "batch_size must be positive")
+    batch = _take(data, "batch_size", int, "top level", path)
+    batch = DEFAULT_BATCH_SIZE if batch is None else batch
+    if batch < 1:
+        raise _err(path, f"batch_size must be >= 1, got {batch}")
+    voices = data.get("voices", ())
+    if not isinstance(voices, list | tuple) or not all(isinstance(v, str) for v in voices):
+        raise _err(path, f"voices must be a list of voice names, got {voices!r}")
+    from casceq.audio.tts.registry import voice_info
+
+    for v in voices:  # checked even in a text-only run: a typo should not wait for the first audio run
+        try:
+            voice_info(v)
+        except InputError as exc:
+            raise _err(path, f"voices: {exc}") from None
     return ExperimentConfig(
         name=str(data.get("name", "experiment")),
         systems=tuple(systems),
@@ -206,7 +256,7 @@ def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentCon
         seed=int(data.get("seed", 0)),
         batch_size=batch,
         answer_mode=mode,
-        voices=tuple(data.get("voices", ())),
+        voices=tuple(voices),
         conditions=conditions,
         calibration=calib,
         calibration_n=int(data.get("calibration_n", 64)),

@@ -8,8 +8,9 @@ answer to every voice of it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +54,31 @@ def text_items(examples: Sequence[Example]) -> list[Item]:
 
 
 def natural_items(examples: Sequence[Example]) -> list[Item]:
-    """Items of a natural-speech task: the examples' own recordings."""
+    """Items of a natural-speech task: the examples' own recordings, keyed by the SHA-256 of their bytes.
+
+    A recording keyed by its path would keep a stale row after the file is fixed or replaced; keyed by its
+    content (as synthesised audio is) it is predicted again. An unreadable file keeps its path as key (it
+    never becomes a prediction; see the runner's input failures).
+    """
     items = []
     for ex in examples:
         if ex.audio is None:
             raise InputError(f"example {ex.id} of {ex.task} has no audio (natural-speech task)")
-        items.append(Item(ex, ex.id, ex.audio))
+        ref = ex.audio if ex.audio.sha256 else replace(ex.audio, sha256=content_sha256(ex.audio.path))
+        items.append(Item(replace(ex, audio=ref), ex.id, ref))
     return items
+
+
+def content_sha256(path: str) -> str | None:
+    """SHA-256 hex digest of a file's bytes, or None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def spoken_items(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,22 @@ def write_outputs(ctx: Any, summary: Any) -> dict[str, Any] | None:
         preds = store.predictions(run=ctx.cfg.name)
     write_predictions(out / PREDICTIONS, preds)
     if not preds:
-        _atomic_write(out / REPORT, "# casceq run\n\nNo predictions were written.\n")
+        text = "\n".join(
+            ["# casceq run", "", "No predictions were written.", "", *input_failure_lines(summary)]
+        )
+        _atomic_write(out / REPORT, text + "\n")
         return None
     from casceq.stats.compare import compare
 
     present = {p.system for p in preds}
     kinds = {s.name: s.kind for s in ctx.cfg.systems if s.name in present}
     result = compare(preds, n_bootstrap=ctx.cfg.bootstrap, seed=ctx.cfg.seed, intersect=True, kinds=kinds)
-    text = result.to_json()
-    data = json.loads(text)
-    _atomic_write(out / COMPARE, text)
+    data = json.loads(result.to_json())
+    # examples whose input could not be used: left out of every statistic above, counted here
+    data["input_failures"] = [
+        {**asdict(g), "errors": list(g.errors)} for g in getattr(summary, "input_failures", [])
+    ]
+    _atomic_write(out / COMPARE, json.dumps(data, indent=2, allow_nan=False))
     _atomic_write(out / REPORT, markdown_summary(ctx, summary, data))
     try:  # the full report (tables 2-3, figures 1-3, HTML explorer) next to the short one
         from casceq.report.build import build_report
@@ -55,6 +62,25 @@ def write_outputs(ctx: Any, summary: Any) -> dict[str, Any] | None:
     except Exception as exc:  # the predictions and statistics are already safe on disk
         print(f"full report not written ({type(exc).__name__}: {exc}); run `casceq report {out}`")
     return data
+
+
+def input_failure_lines(summary: Any) -> list[str]:
+    """Markdown table of the run's input failures per system, task and condition (none: no lines)."""
+    groups = getattr(summary, "input_failures", [])
+    if not groups:
+        return []
+    lines = [
+        "## Input failures (not scored)",
+        "",
+        "Examples whose audio could not be used: left out of every statistic, retried by the next start of the run.",
+        "",
+        "| system | task | condition | failed | of | first errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g in groups:
+        first = "; ".join(e.replace("|", "\\|") for e in g.errors)
+        lines.append(f"| {g.system} | {g.task} | {g.condition} | {g.failed} | {g.total} | {first} |")
+    return [*lines, ""]
 
 
 def _fmt(x: float | None, nd: int = 3) -> str:
@@ -66,6 +92,7 @@ def markdown_summary(ctx: Any, summary: Any, data: dict[str, Any]) -> str:
     lines = [f"# casceq run `{ctx.cfg.name}`", "", f"Config hash `{ctx.cfg.hash()[:12]}`.", ""]
     if summary.failed:
         lines += ["## Failed systems", ""] + [f"- **{k}**: {v}" for k, v in summary.failed.items()] + [""]
+    lines += input_failure_lines(summary)
     lines += [
         "## Accuracy (95% Wilson CI)",
         "",

@@ -20,25 +20,54 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import CasceqError, InputError
+from casceq.redact import redact
 from casceq.run.config import ExperimentConfig
 from casceq.run.items import Item
+from casceq.run.store import InputFailure
 from casceq.tasks.base import Task
-from casceq.types import CLEAN, INVALID, Prediction
+from casceq.types import CLEAN, Prediction
 
 CONFIG_JSON = "config.json"
 STORE = "store.sqlite"
 
 
+@dataclass(frozen=True)
+class InputFailureGroup:
+    """Input failures of one (system, task, condition): examples left out of its statistics.
+
+    Attributes:
+        failed: Examples whose input could not be used.
+        total: Examples of the task in the run.
+        errors: The first few failures (``path: reason``), for the message.
+    """
+
+    system: str
+    task: str
+    condition: str
+    failed: int
+    total: int
+    errors: tuple[str, ...] = ()
+
+    @property
+    def share(self) -> float:
+        """Failed share of the group's examples."""
+        return self.failed / self.total if self.total else 1.0
+
+
 @dataclass
 class RunSummary:
-    """What a run did: rows written per system, failures by system, wall time."""
+    """What a run did: rows written per system, failures by system, input failures, wall time."""
 
     run_dir: Path
     written: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
-    invalid_audio: int = 0
+    input_failures: list[InputFailureGroup] = field(default_factory=list)
     seconds: float = 0.0
+
+    def worst_input_failure_share(self) -> float:
+        """The largest failed share of any (system, task, condition); 0 when every input was usable."""
+        return max((g.share for g in self.input_failures), default=0.0)
 
 
 def _key(*parts: Any) -> str:
@@ -46,11 +75,26 @@ def _key(*parts: Any) -> str:
 
 
 def open_run_dir(cfg: ExperimentConfig, out: Path) -> None:
-    """Create the run folder or check that it holds the same config (refuse a different one)."""
+    """Create the run folder or check that it holds the same config (refuse a different one).
+
+    A run folder is recognised by its ``config.json`` holding a config hash. Anything else that is not empty
+    (a user's folder, a file) is refused: the run would overwrite its ``report.md`` and ``compare.json``. Only
+    ``.toml`` files may be there (the run's own config, written by ``casceq demo``).
+    """
+    if out.exists() and not out.is_dir():
+        raise CasceqError(f"--out {out} is a file, not a folder: name a new or empty folder, or a run folder")
     out.mkdir(parents=True, exist_ok=True)
     meta = out / CONFIG_JSON
+    # .toml files may sit beside a new run (its own config: `casceq demo`, `casceq train evaluate`); a run
+    # never writes one, so they are safe
+    foreign = [p for p in out.iterdir() if not (p.suffix == ".toml" and p.is_file())]
+    if not meta.exists() and foreign:
+        raise CasceqError(
+            f"--out {out} is not empty and is not a casceq run folder (no config.json): its files would be "
+            "overwritten; name a new or empty folder"
+        )
     if meta.exists():
-        old = json.loads(meta.read_text())
+        old = _read_run_meta(meta)
         if old.get("hash") != cfg.hash():
             raise CasceqError(
                 f"{out} holds a run of a different config (hash {old.get('hash', '?')[:12]} != {cfg.hash()[:12]}); "
@@ -60,6 +104,17 @@ def open_run_dir(cfg: ExperimentConfig, out: Path) -> None:
     tmp = meta.with_suffix(".tmp")
     tmp.write_text(json.dumps({"hash": cfg.hash(), "config": cfg.to_dict()}, indent=2))
     tmp.replace(meta)
+
+
+def _read_run_meta(meta: Path) -> dict[str, Any]:
+    """A run folder's ``config.json``; anything without a casceq config hash is refused by name."""
+    try:
+        old = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CasceqError(f"{meta} is not a casceq run's config ({exc}): use another --out folder") from None
+    if not isinstance(old, dict) or not isinstance(old.get("hash"), str) or "config" not in old:
+        raise CasceqError(f"{meta} is not a casceq run's config (no config hash): use another --out folder")
+    return old
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -82,21 +137,9 @@ def predict_batch_safely(system: Any, task: Task, condition: str, items: Sequenc
         )
 
 
-def invalid_prediction(system: Any, task: Task, condition: str, item: Item, reason: str) -> Prediction:
-    """The row recorded for an example whose input could not be used (counted as INVALID, never dropped)."""
-    return Prediction(
-        system=system.name,
-        task=task.name,
-        condition=condition,
-        example_id=item.example.id,
-        output=f"[casceq error] {reason}",
-        label=INVALID,
-        gold=item.example.label,
-        transcript=None,
-        seconds=0.0,
-        backbone=system.backbone,
-        correct=False,
-    )
+def input_failure(system: Any, task: Task, condition: str, item: Item, reason: str) -> InputFailure:
+    """The record of an example whose input could not be used: kept apart from the model's answers."""
+    return InputFailure(system.name, task.name, condition, item.example.id, redact(reason))
 
 
 @dataclass(frozen=True)
@@ -205,12 +248,14 @@ def run_unit(ctx: RunContext, unit: Unit, store: Any, progress: Any = None) -> t
         rows: list[Prediction] = []
         good: list[Item] = []
         audios: list[np.ndarray] = []
+        failures: list[InputFailure] = []
         for it in batch:
             try:
                 audios.append(load_item_audio_checked(it, unit.condition, ctx.cfg.seed))
                 good.append(it)
             except InputError as exc:
-                rows.append(invalid_prediction(system, task, unit.condition, it, str(exc)))
+                failures.append(input_failure(system, task, unit.condition, it, str(exc)))
+        store.record_input_failures(run, failures)
         trs: list[str] | None = None
         asr_secs: dict[str, float] = {}
         if good and cache is not None:
@@ -228,7 +273,8 @@ def run_unit(ctx: RunContext, unit: Unit, store: Any, progress: Any = None) -> t
         if good:
             preds = predict_batch_safely(system, task, unit.condition, good, audios, trs)
             rows += [replace(p, seconds=p.seconds + asr_secs.get(p.example_id, 0.0)) for p in preds]
-        store.write_batch(run, rows, [keys[p.example_id] for p in rows])
+        if rows:
+            store.write_batch(run, rows, [keys[p.example_id] for p in rows])
         written += len(rows)
         if progress is not None:
             progress(len(batch))
@@ -342,7 +388,7 @@ def run_experiment(
         try:
             calibrate_run(ctx)
         except Exception as exc:  # a backbone that fails to load is reported per system below
-            print(f"calibration skipped: {type(exc).__name__}: {exc}")
+            print(redact(f"calibration skipped: {type(exc).__name__}: {exc}"))
         units = ctx.units()
         if executor == "ray":
             from casceq.run.ray_executor import run_units_ray
@@ -352,13 +398,38 @@ def run_experiment(
                 _tally(summary, unit, w, sk, err)
         else:
             _run_local(ctx, units, store, summary, show_progress)
+        summary.input_failures = input_failure_groups(ctx, store.input_failures(cfg.name))
     from casceq.run.outputs import outputs_current, write_outputs
 
-    if sum(summary.written.values()) or not outputs_current(out):
+    if sum(summary.written.values()) or summary.input_failures or not outputs_current(out):
         write_outputs(ctx, summary)
     summary.seconds = time.perf_counter() - t0
     _record_failures(out, summary)
     return summary
+
+
+ERRORS_SHOWN = 3
+"""Input failures named per (system, task, condition) in the summary; the store holds all of them."""
+
+
+def input_failure_groups(ctx: RunContext, failures: Sequence[InputFailure]) -> list[InputFailureGroup]:
+    """Count the run's input failures per (system, task, condition) of this start's systems and tasks."""
+    systems, tasks = set(ctx.systems), {t.name for t in ctx.task_specs}
+    groups: dict[tuple[str, str, str], list[InputFailure]] = {}
+    for f in failures:
+        if f.system in systems and f.task in tasks:
+            groups.setdefault((f.system, f.task, f.condition), []).append(f)
+    return [
+        InputFailureGroup(
+            s,
+            t,
+            c,
+            len(fs),
+            len(ctx.items(t)),
+            tuple(f"{f.example_id}: {f.error}" for f in fs[:ERRORS_SHOWN]),
+        )
+        for (s, t, c), fs in sorted(groups.items())
+    ]
 
 
 def _record_failures(out: Path, summary: RunSummary) -> None:
@@ -374,12 +445,13 @@ def _record_failures(out: Path, summary: RunSummary) -> None:
 def _tally(summary: RunSummary, unit: Unit, written: int, skipped: int, err: str | None) -> None:
     summary.written[unit.system] = summary.written.get(unit.system, 0) + written
     summary.skipped[unit.system] = summary.skipped.get(unit.system, 0) + skipped
-    if err:
-        summary.failed[unit.system] = err
+    if err:  # every failure passes here before it is printed, reported or written to failures.jsonl
+        summary.failed[unit.system] = redact(err)
 
 
 def _run_local(ctx: RunContext, units: list[Unit], store: Any, summary: RunSummary, show: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.text import Text
 
     total = sum(len(ctx.items(u.task)) for u in units)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -398,13 +470,13 @@ def _run_local(ctx: RunContext, units: list[Unit], store: Any, summary: RunSumma
 
             try:
                 written, skipped = run_unit(ctx, unit, store, advance)
-            except CasceqError as exc:
-                _tally(summary, unit, 0, 0, str(exc))
-                bar.console.print(f"[red]{unit.system} failed[/red]: {exc} (other systems continue)")
-                continue
             except Exception as exc:  # a model that fails to load or crashes: name it, continue
-                _tally(summary, unit, 0, 0, f"{type(exc).__name__}: {exc}")
-                bar.console.print(f"[red]{unit.system} failed[/red]: {type(exc).__name__}: {exc}")
+                why = str(exc) if isinstance(exc, CasceqError) else f"{type(exc).__name__}: {exc}"
+                _tally(summary, unit, 0, 0, why)
+                bar.console.print(
+                    Text.assemble((f"{unit.system} failed", "red"), f": {summary.failed[unit.system]}"),
+                    "(other systems continue)",
+                )
                 continue
             bar.update(tid, completed=n, visible=written > 0)
             bar.advance(overall, skipped)  # the callback counted only the pending rows

@@ -47,7 +47,14 @@ CREATE TABLE IF NOT EXISTS predictions (
     correct INTEGER, label_scores TEXT, seconds REAL NOT NULL, cache_key TEXT NOT NULL,
     created_at TEXT NOT NULL,
     UNIQUE (run, system, task, condition, example_id));
+CREATE TABLE IF NOT EXISTS input_failures (
+    run TEXT NOT NULL, system TEXT NOT NULL, task TEXT NOT NULL, condition TEXT NOT NULL,
+    example_id TEXT NOT NULL, error TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (run, system, task, condition, example_id));
 """
+# input_failures (added within schema version 1: older files gain the table when opened for writing; an older
+# casceq ignores it) holds examples whose input could not be used: they are not predictions, never enter the
+# statistics, and are retried by the next start of the run.
 
 # Insert, or replace a row whose cache key differs (write_batch skips rows with the same cache key). An
 # upsert, not INSERT OR REPLACE: the row keeps its id, so predictions() keeps the order of first insertion.
@@ -74,6 +81,17 @@ class WriteResult:
     inserted: int
     replaced: int
     skipped: int
+
+
+@dataclass(frozen=True)
+class InputFailure:
+    """An example a system could not be given (unreadable, empty or non-finite audio): not a prediction."""
+
+    system: str
+    task: str
+    condition: str
+    example_id: str
+    error: str
 
 
 @dataclass(frozen=True)
@@ -306,7 +324,49 @@ class Store:
                 db.execute(_UPSERT, (run, *_row(p), key, now))
                 inserted += old is None
                 replaced += old is not None
+                # the input was usable this time: an earlier input failure of this row is resolved
+                db.execute(
+                    "DELETE FROM input_failures WHERE run = ? AND system = ? AND task = ? AND condition = ? "
+                    "AND example_id = ?",
+                    (run, p.system, p.task, p.condition, p.example_id),
+                )
         return WriteResult(inserted, replaced, len(predictions) - inserted - replaced)
+
+    def record_input_failures(self, run: str, failures: Sequence[InputFailure]) -> None:
+        """Record examples whose input could not be used, in one transaction.
+
+        A prediction stored for the same (system, task, condition, example) is removed: it came from an input
+        that is no longer there (or is an error row of an older casceq), and must not be scored.
+        """
+        if not failures:
+            return
+        now = _now()
+        with self._transaction() as db:
+            for f in failures:
+                key = (run, f.system, f.task, f.condition, f.example_id)
+                db.execute(
+                    "INSERT INTO input_failures VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
+                    "(run, system, task, condition, example_id) DO UPDATE SET error = excluded.error, "
+                    "created_at = excluded.created_at",
+                    (*key, f.error, now),
+                )
+                db.execute(
+                    "DELETE FROM predictions WHERE run = ? AND system = ? AND task = ? AND condition = ? "
+                    "AND example_id = ?",
+                    key,
+                )
+
+    def input_failures(self, run: str | None = None) -> list[InputFailure]:
+        """Return the recorded input failures (of one run, or of all), ordered by system, task, condition, id."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "input_failures" not in tables:  # a store written before the table existed, opened read-only
+            return []
+        where, args = self._where(run, None, None, None)
+        rows = self._db.execute(
+            f"SELECT system, task, condition, example_id, error FROM input_failures{where} ORDER BY 1, 2, 3, 4",
+            args,
+        )
+        return [InputFailure(*r) for r in rows]
 
     def done(self, run: str, system: str, task: str, condition: str) -> dict[str, str]:
         """Return the finished examples of one (run, system, task, condition): ``{example_id: cache_key}``."""

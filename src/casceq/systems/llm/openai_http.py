@@ -1,9 +1,14 @@
 """An OpenAI-compatible chat-completions server as an ``LLMBackend`` (vLLM serve, llama.cpp server, TGI, OpenAI).
 
 Standard library only (``urllib``). Requests are retried on 429, 5xx, timeouts and connection errors with
-exponential backoff, honouring ``Retry-After``; other 4xx fail at once. The API key is read from the
-environment variable named by ``api_key_env`` at each request: it is never stored on the object, logged, or
-put in an error message.
+exponential backoff, honouring ``Retry-After``; other 4xx fail at once.
+
+Keys: the API key is read from the environment variable named by ``api_key_env`` at each request; it is never
+stored on the object, and every error message is passed through ``casceq.redact`` (a server that echoes the
+``Authorization`` header cannot put it into a log). Without ``api_key_env``, ``$OPENAI_API_KEY`` is sent only to
+the official ``https://api.openai.com``; any other server gets no key unless the user names the variable for
+it. A key goes over plain ``http`` only with ``allow_http=True``, and redirects are not followed (the header
+would go to another host).
 
 ``generate`` is the normal mode. ``score_options`` needs a server that returns ``logprobs`` with
 ``top_logprobs``: the log-probability of each option is read from the first answer token's top alternatives,
@@ -20,6 +25,7 @@ import math
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,13 +33,28 @@ from typing import Any
 
 import numpy as np
 
-from casceq.errors import CasceqError
+from casceq.errors import CasceqError, InputError
+from casceq.redact import redact, register_secret
+
+OFFICIAL_HOST = "api.openai.com"
+DEFAULT_KEY_VARIABLE = "OPENAI_API_KEY"
+"""Sent without ``api_key_env`` only to ``https://`` + :data:`OFFICIAL_HOST`."""
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 class ServerError(CasceqError):
     """The server refused a request, or kept failing after every retry."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: following one would send the ``Authorization`` header to a host nobody named."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect())
 
 
 class ScoringUnsupported(CasceqError):
@@ -61,7 +82,10 @@ class OpenAIChatLLM:
     Args:
         model: Model name the server expects.
         base_url: API root, e.g. ``"http://127.0.0.1:8000/v1"``.
-        api_key_env: Name of the environment variable holding the key (unset: no ``Authorization`` header).
+        api_key_env: Name of the environment variable holding the key (default: ``OPENAI_API_KEY`` for
+            ``https://api.openai.com`` only, no key for any other server; a variable that is unset: no
+            ``Authorization`` header).
+        allow_http: Send the key over plain ``http`` (refused by default).
         timeout: Seconds per request.
         max_retries: Retries after the first attempt.
         backoff: First retry delay in seconds; doubles each retry, capped at ``max_backoff``.
@@ -78,7 +102,8 @@ class OpenAIChatLLM:
         model: str,
         base_url: str,
         *,
-        api_key_env: str = "OPENAI_API_KEY",
+        api_key_env: str | None = None,
+        allow_http: bool = False,
         timeout: float = 60.0,
         max_retries: int = 5,
         backoff: float = 1.0,
@@ -90,6 +115,16 @@ class OpenAIChatLLM:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.model, self.url = model, base_url.rstrip("/") + "/chat/completions"
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(f"openai base_url must be an http(s) URL, got {redact(base_url)!r}")
+        if parts.username or parts.password:
+            raise InputError(
+                "openai base_url must not hold credentials: name the key's variable with api_key_env"
+            )
+        if api_key_env is None and parts.scheme == "https" and parts.hostname == OFFICIAL_HOST:
+            api_key_env = DEFAULT_KEY_VARIABLE
+        self.scheme, self.host, self.allow_http = parts.scheme, parts.hostname, bool(allow_http)
         self.api_key_env, self.timeout, self.max_retries = api_key_env, timeout, max_retries
         self.backoff, self.max_backoff, self.sleep = backoff, max_backoff, sleep
         self.system_prompt, self.top_logprobs, self.concurrency = system_prompt, top_logprobs, concurrency
@@ -100,8 +135,14 @@ class OpenAIChatLLM:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env)
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
         if key:
+            register_secret(key)
+            if self.scheme != "https" and not self.allow_http:
+                raise InputError(
+                    f"refusing to send the key in ${self.api_key_env} to {self.host} over plain http: use an "
+                    "https base_url, or set allow_http = true in the system's settings"
+                )
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
@@ -122,16 +163,18 @@ class OpenAIChatLLM:
             retry_after = None
             req = urllib.request.Request(self.url, data=body, headers=self._headers(), method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                with _OPENER.open(req, timeout=self.timeout) as resp:
                     return dict(json.loads(resp.read().decode()))
             except urllib.error.HTTPError as exc:
-                detail = exc.read()[:300].decode(errors="replace")
+                detail = redact(exc.read()[:300].decode(errors="replace"))
                 last = f"HTTP {exc.code} {detail}".strip()
+                if 300 <= exc.code < 400:
+                    last += " (redirects are not followed: set base_url to the final address)"
                 if exc.code not in RETRY_STATUS:
                     raise ServerError(f"{self.url}: {last}") from None
                 retry_after = retry_after_seconds(exc.headers.get("Retry-After"))
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+                last = redact(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}")
             except json.JSONDecodeError as exc:
                 raise ServerError(f"{self.url}: response is not JSON ({exc})") from None
             if attempt < self.max_retries:
@@ -163,7 +206,9 @@ class OpenAIChatLLM:
             try:
                 return str(resp["choices"][0]["message"]["content"] or "").strip()
             except (KeyError, IndexError, TypeError) as exc:
-                raise ServerError(f"{self.url}: unexpected response shape: {str(resp)[:200]}") from exc
+                raise ServerError(
+                    f"{self.url}: unexpected response shape: {redact(str(resp)[:200])}"
+                ) from exc
 
         return self._map(one, prompts)
 
