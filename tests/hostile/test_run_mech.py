@@ -589,3 +589,16 @@ def test_a_model_answering_nonsense_stays_an_invalid_prediction(tmp_path: Path, 
     rows = _rows(tmp_path / "run")
     assert len(rows) == 2 and all(r.label == INVALID and r.output == "no idea" for r in rows.values())
     assert summary.input_failures == [] and not summary.failed
+
+
+# --- names are text in the run's progress display ---------------------------------------------------------
+
+
+def test_a_system_name_with_rich_markup_runs_with_progress_shown(tmp_path: Path, stand_ins: None) -> None:
+    """The progress bar prints system names; ``sys[/]`` raised rich's MarkupError before ``markup=False``."""
+    cfg = _text_config(tmp_path).read_text().replace('name = "Text"', 'name = "sys[/]"')
+    path = tmp_path / "markup.toml"
+    path.write_text(cfg)
+    out = tmp_path / "run"
+    summary = run_experiment(load_config(path), out, show_progress=True)
+    assert summary.failed == {} and summary.written == {"sys[/]": 2}

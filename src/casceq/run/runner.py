@@ -454,7 +454,13 @@ def _run_local(ctx: RunContext, units: list[Unit], store: Any, summary: RunSumma
     from rich.text import Text
 
     total = sum(len(ctx.items(u.task)) for u in units)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    # markup=False: a description holds system names, which are text (a name like "sys[/]" is not rich markup).
+    columns = (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=not show, transient=False) as bar:
         overall = bar.add_task("all", total=total)
         for unit in units:
