@@ -268,6 +268,35 @@ def clustered_proportion_ci(
     return float(lo), float(hi)
 
 
+def clustered_binomial_greater(successes_per_item: ArrayLike, clips_per_item: ArrayLike, p0: float) -> float:
+    """One-sided test of ``p > p0`` for a clustered proportion: the binomial test on the effective counts.
+
+    The counts are deflated by the design effect (``k_eff = k / deff``, ``n_eff = n / deff``, see
+    :func:`design_effect`) and the p-value is the binomial upper tail ``P(X >= k_eff)``, written as the
+    regularised incomplete beta ``I_p0(k_eff, n_eff - k_eff + 1)`` so that non-integer effective counts need
+    no rounding. With one clip per item (deff 1) it is exactly ``scipy.stats.binomtest(k, n, p0,
+    alternative="greater")``.
+
+    Args:
+        successes_per_item: x_i, array [G].
+        clips_per_item: n_i, array [G] (items with 0 clips are dropped first).
+        p0: The null proportion, in (0, 1).
+
+    Returns:
+        The p-value in [0, 1].
+    """
+    from scipy.special import betainc
+
+    x, n = _per_item(successes_per_item, clips_per_item)
+    keep = n > 0
+    x, n = x[keep], n[keep]
+    if x.size == 0:
+        raise ValueError("no items with clips")
+    deff = design_effect(x, n)
+    k, total = x.sum() / deff, n.sum() / deff
+    return 1.0 if k <= 0 else float(betainc(k, total - k + 1.0, p0))
+
+
 @dataclass(frozen=True)
 class Difference:
     """A difference of two clustered proportions on the same items, with its Wald interval.
@@ -345,6 +374,7 @@ def per_item_sums(values: ArrayLike, clusters: ArrayLike, n_items: int | None = 
     g = g if n_items is None else n_items
     if v.shape[-1] != c.size:
         raise ValueError("values and clusters must have the same number of rows")
-    flat = v.reshape(-1, c.size).astype(np.float64)
-    out = np.stack([np.bincount(c, weights=row, minlength=g) for row in flat]).reshape(*v.shape[:-1], g)
+    flat = v.reshape(-1, c.size)  # row by row: never a float64 copy of all of ``values``
+    out = np.stack([np.bincount(c, weights=row.astype(np.float64), minlength=g) for row in flat])
+    out = out.reshape(*v.shape[:-1], g)
     return np.rint(out).astype(np.int64) if v.dtype.kind in "biu" else out
