@@ -204,3 +204,26 @@ def test_paired_difference_se_close_to_cluster_bootstrap_se():
     boot = (w_items @ x1 - w_items @ x2) / (w_items @ n)
     diff = paired_difference_ci(x1, x2, n)
     assert diff.se == pytest.approx(float(np.std(boot)), rel=0.1)
+
+
+def test_clustered_binomial_one_clip_per_item_is_the_exact_binomial_test():
+    from scipy.stats import binomtest
+
+    from casceq.stats.cluster import clustered_binomial_greater
+
+    for k, m, p0 in [(0, 10, 0.25), (7, 20, 0.25), (12, 20, 1 / 3), (20, 20, 0.5), (3, 3, 0.9)]:
+        x = np.r_[np.ones(k), np.zeros(m - k)]
+        expected = binomtest(k, m, p0, alternative="greater").pvalue
+        assert clustered_binomial_greater(x, np.ones(m), p0) == pytest.approx(expected, abs=1e-12)
+
+
+def test_clustered_binomial_with_identical_clips_is_the_binomial_test_over_items():
+    from scipy.stats import binomtest
+
+    from casceq.stats.cluster import clustered_binomial_greater
+
+    # 9 of 20 items share an error label across all 4 of their clips: 9 independent observations, not 36.
+    y = np.r_[np.ones(9), np.zeros(11)]
+    p = clustered_binomial_greater(4 * y, np.full(20, 4), 0.25)
+    assert p == pytest.approx(binomtest(9, 20, 0.25, alternative="greater").pvalue, abs=1e-12)
+    assert p > binomtest(36, 80, 0.25, alternative="greater").pvalue * 100
