@@ -64,10 +64,16 @@ def synthetic_predictions(
         defs[task] = InferredTask(task, labels)
         gold = np.repeat(rng.integers(0, c, n), voices)
         backbone = np.repeat(np.where(rng.random(n) < 0.7, gold[::voices], rng.integers(0, c, n)), voices)
-        ids = [f"{task}-{i:05d}@v{v}" if voices > 1 else f"{task}-{i:05d}" for i in range(n) for v in range(voices)]
+        ids = [
+            f"{task}-{i:05d}@v{v}" if voices > 1 else f"{task}-{i:05d}"
+            for i in range(n)
+            for v in range(voices)
+        ]
         items = [f"{task}-{i:05d}" for i in range(n) for _ in range(voices)]
         for s in range(n_systems):
-            ans = np.where(rng.random(n * voices) < 0.8, backbone, rng.integers(0, c + 1, n * voices))  # c: INVALID
+            ans = np.where(
+                rng.random(n * voices) < 0.8, backbone, rng.integers(0, c + 1, n * voices)
+            )  # c: INVALID
             for i in range(n * voices):
                 label = labels[ans[i]] if ans[i] < c else INVALID
                 preds.append(
@@ -116,7 +122,9 @@ def speed() -> None:
         pairs = np.array([[0, j] for j in range(1, BASELINE_PAIRS + 1)])
         ours_k = bootstrap_pairwise_kappa(codes, pairs, len(categories), clusters, BASELINE_RESAMPLES, SEED)
         rows_of = [np.flatnonzero(clusters == c) for c in range(n_groups)]
-        draws = np.random.default_rng(SEED).integers(0, n_groups, size=(BASELINE_RESAMPLES, n_groups), dtype=np.int32)
+        draws = np.random.default_rng(SEED).integers(
+            0, n_groups, size=(BASELINE_RESAMPLES, n_groups), dtype=np.int32
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
@@ -128,7 +136,9 @@ def speed() -> None:
         max_diff = max(max_diff, float(np.nanmax(np.abs(np.array(ref) - ours_k))))
         baseline += elapsed * (n_pairs / BASELINE_PAIRS) * (N_BOOTSTRAP / BASELINE_RESAMPLES)
 
-    print(f"vectorised compare(), end to end: {ours:.3f} s (best of 3; runs {', '.join(f'{t:.3f}' for t in times)})")
+    print(
+        f"vectorised compare(), end to end: {ours:.3f} s (best of 3; runs {', '.join(f'{t:.3f}' for t in times)})"
+    )
     print(
         f"baseline sklearn loop: {baseline:.1f} s, extrapolated linearly from {BASELINE_PAIRS} pairs x "
         f"{BASELINE_RESAMPLES} resamples per task to {n_pairs} x {N_BOOTSTRAP} (kappa bootstrap only)"
@@ -180,10 +190,16 @@ def memory() -> None:
     )
     print(f"{'':34s}{'rows':>9s}{'before MB':>11s}{'peak MB':>9s}{'added MB':>10s}{'s':>7s}")
     added = {}
-    for mode, name in (("compare", "compare() (items, blocks of 64)"), ("old", "old kappa bootstrap ([B, n])")):
+    for mode, name in (
+        ("compare", "compare() (items, blocks of 64)"),
+        ("old", "old kappa bootstrap ([B, n])"),
+    ):
         for scale in (1, 4):
             out = subprocess.run(
-                [sys.executable, __file__, "--child", mode, str(scale)], capture_output=True, text=True, check=True
+                [sys.executable, __file__, "--child", mode, str(scale)],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             r = json.loads(out.stdout.strip().splitlines()[-1])
             added[(mode, scale)] = r["peak"] - r["before"]
