@@ -227,3 +227,18 @@ def test_clustered_binomial_with_identical_clips_is_the_binomial_test_over_items
     p = clustered_binomial_greater(4 * y, np.full(20, 4), 0.25)
     assert p == pytest.approx(binomtest(9, 20, 0.25, alternative="greater").pvalue, abs=1e-12)
     assert p > binomtest(36, 80, 0.25, alternative="greater").pvalue * 100
+
+
+def test_per_item_sums_equal_a_loop_for_unsorted_items_and_empty_items():
+    rng = np.random.default_rng(8)
+    clusters = rng.integers(0, 7, size=50)  # items interleaved, some codes possibly absent
+    values = rng.random((3, 2, 50)) < 0.4
+    out = per_item_sums(values, clusters, n_items=9)
+    expected = np.zeros((3, 2, 9), dtype=np.int64)
+    for row, c in enumerate(clusters):
+        expected[:, :, c] += values[:, :, row]
+    np.testing.assert_array_equal(out, expected)
+    floats = rng.random(50)
+    assert per_item_sums(floats, clusters) == pytest.approx(
+        [floats[clusters == c].sum() for c in range(clusters.max() + 1)]
+    )
