@@ -167,7 +167,15 @@ def test_json_schema_keys_exactly():
         "overlap", "overlap_ci", "overlap_chance", "overlap_ratio", "overlap_p", "a_right_b_wrong",
         "a_wrong_b_right", "mcnemar_p", "q_value", "matched",
     }  # fmt: skip
-    assert set(doc["invalid"][0]) == {"system", "task", "condition", "n_invalid", "share"}
+    assert set(doc["invalid"][0]) == {
+        "system",
+        "task",
+        "condition",
+        "n_invalid",
+        "share",
+        "n_items",
+        "n_clips",
+    }
     assert set(doc["backbone_confound"][0]) == {
         "speech_llm", "backbone", "task", "condition", "n_items", "n_clips", "matched", "mismatched",
         "mismatched_backbone", "kappa_matched", "kappa_mismatched", "delta_kappa", "delta_ci",

@@ -93,6 +93,7 @@ def test_kappa_and_delta_kappa_intervals_equal_a_loop_item_bootstrap():
     expected = loop_delta_kappa_ci(lab["slm-A"], lab["casc-A"], lab["casc-B"], its, 150, 9)
     assert c.delta_ci == pytest.approx(expected, abs=1e-12)
     assert (c.n_items, c.n_clips) == (30, 180)
+    assert {(r.n_items, r.n_clips) for r in (*res.accuracy, *res.invalid)} == {(30, 180)}
 
 
 def test_item_intervals_are_wider_than_clip_intervals_on_clustered_data():

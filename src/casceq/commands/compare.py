@@ -1,11 +1,13 @@
 """Behavioural statistics of predictions, per task and condition.
 
-Accuracy (Wilson 95% interval); for every pair of systems on classification tasks, Cohen's kappa of the
-predicted labels (INVALID a category of its own) with a 95% percentile bootstrap interval (one seeded index
-matrix shared by all pairs of a task and condition), conditional error overlap against the chance level
-1/(C-1), exact McNemar on correctness with Benjamini–Hochberg q-values over all tests of the call, and the
-backbone confound (kappa with the matched cascade minus kappa with each mismatched cascade). Open-answer tasks
-(TriviaQA) get accuracy only.
+Accuracy (item-aware Wilson 95% interval); for every pair of systems on classification tasks, Cohen's kappa of
+the predicted labels (INVALID a category of its own) with a 95% percentile bootstrap interval over items (one
+seeded draw shared by all pairs of a task and condition), conditional error overlap against the chance level
+1/(C-1), McNemar on correctness clustered by item (the exact McNemar test with one clip per item) with
+Benjamini–Hochberg q-values over all tests of the call, and the backbone confound (kappa with the matched
+cascade minus kappa with each mismatched cascade). Open-answer tasks (TriviaQA) get accuracy only. Rows that
+share an interchange ``item`` (the voices of one sentence) are one unit for every interval and test
+(docs/statistics.md).
 
 Inputs are interchange JSONL files, stores or run folders; systems are aligned by (task, condition,
 example_id). A system whose predictions carry transcripts counts as a cascade, any other as a speech LLM;
@@ -38,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only these system pairs (default: all pairs); put the option after the files",
     )
     parser.add_argument(
-        "--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples (0: none)"
+        "--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples of items (0: none)"
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--json", metavar="OUT", help="also write every result as JSON to OUT ('-': stdout)")

@@ -100,7 +100,9 @@ def compare(
         clusters, n_items = g.clusters()
         accuracy += _accuracy(g, clusters, n_items)
         invalid += [
-            InvalidCount(s, g.task, g.condition, k := labels.count(INVALID), k / len(labels))
+            InvalidCount(
+                s, g.task, g.condition, k := labels.count(INVALID), k / len(labels), n_items, len(labels)
+            )
             for s, labels in zip(g.systems, g.labels, strict=True)
         ]
         task = tasks[g.task]

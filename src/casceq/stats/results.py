@@ -8,7 +8,7 @@ The JSON written by ``casceq compare --json`` has exactly these top-level keys, 
                          a_wrong_b_right, mcnemar_p, q_value, matched}
     backbone_confound   {speech_llm, backbone, task, condition, n_items, n_clips, matched, mismatched,
                          mismatched_backbone, kappa_matched, kappa_mismatched, delta_kappa, delta_ci}
-    invalid             {system, task, condition, n_invalid, share}
+    invalid             {system, task, condition, n_invalid, share, n_items, n_clips}
     label_distribution  {task, condition, labels, gold, systems: {name: counts aligned with labels}}
 
 Undefined numbers (kappa with p_e = 1, overlap with no shared error, intervals without resamples) are
@@ -123,13 +123,15 @@ class BackboneConfound:
 
 @dataclass(frozen=True)
 class InvalidCount:
-    """How many answers of a system parsed to ``INVALID``."""
+    """How many answers (clips) of a system parsed to ``INVALID``; ``share`` is of ``n_clips``."""
 
     system: str
     task: str
     condition: str
     n_invalid: int
     share: float
+    n_items: int = 0
+    n_clips: int = 0
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,8 @@ class CompareResult:
                     "condition": r.condition,
                     "n_invalid": r.n_invalid,
                     "share": r.share,
+                    "n_items": r.n_items,
+                    "n_clips": r.n_clips,
                 }
                 for r in self.invalid
             ],
