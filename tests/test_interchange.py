@@ -177,7 +177,7 @@ def test_store_and_run_folder_inputs(tmp_path):
     assert read_predictions(tmp_path / "run1" / "store.sqlite") == rows
     with Store(tmp_path / "run1") as s:
         s.write_batch("r2", rows[:1], ["k"])
-    with pytest.raises(InputError, match=r"duplicate prediction .* first given at .*\(run 'r1'\)"):
+    with pytest.raises(InputError, match=r"holds runs r1, r2 .*: choose one with --run"):
         read_predictions(tmp_path / "run1")
     assert read_predictions(tmp_path / "run1", run="r2") == rows[:1]
     (tmp_path / "plain").mkdir()

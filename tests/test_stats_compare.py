@@ -151,7 +151,7 @@ def test_degenerate_cases_tiny_constant_and_all_invalid():
 
 def test_json_schema_keys_exactly():
     doc = json.loads(compare(simulated(), tasks=TASKS, n_bootstrap=20).to_json())
-    assert list(doc) == ["accuracy", "pairs", "backbone_confound", "invalid", "label_distribution"]
+    assert list(doc) == ["accuracy", "pairs", "backbone_confound", "invalid", "label_distribution", "notes"]
     assert set(doc["accuracy"][0]) == {
         "system",
         "task",

@@ -85,8 +85,15 @@ def _kinds(items: list[str]) -> dict[str, str]:
 
 
 def _write_json(path: str, text: str) -> None:
+    from casceq.errors import InputError
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise InputError("is a folder: give the path of the JSON file to write", path=path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder of the path should be
+        raise InputError(f"cannot create the folder {target.parent} ({exc.strerror})", path=path) from exc
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -111,18 +118,21 @@ def _p(x: float) -> str:
 
 
 def _print_tables(result: Any, console: Any) -> None:
+    """Print the tables; every name (system, task, condition) is text, never rich markup."""
+    from rich.markup import escape as e
     from rich.table import Table
 
     invalid = {(r.system, r.task, r.condition): r for r in result.invalid}
     acc = Table(
-        title="Accuracy [item-aware Wilson 95% CI] and share of INVALID answers", title_justify="left"
+        title="Accuracy [Wilson 95% CI, item-aware] and share of INVALID answers", title_justify="left"
     )
     for col in ("system", "task", "condition", "items / clips", "accuracy [95% CI]", "INVALID"):
         acc.add_column(col, justify="left" if col in ("system", "task", "condition") else "right")
     for r in result.accuracy:
         inv = invalid[(r.system, r.task, r.condition)]
         acc.add_row(
-            r.system, r.task, r.condition, f"{r.n_items} / {r.n_clips}", _f(r.accuracy) + _ci(r.ci), f"{inv.share:.1%}"
+            e(r.system), e(r.task), e(r.condition), f"{r.n_items} / {r.n_clips}", _f(r.accuracy) + _ci(r.ci),
+            f"{inv.share:.1%}",
         )  # fmt: skip
     console.print(acc)
     boot = f"{result.n_bootstrap} resamples, seed {result.seed}" if result.n_bootstrap else "no bootstrap"
@@ -139,7 +149,7 @@ def _print_tables(result: Any, console: Any) -> None:
         )
     for (task, condition), rows in groups.items():
         where = f"{task} / {condition} ({rows[0].n_items} items, {rows[0].n_clips} clips)"
-        table = Table(title=where, title_justify="left")
+        table = Table(title=e(where), title_justify="left")
         for col in (
             "a",
             "b",
@@ -155,7 +165,7 @@ def _print_tables(result: Any, console: Any) -> None:
             table.add_column(col, justify="left" if col in ("a", "b") else "right")
         for r in rows:
             table.add_row(
-                r.a, r.b, _f(r.kappa) + _ci(r.kappa_ci), f"{_f(r.overlap)} ({r.same_wrong}/{r.both_wrong})",
+                e(r.a), e(r.b), _f(r.kappa) + _ci(r.kappa_ci), f"{_f(r.overlap)} ({r.same_wrong}/{r.both_wrong})",
                 _f(r.overlap_chance), _f(r.overlap_ratio, 2), f"{r.a_right_b_wrong} / {r.a_wrong_b_right}",
                 _p(r.mcnemar_p), _p(r.q_value), "yes" if r.matched else "",
             )  # fmt: skip
@@ -170,12 +180,12 @@ def _print_tables(result: Any, console: Any) -> None:
         conf.add_column("Δκ [95% CI]", justify="right")
         for c in result.backbone_confound:
             conf.add_row(
-                c.speech_llm, c.task, c.condition, c.matched, c.mismatched, _f(c.kappa_matched),
+                e(c.speech_llm), e(c.task), e(c.condition), e(c.matched), e(c.mismatched), _f(c.kappa_matched),
                 _f(c.kappa_mismatched), _f(c.delta_kappa) + _ci(c.delta_ci),
             )  # fmt: skip
         console.print(conf)
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, markup=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,4 +214,17 @@ def run(args: argparse.Namespace) -> int:
         print(result.to_json())
     elif args.json:
         _write_json(args.json, result.to_json())
-    return 0
+    return _nothing_compared(result)
+
+
+def _nothing_compared(result: Any) -> int:
+    """Exit status 1 when two or more systems answer classification tasks but no pair shares one."""
+    classified = {s for d in result.label_distribution for s in d.systems}
+    if result.pairs or len(classified) < 2:
+        return 0
+    print(
+        "casceq compare: no pair of systems could be compared: they share no classification task and "
+        "condition (see the notes above)",
+        file=sys.stderr,
+    )
+    return 1

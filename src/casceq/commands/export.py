@@ -23,7 +23,13 @@ def run(args: argparse.Namespace) -> int:
     """Read the chosen run's predictions and write them as JSONL; print how many."""
     from casceq.errors import InputError
     from casceq.io.interchange import write_predictions
+    from casceq.io.records import RecordError, canonical_condition
     from casceq.run.store import Store
+
+    try:  # stored conditions are in their one spelling: --condition BABBLE@+15.0 means babble@15
+        conditions = [canonical_condition(c) for c in args.condition] if args.condition else None
+    except RecordError as exc:
+        raise InputError(f"--condition: {exc}") from exc
 
     with Store(args.store, read_only=True) as store:
         runs = [r.run for r in store.runs() if r.n_predictions]
@@ -34,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         if args.run is not None and args.run not in {r.run for r in store.runs()}:
             raise InputError(f"no run {args.run!r} (runs: {', '.join(runs) or 'none'})", path=str(store.path))
         predictions = store.predictions(
-            run=args.run, systems=args.system, tasks=args.task, conditions=args.condition
+            run=args.run, systems=args.system, tasks=args.task, conditions=conditions
         )
     if not predictions:
         raise InputError("no predictions match: nothing to export", path=str(store.path))

@@ -1,8 +1,10 @@
 """Import interchange JSONL predictions (or another store) into a store.
 
 Every line of every file is validated first; if any is bad, the command lists the problems (file:line) and
-writes nothing. A valid import is written in one transaction. Re-importing the same records is a no-op; a
-record that changed replaces the stored one. See docs/interchange.md for the format.
+writes nothing. The new rows are then checked against the run's stored rows (one gold per example, one
+backbone per system, as within one call) and written in the same transaction: a conflict writes nothing.
+Re-importing the same records is a no-op; a record that changed replaces the stored one. See
+docs/interchange.md for the format.
 """
 
 from __future__ import annotations
@@ -24,28 +26,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate all inputs, then write them in one transaction; print what was written."""
+    """Validate all inputs, check them against the run's stored rows, then write, all in one transaction."""
     import hashlib
     import json
 
-    from casceq.io.interchange import read_predictions
+    from casceq.io.interchange import check_import, read_for_import
     from casceq.io.records import to_record
     from casceq.run.store import Store
 
-    predictions = read_predictions(args.files)  # raises before the store is even opened
+    rows = read_for_import(args.files)  # raises before the store is even opened
+    predictions = list(rows.predictions)
     # The cache key is the record itself: an identical re-import is skipped, a changed record replaces.
     keys = [
         hashlib.sha256(json.dumps(to_record(p), sort_keys=True).encode()).hexdigest() for p in predictions
     ]
-    with Store(args.store) as store:
-        known = {s.name for s in store.systems(args.run)}
-        backbones: dict[str, str | None] = {}
-        for p in predictions:
-            backbones[p.system] = backbones.get(p.system) or p.backbone
+    backbones: dict[str, str | None] = {}
+    for p in predictions:
+        backbones[p.system] = backbones.get(p.system) or p.backbone
+    with Store(args.store) as store, store.transaction():
+        # Check and write under one write lock: a failed check writes nothing, and no writer slips in between.
+        known = {s.name: s for s in store.systems(args.run)}
+        stored = store.predictions(run=args.run)
+        where = f"{store.path} (run {args.run!r})"
+        check_import(rows, stored, {n: s.backbone for n, s in known.items()}, where)
         result = store.write_batch(args.run, predictions, keys)
         for name, backbone in backbones.items():
-            if name not in known:
-                store.register_system(args.run, name, backbone, "imported", None)
+            if name not in known or (backbone and known[name].backbone != backbone):
+                kind = known[name].kind if name in known else "imported"
+                store.register_system(args.run, name, backbone, kind, None)
         total = store.count(run=args.run)
     print(
         f"{len(predictions)} predictions from {len(args.files)} file(s) into run {args.run!r} of {store.path}: "

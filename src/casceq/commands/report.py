@@ -32,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="synthesis folder(s) with manifest.jsonl, for texts and audio when the inputs are files",
     )
     parser.add_argument(
+        "--audio-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder besides each manifest's own that its audio paths may lead into (repeatable); "
+        "audio anywhere else is refused",
+    )
+    parser.add_argument(
         "--out", metavar="DIR", help="output folder (default RUN_DIR/report or ./casceq-report)"
     )
     parser.add_argument(
@@ -62,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         mech_dirs=args.mech,
         audio_dirs=args.audio,
+        audio_roots=args.audio_root,
         formats=formats,
         run=args.run,
         n_bootstrap=args.bootstrap,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from casceq.errors import InputError
-from casceq.io.records import RecordError, from_record, to_record
+from casceq.io.records import RecordError, canonical_condition, from_record, to_record
 from casceq.types import Prediction
 
 MAX_ERRORS = 20
@@ -24,6 +25,9 @@ MAX_ERRORS = 20
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file."""
+
+SQLITE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})
+"""File suffixes that mean "a store": such a file without the SQLite header is refused as one."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,24 @@ def is_store(path: Path) -> bool:
         return False
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names one key twice (``json`` would silently keep the last value)."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"duplicate key {key!r} in one record (which value is meant?)")
+        out[key] = value
+    return out
+
+
 def _read_jsonl(path: Path, check: _Checker) -> None:
+    if path.suffix.lower() in SQLITE_SUFFIXES:
+        # is_store() said no: the SQLite header is missing, so this is no database (say so, not "not UTF-8").
+        check.error(_Where(str(path), None), "not an SQLite database (no SQLite header), nor a casceq store")
+        return
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -110,9 +131,12 @@ def _read_jsonl(path: Path, check: _Checker) -> None:
             continue  # blank lines (a trailing newline, spacing) carry nothing
         where = _Where(str(path), number)
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as exc:
             check.error(where, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except _DuplicateKey as exc:
+            check.error(where, str(exc))
             continue
         try:
             pred, gold = from_record(record)
@@ -128,14 +152,35 @@ def _read_store(path: Path, run: str | None, check: _Checker) -> None:
     from casceq.run.store import Store
 
     with Store(path, read_only=True) as store:
-        runs = [r.run for r in store.runs()] if run is None else [run]
-        n = 0
-        for name in runs:
-            for p in store.predictions(run=name):
-                check.add(p, (p.gold,), _Where(f"{store.path} (run {name!r})", None))
-                n += 1
-        if n == 0:
-            check.error(_Where(str(store.path), None), f"no predictions{f' in run {run!r}' if run else ''}")
+        runs = [r.run for r in store.runs() if r.n_predictions] if run is None else [run]
+        rows = {name: store.predictions(run=name) for name in runs}
+    if run is None and _runs_collide(rows):
+        names = ", ".join(runs)
+        message = f"the store holds runs {names} with predictions of the same systems and examples"
+        check.error(_Where(str(store.path), None), message + ": choose one with --run")
+        return
+    for name, preds in rows.items():
+        where = _Where(f"{store.path} (run {name!r})", None)
+        for p in preds:
+            try:  # rows imported before conditions were normalised may still carry another spelling
+                p = replace(p, condition=canonical_condition(p.condition))
+            except RecordError as exc:
+                check.error(where, f"{p.system} / {p.task} / {p.example_id}: {exc}")
+                continue
+            check.add(p, (p.gold,), where)
+    if not any(rows.values()):
+        check.error(_Where(str(store.path), None), f"no predictions{f' in run {run!r}' if run else ''}")
+
+
+def _runs_collide(rows: dict[str, list[Prediction]]) -> bool:
+    """Whether two runs hold a prediction of the same (system, task, condition, example_id)."""
+    seen: set[tuple[str, str, str, str]] = set()
+    for preds in rows.values():
+        keys = {(p.system, p.task, p.condition, p.example_id) for p in preds}
+        if seen & keys:
+            return True
+        seen |= keys
+    return False
 
 
 def read_predictions(paths: str | Path | Iterable[str | Path], *, run: str | None = None) -> list[Prediction]:
@@ -152,6 +197,10 @@ def read_predictions(paths: str | Path | Iterable[str | Path], *, run: str | Non
     Raises:
         InputError: Any bad line or inconsistency, naming the file and line (all problems found are listed).
     """
+    return list(_read(paths, run).predictions)
+
+
+def _read(paths: str | Path | Iterable[str | Path], run: str | None) -> _Checker:
     items = [paths] if isinstance(paths, str | Path) else list(paths)
     if not items:
         raise InputError("no input files given")
@@ -167,7 +216,57 @@ def read_predictions(paths: str | Path | Iterable[str | Path], *, run: str | Non
             _read_jsonl(item, check)
     if check.errors:
         raise check.as_error()
-    return check.predictions
+    return check
+
+
+@dataclass(frozen=True)
+class ImportRows:
+    """Validated predictions to import, each with the file and line it came from."""
+
+    predictions: tuple[Prediction, ...]
+    where: tuple[_Where, ...]
+
+
+def read_for_import(paths: str | Path | Iterable[str | Path]) -> ImportRows:
+    """Read and validate like :func:`read_predictions`, keeping each row's file and line for :func:`check_import`."""
+    check = _read(paths, None)
+    keys = [(p.system, p.task, p.condition, p.example_id) for p in check.predictions]
+    return ImportRows(tuple(check.predictions), tuple(check.keys[k] for k in keys))
+
+
+def check_import(
+    rows: ImportRows, stored: Sequence[Prediction], backbones: Mapping[str, str | None], store: str
+) -> None:
+    """Check new rows against a run's stored rows: the same checks as within one call of ``read_predictions``.
+
+    A new row replaces the stored row of its (system, task, condition, example_id); the run as it would be
+    after the import must then hold one gold per example and one backbone per system, also against the
+    backbones registered for its systems.
+
+    Args:
+        rows: From :func:`read_for_import`.
+        stored: The run's stored predictions.
+        backbones: Registered backbone by system name (None if none declared).
+        store: How to name the store (and run) in messages.
+
+    Raises:
+        InputError: The first conflicts, each naming the new row's file and line and the stored side.
+    """
+    check = _Checker()
+    new = {(p.system, p.task, p.condition, p.example_id) for p in rows.predictions}
+    registered = _Where(f"{store}, registered system", None)
+    for name, backbone in backbones.items():
+        if backbone is not None:
+            check.backbones[name] = (backbone, registered)
+    at_store = _Where(store, None)
+    for p in stored:
+        if (p.system, p.task, p.condition, p.example_id) not in new:
+            check.add(p, (p.gold,), at_store)
+    for p, where in zip(rows.predictions, rows.where, strict=True):
+        # Only the first gold alias is stored: compare that (the files' alias lists were checked on reading).
+        check.add(p, (p.gold,), where)
+    if check.errors:
+        raise check.as_error()
 
 
 def iter_records(predictions: Iterable[Prediction]) -> Iterator[str]:
@@ -183,9 +282,19 @@ def write_predictions(path: str | Path, predictions: Sequence[Prediction]) -> in
 
     Returns:
         The number of records written.
+
+    Raises:
+        InputError: ``path`` is a folder, or a prediction cannot be written as a record.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise InputError("is a folder: give the path of the .jsonl file to write", path=str(target))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder of the path should be
+        raise InputError(
+            f"cannot create the folder {target.parent} ({exc.strerror})", path=str(target)
+        ) from exc
     try:
         lines = [line + "\n" for line in iter_records(predictions)]
     except RecordError as exc:

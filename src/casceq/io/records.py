@@ -31,6 +31,21 @@ class RecordError(ValueError):
 
 
 @cache
+def canonical_condition(name: str) -> str:
+    """Return the one spelling of a condition (``BABBLE@+15.0`` -> ``babble@15``); RecordError if invalid.
+
+    The parser is the runner's (``casceq.audio.conditions.parse_condition``), so a file and a run folder
+    that spell a condition differently still line up in ``compare``.
+    """
+    from casceq.audio.conditions import parse_condition
+
+    try:
+        return parse_condition(name).name
+    except CasceqError as exc:
+        raise RecordError(str(exc)) from exc
+
+
+@cache
 def load_task(name: str) -> Task:
     """Look up a registered task by name; an unknown name raises RecordError listing the known tasks."""
     import casceq.tasks as tasks
@@ -126,7 +141,7 @@ def from_record(record: Any) -> tuple[Prediction, tuple[str, ...]]:
     example_id = _string(record, "example_id", allow_int=True)
     if not isinstance(record["prediction"], str):
         raise RecordError(f"field 'prediction' must be a string, got {record['prediction']!r}")
-    condition = _string(record, "condition") if "condition" in record else CLEAN
+    condition = canonical_condition(_string(record, "condition")) if "condition" in record else CLEAN
     task = load_task(task_name)
     gold = _gold(task, record["gold"])
     example = Example(id=example_id, task=task.name, text="", label=gold[0], meta={"aliases": gold})

@@ -24,7 +24,7 @@ from casceq.report.mech import lens_section, probe_section, read_mech
 from casceq.report.mech_effects import erasure_section, implicit_section
 from casceq.report.sections import Section, accuracy_section, agreement_section, overlap_section, overview
 from casceq.report.sections_errors import confound_section, cost_section, noise_section, shared_error_section
-from casceq.report.tables import Source, SourceBook, sources_markdown, to_latex, to_markdown
+from casceq.report.tables import Source, SourceBook, md_text, sources_markdown, to_latex, to_markdown
 from casceq.stats.results import CompareResult
 
 FORMATS = ("md", "tex", "html", "png", "svg")
@@ -116,14 +116,16 @@ def markdown_report(
     sources_note: str = "",
 ) -> str:
     """Return the Markdown report (figures referenced as ``figures/<key>.<ext>`` when drawn)."""
-    lines = [f"# {title}", "", subtitle, ""]
+    # Every text may hold input strings (names, ids, paths, predictions): md_text keeps them from being HTML.
+    lines = [f"# {md_text(title)}", "", md_text(subtitle), ""]
     for s in sections:
-        lines += [f'## <a id="{s.key}"></a>{s.title}', ""]
-        lines += [f"> **Warning:** {w}" for w in s.warnings] + ([""] if s.warnings else [])
-        lines += [p + "\n" for p in s.paragraphs]
+        lines += [f'## <a id="{s.key}"></a>{md_text(s.title)}', ""]
+        lines += [f"> **Warning:** {md_text(w)}" for w in s.warnings] + ([""] if s.warnings else [])
+        lines += [md_text(p) + "\n" for p in s.paragraphs]
         if figure_ext:
             for f in s.figures:
-                lines += [f"![{f.title}](figures/{f.key}.{figure_ext})", "", f"*{f.title}.* {f.caption}", ""]
+                title_, caption = md_text(f.title), md_text(f.caption)
+                lines += [f"![{title_}](figures/{f.key}.{figure_ext})", "", f"*{title_}.* {caption}", ""]
         lines += [to_markdown(t) for t in s.tables]
     return "\n".join(lines).rstrip() + "\n\n" + sources_markdown(sources, sources_note)
 
@@ -134,6 +136,7 @@ def build_report(
     out: str | Path | None = None,
     mech_dirs: Sequence[str | Path] = (),
     audio_dirs: Sequence[str | Path] = (),
+    audio_roots: Sequence[str | Path] = (),
     formats: Sequence[str] = FORMATS,
     run: str | None = None,
     n_bootstrap: int | None = None,
@@ -148,6 +151,7 @@ def build_report(
         out: Output folder (default ``RUN_DIR/report`` or ``./casceq-report``).
         mech_dirs: Extra folders of mechanistic results (the run's ``mech/`` is always read).
         audio_dirs: Extra synthesis folders (texts and audio of the items).
+        audio_roots: Folders besides each manifest's own that its audio paths may lead into.
         formats: Any of :data:`FORMATS`.
         run: Read only this run from stores.
         n_bootstrap: Bootstrap resamples (default: the run config's, else 1000).
@@ -165,7 +169,7 @@ def build_report(
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise InputError(f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
-    data = load_report_data(inputs, audio_dirs=audio_dirs, run=run)
+    data = load_report_data(inputs, audio_dirs=audio_dirs, run=run, audio_roots=audio_roots)
     result = compare_result or compare(
         data.predictions,
         n_bootstrap=data.n_bootstrap if n_bootstrap is None else n_bootstrap,
@@ -174,6 +178,10 @@ def build_report(
         kinds=dict(data.kinds),
     )
     out_dir = Path(out) if out else (data.root / "report" if data.root else Path("casceq-report"))
+    try:  # before any work: a file in the way is the user's, and fails fast with its name
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot use as the output folder ({exc.strerror})", path=str(out_dir)) from exc
     mdirs = ([data.root / "mech"] if data.root else []) + [Path(d) for d in mech_dirs]
     draw, no_figures = _can_draw(formats)
     book = SourceBook(data.locations)

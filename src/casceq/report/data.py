@@ -23,10 +23,14 @@ Key = tuple[str, str, str, str]
 
 @dataclass(frozen=True)
 class ItemAudio:
-    """The clean audio of one evaluated item: absolute path and duration in seconds (None if unknown)."""
+    """The clean audio of one evaluated item: absolute path, duration in seconds (None if unknown).
+
+    ``where`` is the manifest line that named it (``manifest.jsonl:3``), for messages.
+    """
 
     path: str
     duration: float | None
+    where: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ def _canonical_task(name: str) -> str:
 
 def jsonl_locations(path: Path, label: str | None = None) -> dict[Key, tuple[str, int | None]]:
     """Map each record of an interchange file to ``(label or path, line)``; unparsable records are skipped."""
+    from casceq.io.records import RecordError, canonical_condition
+
     out: dict[Key, tuple[str, int | None]] = {}
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
@@ -114,10 +120,10 @@ def jsonl_locations(path: Path, label: str | None = None) -> dict[Key, tuple[str
                 key = (
                     r["system"],
                     _canonical_task(r["task"]),
-                    r.get("condition") or "clean",
+                    canonical_condition(r.get("condition") or "clean"),
                     str(r["example_id"]),
                 )
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError, RecordError):
                 continue
             out[key] = (label or str(path), number)
     return out
@@ -136,22 +142,71 @@ def _manifest_dirs(root: Path | None, audio_dirs: Sequence[Path]) -> list[Path]:
 
 
 def load_manifests(
-    dirs: Sequence[Path],
+    dirs: Sequence[Path], roots: Sequence[Path] = ()
 ) -> tuple[dict[tuple[str, str], tuple[str, str]], dict[tuple[str, str], ItemAudio]]:
-    """Read synthesis manifests: texts by (task, example id) and audio by (task, item id)."""
-    from casceq.audio.tts.manifest import Manifest
+    """Read synthesis manifests: texts by (task, example id) and audio by (task, item id).
+
+    A manifest is data someone else may have written, and the report embeds the audio it names. So a path
+    must lead (after resolving ``..`` and symbolic links) to an existing file under the manifest's own folder
+    or under one of ``roots`` (``report --audio-root``); the explorer then embeds it only if it decodes as
+    audio (:func:`casceq.report.explorer.encode_clip`).
+
+    Raises:
+        InputError: A malformed manifest line, or a path outside the allowed folders or to no file (each
+            named by manifest file and line).
+    """
+    from casceq.audio.tts.manifest import MANIFEST_NAME, Manifest
 
     texts: dict[tuple[str, str], tuple[str, str]] = {}
     audio: dict[tuple[str, str], ItemAudio] = {}
+    allowed = [r.resolve() for r in roots]
     for d in dirs:
-        m = Manifest.load(d)
-        for e in m.entries:
+        try:
+            m = Manifest.load(d)
+            lines = _entry_lines(d / MANIFEST_NAME)
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, AttributeError) as exc:
+            raise InputError(f"unreadable synthesis manifest or summary ({exc})", path=str(d)) from exc
+        for e, line in zip(m.entries, lines, strict=True):
+            where = f"{d / MANIFEST_NAME}:{line}"
+            _check_entry(e, where)
             task = _canonical_task(e.task)
             texts.setdefault((task, e.example_id), (e.text, e.spoken_text))
-            path = str((d / e.path).resolve())
-            audio[(task, f"{e.example_id}@{e.voice}")] = ItemAudio(path, e.duration)
-            audio.setdefault((task, e.example_id), ItemAudio(path, e.duration))
+            item = ItemAudio(str(_allowed_audio(d, e.path, allowed, where)), e.duration, where)
+            audio[(task, f"{e.example_id}@{e.voice}")] = item
+            audio.setdefault((task, e.example_id), item)
     return texts, audio
+
+
+def _check_entry(e: Any, where: str) -> None:
+    """A manifest entry's fields have the types the report relies on (JSON does not promise them)."""
+    for name in ("example_id", "task", "voice", "path", "text", "spoken_text"):
+        if not isinstance(getattr(e, name), str):
+            raise InputError(f"field {name!r} must be a string, got {getattr(e, name)!r}", path=where)
+    d = e.duration
+    if isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d < float("inf"):
+        raise InputError(f"field 'duration' must be a finite number >= 0, got {d!r}", path=where)
+
+
+def _entry_lines(manifest: Path) -> list[int]:
+    """Line numbers of the entries of a manifest file (``Manifest.load`` skips blank lines)."""
+    if not manifest.is_file():
+        return []
+    with manifest.open(encoding="utf-8") as fh:
+        return [n for n, line in enumerate(fh, start=1) if line.strip()]
+
+
+def _allowed_audio(folder: Path, name: str, roots: Sequence[Path], where: str) -> Path:
+    path = (folder / name).resolve()  # an absolute name replaces folder; ".." and symlinks are resolved
+    inside = [folder.resolve(), *roots]
+    if not any(path.is_relative_to(r) for r in inside):
+        raise InputError(
+            f"audio path {name!r} leads to {path}, outside the manifest's folder {folder.resolve()}: refused "
+            "(name another folder to read audio from with --audio-root)",
+            path=where,
+        )
+    if not path.is_file():
+        raise InputError(f"audio file not found: {path}", path=where)
+    return path
 
 
 def _run_config(root: Path) -> dict[str, Any] | None:
@@ -179,13 +234,18 @@ def _registered(paths: Sequence[Path], run: str | None) -> dict[str, tuple[str |
 
 
 def load_report_data(
-    inputs: Sequence[str | Path], *, audio_dirs: Sequence[str | Path] = (), run: str | None = None
+    inputs: Sequence[str | Path],
+    *,
+    audio_dirs: Sequence[str | Path] = (),
+    run: str | None = None,
+    audio_roots: Sequence[str | Path] = (),
 ) -> ReportData:
     """Read a run folder or a set of interchange files/stores, with manifests, config and row locations.
 
     Args:
         inputs: One run folder, or interchange JSONL files, stores and run folders.
         audio_dirs: Extra synthesis output folders (a folder with ``manifest.jsonl``, or one of task folders).
+        audio_roots: Folders besides each manifest's own that its audio paths may lead into.
         run: Read only this run from stores (default: the run folder's run, else all).
 
     Raises:
@@ -213,7 +273,8 @@ def load_report_data(
     for pred in preds:
         key = (pred.system, pred.task, pred.condition, pred.example_id)
         locations.setdefault(key, (str(paths[0]), None))
-    texts, audio = load_manifests(_manifest_dirs(root, [Path(d) for d in audio_dirs]))
+    dirs = _manifest_dirs(root, [Path(d) for d in audio_dirs])
+    texts, audio = load_manifests(dirs, [Path(r) for r in audio_roots])
     registered = _registered(paths, run)
     declared: dict[str, str] = {}
     expected = None

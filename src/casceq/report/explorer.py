@@ -2,8 +2,9 @@
 
 The explorer lists, for any compared pair, task and condition, the examples where the two systems disagree or
 share an error, with input text, gold label, both answers, transcripts and an audio player. Audio is embedded
-as ``data:`` URIs so the HTML stays one self-contained file that works offline, for at most ``max_clips``
-items (default :data:`MAX_CLIPS`), chosen in order: shared errors of each pair, then its other disagreements.
+as ``data:`` URIs (decoded, then re-encoded as FLAC: audio only, never a file's raw bytes) so the HTML stays one
+self-contained file that works offline, for at most ``max_clips`` items (default :data:`MAX_CLIPS`), chosen in
+order: shared errors of each pair, then its other disagreements.
 Clips of noisy conditions are re-rendered exactly as the runner rendered them (same seed, example id and
 speaker); when that fails (no babble source here) the clean clip is embedded and labelled as clean. A clip
 larger than :data:`MAX_CLIP_BYTES` is not embedded; its row shows the file path instead.
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from casceq.report.analysis import prediction_index
-from casceq.report.data import ReportData
+from casceq.report.data import ItemAudio, ReportData
 from casceq.stats.results import CompareResult
 from casceq.types import CLEAN
 
@@ -30,8 +31,6 @@ MAX_CLIP_BYTES = 1_500_000
 
 MAX_OUTPUT_CHARS = 200
 """Raw model outputs are cut to this length in the explorer."""
-
-_MIME = {".flac": "audio/flac", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}
 
 
 def _cut(text: str | None) -> str | None:
@@ -51,35 +50,46 @@ def clip_order(result: CompareResult) -> list[tuple[str, str, str]]:
     return list(dict.fromkeys(first + second))
 
 
-def encode_clip(path: str, condition: str, item_id: str, seed: int) -> tuple[str, bool]:
+def encode_clip(path: str, condition: str, item_id: str, seed: int, where: str = "") -> tuple[str, bool]:
     """Return a ``data:`` URI of the item's audio under ``condition``; the flag says whether it is what the system heard.
 
+    The file is decoded and the samples re-encoded as FLAC: only audio, never a file's raw bytes, goes into
+    the page (a manifest naming any other file cannot smuggle it in).
+
     Raises:
-        OSError: The clean file cannot be read.
+        InputError: The file does not decode as audio (named with the manifest line ``where``).
     """
-    p = Path(path)
+    from casceq.audio.io import SAMPLE_RATE, load_audio
+    from casceq.errors import InputError
+
+    try:
+        wav = load_audio(path, sr=SAMPLE_RATE)
+    except InputError as exc:
+        raise InputError(f"refused {path}: not audio ({exc})", path=where or None) from exc
     if condition != CLEAN:
         try:
-            return _noisy_clip(p, condition, item_id, seed), True
-        except Exception:  # no babble source or soundfile here: fall back to the clean clip, labelled
+            return _flac_uri(_noisy(wav, condition, item_id, seed)), True
+        except Exception:  # no babble source here: fall back to the clean clip, labelled
             pass
-    data = p.read_bytes()
-    mime = _MIME.get(p.suffix.lower(), "audio/flac")
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}", condition == CLEAN
+    return _flac_uri(wav), condition == CLEAN
 
 
-def _noisy_clip(path: Path, condition: str, item_id: str, seed: int) -> str:
-    import soundfile as sf
-
+def _noisy(wav: Any, condition: str, item_id: str, seed: int) -> Any:
     from casceq.audio.conditions import render
-    from casceq.audio.io import SAMPLE_RATE, load_audio
     from casceq.paths import cache_dir
 
-    wav = load_audio(str(path), sr=SAMPLE_RATE)
     voice = item_id.split("@", 1)[1] if "@" in item_id else None
-    mixed = render(condition, wav, item_id, seed, cache_dir(), speaker=voice)
+    return render(condition, wav, item_id, seed, cache_dir(), speaker=voice)
+
+
+def _flac_uri(wav: Any) -> str:
+    import soundfile as sf
+
+    from casceq.audio.io import SAMPLE_RATE
+
     buf = io.BytesIO()
-    sf.write(buf, mixed, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    # Clipped to [-1, 1]: decoded float audio may overshoot slightly, and FLAC stores integers.
+    sf.write(buf, wav.clip(-1.0, 1.0), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return "data:audio/flac;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -99,12 +109,9 @@ def explorer_data(data: ReportData, result: CompareResult, max_clips: int = MAX_
         if len(clips) >= max_clips:
             break
         audio = data.audio.get((task, eid))
-        if audio is None or Path(audio.path).stat().st_size > MAX_CLIP_BYTES:
+        if audio is None or _size(audio) > MAX_CLIP_BYTES:
             continue
-        try:
-            uri, as_heard = encode_clip(audio.path, cond, eid, data.seed)
-        except OSError:
-            continue
+        uri, as_heard = encode_clip(audio.path, cond, eid, data.seed, audio.where)
         clip_of[(task, cond, eid)] = len(clips)
         clips.append({"uri": uri, "as_heard": as_heard})
     groups = []
@@ -137,6 +144,17 @@ def explorer_data(data: ReportData, result: CompareResult, max_clips: int = MAX_
         "max_clips": max_clips,
         "n_wanted": len(order),
     }
+
+
+def _size(audio: ItemAudio) -> int:
+    from casceq.errors import InputError
+
+    try:
+        return Path(audio.path).stat().st_size
+    except OSError as exc:  # checked when the manifest was read; gone since
+        raise InputError(
+            f"cannot read audio file {audio.path} ({exc.strerror})", path=audio.where or None
+        ) from exc
 
 
 def _path(data: ReportData, task: str, eid: str) -> str | None:

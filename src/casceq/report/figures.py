@@ -50,6 +50,8 @@ def _plt() -> Any:
             "axes.spines.top": False,
             "axes.spines.right": False,
             "axes.prop_cycle": cycler(color=OKABE_ITO),
+            # Labels are system and task names: text, never mathtext ("$\\frac{$" must not fail a report).
+            "text.parse_math": False,
         }
     )
     return plt

@@ -25,9 +25,16 @@ MAX_LISTED_IDS = 200
 """Example ids listed per source entry (the filter and line ranges always cover all rows)."""
 
 
+_JSON_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
+"""JSON string escapes for the characters HTML acts on inside a <script>."""
+
+
 def _json_script(obj: Any) -> str:
-    # "</" inside a <script> would end it early: escape the slash (still valid JSON).
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    # Not only "</": "<!--<script>" in a prediction would put the element into HTML's double-escaped state,
+    # where its own "</script>" no longer ends it. With no "<", ">" or "&" left, the element's text is inert;
+    # the escapes are inside JSON strings (no structural JSON character is one of the three), so it decodes
+    # to the same value.
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).translate(_JSON_SCRIPT_ESCAPES)
 
 
 def table_html(table: Table, sources: dict[str, Source]) -> str:

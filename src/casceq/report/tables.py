@@ -129,8 +129,16 @@ def small(n: int) -> str:
     return "†" if n < SMALL_N else ""
 
 
+def md_text(text: str) -> str:
+    """Text from the inputs (names, transcripts, paths) made inert in Markdown: ``<`` cannot open raw HTML.
+
+    A backslash before ``<`` is CommonMark's escape: renderers show the ``<``, and raw readers still read it.
+    """
+    return text.replace("<", "\\<")
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return md_text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(table: Table) -> str:
@@ -140,7 +148,7 @@ def to_markdown(table: Table) -> str:
         if table.key[-1].isdigit()
         else f"**{table.title}**"
     )
-    lines = [head, "", "| " + " | ".join(map(_md_escape, table.columns)) + " |"]
+    lines = [md_text(head), "", "| " + " | ".join(map(_md_escape, table.columns)) + " |"]
     lines.append("|" + "---|" * len(table.columns))
     for row in table.rows:
         cells, last = [], None
@@ -150,7 +158,7 @@ def to_markdown(table: Table) -> str:
             cells.append(_md_escape(c.text) + ref)
             last = c.ref or last
         lines.append("| " + " | ".join(cells) + " |")
-    lines += [""] + [f"_{n}_" for n in table.notes]
+    lines += [""] + [f"_{md_text(n)}_" for n in table.notes]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -208,6 +216,7 @@ def sources_markdown(sources: Sequence[Source], preamble: str = "") -> str:
     for s in sources:
         where = "; ".join(s.locations) or "no row locations known"
         lines.append(
-            f'- <a id="{s.ref.lower()}"></a>**{s.ref}** (n = {s.n}): {s.description}. Rows: {where}.'
+            f'- <a id="{s.ref.lower()}"></a>**{s.ref}** (n = {s.n}): {md_text(s.description)}. '
+            f"Rows: {md_text(where)}."
         )
     return "\n".join(lines) + "\n"

@@ -195,7 +195,19 @@ class Store:
         return any(r[1] == "item" for r in self._db.execute("PRAGMA table_info(predictions)"))
 
     @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make every write inside the block one transaction (all or nothing), under the write lock from the start.
+
+        Reads inside see exactly what the writes will be added to (``casceq import`` checks, then writes).
+        """
+        with self._transaction():
+            yield
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self._db.in_transaction:  # inside transaction(): part of the caller's one transaction
+            yield self._db
+            return
         # IMMEDIATE takes the write lock up front, so two writers queue instead of failing at COMMIT.
         self._db.execute("BEGIN IMMEDIATE")
         try:

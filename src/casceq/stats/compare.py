@@ -164,12 +164,7 @@ def compare(
                     n_clips=len(g.example_ids),
                 )
             )
-    compared = {(r["a"], r["b"]) for r in agreements}
-    notes += [
-        f"pair {a}:{b} shares no classification task and condition"
-        for a, b in pairs or ()
-        if (a, b) not in compared
-    ]
+    notes += coverage_notes(predictions, groups, agreements, pairs, tasks)
     qvals = benjamini_hochberg([r["mcnemar_p"] for r in agreements])
     return CompareResult(
         accuracy=tuple(accuracy),
@@ -298,3 +293,47 @@ def _confound_triples(
         mismatched = [c for c in cascades if info[c].backbone != backbone]
         out += [(s, m, x) for m in matched for x in mismatched]
     return out
+
+
+def coverage_notes(
+    predictions: Sequence[Prediction],
+    groups: Sequence[AlignedGroup],
+    agreements: Sequence[Mapping[str, Any]],
+    pairs: Sequence[tuple[str, str]] | None,
+    tasks: Mapping[str, TaskLike],
+) -> list[str]:
+    """Say what the tables leave out, and why: missing systems, pairs never compared, undefined kappas."""
+    notes = []
+    systems = list(dict.fromkeys(p.system for p in predictions))
+    has_task = {(p.system, p.task) for p in predictions}
+    for g in groups:
+        for s in systems:
+            if s in g.systems:
+                continue
+            if (s, g.task) not in has_task:
+                note = f"system {s} has no predictions for task {g.task}: it is left out of that task"
+            else:
+                note = f"system {s} has no predictions for task {g.task} under condition {g.condition}"
+            notes.append(note)
+    classified = [s for s in systems if any(s in g.systems for g in groups if not tasks[g.task].open_answer)]
+    wanted = pairs or [(a, b) for i, a in enumerate(classified) for b in classified[i + 1 :]]
+    compared = {(r["a"], r["b"]) for r in agreements}
+    notes += [
+        f"pair {a}:{b} shares no classification task and condition"
+        for a, b in wanted
+        if (a, b) not in compared
+    ]
+    by_key = {(g.task, g.condition): g for g in groups}
+    for r in agreements:
+        if r["kappa"] == r["kappa"]:  # defined (not NaN)
+            continue
+        g = by_key[(r["task"], r["condition"])]
+        seen = set(g.labels[g.systems.index(r["a"])]) | set(g.labels[g.systems.index(r["b"])])
+        why = "chance agreement is 1"
+        if len(seen) == 1:
+            why = f"both systems gave one and the same label ({seen.pop()!r}) to every example, so {why}"
+        notes.append(
+            f"kappa of {r['a']} and {r['b']} on {r['task']} / {r['condition']} is undefined "
+            f"(shown as a dash in tables, null in JSON): {why}"
+        )
+    return list(dict.fromkeys(notes))

@@ -1,6 +1,6 @@
 """Typed results of ``casceq compare`` and their JSON form.
 
-The JSON written by ``casceq compare --json`` has exactly these top-level keys, each a list of rows::
+The JSON written by ``casceq compare --json`` has these top-level keys, each a list of rows::
 
     accuracy            {system, task, condition, n, n_items, n_clips, accuracy, ci}
     pairs               {a, b, task, condition, n, n_items, n_clips, kappa, kappa_ci, both_wrong, same_wrong,
@@ -10,6 +10,8 @@ The JSON written by ``casceq compare --json`` has exactly these top-level keys, 
                          mismatched_backbone, kappa_matched, kappa_mismatched, delta_kappa, delta_ci}
     invalid             {system, task, condition, n_invalid, share, n_items, n_clips}
     label_distribution  {task, condition, labels, gold, systems: {name: counts aligned with labels}}
+
+and ``notes``, a list of sentences (inferred kinds and labels, left-out systems, why a kappa is undefined).
 
 Undefined numbers (kappa with p_e = 1, overlap with no shared error, intervals without resamples) are
 ``null``; the JSON never contains NaN.
@@ -203,7 +205,7 @@ class CompareResult:
     notes: tuple[str, ...] = ()
     groups: tuple[AlignedGroup, ...] = field(default=(), repr=False, compare=False)
 
-    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
+    def to_dict(self) -> dict[str, list[Any]]:
         """Return the JSON-ready form (see the module docstring for the schema)."""
         return {
             "accuracy": [
@@ -285,6 +287,7 @@ class CompareResult:
                 }
                 for r in self.label_distribution
             ],
+            "notes": list(self.notes),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
