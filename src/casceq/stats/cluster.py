@@ -187,7 +187,7 @@ def cluster_mcnemar(
     approximation ``T^2 / sum_i d_i^2 ~ chi2(1)`` is Durkalski et al.'s (2003) statistic. We use
 
     - the binomial distribution when every non-zero ``|d_i|`` is the same (then T is a scaled binomial):
-      with one clip per item this is exactly today's exact McNemar test (``mcnemar_exact``);
+      with one clip per item this is exactly the exact McNemar test (``casceq.stats.tests.mcnemar_exact``);
     - the exact distribution by convolution while ``sum_i |d_i| <= EXACT_SUPPORT``;
     - Durkalski's chi-square beyond (thousands of discordant clips: the normal approximation is then good).
 
