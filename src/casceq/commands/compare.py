@@ -1,11 +1,13 @@
 """Behavioural statistics of predictions, per task and condition.
 
-Accuracy (Wilson 95% interval); for every pair of systems on classification tasks, Cohen's kappa of the
-predicted labels (INVALID a category of its own) with a 95% percentile bootstrap interval (one seeded index
-matrix shared by all pairs of a task and condition), conditional error overlap against the chance level
-1/(C-1), exact McNemar on correctness with Benjamini–Hochberg q-values over all tests of the call, and the
-backbone confound (kappa with the matched cascade minus kappa with each mismatched cascade). Open-answer tasks
-(TriviaQA) get accuracy only.
+Accuracy (item-aware Wilson 95% interval); for every pair of systems on classification tasks, Cohen's kappa of
+the predicted labels (INVALID a category of its own) with a 95% percentile bootstrap interval over items (one
+seeded draw shared by all pairs of a task and condition), conditional error overlap against the chance level
+1/(C-1), McNemar on correctness clustered by item (the exact McNemar test with one clip per item) with
+Benjamini–Hochberg q-values over all tests of the call, and the backbone confound (kappa with the matched
+cascade minus kappa with each mismatched cascade). Open-answer tasks (TriviaQA) get accuracy only. Rows that
+share an interchange ``item`` (the voices of one sentence) are one unit for every interval and test
+(docs/statistics.md).
 
 Inputs are interchange JSONL files, stores or run folders; systems are aligned by (task, condition,
 example_id). A system whose predictions carry transcripts counts as a cascade, any other as a speech LLM;
@@ -38,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only these system pairs (default: all pairs); put the option after the files",
     )
     parser.add_argument(
-        "--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples (0: none)"
+        "--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples of items (0: none)"
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--json", metavar="OUT", help="also write every result as JSON to OUT ('-': stdout)")
@@ -121,14 +123,17 @@ def _print_tables(result: Any, console: Any) -> None:
     from rich.table import Table
 
     invalid = {(r.system, r.task, r.condition): r for r in result.invalid}
-    acc = Table(title="Accuracy [Wilson 95% CI] and share of INVALID answers", title_justify="left")
-    for col in ("system", "task", "condition", "n", "accuracy [95% CI]", "INVALID"):
+    acc = Table(
+        title="Accuracy [Wilson 95% CI, item-aware] and share of INVALID answers", title_justify="left"
+    )
+    for col in ("system", "task", "condition", "items / clips", "accuracy [95% CI]", "INVALID"):
         acc.add_column(col, justify="left" if col in ("system", "task", "condition") else "right")
     for r in result.accuracy:
         inv = invalid[(r.system, r.task, r.condition)]
         acc.add_row(
-            e(r.system), e(r.task), e(r.condition), str(r.n), _f(r.accuracy) + _ci(r.ci), f"{inv.share:.1%}"
-        )
+            e(r.system), e(r.task), e(r.condition), f"{r.n_items} / {r.n_clips}", _f(r.accuracy) + _ci(r.ci),
+            f"{inv.share:.1%}",
+        )  # fmt: skip
     console.print(acc)
     boot = f"{result.n_bootstrap} resamples, seed {result.seed}" if result.n_bootstrap else "no bootstrap"
     groups: dict[tuple[str, str], list[Any]] = {}
@@ -136,13 +141,15 @@ def _print_tables(result: Any, console: Any) -> None:
         groups.setdefault((r.task, r.condition), []).append(r)
     if groups:
         console.print(
-            f"\nPairs: kappa of predicted labels [95% percentile bootstrap CI, {boot}]; overlap = same wrong / "
-            "both wrong (vs chance 1/(C-1)); a+b- / a-b+ = discordant counts; McNemar exact p; BH q over all "
-            "pairs, tasks and conditions.",
+            f"\nPairs: kappa of predicted labels [95% percentile bootstrap CI over items, {boot}]; overlap = "
+            "same wrong / both wrong (vs chance 1/(C-1)); a+b- / a-b+ = discordant clips; McNemar p clustered "
+            "by item (exact McNemar with one clip per item); BH q over all pairs, tasks and conditions. "
+            "Every interval and test treats the item as the unit (docs/statistics.md).",
             highlight=False,
         )
     for (task, condition), rows in groups.items():
-        table = Table(title=e(f"{task} / {condition} (n={rows[0].n})"), title_justify="left")
+        where = f"{task} / {condition} ({rows[0].n_items} items, {rows[0].n_clips} clips)"
+        table = Table(title=e(where), title_justify="left")
         for col in (
             "a",
             "b",
