@@ -81,4 +81,4 @@ def test_tost_mde_and_required_n_are_consistent() -> None:
 
 def test_se_from_ci() -> None:
     assert se_from_ci(-0.196, 0.196) == pytest.approx(0.1, rel=1e-4)
-    assert se_from_ci(None, 1.0) is None and se_from_ci(0.5, 0.5) is None
+    assert se_from_ci(None, 1.0) is None and se_from_ci(0.6, 0.5) is None and se_from_ci(0.5, 0.5) == 0

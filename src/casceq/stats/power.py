@@ -128,7 +128,10 @@ def tost_required_n(margin: float, sd: float, alpha: float = 0.05, power: float 
 
 
 def se_from_ci(low: float | None, high: float | None, level: float = 0.95) -> float | None:
-    """Standard error implied by a symmetric normal interval (None when an end is missing or it is empty)."""
-    if low is None or high is None or not math.isfinite(low) or not math.isfinite(high) or high <= low:
+    """Standard error implied by a symmetric normal interval (None when an end is missing or it is inverted).
+
+    A degenerate interval (every bootstrap resample gave the same value) gives 0.
+    """
+    if low is None or high is None or not math.isfinite(low) or not math.isfinite(high) or high < low:
         return None
     return (high - low) / (2 * _z(0.5 + level / 2))
