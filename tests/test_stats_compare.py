@@ -151,15 +151,25 @@ def test_degenerate_cases_tiny_constant_and_all_invalid():
 def test_json_schema_keys_exactly():
     doc = json.loads(compare(simulated(), tasks=TASKS, n_bootstrap=20).to_json())
     assert list(doc) == ["accuracy", "pairs", "backbone_confound", "invalid", "label_distribution"]
-    assert set(doc["accuracy"][0]) == {"system", "task", "condition", "n", "accuracy", "ci"}
+    assert set(doc["accuracy"][0]) == {
+        "system",
+        "task",
+        "condition",
+        "n",
+        "n_items",
+        "n_clips",
+        "accuracy",
+        "ci",
+    }
     assert set(doc["pairs"][0]) == {
-        "a", "b", "task", "condition", "n", "kappa", "kappa_ci", "both_wrong", "same_wrong", "overlap",
-        "overlap_chance", "overlap_ratio", "a_right_b_wrong", "a_wrong_b_right", "mcnemar_p", "q_value", "matched",
+        "a", "b", "task", "condition", "n", "n_items", "n_clips", "kappa", "kappa_ci", "both_wrong", "same_wrong",
+        "overlap", "overlap_ci", "overlap_chance", "overlap_ratio", "overlap_p", "a_right_b_wrong",
+        "a_wrong_b_right", "mcnemar_p", "q_value", "matched",
     }  # fmt: skip
     assert set(doc["invalid"][0]) == {"system", "task", "condition", "n_invalid", "share"}
     assert set(doc["backbone_confound"][0]) == {
-        "speech_llm", "backbone", "task", "condition", "matched", "mismatched", "mismatched_backbone",
-        "kappa_matched", "kappa_mismatched", "delta_kappa", "delta_ci",
+        "speech_llm", "backbone", "task", "condition", "n_items", "n_clips", "matched", "mismatched",
+        "mismatched_backbone", "kappa_matched", "kappa_mismatched", "delta_kappa", "delta_ci",
     }  # fmt: skip
     dist = doc["label_distribution"][1]
     assert dist["labels"] == [*MELD.labels, INVALID]

@@ -81,6 +81,9 @@ class Prediction:
         seconds: Wall time spent on this example (batch time divided by batch size).
         backbone: LLM backbone id of the system (for matched-pair detection).
         correct: Whether ``label`` is right; for open-answer tasks decided by alias matching.
+        item: The underlying item this example was made from: rows that share it (the voices of one
+            sentence, and in a run the same sentence under every condition) are one cluster for the
+            statistics (``docs/statistics.md``). None: the example is an item of its own.
     """
 
     system: str
@@ -95,3 +98,4 @@ class Prediction:
     seconds: float = 0.0
     backbone: str | None = None
     correct: bool | None = None
+    item: str | None = None

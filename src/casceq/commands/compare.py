@@ -112,12 +112,16 @@ def _print_tables(result: Any, console: Any) -> None:
     from rich.table import Table
 
     invalid = {(r.system, r.task, r.condition): r for r in result.invalid}
-    acc = Table(title="Accuracy [Wilson 95% CI] and share of INVALID answers", title_justify="left")
-    for col in ("system", "task", "condition", "n", "accuracy [95% CI]", "INVALID"):
+    acc = Table(
+        title="Accuracy [item-aware Wilson 95% CI] and share of INVALID answers", title_justify="left"
+    )
+    for col in ("system", "task", "condition", "items / clips", "accuracy [95% CI]", "INVALID"):
         acc.add_column(col, justify="left" if col in ("system", "task", "condition") else "right")
     for r in result.accuracy:
         inv = invalid[(r.system, r.task, r.condition)]
-        acc.add_row(r.system, r.task, r.condition, str(r.n), _f(r.accuracy) + _ci(r.ci), f"{inv.share:.1%}")
+        acc.add_row(
+            r.system, r.task, r.condition, f"{r.n_items} / {r.n_clips}", _f(r.accuracy) + _ci(r.ci), f"{inv.share:.1%}"
+        )  # fmt: skip
     console.print(acc)
     boot = f"{result.n_bootstrap} resamples, seed {result.seed}" if result.n_bootstrap else "no bootstrap"
     groups: dict[tuple[str, str], list[Any]] = {}
@@ -125,13 +129,15 @@ def _print_tables(result: Any, console: Any) -> None:
         groups.setdefault((r.task, r.condition), []).append(r)
     if groups:
         console.print(
-            f"\nPairs: kappa of predicted labels [95% percentile bootstrap CI, {boot}]; overlap = same wrong / "
-            "both wrong (vs chance 1/(C-1)); a+b- / a-b+ = discordant counts; McNemar exact p; BH q over all "
-            "pairs, tasks and conditions.",
+            f"\nPairs: kappa of predicted labels [95% percentile bootstrap CI over items, {boot}]; overlap = "
+            "same wrong / both wrong (vs chance 1/(C-1)); a+b- / a-b+ = discordant clips; McNemar p clustered "
+            "by item (exact McNemar with one clip per item); BH q over all pairs, tasks and conditions. "
+            "Every interval and test treats the item as the unit (docs/statistics.md).",
             highlight=False,
         )
     for (task, condition), rows in groups.items():
-        table = Table(title=f"{task} / {condition} (n={rows[0].n})", title_justify="left")
+        where = f"{task} / {condition} ({rows[0].n_items} items, {rows[0].n_clips} clips)"
+        table = Table(title=where, title_justify="left")
         for col in (
             "a",
             "b",

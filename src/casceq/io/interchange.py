@@ -36,13 +36,14 @@ class _Where:
 
 
 class _Checker:
-    """Accumulates errors and the cross-record checks: unique keys, one gold per example, one backbone."""
+    """Accumulates errors and the cross-record checks: unique keys, one gold and item per example, one backbone."""
 
     def __init__(self) -> None:
         self.errors: list[tuple[_Where, str]] = []
         self.keys: dict[tuple[str, str, str, str], _Where] = {}
         self.golds: dict[tuple[str, str], tuple[tuple[str, ...], _Where]] = {}
         self.backbones: dict[str, tuple[str, _Where]] = {}
+        self.items: dict[tuple[str, str], tuple[str, _Where]] = {}
         self.predictions: list[Prediction] = []
 
     def error(self, where: _Where, message: str) -> None:
@@ -59,6 +60,11 @@ class _Checker:
         if seen[0] != gold:
             return self.error(where, f"gold {_show(gold)} of {p.task} example {p.example_id!r} differs from "
                                      f"gold {_show(seen[0])} given at {seen[1]}")  # fmt: skip
+        if p.item is not None:
+            it = self.items.setdefault((p.task, p.example_id), (p.item, where))
+            if it[0] != p.item:
+                return self.error(where, f"item {p.item!r} of {p.task} example {p.example_id!r} differs from "
+                                         f"item {it[0]!r} given at {it[1]}")  # fmt: skip
         if p.backbone is not None:
             bb = self.backbones.setdefault(p.system, (p.backbone, where))
             if bb[0] != p.backbone:

@@ -1,8 +1,8 @@
 """One interchange record <-> one ``Prediction``: field checks, label parsing, correctness.
 
 A record is a JSON object ``{"system", "task", "example_id", "prediction", "gold"}`` with optional
-``condition`` (default ``"clean"``), ``transcript``, ``backbone``, ``label``, ``correct``, ``seconds`` and
-``label_scores``. ``docs/interchange.md`` is the user-facing description; this module is its implementation.
+``condition`` (default ``"clean"``), ``item``, ``transcript``, ``backbone``, ``label``, ``correct``, ``seconds``
+and ``label_scores``. ``docs/interchange.md`` is the user-facing description; this module is its implementation.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from casceq.types import CLEAN, INVALID, Example, Prediction
 REQUIRED = ("system", "task", "example_id", "prediction", "gold")
 """Fields every record must have."""
 
-OPTIONAL = ("condition", "transcript", "backbone", "label", "correct", "seconds", "label_scores")
+OPTIONAL = ("condition", "item", "transcript", "backbone", "label", "correct", "seconds", "label_scores")
 """Fields a record may have; any other field is an error (it is most likely a misspelt one)."""
 
-FIELD_ORDER = ("system", "task", "condition", "example_id", "prediction", "gold", *OPTIONAL[1:])
+FIELD_ORDER = ("system", "task", "condition", "example_id", "item", "prediction", "gold", *OPTIONAL[2:])
 """The order in which ``to_record`` writes fields."""
 
 
@@ -161,6 +161,7 @@ def from_record(record: Any) -> tuple[Prediction, tuple[str, ...]]:
         seconds=seconds,
         backbone=_optional_string(record, "backbone"),
         correct=correct,
+        item=_string(record, "item", allow_int=True) if record.get("item") is not None else None,
     )
     return pred, gold
 
@@ -174,7 +175,10 @@ def to_record(p: Prediction) -> dict[str, Any]:
     """
     task = load_task(p.task)
     out: dict[str, Any] = {"system": p.system, "task": p.task, "condition": p.condition,
-                           "example_id": p.example_id, "prediction": p.output, "gold": p.gold}  # fmt: skip
+                           "example_id": p.example_id}  # fmt: skip
+    if p.item is not None:
+        out["item"] = p.item
+    out.update(prediction=p.output, gold=p.gold)
     if p.transcript is not None:
         out["transcript"] = p.transcript
     if p.backbone is not None:

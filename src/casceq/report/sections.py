@@ -78,7 +78,7 @@ def overview(
     notes = (*data.notes, *(n for n in result.notes if not n.startswith("system kinds")))
     paras += [f"Note: {n}" for n in dict.fromkeys(notes)]
     warnings = [f"Missing: {m}." for m in missing]
-    tiny = sorted({(r.task, r.condition, r.n) for r in result.accuracy if r.n < SMALL_N})
+    tiny = sorted({(r.task, r.condition, r.n_items) for r in result.accuracy if r.n_items < SMALL_N})
     warnings += [
         f"Only n = {n} items on {t} ({c}): intervals are wide; numbers are marked †." for t, c, n in tiny
     ]
@@ -101,7 +101,9 @@ def accuracy_section(result: CompareResult, data: ReportData, book: SourceBook) 
                 cells.append(Cell("missing"))
                 continue
             ref = book.add(f"accuracy of {s} on {t} ({cond})", group_keys(result, t, cond, [s]))
-            cells.append(Cell(f"{fmt(r.accuracy)}{fmt_ci(r.ci)} n={r.n}{small(r.n)}", ref))
+            cells.append(
+                Cell(f"{fmt(r.accuracy)}{fmt_ci(r.ci)} n={_n(r.n_items, r.n)}{small(r.n_items)}", ref)
+            )
         rows.append(tuple(cells))
     paras = () if tasks else (f"No accuracy under {cond}: no task has predictions there.",)
     table = Table(
@@ -109,9 +111,16 @@ def accuracy_section(result: CompareResult, data: ReportData, book: SourceBook) 
         f"Accuracy per system and task ({cond}), 95% Wilson CI",
         ("system", *tasks),
         tuple(rows),
-        ("† n < 30.",) if any(r.n < SMALL_N for r in acc.values()) else (),
+        ("n = items (/ clips when an item has several). † fewer than 30 items.",)
+        if any(r.n_items < SMALL_N for r in acc.values())
+        else ("n = items (/ clips when an item has several).",),
     )
     return Section("accuracy", "Table 2: accuracy", paras, (table,) if tasks else ())
+
+
+def _n(n_items: int, n_clips: int) -> str:
+    """``items/clips``, or one number when every item has one clip."""
+    return str(n_clips) if n_items == n_clips else f"{n_items}/{n_clips}"
 
 
 def _heat_rows(pairs: Sequence[Agreement]) -> list[HeatRow]:
@@ -162,7 +171,7 @@ def agreement_section(result: CompareResult, data: ReportData, book: SourceBook,
                 Cell("★" if p.matched else ""),
                 Cell(p.task),
                 Cell(p.condition),
-                Cell(f"{p.n}{small(p.n)}", ref),
+                Cell(f"{_n(p.n_items, p.n)}{small(p.n_items)}", ref),
                 Cell(f"{fmt(p.kappa)}{fmt_ci(p.kappa_ci)}", ref),
                 Cell(overlap, ref),
                 Cell(fmt(p.overlap_chance, 2)),
@@ -172,11 +181,23 @@ def agreement_section(result: CompareResult, data: ReportData, book: SourceBook,
         )
     table = Table(
         "pairs",
-        "Every pair: κ [95% bootstrap CI], conditional error overlap (same wrong / both wrong) vs chance, "
-        "exact McNemar p and Benjamini–Hochberg q",
-        ("a", "b", "matched", "task", "condition", "n", "κ", "overlap", "chance", "McNemar p", "q"),
+        "Every pair: κ [95% bootstrap CI over items], conditional error overlap (same wrong / both wrong) vs "
+        "chance, McNemar p clustered by item and Benjamini–Hochberg q",
+        (
+            "a",
+            "b",
+            "matched",
+            "task",
+            "condition",
+            "items / clips",
+            "κ",
+            "overlap",
+            "chance",
+            "McNemar p",
+            "q",
+        ),
         tuple(rows),
-        ("★ = same LLM backbone. † n < 30.",),
+        ("★ = same LLM backbone. † fewer than 30 items.",),
     )
     paras = () if main else (f"No pairs under {cond}; the table lists the other conditions.",)
     return Section("agreement", "Figure 1: agreement (Cohen's κ)", paras, (table,), figs)

@@ -4,6 +4,11 @@ Text-sufficient tasks are spoken by each configured TTS voice (an item per examp
 ``"{example_id}@{voice}"``); tasks with natural speech (RAVDESS, or MELD/MUStARD with a user's audio folder)
 use their recordings (one item per example). Text systems answer once per example; the runner copies their
 answer to every voice of it.
+
+The predictions of a voiced item carry ``item = base_id`` (set from ``meta["base_id"]`` where rows are built),
+so the statistics resample the voices of an example, and the text ceiling's copies of one answer, together.
+The item does not name the condition: where a statistic pools conditions, one example under every condition
+is one cluster.
 """
 
 from __future__ import annotations

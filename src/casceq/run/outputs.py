@@ -67,27 +67,27 @@ def markdown_summary(ctx: Any, summary: Any, data: dict[str, Any]) -> str:
     if summary.failed:
         lines += ["## Failed systems", ""] + [f"- **{k}**: {v}" for k, v in summary.failed.items()] + [""]
     lines += [
-        "## Accuracy (95% Wilson CI)",
+        "## Accuracy (95% Wilson CI, item-aware)",
         "",
-        "| system | task | condition | n | accuracy | CI |",
+        "| system | task | condition | items / clips | accuracy | CI |",
         "|---|---|---|---|---|---|",
     ]
     for a in data["accuracy"]:
         lo, hi = a["ci"]
         lines.append(
-            f"| {a['system']} | {a['task']} | {a['condition']} | {a['n']} | {_fmt(a['accuracy'])} | [{_fmt(lo)}, {_fmt(hi)}] |"
+            f"| {a['system']} | {a['task']} | {a['condition']} | {a['n_items']} / {a['n_clips']} | {_fmt(a['accuracy'])} | [{_fmt(lo)}, {_fmt(hi)}] |"
         )
     lines += [
         "",
         "## Pairs",
         "",
-        "| a | b | task | condition | n | κ | κ CI | overlap | chance | McNemar p | q | matched |",
+        "| a | b | task | condition | items / clips | κ | κ CI | overlap | chance | McNemar p | q | matched |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in data["pairs"]:
         lo, hi = p["kappa_ci"]
         lines.append(
-            f"| {p['a']} | {p['b']} | {p['task']} | {p['condition']} | {p['n']} | {_fmt(p['kappa'])} | "
+            f"| {p['a']} | {p['b']} | {p['task']} | {p['condition']} | {p['n_items']} / {p['n_clips']} | {_fmt(p['kappa'])} | "
             f"[{_fmt(lo)}, {_fmt(hi)}] | {_fmt(p['overlap'])} | {_fmt(p['overlap_chance'])} | "
             f"{_fmt(p['mcnemar_p'], 4)} | {_fmt(p['q_value'], 4)} | {'yes' if p['matched'] else ''} |"
         )

@@ -96,6 +96,7 @@ def invalid_prediction(system: Any, task: Task, condition: str, item: Item, reas
         seconds=0.0,
         backbone=system.backbone,
         correct=False,
+        item=item.base_id if item.base_id != item.example.id else None,
     )
 
 

@@ -8,6 +8,11 @@ Durability: WAL journal with ``synchronous=FULL``. With WAL, ``NORMAL`` already 
 (the WAL is in the OS page cache), but after a power loss or kernel crash it may drop the last committed
 batches. ``FULL`` fsyncs the WAL at every commit, so a batch the runner saw committed is on disk. It costs one
 fsync per batch, small beside the seconds of model time a batch takes, and lost predictions cost model time.
+
+Migration: the ``item`` column (which underlying item a row was made from) came after schema version 1 was
+released. It is an additive, nullable column, so the version stays 1: opening an older file for writing adds
+the column (existing rows get NULL, i.e. each example is its own item), and a read-only open of such a file
+reads NULL for it.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     example_id TEXT NOT NULL,
     backbone TEXT, transcript TEXT, output TEXT NOT NULL, label TEXT NOT NULL, gold TEXT NOT NULL,
     correct INTEGER, label_scores TEXT, seconds REAL NOT NULL, cache_key TEXT NOT NULL,
-    created_at TEXT NOT NULL,
+    created_at TEXT NOT NULL, item TEXT,
     UNIQUE (run, system, task, condition, example_id));
 """
 
@@ -53,18 +58,21 @@ CREATE TABLE IF NOT EXISTS predictions (
 # upsert, not INSERT OR REPLACE: the row keeps its id, so predictions() keeps the order of first insertion.
 _UPSERT = """
 INSERT INTO predictions (run, system, task, condition, example_id, backbone, transcript, output, label, gold,
-                         correct, label_scores, seconds, cache_key, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         correct, label_scores, seconds, item, cache_key, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run, system, task, condition, example_id) DO UPDATE SET
     backbone = excluded.backbone, transcript = excluded.transcript, output = excluded.output,
     label = excluded.label, gold = excluded.gold, correct = excluded.correct,
-    label_scores = excluded.label_scores, seconds = excluded.seconds, cache_key = excluded.cache_key,
+    label_scores = excluded.label_scores, seconds = excluded.seconds, item = excluded.item,
+    cache_key = excluded.cache_key,
     created_at = excluded.created_at
 """
 
 _FIELDS = ("system", "task", "condition", "example_id", "output", "label", "gold", "transcript", "label_scores",
-           "seconds", "backbone", "correct")  # fmt: skip
+           "seconds", "backbone", "correct", "item")  # fmt: skip
 _COLUMNS = ", ".join(_FIELDS)
+_COLUMNS_V1 = _COLUMNS.replace(", item", ", NULL AS item")
+"""What a read-only open selects from a file written before the ``item`` column existed."""
 
 
 @dataclass(frozen=True)
@@ -166,9 +174,12 @@ class Store:
                 )
             if version < 1:
                 raise InputError(f"store has no valid schema version ({row})", path=str(self.path))
+        self._columns = _COLUMNS
         if self.read_only:
             if not tables:
                 raise InputError("empty file, not a casceq store", path=str(self.path))
+            if "predictions" in tables and not self._has_item_column():
+                self._columns = _COLUMNS_V1
             return
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
@@ -176,7 +187,12 @@ class Store:
             # Statement by statement: executescript() would COMMIT first and leave our transaction.
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
+            if not self._has_item_column():
+                db.execute("ALTER TABLE predictions ADD COLUMN item TEXT")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _has_item_column(self) -> bool:
+        return any(r[1] == "item" for r in self._db.execute("PRAGMA table_info(predictions)"))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -285,11 +301,17 @@ class Store:
             db.execute("INSERT OR IGNORE INTO runs VALUES (?, '{}', NULL, ?)", (run, now))
             for p, key in zip(predictions, cache_keys, strict=True):
                 old = db.execute(
-                    "SELECT cache_key FROM predictions WHERE run = ? AND system = ? AND task = ? AND condition = ? "
-                    "AND example_id = ?",
+                    "SELECT cache_key, item FROM predictions WHERE run = ? AND system = ? AND task = ? "
+                    "AND condition = ? AND example_id = ?",
                     (run, p.system, p.task, p.condition, p.example_id),
                 ).fetchone()
                 if old is not None and old[0] == key:
+                    if old[1] is None and p.item is not None:  # a row written before items were stored
+                        db.execute(
+                            "UPDATE predictions SET item = ? WHERE run = ? AND system = ? AND task = ? "
+                            "AND condition = ? AND example_id = ?",
+                            (p.item, run, p.system, p.task, p.condition, p.example_id),
+                        )
                     continue
                 db.execute(_UPSERT, (run, *_row(p), key, now))
                 inserted += old is None
@@ -333,7 +355,7 @@ class Store:
     ) -> list[Prediction]:
         """Return the stored predictions matching every given filter (None = all), in order of first insertion."""
         where, args = self._where(run, systems, tasks, conditions)
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM predictions{where} ORDER BY id", args)
+        rows = self._db.execute(f"SELECT {self._columns} FROM predictions{where} ORDER BY id", args)
         return [_prediction(r) for r in rows]
 
     def count(
@@ -356,7 +378,7 @@ def _row(p: Prediction) -> tuple[Any, ...]:
     scores = json.dumps(dict(p.label_scores)) if p.label_scores is not None else None
     correct = None if p.correct is None else int(p.correct)
     return (p.system, p.task, p.condition, p.example_id, p.backbone, p.transcript, p.output, p.label, p.gold,
-            correct, scores, float(p.seconds))  # fmt: skip
+            correct, scores, float(p.seconds), p.item)  # fmt: skip
 
 
 def _prediction(r: Sequence[Any]) -> Prediction:

@@ -12,11 +12,14 @@ output writes as ``null``; we do not report 1.0, because with no variation in ei
 evidence of agreement beyond chance. Bootstrap resamples with undefined kappa are left out of the percentile
 interval; the interval is ``(nan, nan)`` when every resample is undefined.
 
-The bootstrap resamples examples (rows), not pairs: one index matrix ``[B, n]`` drawn by
-``numpy.random.default_rng(seed).integers(0, n, size=(B, n))`` serves every pair of a task and condition, so
-intervals of different pairs (and differences between them) come from the same resamples. Each resample is
-turned into per-example multiplicities ``W [B, n]``; all count statistics then are matrix products of ``W``
-with one-hot label indicators, with no Python loop over resamples.
+The bootstrap resamples items, not rows and not pairs (:func:`bootstrap_pairwise_kappa`): G items are drawn
+with replacement by ``numpy.random.default_rng(seed).integers(0, G, size=(B, G))`` and every row (clip) of a
+drawn item comes along. One draw serves every pair of a task and condition, so intervals of different pairs
+(and differences between them) come from the same resamples. With one row per item this is the row bootstrap
+of earlier versions, resample for resample. Kappa's counts are sums over rows, so they are first summed per
+item (``X [G, columns]``) and each block of item multiplicities ``W [b, G]`` gives every count of b resamples
+as one matrix product ``W @ X``: memory grows with G and the block, not with rows x resamples, and there is
+no Python loop over resamples.
 """
 
 from __future__ import annotations
@@ -119,9 +122,63 @@ def pairwise_kappa(
     x[np.arange(n)[:, None], np.arange(s) * n_categories + codes.T] = 1.0
     x[:, s * n_categories :] = (codes[pairs[:, 0]] == codes[pairs[:, 1]]).T
     counts = (w @ x).astype(np.float64)
-    margins = counts[:, : s * n_categories].reshape(w.shape[0], s, n_categories)
-    agree = counts[:, s * n_categories :]
     total = w.sum(axis=1, keepdims=True, dtype=np.float64)
+    return _kappa_from_counts(counts, total, s, n_categories, pairs)
+
+
+def bootstrap_pairwise_kappa(
+    codes: np.ndarray,
+    pairs: np.ndarray,
+    n_categories: int,
+    clusters: np.ndarray,
+    n_resamples: int,
+    seed: int,
+    block: int = WEIGHT_BLOCK,
+) -> np.ndarray:
+    """Kappa of many pairs on B item-cluster bootstrap resamples, computed a block of resamples at a time.
+
+    Args:
+        codes: int array [S, n], label codes of S systems on the same n rows.
+        pairs: int array [P, 2] of system row indices (a, b).
+        n_categories: K.
+        clusters: int array [n] of item codes ``0 .. G-1`` (``casceq.stats.cluster.item_index``).
+        n_resamples: B.
+        seed: Seed of the item draws (``casceq.stats.cluster.iter_item_weights``).
+        block: Resamples per block (memory ``block x G``; results do not depend on it).
+
+    Returns:
+        float64 array [B, P]; NaN where a resample's kappa is undefined.
+    """
+    from casceq.stats.cluster import iter_item_weights, per_item_sums
+
+    s, n = codes.shape
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    clusters = np.asarray(clusters, dtype=np.int64)
+    g = int(clusters.max()) + 1
+    onehot = np.zeros((s * n_categories + len(pairs), n), dtype=np.uint8)
+    onehot[np.arange(s)[:, None] * n_categories + codes, np.arange(n)] = 1
+    onehot[s * n_categories :] = codes[pairs[:, 0]] == codes[pairs[:, 1]]
+    per_item = per_item_sums(np.vstack([onehot, np.ones((1, n), dtype=np.uint8)]), clusters, g)
+    # Resampled counts reach sum_i w_i x_i <= G * max(x_i); float32 sums stay exact below 2**24.
+    exact32 = g * int(per_item.max()) < 2**24
+    x = per_item.T.astype(np.float32 if exact32 else np.float64)
+    out = np.empty((n_resamples, len(pairs)))
+    start = 0
+    for w in iter_item_weights(g, n_resamples, seed, block):
+        counts = (w.astype(x.dtype, copy=False) @ x).astype(np.float64)
+        out[start : start + len(w)] = _kappa_from_counts(
+            counts[:, :-1], counts[:, -1:], s, n_categories, pairs
+        )
+        start += len(w)
+    return out
+
+
+def _kappa_from_counts(
+    counts: np.ndarray, total: np.ndarray, s: int, n_categories: int, pairs: np.ndarray
+) -> np.ndarray:
+    """Kappa [B, P] from per-resample counts [B, S*K + P] (margins, then agreements) and totals [B, 1]."""
+    margins = counts[:, : s * n_categories].reshape(counts.shape[0], s, n_categories)
+    agree = counts[:, s * n_categories :]
     dot = np.einsum("bpk,bpk->bp", margins[:, pairs[:, 0]], margins[:, pairs[:, 1]])
     expected_disagreement = total * total - dot
     with np.errstate(divide="ignore", invalid="ignore"):

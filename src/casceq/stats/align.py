@@ -1,8 +1,11 @@
 """Align prediction rows of many systems by (task, condition, example id) and check them.
 
 Checks that turn bad input into an ``InputError`` naming the example ids at fault: duplicate rows, systems
-answering different examples (unless ``intersect``), conflicting gold labels, labels outside the task's label
-set, a stored ``correct`` flag that contradicts the label, and a system declaring two backbones.
+answering different examples (unless ``intersect``), conflicting gold labels or items, labels outside the
+task's label set, a stored ``correct`` flag that contradicts the label, and a system declaring two backbones.
+
+Items: an example's item is the ``item`` any system's row gives it (all that give one must agree); an example
+no row gives an item is an item of its own (its id, prefixed so it cannot collide with a named item).
 """
 
 from __future__ import annotations
@@ -185,6 +188,7 @@ def align(
         if not task.open_answer and not set(gold) <= set(task.labels):
             bad = [i for i, g in zip(ids, gold, strict=True) if g not in task.labels]
             raise InputError(f"{where}: gold labels of {_ids(bad)} are not labels of the task")
+        items = _items(by_system, ids, where)
         labels, correct = [], []
         for s in systems:
             aligned = [by_system[s][i] for i in ids]
@@ -195,8 +199,26 @@ def align(
                 )
             labels.append(tuple(p.label for p in aligned))
             correct.append(_score(aligned, gold, task))
-        groups.append(AlignedGroup(task_name, condition, ids, gold, systems, tuple(labels), tuple(correct)))
+        groups.append(
+            AlignedGroup(task_name, condition, ids, gold, systems, tuple(labels), tuple(correct), items)
+        )
     return groups, notes
+
+
+def _items(
+    by_system: Mapping[str, Mapping[str, Prediction]], ids: tuple[str, ...], where: str
+) -> tuple[str, ...]:
+    """The item of every example: the one its rows name (they must agree), else the example itself."""
+    named: dict[str, str] = {}
+    for rows in by_system.values():
+        for i in ids:
+            item = rows[i].item
+            if item is None:
+                continue
+            if named.setdefault(i, item) != item:
+                raise InputError(f"{where}: example {i!r} is given items {named[i]!r} and {item!r}")
+    # The NUL prefix keeps an unnamed example from merging with a named item that happens to equal its id.
+    return tuple(named.get(i, "\0" + i) for i in ids)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The behavioural comparison: accuracy, kappa, error overlap, McNemar + BH and the backbone confound.
 
 ``compare(predictions)`` is what ``casceq compare`` runs. Per (task, condition) it aligns every system's
-answers, draws one bootstrap index matrix (seeded, shared by all pairs), and computes every pair's statistics
-with array operations (see ``casceq.stats.agreement``). BH adjusts the McNemar p-values of all reported pairs,
-tasks and conditions of the call together.
+answers, resamples items (seeded, the same draws for all pairs), and computes every pair's statistics with
+array operations (see ``casceq.stats.agreement``). The item is the unit of every interval and test
+(``casceq.stats.cluster``, ``docs/statistics.md``); point estimates are per clip. BH adjusts the McNemar
+p-values of all reported pairs, tasks and conditions of the call together.
 
 System kinds. The backbone confound needs to know which systems are speech LLMs and which are cascades.
 Pass ``kinds`` (``{"name": "cascade" | "speech_llm" | "text"}``) when you know them. Otherwise a system whose
@@ -20,14 +21,14 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import InputError
-from casceq.stats.agreement import (
-    bootstrap_indices,
-    encode,
-    pairwise_kappa,
-    percentile_interval,
-    resample_weights,
-)
+from casceq.stats.agreement import bootstrap_pairwise_kappa, encode, pairwise_kappa, percentile_interval
 from casceq.stats.align import SystemInfo, TaskLike, align, resolve_tasks, system_info
+from casceq.stats.cluster import (
+    cluster_mcnemar,
+    clustered_binomial_greater,
+    clustered_proportion_ci,
+    per_item_sums,
+)
 from casceq.stats.errors import chance_overlap, overlap, pair_counts
 from casceq.stats.results import (
     Accuracy,
@@ -38,7 +39,7 @@ from casceq.stats.results import (
     InvalidCount,
     LabelDistribution,
 )
-from casceq.stats.tests import benjamini_hochberg, mcnemar_exact, wilson_interval
+from casceq.stats.tests import benjamini_hochberg
 from casceq.types import INVALID, Prediction
 
 KINDS = ("cascade", "speech_llm", "text")
@@ -61,7 +62,7 @@ def compare(
         tasks: Task definitions by name; default: the registry (``casceq.tasks.get_task``), inferring labels
             of unregistered tasks from the data (noted in ``CompareResult.notes``).
         pairs: System pairs (a, b) to report; default all pairs, in order of first appearance.
-        n_bootstrap: Bootstrap resamples for the kappa intervals (0: no intervals).
+        n_bootstrap: Bootstrap resamples (of items) for the kappa intervals (0: no intervals).
         seed: Seed of the bootstrap generator (one fresh ``default_rng(seed)`` per task and condition).
         intersect: Compare on the example ids all systems of a task and condition share instead of raising.
         kinds: Optional system kinds (see the module docstring).
@@ -96,7 +97,8 @@ def compare(
     confound: list[BackboneConfound] = []
     distributions: list[LabelDistribution] = []
     for g in groups:
-        accuracy += _accuracy(g)
+        clusters, n_items = g.clusters()
+        accuracy += _accuracy(g, clusters, n_items)
         invalid += [
             InvalidCount(s, g.task, g.condition, k := labels.count(INVALID), k / len(labels))
             for s, labels in zip(g.systems, g.labels, strict=True)
@@ -118,34 +120,23 @@ def compare(
         point = pairwise_kappa(codes, pair_idx, len(categories))[0]
         boot = None
         if n_bootstrap > 0:
-            weights = resample_weights(
-                bootstrap_indices(len(g.example_ids), n_bootstrap, seed), len(g.example_ids)
-            )
-            boot = pairwise_kappa(codes, pair_idx, len(categories), weights)
+            boot = bootstrap_pairwise_kappa(codes, pair_idx, len(categories), clusters, n_bootstrap, seed)
         cis = percentile_interval(boot) if boot is not None else None
-        counts = pair_counts(codes, correct, pair_idx[: len(wanted)])
-        pvals = mcnemar_exact(counts.a_right_b_wrong, counts.a_wrong_b_right)
-        chance = chance_overlap(task.n_classes)
-        for j, (a, b) in enumerate(wanted):
-            ov = overlap(int(counts.same_wrong[j]), int(counts.both_wrong[j]))
+        n_clips = len(g.example_ids)
+        tests = _pair_tests(codes, correct, pair_idx[: len(wanted)], clusters, n_items, task.n_classes)
+        for j, ((a, b), pair_tests) in enumerate(zip(wanted, tests, strict=True)):
             agreements.append(
                 dict(
                     a=a,
                     b=b,
                     task=g.task,
                     condition=g.condition,
-                    n=len(g.example_ids),
+                    n=n_clips,
+                    n_items=n_items,
                     kappa=float(point[j]),
                     kappa_ci=None if cis is None else (float(cis[j, 0]), float(cis[j, 1])),
-                    both_wrong=int(counts.both_wrong[j]),
-                    same_wrong=int(counts.same_wrong[j]),
-                    overlap=ov,
-                    overlap_chance=chance,
-                    overlap_ratio=None if ov is None or chance is None else ov / chance,
-                    a_right_b_wrong=int(counts.a_right_b_wrong[j]),
-                    a_wrong_b_right=int(counts.a_wrong_b_right[j]),
-                    mcnemar_p=float(pvals[j]),
                     matched=info[a].backbone is not None and info[a].backbone == info[b].backbone,
+                    **pair_tests,
                 )
             )
         col = {p: j for j, p in enumerate(needed)}
@@ -167,6 +158,8 @@ def compare(
                     kappa_mismatched=float(point[jx[t]]),
                     delta_kappa=float(point[jm[t]] - point[jx[t]]),
                     delta_ci=delta_ci,
+                    n_items=n_items,
+                    n_clips=len(g.example_ids),
                 )
             )
     compared = {(r["a"], r["b"]) for r in agreements}
@@ -213,14 +206,59 @@ def infer_kinds(info: Mapping[str, SystemInfo], declared: Mapping[str, str]) -> 
     return kind, "system kinds (override with --kind NAME=KIND): " + ", ".join(how)
 
 
-def _accuracy(g: AlignedGroup) -> list[Accuracy]:
-    right = np.array([sum(c) for c in g.correct])
+def _pair_tests(
+    codes: np.ndarray,
+    correct: np.ndarray,
+    pairs: np.ndarray,
+    clusters: np.ndarray,
+    n_items: int,
+    n_classes: int,
+) -> list[dict[str, Any]]:
+    """Error overlap and McNemar of each pair, with item-aware intervals and tests (one dict per pair)."""
+    counts = pair_counts(codes, correct, pairs)
+    a, b = pairs[:, 0], pairs[:, 1]
+    wrong_a, wrong_b = ~correct[a], ~correct[b]
+    both = wrong_a & wrong_b
+    per_item = per_item_sums(
+        np.stack([both, both & (codes[a] == codes[b]), ~wrong_a & wrong_b, wrong_a & ~wrong_b]),
+        clusters,
+        n_items,
+    )
+    clips = per_item_sums(np.ones(clusters.size, dtype=np.int64), clusters, n_items)
+    chance = chance_overlap(n_classes)
+    out = []
+    for j in range(len(pairs)):
+        both_i, same_i, b_i, c_i = per_item[:, j]
+        ov = overlap(int(counts.same_wrong[j]), int(counts.both_wrong[j]))
+        shared = both_i > 0
+        out.append(
+            dict(
+                both_wrong=int(counts.both_wrong[j]),
+                same_wrong=int(counts.same_wrong[j]),
+                overlap=ov,
+                overlap_ci=None if ov is None else clustered_proportion_ci(same_i[shared], both_i[shared]),
+                overlap_chance=chance,
+                overlap_ratio=None if ov is None or chance is None else ov / chance,
+                overlap_p=None
+                if ov is None or chance is None or chance >= 1
+                else clustered_binomial_greater(same_i[shared], both_i[shared], chance),
+                a_right_b_wrong=int(counts.a_right_b_wrong[j]),
+                a_wrong_b_right=int(counts.a_wrong_b_right[j]),
+                mcnemar_p=cluster_mcnemar(b_i, c_i, clips),
+            )
+        )
+    return out
+
+
+def _accuracy(g: AlignedGroup, clusters: np.ndarray, n_items: int) -> list[Accuracy]:
+    right = per_item_sums(np.array(g.correct, dtype=np.int64), clusters, n_items)
+    clips = per_item_sums(np.ones(clusters.size, dtype=np.int64), clusters, n_items)
     n = len(g.example_ids)
-    lo, hi = wilson_interval(right, np.full(len(right), n))
-    return [
-        Accuracy(s, g.task, g.condition, n, int(k), k / n, (float(lo[i]), float(hi[i])))
-        for i, (s, k) in enumerate(zip(g.systems, right, strict=True))
-    ]
+    out = []
+    for s, k in zip(g.systems, right, strict=True):
+        ci = clustered_proportion_ci(k, clips)
+        out.append(Accuracy(s, g.task, g.condition, n, int(k.sum()), int(k.sum()) / n, ci, n_items))
+    return out
 
 
 def _distribution(g: AlignedGroup, codes: np.ndarray, categories: tuple[str, ...]) -> LabelDistribution:

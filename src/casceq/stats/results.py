@@ -2,17 +2,21 @@
 
 The JSON written by ``casceq compare --json`` has exactly these top-level keys, each a list of rows::
 
-    accuracy            {system, task, condition, n, accuracy, ci}
-    pairs               {a, b, task, condition, n, kappa, kappa_ci, both_wrong, same_wrong, overlap,
-                         overlap_chance, overlap_ratio, a_right_b_wrong, a_wrong_b_right, mcnemar_p,
-                         q_value, matched}
-    backbone_confound   {speech_llm, backbone, task, condition, matched, mismatched, mismatched_backbone,
-                         kappa_matched, kappa_mismatched, delta_kappa, delta_ci}
+    accuracy            {system, task, condition, n, n_items, n_clips, accuracy, ci}
+    pairs               {a, b, task, condition, n, n_items, n_clips, kappa, kappa_ci, both_wrong, same_wrong,
+                         overlap, overlap_ci, overlap_chance, overlap_ratio, overlap_p, a_right_b_wrong,
+                         a_wrong_b_right, mcnemar_p, q_value, matched}
+    backbone_confound   {speech_llm, backbone, task, condition, n_items, n_clips, matched, mismatched,
+                         mismatched_backbone, kappa_matched, kappa_mismatched, delta_kappa, delta_ci}
     invalid             {system, task, condition, n_invalid, share}
     label_distribution  {task, condition, labels, gold, systems: {name: counts aligned with labels}}
 
 Undefined numbers (kappa with p_e = 1, overlap with no shared error, intervals without resamples) are
 ``null``; the JSON never contains NaN.
+
+``n_clips`` counts rows (an example in one voice); ``n_items`` counts the items they were made from (the
+``item`` field; see ``docs/statistics.md``). ``n`` is ``n_clips``, kept for readers of older output. Every
+interval and test treats the item as the unit.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from casceq.stats.errors import Disagreements, disagreements
 
 Interval = tuple[float, float] | None
@@ -30,7 +36,11 @@ Interval = tuple[float, float] | None
 
 @dataclass(frozen=True)
 class Accuracy:
-    """Accuracy of one system on one task and condition, with a Wilson 95% interval."""
+    """Accuracy of one system on one task and condition, with a Wilson 95% interval.
+
+    The interval is item-aware (``casceq.stats.cluster.clustered_proportion_ci``): plain Wilson when every
+    item has one clip. ``n`` is the number of clips (= ``n_clips``); ``n_items`` 0 means "not recorded".
+    """
 
     system: str
     task: str
@@ -39,6 +49,12 @@ class Accuracy:
     correct: int
     accuracy: float
     ci: tuple[float, float]
+    n_items: int = 0
+
+    @property
+    def n_clips(self) -> int:
+        """Clips (rows) scored: the same as ``n``."""
+        return self.n
 
 
 @dataclass(frozen=True)
@@ -46,10 +62,12 @@ class Agreement:
     """Everything compared between two systems on one task and condition (classification tasks only).
 
     ``kappa`` is Cohen's kappa of the predicted labels (NaN when undefined), ``kappa_ci`` its percentile
-    bootstrap interval (None with ``--bootstrap 0``), ``overlap`` the conditional error overlap (None when
-    never both wrong), ``mcnemar_p`` the exact McNemar p on correctness and ``q_value`` its
+    bootstrap interval over items (None with ``--bootstrap 0``), ``overlap`` the conditional error overlap
+    (None when never both wrong) with ``overlap_ci`` its item-aware Wilson interval and ``overlap_p`` the
+    one-sided item-aware binomial p of ``overlap > overlap_chance``, ``mcnemar_p`` the cluster-adjusted
+    McNemar p on correctness (the exact McNemar test with one clip per item) and ``q_value`` its
     Benjamini–Hochberg adjustment over every pair, task and condition of the call. ``matched`` says both
-    systems declare the same (non-null) LLM backbone.
+    systems declare the same (non-null) LLM backbone. ``n`` is the number of clips (= ``n_clips``).
     """
 
     a: str
@@ -69,6 +87,14 @@ class Agreement:
     mcnemar_p: float
     q_value: float
     matched: bool
+    n_items: int = 0
+    overlap_ci: Interval = None
+    overlap_p: float | None = None
+
+    @property
+    def n_clips(self) -> int:
+        """Clips (rows) compared: the same as ``n``."""
+        return self.n
 
 
 @dataclass(frozen=True)
@@ -91,6 +117,8 @@ class BackboneConfound:
     kappa_mismatched: float
     delta_kappa: float
     delta_ci: Interval
+    n_items: int = 0
+    n_clips: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,7 +147,8 @@ class LabelDistribution:
 class AlignedGroup:
     """The aligned predictions of one task and condition (examples in sorted id order).
 
-    ``labels[s][i]`` and ``correct[s][i]`` belong to ``systems[s]`` and ``example_ids[i]``.
+    ``labels[s][i]`` and ``correct[s][i]`` belong to ``systems[s]`` and ``example_ids[i]``; ``items[i]`` is
+    the item (cluster) of ``example_ids[i]`` (empty: every example is its own item).
     """
 
     task: str
@@ -129,6 +158,13 @@ class AlignedGroup:
     systems: tuple[str, ...]
     labels: tuple[tuple[str, ...], ...]
     correct: tuple[tuple[bool, ...], ...]
+    items: tuple[str, ...] = ()
+
+    def clusters(self) -> tuple[np.ndarray, int]:
+        """Item code of every example, ``0 .. G-1``, and G (see ``casceq.stats.cluster.item_index``)."""
+        from casceq.stats.cluster import item_index
+
+        return item_index(self.items or self.example_ids)
 
 
 def _num(x: float | None) -> float | None:
@@ -174,6 +210,8 @@ class CompareResult:
                     "task": r.task,
                     "condition": r.condition,
                     "n": r.n,
+                    "n_items": r.n_items,
+                    "n_clips": r.n_clips,
                     "accuracy": r.accuracy,
                     "ci": _interval(r.ci),
                 }
@@ -186,13 +224,17 @@ class CompareResult:
                     "task": r.task,
                     "condition": r.condition,
                     "n": r.n,
+                    "n_items": r.n_items,
+                    "n_clips": r.n_clips,
                     "kappa": _num(r.kappa),
                     "kappa_ci": _interval(r.kappa_ci),
                     "both_wrong": r.both_wrong,
                     "same_wrong": r.same_wrong,
                     "overlap": _num(r.overlap),
+                    "overlap_ci": _interval(r.overlap_ci),
                     "overlap_chance": _num(r.overlap_chance),
                     "overlap_ratio": _num(r.overlap_ratio),
+                    "overlap_p": _num(r.overlap_p),
                     "a_right_b_wrong": r.a_right_b_wrong,
                     "a_wrong_b_right": r.a_wrong_b_right,
                     "mcnemar_p": r.mcnemar_p,
@@ -207,6 +249,8 @@ class CompareResult:
                     "backbone": r.backbone,
                     "task": r.task,
                     "condition": r.condition,
+                    "n_items": r.n_items,
+                    "n_clips": r.n_clips,
                     "matched": r.matched,
                     "mismatched": r.mismatched,
                     "mismatched_backbone": r.mismatched_backbone,

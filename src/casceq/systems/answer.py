@@ -104,6 +104,7 @@ def to_predictions(
                 seconds=per,
                 backbone=backbone,
                 correct=task.is_correct(label, ex),
+                item=ex.meta.get("base_id"),  # the voices of one example are one item (run/items.py)
             )
         )
     return rows
