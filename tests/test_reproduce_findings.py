@@ -215,7 +215,11 @@ def test_label_bias_overlap_does_not_pass() -> None:
     cmp = CompareView(data)
     row = cmp.pair("Speech-LLM", "Cascade-S", "ag_news", "clean")
     assert row["overlap"] == pytest.approx(0.44, abs=0.04)
-    lo, _ = cb.overlap_interval(row["same_wrong"], row["both_wrong"])
+    table = cb.label_table(preds)
+    k, m, _, (lo, _), _ = cb.overlap_interval(
+        table[("Speech-LLM", "ag_news", "clean")], table[("Cascade-S", "ag_news", "clean")]
+    )
+    assert (k, m) == (row["same_wrong"], row["both_wrong"])
     assert lo > 1 / 3  # the old rule (binomial vs 1/(C-1)) would have passed it
     claim = cb.claim_overlap(cmp, ["ag_news"], cb.label_table(preds))
     assert claim.verdict != REPRODUCED
@@ -500,3 +504,31 @@ def test_judge_without_any_output_says_why(tmp_path: Path) -> None:
     assert "boom" in claims[0].reason and "skip-mech" in claims[-1].reason
     page = write_findings(tmp_path, plan, claims, {"command": "casceq reproduce --offline"}, {}).read_text()
     assert "casceq reproduce --offline" in page and "inconclusive" in page and "powered" in page
+
+
+def _two_voices(table: dict) -> dict:
+    """Every clip duplicated as ``id@v1`` and ``id@v2`` with the same correctness (voices of one item)."""
+    return {k: {f"{i}@{v}": c for i, c in cells.items() for v in ("v1", "v2")} for k, cells in table.items()}
+
+
+def test_rules_treat_voices_of_an_item_as_one_unit() -> None:
+    one = _table(0.2, 0.05, n=100)
+    two = _two_voices(one)
+    d1 = cb.degradation(one, "sst2", "Speech-LLM", "Cascade-S", "babble@0", n_boot=2000, seed=1)
+    d2 = cb.degradation(two, "sst2", "Speech-LLM", "Cascade-S", "babble@0", n_boot=2000, seed=1)
+    assert d1 is not None and d2 is not None and (d2.n, d2.n_items) == (200, 100)
+    # copies of a clip add no information: the item bootstrap gives the same interval, not one √2 narrower
+    assert d2.diff == pytest.approx(d1.diff)
+    assert d2.diff_ci == pytest.approx(d1.diff_ci, abs=1e-12)
+    est1, se1 = cb.clustered_difference(one, "Speech-LLM", "Cascade-S", "sst2", "babble@0", None)  # type: ignore[misc]
+    est2, se2 = cb.clustered_difference(two, "Speech-LLM", "Cascade-S", "sst2", "babble@0", None)  # type: ignore[misc]
+    assert est2 == pytest.approx(est1) and se2 == pytest.approx(se1, rel=1e-9)
+    # the clip-level standard error of the McNemar counts would be ~√2 smaller on the duplicated clips
+    a, b = (two[(s, "sst2", "babble@0")] for s in ("Speech-LLM", "Cascade-S"))
+    row = {
+        "a_right_b_wrong": sum(a[i] and not b[i] for i in a),
+        "a_wrong_b_right": sum(b[i] and not a[i] for i in a),
+        "n": len(a),
+    }
+    _, se_clip = cb.paired_accuracy_difference(row)
+    assert se_clip is not None and se_clip < se2 / 1.3

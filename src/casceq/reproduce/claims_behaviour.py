@@ -29,6 +29,7 @@ from casceq.reproduce.rules import (
     family_q_values,
     fmt,
     fmt_ci,
+    item_of,
 )
 from casceq.stats.power import se_from_ci
 
@@ -38,6 +39,9 @@ CLEAN = "clean"
 
 LabelTable = Mapping[tuple[str, str, str], Mapping[str, tuple[str, str]]]
 """``{(system, task, condition): {example_id: (label, gold)}}`` (``label_table``)."""
+
+Items = Mapping[str, str]
+"""``{example_id: item}`` (``item_table``): the clips of one item are resampled and tested together."""
 
 
 def n_classes(task: str) -> int:
@@ -59,8 +63,39 @@ def paired_accuracy_difference(row: Mapping[str, Any]) -> tuple[float, float | N
     return (b - c) / n, math.sqrt(var) if var > 0 else None
 
 
-def claim_ceiling(cmp: CompareView, text_tasks: Sequence[str], bh_family: str = "paper") -> Claim:
-    """(a) The speech LLM does not beat Cascade-S, nor Cascade-W Cascade-S (non-superiority, clean)."""
+Correctness = Mapping[tuple[str, str, str], Mapping[str, bool]]
+"""``{(system, task, condition): {example_id: correct}}`` (``correctness_table``)."""
+
+
+def clustered_difference(
+    correct: Correctness, a: str, b: str, task: str, condition: str, items: Items | None
+) -> tuple[float, float | None] | None:
+    """acc(a) − acc(b) on the clips both answered, with its item-clustered standard error (Obuchowski)."""
+    from casceq.stats.cluster import paired_difference_ci
+
+    ca, cb_ = correct.get((a, task, condition)), correct.get((b, task, condition))
+    ids = [i for i in ca or {} if i in (cb_ or {})]
+    if not ca or not cb_ or len(ids) < 2:
+        return None
+    (xa, xb), clips = per_item({i: [ca[i], cb_[i]] for i in ids}, items)
+    if len(clips) < 2:
+        return None
+    d = paired_difference_ci(xa, xb, clips)
+    return d.estimate, d.se if d.se > 0 else None
+
+
+def claim_ceiling(
+    cmp: CompareView,
+    text_tasks: Sequence[str],
+    bh_family: str = "paper",
+    correct: Correctness | None = None,
+    items: Items | None = None,
+) -> Claim:
+    """(a) The speech LLM does not beat Cascade-S, nor Cascade-W Cascade-S (non-superiority, clean).
+
+    With ``correct`` (and ``items``) the paired differences are item-clustered; without, clip-level from the
+    McNemar counts of ``compare.json``.
+    """
     margin = REFERENCE["a"]
     q = family_q_values(cmp.data.get("pairs", ()), bh_family, SPEECH, CASCADES)
     out = []
@@ -76,10 +111,12 @@ def claim_ceiling(cmp: CompareView, text_tasks: Sequence[str], bh_family: str = 
             out.append(TaskVerdict(t, NOT_TESTABLE, f"a system is at chance: {words}", nums))
             continue
         q_vs = q.get((SPEECH, STRONG, t, CLEAN), q.get((STRONG, SPEECH, t, CLEAN), vs["q_value"]))
-        verdicts = [
-            equivalence(t, *paired_accuracy_difference(r), margin, "", what, two_sided=False)
-            for r, what in ((vs, "acc(Speech-LLM) − acc(Cascade-S)"), (sw, "acc(Cascade-W) − acc(Cascade-S)"))
-        ]
+        verdicts = []
+        for (x, y), r in (((SPEECH, STRONG), vs), ((WEAK, STRONG), sw)):
+            diff = clustered_difference(correct, x, y, t, CLEAN, items) if correct else None
+            est, se = diff if diff is not None else paired_accuracy_difference(r)
+            what = f"acc({x}) − acc({y})"
+            verdicts.append(equivalence(t, est, se, margin, "", what, two_sided=False))
         nums += "".join(v.numbers for v in verdicts)
         nums += f"; McNemar q (Speech-LLM vs Cascade-S, BH family {bh_family}) {fmt(q_vs, 4)}"
         mde = max(v.mde for v in verdicts if v.mde is not None) if all(v.mde for v in verdicts) else None
@@ -148,6 +185,24 @@ def claim_confound(cmp: CompareView, text_tasks: Sequence[str]) -> Claim:
     )
 
 
+def item_table(predictions: Sequence[Any]) -> dict[str, str]:
+    """``Items`` from prediction rows: their ``item`` field, else the example id before "@" (older runs)."""
+    return {p.example_id: item_of(p.example_id, getattr(p, "item", None)) for p in predictions}
+
+
+def per_item(
+    values: Mapping[str, Sequence[float]], items: Items | None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Sum aligned per-clip value lists over items: (per-item sums of each list, clips per item)."""
+    from casceq.stats.cluster import item_index, per_item_sums
+
+    ids = list(values)
+    clusters, g = item_index([item_of(i, (items or {}).get(i)) for i in ids])
+    arr = np.array([values[i] for i in ids], dtype=np.float64).T  # [k, n]
+    sums = per_item_sums(arr, clusters, g)
+    return list(sums), np.bincount(clusters, minlength=g)
+
+
 def label_table(predictions: Sequence[Any]) -> dict[tuple[str, str, str], dict[str, tuple[str, str]]]:
     """``LabelTable`` from prediction rows."""
     table: dict[tuple[str, str, str], dict[str, tuple[str, str]]] = {}
@@ -182,15 +237,27 @@ def bias_overlap_null(a: Mapping[str, tuple[str, str]], b: Mapping[str, tuple[st
     return sum(probs) / len(probs)
 
 
-def overlap_interval(k: int, m: int) -> tuple[float, float]:
-    """95% Wilson interval of the error overlap k / m."""
-    from casceq.stats.tests import wilson_interval
+def overlap_interval(
+    a: Mapping[str, tuple[str, str]], b: Mapping[str, tuple[str, str]], items: Items | None = None
+) -> tuple[int, int, int, tuple[float, float], float]:
+    """Same-wrong k of m both-wrong clips, their items, the item-clustered 95% Wilson interval, the design effect.
 
-    lo, hi = wilson_interval(np.array([k]), np.array([m]))
-    return float(lo[0]), float(hi[0])
+    ``casceq.stats.cluster.clustered_proportion_ci``: the clips of one item count once their correlation is
+    accounted for (design effect); with one clip per item it is the plain Wilson interval.
+    """
+    from casceq.stats.cluster import clustered_proportion_ci, design_effect
+
+    both = {i: [float(a[i][0] == b[i][0])] for i in a if i in b and a[i][0] != a[i][1] and b[i][0] != b[i][1]}
+    if not both:
+        return 0, 0, 0, (float("nan"), float("nan")), 1.0
+    (same,), clips = per_item(both, items)
+    ci = clustered_proportion_ci(same, clips)
+    return int(same.sum()), int(clips.sum()), len(clips), ci, design_effect(same, clips)
 
 
-def claim_overlap(cmp: CompareView, text_tasks: Sequence[str], labels: LabelTable | None = None) -> Claim:
+def claim_overlap(
+    cmp: CompareView, text_tasks: Sequence[str], labels: LabelTable | None = None, items: Items | None = None
+) -> Claim:
     """(c) P(same wrong | both wrong) of the speech LLM and Cascade-S above both 1/(C-1) and the label-bias null."""
     from casceq.stats.power import mde
 
@@ -219,11 +286,13 @@ def claim_overlap(cmp: CompareView, text_tasks: Sequence[str], labels: LabelTabl
             why = "no shared errors" if m == 0 else "no predictions to compute the label-bias null"
             out.append(TaskVerdict(t, NOT_TESTABLE, why, nums))
         else:
-            lo, hi = overlap_interval(k, m)
-            se0 = math.sqrt(null * (1 - null) / m)
-            mde_ = mde(se0, alpha=ALPHA / 2)
+            assert a is not None and b is not None
+            k, m, g, (lo, hi), deff = overlap_interval(a, b, items)
+            # the null's binomial SE on the effective number of shared-error clips (m / design effect)
+            mde_ = mde(math.sqrt(null * (1 - null) * deff / m), alpha=ALPHA / 2)
             nums += (
-                f"; overlap 95% CI [{fmt(lo)}, {fmt(hi)}] vs null {fmt(null)}, MDE {fmt(mde_)} above the null"
+                f"; {m} shared-error clips from {g} items, overlap 95% CI (item-clustered) [{fmt(lo)}, {fmt(hi)}] "
+                f"vs null {fmt(null)}, MDE {fmt(mde_)} above the null"
             )
             powered = mde_ <= ref
             if lo > null:
@@ -309,6 +378,7 @@ class Degradation:
     drop_a: float
     drop_b: float
     diff_ci: tuple[float, float]
+    n_items: int = 0
 
     @property
     def diff(self) -> float:
@@ -324,24 +394,30 @@ def degradation(
     low: str,
     n_boot: int = 1000,
     seed: int = 0,
+    items: Items | None = None,
 ) -> Degradation | None:
     """Drops clean → ``low`` of systems a and b, with a 95% percentile CI of their difference.
 
-    ``correct[(system, task, condition)]`` maps example ids to correctness; items present in all four cells are
-    used and resampled together (paired).
+    ``correct[(system, task, condition)]`` maps example ids to correctness; clips present in all four cells are
+    used, resampled by item (all voices of an item together, ``items``; default: the id before "@") and
+    paired across systems and conditions (``casceq.stats.cluster.cluster_bootstrap_weights``).
     """
+    from casceq.stats.cluster import cluster_bootstrap_weights, item_index
+
     cells = [correct.get((s, task, c)) or {} for s in (a, b) for c in (CLEAN, low)]
     ids = sorted(set.intersection(*[set(c) for c in cells]))
     if not ids:
         return None
     m = np.array([[c[i] for i in ids] for c in cells], dtype=np.float64)
     drops = m[[0, 2]] - m[[1, 3]]  # [2, n] per-item drop of a and b
-    per_item = drops[0] - drops[1]
-    idx = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
-    boot = per_item[idx].mean(axis=1)
+    per_clip = drops[0] - drops[1]
+    clusters, g = item_index([item_of(i, (items or {}).get(i)) for i in ids])
+    w = cluster_bootstrap_weights(clusters, n_boot, seed).astype(np.float64)  # [B, n]
+    total = w.sum(axis=1)
+    boot = (w @ per_clip)[total > 0] / total[total > 0]
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return Degradation(
-        task, a, b, low, len(ids), float(drops[0].mean()), float(drops[1].mean()), (float(lo), float(hi))
+        task, a, b, low, len(ids), float(drops[0].mean()), float(drops[1].mean()), (float(lo), float(hi)), g
     )
 
 
@@ -360,7 +436,10 @@ def claim_noise(
         if d is None:
             out.append(TaskVerdict(t, NOT_TESTABLE, "no clean and noisy predictions of both systems"))
             continue
-        nums = f"drop clean→{d.condition}: Speech-LLM {fmt(d.drop_a)}, Cascade-S {fmt(d.drop_b)} (n {d.n})"
+        nums = (
+            f"drop clean→{d.condition}: Speech-LLM {fmt(d.drop_a)}, Cascade-S {fmt(d.drop_b)} "
+            f"({d.n} clips, {d.n_items} items)"
+        )
         if not ok:
             out.append(TaskVerdict(t, NOT_TESTABLE, f"a model at chance cannot degrade: {words}", nums))
             continue

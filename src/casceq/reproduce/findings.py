@@ -61,11 +61,12 @@ def judge(
 
         cmp = CompareView(data)
         pred_file = out / "run" / "predictions.jsonl"
-        labels = cb.label_table(read_predictions([pred_file])) if pred_file.is_file() else None
+        preds = read_predictions([pred_file]) if pred_file.is_file() else []
+        labels, correct, items = cb.label_table(preds), cb.correctness_table(preds), cb.item_table(preds)
         claims += [
-            cb.claim_ceiling(cmp, text, bh_family),
+            cb.claim_ceiling(cmp, text, bh_family, correct or None, items),
             cb.claim_confound(cmp, text),
-            cb.claim_overlap(cmp, text, labels),
+            cb.claim_overlap(cmp, text, labels or None, items),
             cb.claim_text_insufficient(cmp, text, speech),
             _noise(out, plan, cmp, text),
         ]
@@ -97,7 +98,10 @@ def _noise(out: Path, plan: Plan, cmp: CompareView, text: Sequence[str]) -> Clai
     low = min(noisy, key=lambda c: snr_of(c) or 0.0)
     preds = read_predictions([out / "run" / "predictions.jsonl"])
     table = cb.correctness_table(preds)
-    drops = {t: cb.degradation(table, t, cb.SPEECH, cb.STRONG, low, plan.bootstrap, plan.seed) for t in text}
+    items = cb.item_table(preds)
+    drops = {
+        t: cb.degradation(table, t, cb.SPEECH, cb.STRONG, low, plan.bootstrap, plan.seed, items) for t in text
+    }
     audio = {cb.SPEECH, cb.STRONG, cb.WEAK, cb.MISMATCHED}
     result = compare(preds, n_bootstrap=0, intersect=True)
     found = [r for r in reversals(noise_points(result)) if {r.a, r.b} <= audio and cb.SPEECH in (r.a, r.b)]

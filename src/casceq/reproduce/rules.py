@@ -159,6 +159,11 @@ def chance_of_labels(gold: Sequence[str], n_classes: int) -> float:
     return chance_level(list(Counter(gold).values()), n_classes)
 
 
+def item_of(example_id: str, item: str | None = None) -> str:
+    """The item of a clip: its ``item`` field, else the example id before "@" (ids are ``example@voice``)."""
+    return item if item else example_id.split("@")[0]
+
+
 def fmt(x: float | None, nd: int = 3) -> str:
     """A number for the page ('n/a' for None or NaN)."""
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
