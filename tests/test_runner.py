@@ -265,6 +265,7 @@ settings = {{ few_shot = {{ sst2 = 2 }} }}
 def test_heldout_pick_refuses_leaks_at_run_time(monkeypatch):
     # positive control of the run-time check: a picker that returned an evaluated item or a shot is an error
     import casceq.systems.llm.calibration as cal
+    from casceq.errors import LeakageError
     from casceq.run.calibrate import heldout_examples
     from casceq.tasks import get_task, load_examples
 
@@ -276,10 +277,10 @@ def test_heldout_pick_refuses_leaks_at_run_time(monkeypatch):
             return ((task.prompt(evaluated[4].text, evaluated[4]), "positive"),)
 
     monkeypatch.setattr(cal, "heldout_examples", lambda *a, **k: evaluated[:2])
-    with pytest.raises(RuntimeError, match="2 evaluated items and 0 few-shot"):
+    with pytest.raises(LeakageError, match="2 evaluated items and 0 few-shot"):
         heldout_examples("sst2", evaluated[:3], 2, 0)
     monkeypatch.setattr(cal, "heldout_examples", lambda *a, **k: evaluated[3:])
-    with pytest.raises(RuntimeError, match="0 evaluated items and 1 few-shot"):
+    with pytest.raises(LeakageError, match="0 evaluated items and 1 few-shot"):
         heldout_examples("sst2", evaluated[:3], 2, 0, Shots())
 
 

@@ -208,6 +208,9 @@ def load_items(args: argparse.Namespace, task: Any) -> tuple[list[Any], list[Any
         seed = 0 if args.seed is None else args.seed
         base = load_examples(task.name, n=args.n, seed=seed, data_dir=args.data_dir)
         examples = [it.example for it in spoken_items(base, args.voice, Path(args.audio_dir))]
+    from casceq.run.leakage import check_not_trained_on
+
+    check_not_trained_on(args.model, examples)
     if getattr(args, "calibration", None):
         from casceq.run.calibrate import check_not_fitted
 

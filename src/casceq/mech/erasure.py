@@ -415,13 +415,15 @@ def check_disjoint(clips: Sequence[FitClip], evaluations: Sequence[tuple[Any, Se
     """Refuse fitting utterances that are evaluated items (compared by item: the id before "@").
 
     Raises:
-        InputError: Naming how many evaluated items the erasers would be fitted on.
+        LeakageError: Naming how many evaluated items the erasers would be fitted on.
     """
+    from casceq.errors import LeakageError
+
     fit = {c.id.split("@")[0] for c in clips}
     evaluated = {ex.id.split("@")[0] for _, examples, _ in evaluations for ex in examples}
     both = fit & evaluated
     if both:
-        raise InputError(
+        raise LeakageError(
             f"{len(both)} of the {len(evaluated)} evaluated items are among the erasers' {len(fit)} fitting "
             f"utterances (e.g. {sorted(both)[:3]}): fit on other items (casceq erase --fit CAPTURE_DIR)"
         )

@@ -107,6 +107,9 @@ class MechContext:
             ranked = sorted(pool, key=lambda ex: sample_rank(ex.id, seed))
             keep_ids = {ex.id for ex in [ex for ex in ranked if ex.id not in exclude][:n]}
             base = [ex for ex in pool if ex.id in keep_ids]
+            from casceq.run.leakage import check_not_trained_on
+
+            check_not_trained_on(self.plan.models.speech_llm, base)
             if (self.run_dir / "config.json").is_file():
                 from casceq.run.calibrate import check_not_fitted
 

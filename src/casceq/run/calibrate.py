@@ -92,8 +92,9 @@ def heldout_examples(
     checked here, at run time, to share no id with ``evaluated`` and no prompt with the shots.
 
     Raises:
-        RuntimeError: An overlap (a bug in the picking; never silently fitted on).
+        LeakageError: An overlap (a bug in the picking; never silently fitted on).
     """
+    from casceq.errors import LeakageError
     from casceq.systems.llm.calibration import heldout_examples as pick
     from casceq.tasks import get_task
 
@@ -107,7 +108,7 @@ def heldout_examples(
     shot_prompts = {p for p, _ in shots}
     as_shots = [ex.id for ex in held if t.prompt(ex.text, ex) in shot_prompts]
     if leaked or as_shots:
-        raise RuntimeError(
+        raise LeakageError(
             f"calibration of {task}: {len(leaked)} evaluated items and {len(as_shots)} few-shot examples among "
             "the fitting items"
         )
@@ -141,8 +142,9 @@ def check_not_fitted(run_dir: str | Path, task: str, example_ids: Sequence[str])
     number of shots any fit could have skipped, so the recomputed set contains the real one).
 
     Raises:
-        InputError: Naming how many of the evaluated items the offsets were fitted on.
+        LeakageError: Naming how many of the evaluated items the offsets were fitted on.
     """
+    from casceq.errors import LeakageError
     from casceq.run.config import load_run_config
     from casceq.tasks import load_examples
 
@@ -157,7 +159,7 @@ def check_not_fitted(run_dir: str | Path, task: str, example_ids: Sequence[str])
     base = {i.split("@")[0] for i in example_ids}
     overlap = base & fitted
     if overlap:
-        raise InputError(
+        raise LeakageError(
             f"{len(overlap)} of the {len(base)} evaluated {task} items are items the run's calibration was fitted "
             f"on (e.g. {sorted(overlap)[:3]}): evaluate other items (the run's seed picks disjoint ones)",
             path=str(run_dir),
