@@ -170,6 +170,19 @@ def test_pipeline_end_to_end_and_resume(models: Any, tmp_path: Path) -> None:
     leak += ["--concepts", "text", "--out", str(cli_out / "x")]
     assert main(leak) == 2
 
+    # costs read from this real run's timings.json give back its measured stage seconds
+    from casceq.reproduce.plan import estimate_minutes, measured_costs
+
+    est = estimate_minutes(plan, measured_costs(out))
+    assert est["behavioural"] * 60 == pytest.approx(stages["behavioural"]["seconds"], rel=1e-6)
+    # findings are re-judged from the stored results alone: same verdicts, no model output recomputed
+    predictions = (out / "run" / "predictions.jsonl").stat().st_mtime_ns
+    assert main(["reproduce", "--offline", "--out", str(out), "--rejudge"]) == 0
+    again_claims = json.loads((out / "findings.json").read_text())["claims"]
+    assert [c["verdict"] for c in again_claims] == [c["verdict"] for c in findings["claims"]]
+    assert (out / "run" / "predictions.jsonl").stat().st_mtime_ns == predictions
+    assert "re-judged by" in (out / "findings.md").read_text()
+
     shard = next((out / "mech" / "captures" / "speech-sst2").glob("shard-*.states.npy"))
     before = shard.stat().st_mtime_ns
     again = run_pipeline(plan, out, resume=True, show_progress=False, log=logs.append)
