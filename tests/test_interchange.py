@@ -210,3 +210,24 @@ def test_task_aliases_are_stored_under_the_canonical_name(tmp_path):
     dup = write_jsonl(tmp_path / "d.jsonl", [rec(task="SST-2"), rec(task="sst2")])
     with pytest.raises(InputError, match=r"d\.jsonl:2: duplicate prediction"):
         read_predictions(dup)
+
+
+def test_item_is_read_written_and_checked(tmp_path):
+    path = write_jsonl(
+        tmp_path / "a.jsonl",
+        [rec(example_id="e1@v1", item="e1"), rec(example_id="e1@v2", item="e1"), rec(example_id="e2")],
+    )
+    preds = read_predictions(path)
+    assert [p.item for p in preds] == ["e1", "e1", None]
+    out = tmp_path / "out.jsonl"
+    write_predictions(out, preds)
+    first = json.loads(out.read_text().splitlines()[0])
+    assert list(first)[:6] == ["system", "task", "condition", "example_id", "item", "prediction"]
+    assert "item" not in json.loads(out.read_text().splitlines()[2])
+    assert read_predictions(out) == preds
+    # The item is a property of the example: two systems naming different items for it is an error.
+    bad = write_jsonl(tmp_path / "b.jsonl", [rec(system="other", example_id="e1@v1", item="zz")])
+    with pytest.raises(InputError, match=r"item 'zz' of sst2 example 'e1@v1' differs from item 'e1'"):
+        read_predictions([path, bad])
+    with pytest.raises(InputError, match="field 'item' must be a non-empty string"):
+        read_predictions(write_jsonl(tmp_path / "c.jsonl", [rec(item="")]))

@@ -77,6 +77,8 @@ def test_run_writes_every_row_once_and_outputs(tmp_path, llm_dir):
     rows = _rows(out)
     keys = [(p.system, p.condition, p.example_id) for p in rows]
     assert len(keys) == len(set(keys)) == 2 * 2 * 6  # systems x conditions x (6 items x 1 voice)
+    # Every row names its item, the example a voice spoke (the text ceiling's copies included).
+    assert all(p.item is not None and p.item == p.example_id.split("@")[0] for p in rows)
     casc = [p for p in rows if p.system == "Cascade"]
     assert all(p.transcript is not None for p in casc)
     assert sum(bool(p.transcript.strip()) for p in casc) >= 10  # real Whisper hears espeak speech

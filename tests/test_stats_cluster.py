@@ -204,3 +204,41 @@ def test_paired_difference_se_close_to_cluster_bootstrap_se():
     boot = (w_items @ x1 - w_items @ x2) / (w_items @ n)
     diff = paired_difference_ci(x1, x2, n)
     assert diff.se == pytest.approx(float(np.std(boot)), rel=0.1)
+
+
+def test_clustered_binomial_one_clip_per_item_is_the_exact_binomial_test():
+    from scipy.stats import binomtest
+
+    from casceq.stats.cluster import clustered_binomial_greater
+
+    for k, m, p0 in [(0, 10, 0.25), (7, 20, 0.25), (12, 20, 1 / 3), (20, 20, 0.5), (3, 3, 0.9)]:
+        x = np.r_[np.ones(k), np.zeros(m - k)]
+        expected = binomtest(k, m, p0, alternative="greater").pvalue
+        assert clustered_binomial_greater(x, np.ones(m), p0) == pytest.approx(expected, abs=1e-12)
+
+
+def test_clustered_binomial_with_identical_clips_is_the_binomial_test_over_items():
+    from scipy.stats import binomtest
+
+    from casceq.stats.cluster import clustered_binomial_greater
+
+    # 9 of 20 items share an error label across all 4 of their clips: 9 independent observations, not 36.
+    y = np.r_[np.ones(9), np.zeros(11)]
+    p = clustered_binomial_greater(4 * y, np.full(20, 4), 0.25)
+    assert p == pytest.approx(binomtest(9, 20, 0.25, alternative="greater").pvalue, abs=1e-12)
+    assert p > binomtest(36, 80, 0.25, alternative="greater").pvalue * 100
+
+
+def test_per_item_sums_equal_a_loop_for_unsorted_items_and_empty_items():
+    rng = np.random.default_rng(8)
+    clusters = rng.integers(0, 7, size=50)  # items interleaved, some codes possibly absent
+    values = rng.random((3, 2, 50)) < 0.4
+    out = per_item_sums(values, clusters, n_items=9)
+    expected = np.zeros((3, 2, 9), dtype=np.int64)
+    for row, c in enumerate(clusters):
+        expected[:, :, c] += values[:, :, row]
+    np.testing.assert_array_equal(out, expected)
+    floats = rng.random(50)
+    assert per_item_sums(floats, clusters) == pytest.approx(
+        [floats[clusters == c].sum() for c in range(clusters.max() + 1)]
+    )

@@ -17,6 +17,7 @@ from casceq.errors import InputError
 from casceq.stats.align import InferredTask
 from casceq.stats.compare import compare
 from casceq.types import INVALID, Prediction
+from tests.stats_reference import loop_delta_kappa_ci
 
 SST2 = InferredTask("sst2", ("negative", "positive"))
 MELD = InferredTask("meld", ("neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"))
@@ -177,17 +178,20 @@ def test_json_schema_keys_exactly():
 
 
 def test_backbone_confound_is_the_difference_of_pair_kappas():
-    res = compare(simulated(), tasks=TASKS, n_bootstrap=100)
-    kappa = {(r.a, r.b, r.task): r.kappa for r in res.pairs}
+    preds = simulated()
+    res = compare(preds, tasks=TASKS, n_bootstrap=100, seed=4)
     assert len(res.backbone_confound) == 2
     for c in res.backbone_confound:
         assert (c.speech_llm, c.matched, c.mismatched, c.backbone) == ("slm-A", "casc-A", "casc-B", "A")
-        assert c.kappa_matched == kappa[("casc-A", "slm-A", c.task)]
-        assert c.kappa_mismatched == kappa[("slm-A", "casc-B", c.task)]
-        assert c.delta_kappa == pytest.approx(c.kappa_matched - c.kappa_mismatched)
-        assert (
-            c.delta_kappa > 0 and c.delta_ci is not None and c.delta_ci[0] <= c.delta_kappa <= c.delta_ci[1]
-        )
+        ids = sorted({p.example_id for p in preds if p.task == c.task})
+        by = {(p.system, p.example_id): p.label for p in preds if p.task == c.task}
+        s, m, x = ([by[(name, i)] for i in ids] for name in ("slm-A", "casc-A", "casc-B"))
+        # Independent: sklearn kappas, and a plain-loop bootstrap of the difference on shared resamples.
+        assert c.kappa_matched == pytest.approx(sk_kappa(s, m), abs=1e-12)
+        assert c.kappa_mismatched == pytest.approx(sk_kappa(s, x), abs=1e-12)
+        assert c.delta_kappa == pytest.approx(sk_kappa(s, m) - sk_kappa(s, x), abs=1e-12)
+        assert c.delta_ci == pytest.approx(loop_delta_kappa_ci(s, m, x, ids, 100, 4), abs=1e-12)
+        assert (c.n_items, c.n_clips) == (120, 120)
     # Declaring the speech LLM a text system removes it from the confound; pairs are unchanged.
     res_text = compare(simulated(), tasks=TASKS, n_bootstrap=0, kinds={"slm-A": "text"})
     assert res_text.backbone_confound == ()

@@ -157,3 +157,45 @@ def test_non_stores_are_refused(tmp_path):
     with pytest.raises(InputError, match="no such store"):
         Store(missing, read_only=True)
     assert not missing.exists()
+
+
+OLD_PREDICTIONS_TABLE = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (run TEXT PRIMARY KEY, config_json TEXT NOT NULL, config_hash TEXT, created_at TEXT NOT NULL);
+CREATE TABLE systems (run TEXT NOT NULL, name TEXT NOT NULL, backbone TEXT, kind TEXT, config_json TEXT NOT NULL,
+    PRIMARY KEY (run, name));
+CREATE TABLE predictions (id INTEGER PRIMARY KEY, run TEXT NOT NULL, system TEXT NOT NULL, task TEXT NOT NULL,
+    condition TEXT NOT NULL, example_id TEXT NOT NULL, backbone TEXT, transcript TEXT, output TEXT NOT NULL,
+    label TEXT NOT NULL, gold TEXT NOT NULL, correct INTEGER, label_scores TEXT, seconds REAL NOT NULL,
+    cache_key TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (run, system, task, condition, example_id));
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO runs VALUES ('old', '{}', NULL, '2026-01-01');
+INSERT INTO predictions (run, system, task, condition, example_id, output, label, gold, seconds, cache_key,
+    created_at) VALUES ('old', 's', 'sst2', 'clean', 'e1@v1', 'positive', 'positive', 'positive', 0, 'k', 'now');
+"""
+
+
+def test_item_round_trips(tmp_path):
+    rows = [pred(1, example_id="e1@v1", item="e1"), pred(2, example_id="e1@v2", item="e1"), pred(3)]
+    with Store(tmp_path / "s.sqlite") as s:
+        s.write_batch("r", rows, ["a", "b", "c"])
+    with Store(tmp_path / "s.sqlite", read_only=True) as s:
+        assert [p.item for p in s.predictions()] == ["e1", "e1", None]
+
+
+def test_a_store_written_before_items_is_read_and_migrated(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_PREDICTIONS_TABLE)
+    db.close()
+    with Store(path, read_only=True) as s:  # read-only: no column to add, a missing item reads as None
+        (p,) = s.predictions()
+        assert (p.example_id, p.item) == ("e1@v1", None)
+    with Store(path) as s:  # writable: the column is added, old rows keep NULL, new rows store theirs
+        assert s.write_batch("old", [pred(5, example_id="e2@v1", item="e2")], ["k2"]) == WriteResult(1, 0, 0)
+        assert [p.item for p in s.predictions()] == [None, "e2"]
+        # Re-writing an old row with the same cache key fills in its item (a resumed run from before items).
+        same = s.predictions()[0]
+        assert s.write_batch("old", [Prediction(**{**same.__dict__, "item": "e1"})], ["k"]).skipped == 1
+        assert [p.item for p in s.predictions()] == ["e1", "e2"]
+        assert s.schema_version == SCHEMA_VERSION

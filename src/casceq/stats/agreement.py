@@ -133,7 +133,7 @@ def bootstrap_pairwise_kappa(
     clusters: np.ndarray,
     n_resamples: int,
     seed: int,
-    block: int = WEIGHT_BLOCK,
+    block: int | None = None,
 ) -> np.ndarray:
     """Kappa of many pairs on B item-cluster bootstrap resamples, computed a block of resamples at a time.
 
@@ -144,7 +144,8 @@ def bootstrap_pairwise_kappa(
         clusters: int array [n] of item codes ``0 .. G-1`` (``casceq.stats.cluster.item_index``).
         n_resamples: B.
         seed: Seed of the item draws (``casceq.stats.cluster.iter_item_weights``).
-        block: Resamples per block (memory ``block x G``; results do not depend on it).
+        block: Resamples per block (default ``casceq.stats.cluster.auto_block``: about 16 MB of weights);
+            memory is ``block x G``, and results do not depend on it.
 
     Returns:
         float64 array [B, P]; NaN where a resample's kappa is undefined.

@@ -209,6 +209,12 @@ def _items(
     by_system: Mapping[str, Mapping[str, Prediction]], ids: tuple[str, ...], where: str
 ) -> tuple[str, ...]:
     """The item of every example: the one its rows name (they must agree), else the example itself."""
+    per_system = {tuple(rows[i].item for i in ids) for rows in by_system.values()}
+    if len(per_system) == 1:  # the usual case: every system names the same items (or none)
+        (same,) = per_system
+        return tuple(
+            i if item is None else item for i, item in zip(("\0" + i for i in ids), same, strict=True)
+        )
     named: dict[str, str] = {}
     for rows in by_system.values():
         for i in ids:

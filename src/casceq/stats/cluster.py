@@ -34,7 +34,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 WEIGHT_BLOCK = 64
-"""Resamples per block of bootstrap weights: memory is ``WEIGHT_BLOCK x n`` instead of ``B x n``."""
+"""Fewest resamples per block of bootstrap weights, and the rows counted per bincount (a cache-size choice)."""
+
+BLOCK_ELEMENTS = 2**22
+"""Target size of one block of weights (16 MB of float32): blocks hold ``max(WEIGHT_BLOCK, BLOCK_ELEMENTS // G)``
+resamples. Few large blocks keep the matrix products big (small ones lose time to BLAS threading overhead);
+the cap keeps memory at ``O(block x G)``, never ``B x n``."""
 
 EXACT_SUPPORT = 5000
 """Largest ``sum_i |b_i - c_i|`` for which the cluster McNemar test enumerates its exact sign-flip
@@ -65,8 +70,13 @@ def _check_clusters(clusters: ArrayLike) -> tuple[np.ndarray, int]:
     return c, int(c.max()) + 1
 
 
+def auto_block(n_items: int) -> int:
+    """Resamples per block for G items (see ``BLOCK_ELEMENTS``)."""
+    return max(WEIGHT_BLOCK, BLOCK_ELEMENTS // max(n_items, 1))
+
+
 def iter_item_weights(
-    n_items: int, n_resamples: int, seed: int, block: int = WEIGHT_BLOCK
+    n_items: int, n_resamples: int, seed: int, block: int | None = None
 ) -> Iterator[np.ndarray]:
     """Yield bootstrap multiplicities of items, a block of resamples at a time.
 
@@ -78,23 +88,28 @@ def iter_item_weights(
         n_items: G, the number of items.
         n_resamples: B.
         seed: Seed of a fresh ``default_rng``.
-        block: Resamples per yielded block.
+        block: Resamples per yielded block (default :func:`auto_block`).
 
     Yields:
         float32 arrays [b, G] (b <= block, the blocks add up to B rows); each row sums to G.
     """
     if n_items >= 2**31:
         raise ValueError("too many items for int32 indices")
+    block = auto_block(n_items) if block is None else block
     if block < 1:
         raise ValueError("block must be >= 1")
     rng = np.random.default_rng(seed)
-    offsets = (np.arange(block, dtype=np.intp) * n_items)[:, None]
+    offsets = (np.arange(WEIGHT_BLOCK, dtype=np.intp) * n_items)[:, None]
     for start in range(0, n_resamples, block):
         b = min(block, n_resamples - start)
         draws = rng.integers(0, n_items, size=(b, n_items), dtype=np.int32)
-        # Offsetting row r by r*G makes one flat bincount give all b per-row histograms at once.
-        flat = (draws + offsets[:b]).ravel()
-        yield np.bincount(flat, minlength=b * n_items).reshape(b, n_items).astype(np.float32)
+        out = np.empty((b, n_items), dtype=np.float32)
+        # Offsetting row r by r*G makes one flat bincount count WEIGHT_BLOCK rows at once (in cache).
+        for r in range(0, b, WEIGHT_BLOCK):
+            part = draws[r : r + WEIGHT_BLOCK]
+            flat = (part + offsets[: len(part)]).ravel()
+            out[r : r + len(part)] = np.bincount(flat, minlength=len(part) * n_items).reshape(-1, n_items)
+        yield out
 
 
 def iter_cluster_weights(
@@ -374,7 +389,15 @@ def per_item_sums(values: ArrayLike, clusters: ArrayLike, n_items: int | None = 
     g = g if n_items is None else n_items
     if v.shape[-1] != c.size:
         raise ValueError("values and clusters must have the same number of rows")
-    flat = v.reshape(-1, c.size)  # row by row: never a float64 copy of all of ``values``
-    out = np.stack([np.bincount(c, weights=row.astype(np.float64), minlength=g) for row in flat])
-    out = out.reshape(*v.shape[:-1], g)
-    return np.rint(out).astype(np.int64) if v.dtype.kind in "biu" else out
+    dtype = np.int64 if v.dtype.kind in "biu" else np.float64
+    # One reduceat over rows sorted by item sums every array at once; it accumulates in ``dtype`` without
+    # first copying ``values`` into that (wider) type.
+    order = np.argsort(c, kind="stable")
+    sorted_c = c[order]
+    starts = np.flatnonzero(np.r_[True, sorted_c[1:] != sorted_c[:-1]])
+    out = np.zeros((*v.shape[:-1], g), dtype=dtype)
+    gathered = v[..., order]
+    if gathered.dtype == bool:
+        gathered = gathered.view(np.uint8)
+    out[..., sorted_c[starts]] = np.add.reduceat(gathered, starts, axis=-1, dtype=dtype)
+    return out
