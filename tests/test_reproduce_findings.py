@@ -532,3 +532,35 @@ def test_rules_treat_voices_of_an_item_as_one_unit() -> None:
     }
     _, se_clip = cb.paired_accuracy_difference(row)
     assert se_clip is not None and se_clip < se2 / 1.3
+
+
+def test_compare_bh_family_option_matches_statsmodels() -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    from casceq.reproduce.rules import family_q_values
+
+    rng = np.random.default_rng(9)
+    preds: list[Prediction] = []
+    gold = [str(x) for x in rng.choice(LABELS["ag_news"], 120)]
+    for s, flip in (("Cascade-S", 0.15), ("Cascade-W", 0.3), ("Cascade-M", 0.4), ("Speech-LLM", 0.2)):
+        preds += _rows(s, "ag_news", "clean", gold, _noisy(rng, gold, LABELS["ag_news"], flip))
+    call = compare(preds, n_bootstrap=0, kinds=KINDS)
+    paper = compare(preds, n_bootstrap=0, kinds=KINDS, bh_family="speech_vs_cascade")
+    p = [r.mcnemar_p for r in call.pairs]
+    assert [r.q_value for r in call.pairs] == pytest.approx(
+        multipletests(p, method="fdr_bh")[1]
+    )  # default kept
+    fam = [i for i, r in enumerate(paper.pairs) if "Speech-LLM" in (r.a, r.b)]
+    rest = [i for i in range(len(p)) if i not in fam]
+    assert len(fam) == 3 and len(rest) == 3
+    for idx in (fam, rest):
+        ref = multipletests([p[i] for i in idx], method="fdr_bh")[1]
+        assert [paper.pairs[i].q_value for i in idx] == pytest.approx(ref)
+    # the rules' own family q-values (from stored p-values) agree with compare's
+    rows = json.loads(call.to_json())["pairs"]
+    q = family_q_values(rows, "paper", "Speech-LLM", ("Cascade-S", "Cascade-W", "Cascade-M"))
+    for i in fam:
+        r = paper.pairs[i]
+        assert q[(r.a, r.b, "ag_news", "clean")] == pytest.approx(r.q_value)
+    with pytest.raises(Exception, match="unknown BH family"):
+        compare(preds, n_bootstrap=0, kinds=KINDS, bh_family="all")
