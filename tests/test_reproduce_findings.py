@@ -373,6 +373,8 @@ def _erasure(
     gold = ["negative"] * (n // 2) + ["positive"] * (n - n // 2)
     return {
         "gold": {"sst2": gold},
+        "items": {"sst2": [f"x{i}@v" for i in range(n)]},
+        "fit_items": [f"f{i}" for i in range(40)],
         "accuracy": [
             {
                 "task": "sst2",
@@ -404,8 +406,15 @@ def test_erasure_rule_reads_old_results_without_items() -> None:
     old = _erasure(0.9, 0.3, [0.88], 0.85, n=200)
     for r in old["accuracy"]:
         del r["correct"]
-    del old["gold"]
-    assert cm.claim_erasure(old, "").verdict == REPRODUCED
+    del old["gold"], old["items"], old["fit_items"]
+    judged = cm.claim_erasure(old, "")
+    assert judged.tasks[0].verdict == INCONCLUSIVE and "predates" in judged.reason  # cannot show disjointness
+    assert (
+        "text − random drop 0.580" in judged.tasks[0].numbers
+    )  # independent-binomial interval still printed
+    leaked = _erasure(0.9, 0.3, [0.88], 0.85, n=200)
+    leaked["fit_items"] = ["x1", "x2", "f3"]  # two evaluated items among the fitting utterances
+    assert "2 evaluated items are the erasers' fitting" in cm.claim_erasure(leaked, "").reason
 
 
 def _implicit(speech: list[str], implicit: list[str], cascade: list[str], gold: list[str]) -> dict:

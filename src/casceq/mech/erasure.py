@@ -24,7 +24,8 @@ and chance (the training majority class; R² 0).
      "affine": false, "ctc_targets": str, "n_fit_utterances": int, "extra": {...},
      "calibration": {task: [C offsets]},  # label-score offsets applied in every condition ({}: raw argmax)
      "accuracy": [{"task", "condition", "n", "accuracy", "same_as_none", "correct": [bool per item]}, ...],
-     "gold": {task: [gold label per item]},
+     "gold": {task: [gold label per item]}, "items": {task: [example id per item]},
+     "fit_items": [the fitting utterances' items],
      "probes": [{"concept", "layer", "metric": "accuracy"|"r2", "before", "after", "chance", "rank",
                  "n_train", "n_test"}, ...]}
 
@@ -408,6 +409,8 @@ def run_erasure(
         tuple(checks),
         calibration=calibration,
         gold={task.name: [ex.label for ex in examples] for task, examples, _ in evaluations},
+        items={task.name: [ex.id for ex in examples] for task, examples, _ in evaluations},
+        fit_items=sorted({c.id.split("@")[0] for c in clips}),
     )
 
 

@@ -116,6 +116,7 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
     for r in erasure["accuracy"]:
         acc.setdefault(r["task"], {})[r["condition"]] = r
     gold = erasure.get("gold", {})
+    fit = set(erasure.get("fit_items") or ())
     out = []
     for task, rows in acc.items():
         none = rows.get("none")
@@ -131,6 +132,11 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
         )
         if "acoustic" in drops:
             nums += f"; acoustic drop {fmt(drops['acoustic'])}"
+        evaluated = {i.split("@")[0] for i in erasure.get("items", {}).get(task, ())}
+        if fit & evaluated:
+            why = f"{len(fit & evaluated)} evaluated items are the erasers' fitting utterances"
+            out.append(TaskVerdict(task, NOT_TESTABLE, why, nums))
+            continue
         c = len(get_task(task).labels)
         chance = chance_of_labels(gold[task], c) if gold.get(task) else 1 / c
         if wilson_low(round(none["accuracy"] * none["n"]), none["n"]) <= chance:
@@ -157,6 +163,12 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
         reason = "; ".join(t.reason for t in tests)
         if CONTRADICTED in verdicts:
             v = CONTRADICTED
+        elif verdicts == {REPRODUCED} and not (fit and evaluated):
+            # a result that cannot show its erasers were fitted on other items cannot reproduce the claim
+            v, reason = (
+                INCONCLUSIVE,
+                reason + "; but the result predates the fitting/evaluation disjointness record",
+            )
         elif verdicts == {REPRODUCED}:
             v = REPRODUCED
         elif NOT_TESTABLE in verdicts:
