@@ -110,6 +110,7 @@ def test_estimate_against_a_measured_timings_json() -> None:
     est = estimate_minutes(plan, costs)
     assert est["behavioural"] * 60 == pytest.approx(behaviour, rel=1e-9)
     assert est["mechanistic"] * 60 == pytest.approx(mech, rel=1e-9)
+    assert est["total"] * 60 == pytest.approx(behaviour + mech + 5.0, rel=1e-9)  # + the report stage: 71 min
     # ... and scale linearly with the clips: twice the items per text task, by hand
     text_share = sum(plan.clips(t) * costs.per_clip[t] for t in ("ag_news", "sst2", "csqa")) * 5
     double = default_plan(40, 40, voices=list(plan.voices))

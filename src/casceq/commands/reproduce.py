@@ -65,11 +65,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.rejudge:
         return _rejudge(out)
-    est = estimate_minutes(plan)
+    from casceq.reproduce.plan import Costs, measured_costs
+
+    costs = (
+        measured_costs(out) if (out / "timings.json").is_file() and (out / "plan.json").is_file() else Costs()
+    )
+    est = estimate_minutes(plan, costs)
     sizes = ", ".join(f"{t} {plan.clips(t)} clips" for t in plan.tasks)
     print(
         f"reproduce: {sizes} x {len(plan.conditions)} conditions; mechanistic n {plan.mech_n if plan.mech else 0}; "
-        f"estimated {est['total']:.0f} min on a free 2-core machine like the one measured in docs/reproduce.md "
+        f"estimated {est['total']:.0f} min from the costs of {costs.source} "
         f"(behavioural {est['behavioural']:.0f}, mechanistic {est['mechanistic']:.0f})"
     )
     if args.dry_run:

@@ -222,9 +222,11 @@ def measured_costs(folder: str | Path) -> Costs:
     """Costs read from a finished reproduction folder: its ``plan.json`` and ``timings.json``.
 
     The behavioural stage's wall seconds are spread over the tasks in the proportions of ``COSTS`` (the relative
-    cost of a task's clip does not change with the machine; its absolute cost does); the mechanistic stages'
+    cost of a task's clip does not change with the machine; its absolute cost does; loading, synthesis and
+    calibration are inside that stage's time, so the fixed cost is the report's); the mechanistic stages'
     seconds divided by ``mech_n`` give the cost per utterance. Stages that did not run (skipped, resumed with
-    0 s) leave the constants in place.
+    0 s) leave the constants in place. Loading costs are thus spread per clip: an estimate for a much smaller
+    plan than the measured one is low.
 
     Raises:
         InputError: No plan or timings in the folder.
@@ -243,7 +245,9 @@ def measured_costs(folder: str | Path) -> Costs:
         per_clip = {t: c * behaviour / predicted for t, c in COSTS.items()}
     mech = sum(float(v.get("seconds", 0.0)) for k, v in timings.items() if k.startswith(MECH_STAGES))
     per_utt = mech / plan.mech_n if plan.mech and mech > 0 else MECH_SECONDS_PER_UTTERANCE
-    return Costs(per_clip, per_utt, FIXED_SECONDS, str(folder / "timings.json"))
+    # loading, synthesis and calibration happen inside the behavioural stage's wall time: only the report is extra
+    fixed = float(timings.get("report", {}).get("seconds", 0.0)) if behaviour > 0 else FIXED_SECONDS
+    return Costs(per_clip, per_utt, fixed, str(folder / "timings.json"))
 
 
 def _behaviour_seconds(plan: Plan, costs: Costs) -> float:
