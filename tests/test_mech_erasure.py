@@ -205,9 +205,13 @@ def test_run_erasure_end_to_end_json(backend: Any, clips: list[Any], tmp_path: P
             [(task, examples, audios)],
             layers=[0, 2],
             concepts=["text", "ctc", "boc", "random"],
+            n_random=2,
         )
     conds = [a.condition for a in res.accuracy]
-    assert conds == ["none", "text", "ctc", "boc", "random"]
+    assert conds == ["none", "text", "ctc", "boc", "random", "random-2"]
+    for a in res.accuracy:  # per-item correctness is stored (the claim's paired interval reads it)
+        assert len(a.correct) == 4 and np.mean(a.correct) == a.accuracy
+    assert res.gold == {"sst2": [ex.label for ex in examples]}
     none = answer_labels(backend, task, examples, audios, "score")
     assert res.accuracy[0].accuracy == np.mean(
         [lab == ex.label for lab, ex in zip(none, examples, strict=True)]
@@ -279,6 +283,20 @@ def test_run_erasure_applies_calibration_offsets_in_every_condition(backend: Any
         )
 
 
+def test_erasers_are_never_fitted_on_evaluated_items(backend: Any, clips: list[Any]) -> None:
+    from casceq.mech.erasure import run_erasure
+    from casceq.tasks import get_task
+    from casceq.types import Example
+
+    task = get_task("sst2")
+    # two of the evaluated items are fitting utterances (one of them in another voice: same item)
+    examples = [Example(i, "sst2", "x", "positive") for i in ("u0", "u1@voice-b", "e9")]
+    with pytest.raises(InputError, match=r"2 of the 3 evaluated items are among the erasers' 18 fitting"):
+        run_erasure(backend, clips, [(task, examples, [c.audio for c in clips[:3]])], concepts=["text"])
+    with pytest.raises(InputError, match="n_random must be >= 1"):
+        run_erasure(backend, clips, [(task, examples[2:], [clips[0].audio])], concepts=["text"], n_random=0)
+
+
 def test_bad_input(backend: Any, clips: list[Any]) -> None:
     from casceq.mech.adapters import layout_of
     from casceq.mech.erasure import collect_states, fit_erasers
@@ -303,16 +321,20 @@ def test_cli_erase_writes_json(backend: Any, clips: list[Any], tmp_path: Path) -
     import soundfile as sf
 
     from casceq.cli import main
+    from casceq.mech.capture import Utterance, capture
 
     ckpt = backend.save(tmp_path / "ckpt")
     lines = []
-    for i, clip in enumerate(clips[:6]):
+    for i, clip in enumerate(clips[:12]):
         sf.write(tmp_path / f"{clip.id}.wav", clip.audio, SR)
         label = ("positive", "negative")[i % 2]
         lines.append(
             json.dumps({"id": clip.id, "audio": f"{clip.id}.wav", "text": clip.transcript, "label": label})
         )
-    (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "items.jsonl").write_text("\n".join(lines[:6]) + "\n")
+    # the erasers' fitting utterances: a capture of six OTHER clips
+    fit = [Utterance(c.id, str(tmp_path / f"{c.id}.wav"), c.transcript, {}) for c in clips[6:12]]
+    capture(backend, fit, str(tmp_path / "fit"), model="tiny", layers=[1, 2], pitch=False)
     args = [
         "erase",
         "--model",
@@ -322,15 +344,16 @@ def test_cli_erase_writes_json(backend: Any, clips: list[Any], tmp_path: Path) -
         "--items",
         str(tmp_path / "items.jsonl"),
     ]
+    # fitting on the evaluated items themselves (the old default) is refused
+    assert main([*args, "--out", str(tmp_path / "leak"), "--concepts", "text"]) == 2
+    fit_args = ["--fit", str(tmp_path / "fit"), "--layers", "1", "2", "--concepts", "text", "random"]
     with pytest.warns(UserWarning, match="LEACE fitted on"):
-        code = main(
-            [*args, "--out", str(tmp_path / "out"), "--layers", "1", "2", "--concepts", "text", "random"]
-        )
+        code = main([*args, *fit_args, "--n-random", "1", "--out", str(tmp_path / "out")])
     assert code == 0
     data = json.loads((tmp_path / "out" / "mech" / "erasure.json").read_text())
     assert [a["condition"] for a in data["accuracy"]] == ["none", "text", "random"]
     assert data["n_fit_utterances"] == 6 and data["extra"]["commit"]
-    assert main([*args, "--out", str(tmp_path / "o2"), "--layers", "9"]) == 2  # out of range: clear error
+    assert main([*args, "--fit", str(tmp_path / "fit"), "--out", str(tmp_path / "o2"), "--layers", "9"]) == 2
 
 
 def test_concept_targets_known_values() -> None:
@@ -389,7 +412,9 @@ def test_acoustic_concept_end_to_end(backend: Any, clips: list[Any]) -> None:
         )
     assert [a.condition for a in res.accuracy] == ["none", "acoustic"]
     (check,) = res.probes
-    assert check.concept == "acoustic" and check.metric == "accuracy" and 0 <= check.after <= 1
+    assert check.concept == "acoustic" and check.metric == "accuracy"
+    # erased: the held-out probe is at most near chance, and not better than before erasure
+    assert check.after <= check.chance + 0.2 and check.after <= check.before + 1e-9
 
 
 def _positions(backend: Any, clips: list[Any]) -> list[Any]:

@@ -1,6 +1,7 @@
-"""Claim verdicts of ``casceq reproduce`` on synthetic results: each rule yields "reproduced" on data built to
-satisfy the paper's claim, "not reproduced" on data built to contradict it, and "not testable here" when data are
-missing or the speech LLM is at chance. Behavioural inputs go through the real ``compare()``."""
+"""Claim verdicts of ``casceq reproduce`` on synthetic results with known truth: each rule yields "reproduced"
+on data built to satisfy the paper's claim, "contradicted" on data built against it, "inconclusive" (with its
+minimum detectable effect) on data too small to decide, and "not testable here" on a task where a system it
+relies on is at chance. Behavioural inputs go through the real ``compare()``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from casceq.reproduce import claims_behaviour as cb
 from casceq.reproduce import claims_mech as cm
 from casceq.reproduce.rules import (
-    NOT_REPRODUCED,
+    CONTRADICTED,
+    INCONCLUSIVE,
     NOT_TESTABLE,
     REPRODUCED,
     CompareView,
@@ -46,7 +48,9 @@ def _noisy(rng: np.random.Generator, base: list[str], labels: tuple[str, ...], f
     return out
 
 
-def _world(speech_copies: str, *, n: int = 200, seed: int = 0, speech_flip: float = 0.1) -> dict:
+def _world(
+    speech_copies: str, *, n: int = 200, seed: int = 0, speech_flip: float = 0.1, m_flip: float = 0.40
+) -> dict:
     """compare.json of a synthetic run: Cascade-S 85% right, W 75%, M 60% (independent errors), and the speech
     LLM a noisy copy of ``speech_copies`` ("Cascade-S", "Cascade-M", or "random": uniform guesses)."""
     rng = np.random.default_rng(seed)
@@ -56,7 +60,7 @@ def _world(speech_copies: str, *, n: int = 200, seed: int = 0, speech_flip: floa
         sys_labels = {
             "Cascade-S": _noisy(rng, gold, labels, 0.15),
             "Cascade-W": _noisy(rng, gold, labels, 0.25),
-            "Cascade-M": _noisy(rng, gold, labels, 0.40),
+            "Cascade-M": _noisy(rng, gold, labels, m_flip),
         }
         if speech_copies == "random":
             sys_labels["Speech-LLM"] = [str(x) for x in rng.choice(labels, n)]
@@ -70,26 +74,20 @@ def _world(speech_copies: str, *, n: int = 200, seed: int = 0, speech_flip: floa
 TEXT = ["ag_news", "sst2"]
 
 
-def test_ceiling_and_confound_reproduced_when_speech_llm_copies_its_matched_cascade() -> None:
-    cmp = CompareView(_world("Cascade-S"))
+def _verdicts(claim) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {t.task: t.verdict for t in claim.tasks}
+
+
+def test_ceiling_three_outcomes() -> None:
+    cmp = CompareView(_world("Cascade-S", n=400))
     assert cb.claim_ceiling(cmp, TEXT).verdict == REPRODUCED
-    conf = cb.claim_confound(cmp, TEXT)
-    assert conf.verdict == REPRODUCED, conf.reason
-    assert all(t.verdict == REPRODUCED for t in conf.tasks)
-    over = cb.claim_overlap(cmp, TEXT)
-    assert over.verdict == REPRODUCED  # AG News: shared errors are copies; SST-2 not testable (2 classes)
-    assert {t.task: t.verdict for t in over.tasks}["sst2"] == NOT_TESTABLE
+    small = cb.claim_ceiling(CompareView(_world("Cascade-S", n=30, speech_flip=0.2)), ["ag_news"])
+    assert small.verdict == INCONCLUSIVE, small.reason
+    assert small.tasks[0].mde is not None and small.tasks[0].mde > 0.05 and "smallest margin" in small.reason
+    assert small.tasks[0].powered is False
 
 
-def test_confound_not_reproduced_when_speech_llm_copies_the_mismatched_cascade() -> None:
-    cmp = CompareView(_world("Cascade-M"))
-    conf = cb.claim_confound(cmp, TEXT)
-    assert conf.verdict == NOT_REPRODUCED
-    row = cmp.confound("Speech-LLM", "Cascade-S", "Cascade-M", "ag_news", "clean")
-    assert row["delta_ci"][1] < 0  # the rule follows the CI compare() computed
-
-
-def test_ceiling_not_reproduced_when_the_speech_llm_is_clearly_better() -> None:
+def test_ceiling_contradicted_when_the_speech_llm_is_clearly_better() -> None:
     # the speech LLM is always right, Cascade-S wrong on 30%: a significant McNemar difference
     rng = np.random.default_rng(1)
     gold = [str(x) for x in rng.choice(LABELS["ag_news"], 200)]
@@ -102,38 +100,199 @@ def test_ceiling_not_reproduced_when_the_speech_llm_is_clearly_better() -> None:
         ).to_json()
     )
     claim = cb.claim_ceiling(CompareView(data), ["ag_news"])
-    assert claim.verdict == NOT_REPRODUCED and "better than Cascade-S" in claim.reason
+    assert claim.verdict == CONTRADICTED and "better than Cascade-S" in claim.reason
+
+
+def test_bh_family_paper_vs_call() -> None:
+    pairs = [
+        {"a": "Speech-LLM", "b": "Cascade-S", "task": "t", "condition": "clean", "mcnemar_p": 0.01},
+        {"a": "Speech-LLM", "b": "Cascade-W", "task": "t", "condition": "clean", "mcnemar_p": 0.04},
+    ] + [
+        {"a": f"X{i}", "b": "Cascade-S", "task": "t", "condition": "clean", "mcnemar_p": 0.9}
+        for i in range(8)
+    ]
+    from statsmodels.stats.multitest import multipletests
+
+    from casceq.reproduce.rules import family_q_values
+
+    paper = family_q_values(pairs, "paper", "Speech-LLM", ("Cascade-S", "Cascade-W"))
+    ref = multipletests([0.01, 0.04], method="fdr_bh")[1]
+    assert set(paper) == {
+        ("Speech-LLM", "Cascade-S", "t", "clean"),
+        ("Speech-LLM", "Cascade-W", "t", "clean"),
+    }
+    assert paper[("Speech-LLM", "Cascade-S", "t", "clean")] == pytest.approx(ref[0])
+    call = family_q_values(pairs, "call", "Speech-LLM", ())
+    ref_all = multipletests([r["mcnemar_p"] for r in pairs], method="fdr_bh")[1]
+    assert call[("Speech-LLM", "Cascade-S", "t", "clean")] == pytest.approx(ref_all[0])
+
+
+def test_confound_three_outcomes() -> None:
+    conf = cb.claim_confound(CompareView(_world("Cascade-S")), TEXT)
+    assert conf.verdict == REPRODUCED, conf.reason
+    bad = cb.claim_confound(CompareView(_world("Cascade-M", m_flip=0.2)), TEXT)
+    assert bad.verdict == CONTRADICTED, bad.reason
+    small = cb.claim_confound(
+        CompareView(_world("Cascade-S", n=24, speech_flip=0.35, m_flip=0.2)), ["ag_news"]
+    )
+    assert small.verdict == INCONCLUSIVE, small.tasks[0].numbers
+    assert "MDE" in small.reason
+
+
+def test_confound_gates_the_mismatched_cascade() -> None:
+    # Cascade-M guessing: Δκ > 0 is automatic, so the task is not testable (the old rule passed it)
+    conf = cb.claim_confound(CompareView(_world("Cascade-S", m_flip=0.95)), ["ag_news"])
+    assert conf.tasks[0].verdict == NOT_TESTABLE and "Cascade-M" in conf.tasks[0].reason
+    assert conf.verdict == INCONCLUSIVE
 
 
 def test_chance_speech_llm_makes_agreement_claims_not_testable() -> None:
     cmp = CompareView(_world("random"))
-    for claim in (cb.claim_confound(cmp, TEXT), cb.claim_overlap(cmp, TEXT)):
-        assert claim.verdict == NOT_TESTABLE
+    for claim in (cb.claim_confound(cmp, TEXT), cb.claim_overlap(cmp, TEXT, {})):
+        assert claim.verdict == INCONCLUSIVE
+        assert all(t.verdict == NOT_TESTABLE for t in claim.tasks)
         assert any("chance" in t.reason or "2 classes" in t.reason for t in claim.tasks)
 
 
-def test_text_insufficient_kappa_rule_both_ways() -> None:
-    rng = np.random.default_rng(3)
+def test_one_chance_definition() -> None:
+    # 70% of the gold on one label: chance is 0.7 for every gate (the old mech rules used 1/C = 0.5)
+    from casceq.reproduce.rules import chance_level, chance_of_labels
+
+    assert chance_level([70, 30], 2) == 0.7 and chance_level([10, 10, 10, 10], 4) == 0.25
+    assert chance_of_labels(["a"] * 7 + ["b"] * 3, 2) == 0.7
+    n = 100
+    rows = [
+        {"speech": g, "implicit": g, "cascade": g, "gold": g} for g in ["negative"] * 70 + ["positive"] * 30
+    ]
+    res = {
+        "results": [
+            {
+                "task": "sst2",
+                "n": n,
+                "kappa_impl": 1.0,
+                "kappa_casc": 1.0,
+                "accuracy_speech": 0.76,
+                "accuracy_implicit": 0.76,
+                "accuracy_cascade": 0.76,
+                "rows": rows,
+            }
+        ]
+    }
+    # 0.76 has a Wilson lower bound ~0.67 > 0.5 but < 0.7: at chance under the one definition
+    assert cm.claim_implicit(res, "").tasks[0].verdict == NOT_TESTABLE
+
+
+def _bias_preds(n: int, seed: int = 0) -> list[Prediction]:
+    """Two systems wrong on half the items independently; each wrong answer is the first wrong label (in label
+    order) with probability 0.6, else one of the other two: overlap 0.6² + 0.2² + 0.2² = 0.44 by label bias."""
+    rng = np.random.default_rng(seed)
+    labels = LABELS["ag_news"]
+    gold = [str(x) for x in rng.choice(labels, n)]
     preds: list[Prediction] = []
-    gold = [str(x) for x in rng.choice(LABELS["sst2"], 200)]
+    for s in ("Speech-LLM", "Cascade-S"):
+        out = []
+        for g in gold:
+            wrong = [x for x in labels if x != g]
+            out.append(g if rng.random() < 0.5 else str(rng.choice(wrong, p=[0.6, 0.2, 0.2])))
+        preds += _rows(s, "ag_news", "clean", gold, out)
+    return preds
+
+
+def test_bias_overlap_null_hand_value() -> None:
+    preds = _bias_preds(4000)
+    table = cb.label_table(preds)
+    null = cb.bias_overlap_null(
+        table[("Speech-LLM", "ag_news", "clean")], table[("Cascade-S", "ag_news", "clean")]
+    )
+    assert null == pytest.approx(0.44, abs=0.02)
+
+
+def test_label_bias_overlap_does_not_pass() -> None:
+    preds = _bias_preds(3000)
+    data = json.loads(
+        compare(preds, n_bootstrap=0, kinds={"Speech-LLM": "speech_llm", "Cascade-S": "cascade"}).to_json()
+    )
+    cmp = CompareView(data)
+    row = cmp.pair("Speech-LLM", "Cascade-S", "ag_news", "clean")
+    assert row["overlap"] == pytest.approx(0.44, abs=0.04)
+    table = cb.label_table(preds)
+    k, m, _, (lo, _), _ = cb.overlap_interval(
+        table[("Speech-LLM", "ag_news", "clean")], table[("Cascade-S", "ag_news", "clean")]
+    )
+    assert (k, m) == (row["same_wrong"], row["both_wrong"])
+    assert lo > 1 / 3  # the old rule (binomial vs 1/(C-1)) would have passed it
+    claim = cb.claim_overlap(cmp, ["ag_news"], cb.label_table(preds))
+    assert claim.verdict != REPRODUCED
+    assert claim.verdict == CONTRADICTED, claim.tasks[0].numbers
+
+
+def test_overlap_reproduced_and_inconclusive() -> None:
+    rng = np.random.default_rng(4)
+    labels = LABELS["ag_news"]
+
+    def run(n: int) -> tuple[CompareView, dict]:
+        gold = [str(x) for x in rng.choice(labels, n)]
+        casc = _noisy(rng, gold, labels, 0.3)
+        speech = [
+            c if rng.random() < 0.9 else g for c, g in zip(casc, gold, strict=True)
+        ]  # copies its errors
+        preds = _rows("Cascade-S", "ag_news", "clean", gold, casc) + _rows(
+            "Speech-LLM", "ag_news", "clean", gold, speech
+        )
+        data = json.loads(
+            compare(
+                preds, n_bootstrap=0, kinds={"Speech-LLM": "speech_llm", "Cascade-S": "cascade"}
+            ).to_json()
+        )
+        return CompareView(data), cb.label_table(preds)
+
+    cmp, table = run(400)
+    assert cb.claim_overlap(cmp, ["ag_news"], table).verdict == REPRODUCED
+    cmp, table = run(14)
+    small = cb.claim_overlap(cmp, ["ag_news"], table)
+    assert small.verdict in (INCONCLUSIVE,) or small.tasks[0].verdict == NOT_TESTABLE
+    if small.tasks[0].verdict == INCONCLUSIVE:
+        assert "MDE" in small.reason
+
+
+RAV = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
+def _text_insufficient(speech_rav: str, n: int = 200, seed: int = 3) -> CompareView:
+    """SST-2: the speech LLM copies Cascade-S. RAVDESS: Cascade-S 70% right; the speech LLM ``"own"`` (70%
+    right, independently of the cascade), ``"copies"`` (the cascade's labels) or ``"below"`` (5% right)."""
+    rng = np.random.default_rng(seed)
+    gold = [str(x) for x in rng.choice(LABELS["sst2"], n)]
     s = _noisy(rng, gold, LABELS["sst2"], 0.1)
-    preds += _rows("Cascade-S", "sst2", "clean", gold, s) + _rows(
-        "Speech-LLM", "sst2", "clean", gold, _noisy(rng, s, LABELS["sst2"], 0.05)
-    )
-    rav_labels = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
-    rgold = [str(x) for x in rng.choice(rav_labels, 200)]
-    casc = [str(x) for x in rng.choice(rav_labels, 200)]
-    independent = _rows("Cascade-S", "ravdess", "clean", rgold, casc) + _rows(
-        "Speech-LLM", "ravdess", "clean", rgold, [str(x) for x in rng.choice(rav_labels, 200)]
-    )
-    copying = _rows("Cascade-S", "ravdess", "clean", rgold, casc) + _rows(
-        "Speech-LLM", "ravdess", "clean", rgold, casc
+    preds = _rows("Cascade-S", "sst2", "clean", gold, s)
+    preds += _rows("Speech-LLM", "sst2", "clean", gold, _noisy(rng, s, LABELS["sst2"], 0.05))
+    rgold = [str(x) for x in rng.choice(RAV, n)]
+    casc = _noisy(rng, rgold, RAV, 0.3)
+    speech = {"own": _noisy(rng, rgold, RAV, 0.3), "copies": casc, "below": _noisy(rng, rgold, RAV, 0.95)}[
+        speech_rav
+    ]
+    preds += _rows("Cascade-S", "ravdess", "clean", rgold, casc) + _rows(
+        "Speech-LLM", "ravdess", "clean", rgold, speech
     )
     kinds = {"Cascade-S": "cascade", "Speech-LLM": "speech_llm"}
-    low = CompareView(json.loads(compare(preds + independent, n_bootstrap=300, kinds=kinds).to_json()))
-    same = CompareView(json.loads(compare(preds + copying, n_bootstrap=300, kinds=kinds).to_json()))
-    assert cb.claim_text_insufficient(low, ["sst2"], ["ravdess"]).verdict == REPRODUCED
-    assert cb.claim_text_insufficient(same, ["sst2"], ["ravdess"]).verdict == NOT_REPRODUCED
+    return CompareView(json.loads(compare(preds, n_bootstrap=300, kinds=kinds).to_json()))
+
+
+def test_text_insufficient_three_outcomes() -> None:
+    assert cb.claim_text_insufficient(_text_insufficient("own"), ["sst2"], ["ravdess"]).verdict == REPRODUCED
+    assert (
+        cb.claim_text_insufficient(_text_insufficient("copies"), ["sst2"], ["ravdess"]).verdict
+        == CONTRADICTED
+    )
+    small = cb.claim_text_insufficient(_text_insufficient("own", n=12), ["sst2"], ["ravdess"])
+    assert small.verdict == INCONCLUSIVE
+
+
+def test_text_insufficient_below_chance_speech_llm_is_not_reproduced() -> None:
+    # the review's case: the speech LLM at 5% on RAVDESS (below 1/8) made (d) "reproduced"
+    claim = cb.claim_text_insufficient(_text_insufficient("below"), ["sst2"], ["ravdess"])
+    assert claim.verdict != REPRODUCED
+    assert claim.tasks[0].verdict == NOT_TESTABLE and "at chance on ravdess" in claim.tasks[0].reason
 
 
 def _table(drop_speech: float, drop_casc: float, base: float = 0.9, n: int = 200) -> dict:
@@ -148,6 +307,17 @@ def _table(drop_speech: float, drop_casc: float, base: float = 0.9, n: int = 200
     return table
 
 
+def _acc_view(acc: float = 0.9, n: int = 200) -> CompareView:
+    from statsmodels.stats.proportion import proportion_confint
+
+    ci = list(proportion_confint(round(acc * n), n, method="wilson"))
+    rows = [
+        {"system": s, "task": "sst2", "condition": "clean", "n": n, "accuracy": acc, "ci": ci}
+        for s in ("Speech-LLM", "Cascade-S")
+    ]
+    return CompareView({"accuracy": rows})
+
+
 def test_degradation_matches_direct_computation_and_noise_rule() -> None:
     table = _table(0.4, 0.05)
     d = cb.degradation(table, "sst2", "Speech-LLM", "Cascade-S", "babble@0", n_boot=500)
@@ -159,25 +329,15 @@ def test_degradation_matches_direct_computation_and_noise_rule() -> None:
     }
     assert d.drop_a == pytest.approx(ref["Speech-LLM"]) and d.drop_b == pytest.approx(ref["Cascade-S"])
     assert d.diff_ci[0] <= d.diff <= d.diff_ci[1]
-    acc = {
-        "accuracy": [
-            {
-                "system": "Speech-LLM",
-                "task": "sst2",
-                "condition": "clean",
-                "n": 200,
-                "accuracy": 0.9,
-                "ci": [0.85, 0.93],
-            }
-        ]
-    }
-    cmp = CompareView(acc)
+    cmp = _acc_view()
     assert cb.claim_noise(cmp, ["sst2"], {"sst2": d}).verdict == REPRODUCED
-    same = cb.degradation(_table(0.1, 0.1), "sst2", "Speech-LLM", "Cascade-S", "babble@0")
-    assert cb.claim_noise(cmp, ["sst2"], {"sst2": same}).verdict == NOT_REPRODUCED
-    chance = CompareView({"accuracy": [dict(acc["accuracy"][0], accuracy=0.5)]})
-    assert cb.claim_noise(chance, ["sst2"], {"sst2": d}).verdict == NOT_TESTABLE
-    assert cb.claim_noise(cmp, ["sst2"], {"sst2": None}).verdict == NOT_TESTABLE
+    same = cb.degradation(_table(0.02, 0.02, n=2000), "sst2", "Speech-LLM", "Cascade-S", "babble@0")
+    assert cb.claim_noise(cmp, ["sst2"], {"sst2": same}).verdict == CONTRADICTED
+    few = cb.degradation(_table(0.1, 0.05, n=30), "sst2", "Speech-LLM", "Cascade-S", "babble@0")
+    small = cb.claim_noise(cmp, ["sst2"], {"sst2": few})
+    assert small.verdict == INCONCLUSIVE and "MDE" in small.reason
+    assert cb.claim_noise(_acc_view(0.5), ["sst2"], {"sst2": d}).tasks[0].verdict == NOT_TESTABLE
+    assert cb.claim_noise(cmp, ["sst2"], {"sst2": None}).verdict == INCONCLUSIVE
 
 
 def _lens(prec: dict[int, float]) -> dict:
@@ -187,39 +347,87 @@ def _lens(prec: dict[int, float]) -> dict:
 def test_lens_rule() -> None:
     control = _lens({0: 0.05, 9: 0.05, 17: 0.06})
     assert cm.claim_lens(_lens({0: 0.05, 9: 0.2, 17: 0.35}), control, "").verdict == REPRODUCED
-    # present from the first layer on: does not *emerge* with depth
-    assert cm.claim_lens(_lens({0: 0.33, 9: 0.34, 17: 0.35}), control, "").verdict == NOT_REPRODUCED
-    # no better than another utterance's transcript
-    assert cm.claim_lens(_lens({0: 0.0, 9: 0.05, 17: 0.08}), control, "").verdict == NOT_REPRODUCED
+    # present from the first layer on and falling: does not *emerge* with depth
+    assert cm.claim_lens(_lens({0: 0.5, 9: 0.34, 17: 0.35}), control, "").verdict == CONTRADICTED
+    assert cm.claim_lens(_lens({0: 0.33, 9: 0.34, 17: 0.35}), control, "").verdict == INCONCLUSIVE
     skipped = cm.claim_lens(None, None, "mechanistic suite skipped (--skip-mech)")
-    assert skipped.verdict == NOT_TESTABLE and "skip-mech" in skipped.reason
+    assert skipped.verdict == INCONCLUSIVE and "skip-mech" in skipped.reason
 
 
-def _erasure(none: float, text: float, random: float, acoustic: float, n: int = 48) -> dict:
-    conds = {"none": none, "text": text, "random": random, "acoustic": acoustic}
+def _erasure(
+    none: float, text: float, randoms: list[float], acoustic: float, n: int = 48, seed: int = 0
+) -> dict:
+    """Per-item correctness with these accuracies (items right under ``none`` lose answers under erasure)."""
+    rng = np.random.default_rng(seed)
+    base = np.zeros(n, bool)
+    base[rng.choice(n, round(none * n), replace=False)] = True
+
+    def erased(acc: float) -> list[bool]:
+        keep = np.flatnonzero(base)
+        out = np.zeros(n, bool)
+        out[rng.choice(keep, min(round(acc * n), len(keep)), replace=False)] = True
+        return out.tolist()
+
+    conds = {"none": base.tolist(), "text": erased(text), "acoustic": erased(acoustic)}
+    conds.update({("random" if j == 0 else f"random-{j + 1}"): erased(a) for j, a in enumerate(randoms)})
+    gold = ["negative"] * (n // 2) + ["positive"] * (n - n // 2)
     return {
+        "gold": {"sst2": gold},
+        "items": {"sst2": [f"x{i}@v" for i in range(n)]},
+        "fit_items": [f"f{i}" for i in range(40)],
         "accuracy": [
-            {"task": "sst2", "condition": c, "n": n, "accuracy": a, "same_as_none": 1.0}
-            for c, a in conds.items()
-        ]
+            {
+                "task": "sst2",
+                "condition": c,
+                "n": n,
+                "accuracy": float(np.mean(v)),
+                "same_as_none": 1.0,
+                "correct": v,
+            }
+            for c, v in conds.items()
+        ],
     }
 
 
-def test_erasure_rule() -> None:
-    assert cm.claim_erasure(_erasure(0.9, 0.5, 0.88, 0.85), "").verdict == REPRODUCED
-    assert cm.claim_erasure(_erasure(0.9, 0.85, 0.88, 0.85), "").verdict == NOT_REPRODUCED
-    at_chance = cm.claim_erasure(_erasure(0.52, 0.5, 0.5, 0.5), "")
-    assert at_chance.verdict == NOT_TESTABLE and "chance" in at_chance.reason
-    assert cm.claim_erasure(None, "stage erasure failed: boom").verdict == NOT_TESTABLE
+def test_erasure_rule_three_outcomes() -> None:
+    good = cm.claim_erasure(_erasure(0.9, 0.3, [0.88, 0.86, 0.9], 0.85, n=200), "")
+    assert good.verdict == REPRODUCED, good.reason
+    assert "3 draws" in good.tasks[0].numbers and "min 0.000" in good.tasks[0].numbers
+    bad = cm.claim_erasure(_erasure(0.9, 0.88, [0.88, 0.86, 0.9], 0.85, n=400), "")
+    assert bad.verdict == CONTRADICTED, bad.tasks[0].numbers
+    small = cm.claim_erasure(_erasure(0.9, 0.8, [0.85], 0.85, n=20), "")
+    assert small.verdict == INCONCLUSIVE and "MDE" in small.reason
+    at_chance = cm.claim_erasure(_erasure(0.52, 0.5, [0.5], 0.5), "")
+    assert at_chance.tasks[0].verdict == NOT_TESTABLE and "chance" in at_chance.reason
+    assert cm.claim_erasure(None, "stage erasure failed: boom").verdict == INCONCLUSIVE
+
+
+def test_erasure_rule_reads_old_results_without_items() -> None:
+    old = _erasure(0.9, 0.3, [0.88], 0.85, n=200)
+    for r in old["accuracy"]:
+        del r["correct"]
+    del old["gold"], old["items"], old["fit_items"]
+    judged = cm.claim_erasure(old, "")
+    assert judged.tasks[0].verdict == INCONCLUSIVE and "predates" in judged.reason  # cannot show disjointness
+    assert (
+        "text − random drop 0.580" in judged.tasks[0].numbers
+    )  # independent-binomial interval still printed
+    leaked = _erasure(0.9, 0.3, [0.88], 0.85, n=200)
+    leaked["fit_items"] = ["x1", "x2", "f3"]  # two evaluated items among the fitting utterances
+    assert "2 evaluated items are the erasers' fitting" in cm.claim_erasure(leaked, "").reason
 
 
 def _implicit(speech: list[str], implicit: list[str], cascade: list[str], gold: list[str]) -> dict:
     from casceq.stats.agreement import kappa
 
     rows = [
-        {"speech": s, "implicit": i, "cascade": c} for s, i, c in zip(speech, implicit, cascade, strict=True)
+        {"speech": s, "implicit": i, "cascade": c, "gold": g}
+        for s, i, c, g in zip(speech, implicit, cascade, gold, strict=True)
     ]
-    acc = float(np.mean([s == g for s, g in zip(speech, gold, strict=True)]))
+
+    def acc(labels: list[str]) -> float:
+        return float(np.mean([s == g for s, g in zip(labels, gold, strict=True)]))
+
     return {
         "results": [
             {
@@ -227,50 +435,54 @@ def _implicit(speech: list[str], implicit: list[str], cascade: list[str], gold: 
                 "n": len(rows),
                 "kappa_impl": kappa(implicit, speech),
                 "kappa_casc": kappa(cascade, speech),
-                "accuracy_speech": acc,
-                "accuracy_implicit": 0.0,
-                "accuracy_cascade": 0.0,
+                "accuracy_speech": acc(speech),
+                "accuracy_implicit": acc(implicit),
+                "accuracy_cascade": acc(cascade),
                 "rows": rows,
             }
         ]
     }
 
 
-def test_implicit_rule() -> None:
+def test_implicit_rule_three_outcomes() -> None:
     rng = np.random.default_rng(5)
-    gold = [str(x) for x in rng.choice(LABELS["sst2"], 120)]
-    speech = _noisy(rng, gold, LABELS["sst2"], 0.1)
-    good = _implicit(
-        speech, _noisy(rng, speech, LABELS["sst2"], 0.05), _noisy(rng, speech, LABELS["sst2"], 0.1), gold
-    )
-    bad = _implicit(
-        speech,
-        [str(x) for x in rng.choice(LABELS["sst2"], 120)],
-        _noisy(rng, speech, LABELS["sst2"], 0.05),
-        gold,
-    )
-    assert cm.claim_implicit(good, "").verdict == REPRODUCED
-    judged = cm.claim_implicit(bad, "")
-    assert judged.verdict == NOT_REPRODUCED
-    # the reason names which part of the rule failed: random implicit labels (κ_impl near 0), or a weaker one
-    k = bad["results"][0]["kappa_impl"]
-    assert judged.tasks[0].reason.startswith("κ_impl ≤ 0" if k <= 0 else "κ_impl − κ_casc CI lies below 0")
-    weak = _implicit(
-        speech, _noisy(rng, speech, LABELS["sst2"], 0.35), _noisy(rng, speech, LABELS["sst2"], 0.02), gold
-    )
-    assert weak["results"][0]["kappa_impl"] > 0
-    assert cm.claim_implicit(weak, "").tasks[0].reason.startswith("κ_impl − κ_casc CI lies below 0")
-    assert cm.claim_implicit(good, "").tasks[0].reason == "κ_impl > 0 and not significantly below κ_casc"
-    chance = _implicit([str(x) for x in rng.choice(LABELS["sst2"], 120)], speech, speech, gold)
-    assert cm.claim_implicit(chance, "").verdict == NOT_TESTABLE
+    labels = LABELS["sst2"]
+
+    def world(n: int, impl_flip: float | None) -> dict:
+        gold = [str(x) for x in rng.choice(labels, n)]
+        speech = _noisy(rng, gold, labels, 0.1)
+        impl = (
+            [str(x) for x in rng.choice(labels, n)]
+            if impl_flip is None
+            else _noisy(rng, speech, labels, impl_flip)
+        )
+        return _implicit(speech, impl, _noisy(rng, speech, labels, 0.05), gold)
+
+    good = cm.claim_implicit(world(1000, 0.05), "")
+    assert good.verdict == REPRODUCED, good.tasks[0].numbers
+    bad = cm.claim_implicit(world(200, None), "")
+    assert bad.verdict == CONTRADICTED and "beyond the margin" in bad.reason
+    small = cm.claim_implicit(world(40, 0.05), "")
+    assert small.verdict == INCONCLUSIVE and "smallest margin" in small.reason
 
 
-def test_kappa_difference_ci_is_centred_on_the_point_difference() -> None:
+def test_kappa_difference_ci_matches_an_independent_bootstrap() -> None:
+    from sklearn.metrics import cohen_kappa_score
+
     rng = np.random.default_rng(2)
     s = [str(x) for x in rng.choice(["a", "b", "c"], 300)]
     rows = [{"speech": x, "implicit": x, "cascade": str(rng.choice(["a", "b", "c"]))} for x in s]
-    lo, hi = cm.kappa_difference_ci(rows, n_boot=300)
-    assert lo < 1.0 - 0.0 and hi > 0.8  # implicit copies (κ 1), cascade independent (κ ~0): difference ~1
+    lo, hi = cm.kappa_difference_ci(rows, n_boot=300, seed=7)
+    # the same resamples (default_rng(7).integers), kappas from scikit-learn, percentiles by hand
+    idx = np.random.default_rng(7).integers(0, len(rows), size=(300, len(rows)))
+    sp = np.array(s)
+    im = np.array([r["implicit"] for r in rows])
+    ca = np.array([r["cascade"] for r in rows])
+    diffs = np.sort([cohen_kappa_score(im[i], sp[i]) - cohen_kappa_score(ca[i], sp[i]) for i in idx])
+    ref = np.percentile(diffs, [2.5, 97.5])
+    assert (lo, hi) == pytest.approx(tuple(ref), abs=1e-9)
+    point = 1.0 - cohen_kappa_score(ca, sp)
+    assert lo < point < hi and hi - lo < 0.25  # implicit copies (κ 1), cascade independent (κ ~0)
 
 
 def test_wilson_low_matches_statsmodels() -> None:
@@ -281,12 +493,13 @@ def test_wilson_low_matches_statsmodels() -> None:
 
 
 def test_combine() -> None:
-    ok, bad, nt = (
-        TaskVerdict(t, v, "r") for t, v in (("x", REPRODUCED), ("y", NOT_REPRODUCED), ("z", NOT_TESTABLE))
+    ok, bad, inc, nt = (
+        TaskVerdict(t, v, "r")
+        for t, v in (("x", REPRODUCED), ("y", CONTRADICTED), ("w", INCONCLUSIVE), ("z", NOT_TESTABLE))
     )
-    assert combine([ok, nt])[0] == REPRODUCED
-    assert combine([ok, bad, nt])[0] == NOT_REPRODUCED
-    assert combine([nt])[0] == NOT_TESTABLE and combine([])[0] == NOT_TESTABLE
+    assert combine([ok, nt, inc])[0] == REPRODUCED
+    assert combine([ok, bad, nt])[0] == CONTRADICTED
+    assert combine([nt, inc])[0] == INCONCLUSIVE and combine([])[0] == INCONCLUSIVE
 
 
 def test_judge_without_any_output_says_why(tmp_path: Path) -> None:
@@ -296,7 +509,67 @@ def test_judge_without_any_output_says_why(tmp_path: Path) -> None:
     plan = default_plan(4, 4, mech=False)
     claims = judge(tmp_path, plan, {"behavioural": {"status": "failed", "detail": "boom"}})
     assert [c.key for c in claims] == list("abcdefgh")
-    assert all(c.verdict == NOT_TESTABLE for c in claims)
+    assert all(c.verdict == INCONCLUSIVE for c in claims)
     assert "boom" in claims[0].reason and "skip-mech" in claims[-1].reason
     page = write_findings(tmp_path, plan, claims, {"command": "casceq reproduce --offline"}, {}).read_text()
-    assert "casceq reproduce --offline" in page and "not testable here" in page
+    assert "casceq reproduce --offline" in page and "inconclusive" in page and "powered" in page
+
+
+def _two_voices(table: dict) -> dict:
+    """Every clip duplicated as ``id@v1`` and ``id@v2`` with the same correctness (voices of one item)."""
+    return {k: {f"{i}@{v}": c for i, c in cells.items() for v in ("v1", "v2")} for k, cells in table.items()}
+
+
+def test_rules_treat_voices_of_an_item_as_one_unit() -> None:
+    one = _table(0.2, 0.05, n=100)
+    two = _two_voices(one)
+    d1 = cb.degradation(one, "sst2", "Speech-LLM", "Cascade-S", "babble@0", n_boot=2000, seed=1)
+    d2 = cb.degradation(two, "sst2", "Speech-LLM", "Cascade-S", "babble@0", n_boot=2000, seed=1)
+    assert d1 is not None and d2 is not None and (d2.n, d2.n_items) == (200, 100)
+    # copies of a clip add no information: the item bootstrap gives the same interval, not one √2 narrower
+    assert d2.diff == pytest.approx(d1.diff)
+    assert d2.diff_ci == pytest.approx(d1.diff_ci, abs=1e-12)
+    est1, se1 = cb.clustered_difference(one, "Speech-LLM", "Cascade-S", "sst2", "babble@0", None)  # type: ignore[misc]
+    est2, se2 = cb.clustered_difference(two, "Speech-LLM", "Cascade-S", "sst2", "babble@0", None)  # type: ignore[misc]
+    assert est2 == pytest.approx(est1) and se2 == pytest.approx(se1, rel=1e-9)
+    # the clip-level standard error of the McNemar counts would be ~√2 smaller on the duplicated clips
+    a, b = (two[(s, "sst2", "babble@0")] for s in ("Speech-LLM", "Cascade-S"))
+    row = {
+        "a_right_b_wrong": sum(a[i] and not b[i] for i in a),
+        "a_wrong_b_right": sum(b[i] and not a[i] for i in a),
+        "n": len(a),
+    }
+    _, se_clip = cb.paired_accuracy_difference(row)
+    assert se_clip is not None and se_clip < se2 / 1.3
+
+
+def test_compare_bh_family_option_matches_statsmodels() -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    from casceq.reproduce.rules import family_q_values
+
+    rng = np.random.default_rng(9)
+    preds: list[Prediction] = []
+    gold = [str(x) for x in rng.choice(LABELS["ag_news"], 120)]
+    for s, flip in (("Cascade-S", 0.15), ("Cascade-W", 0.3), ("Cascade-M", 0.4), ("Speech-LLM", 0.2)):
+        preds += _rows(s, "ag_news", "clean", gold, _noisy(rng, gold, LABELS["ag_news"], flip))
+    call = compare(preds, n_bootstrap=0, kinds=KINDS)
+    paper = compare(preds, n_bootstrap=0, kinds=KINDS, bh_family="speech_vs_cascade")
+    p = [r.mcnemar_p for r in call.pairs]
+    assert [r.q_value for r in call.pairs] == pytest.approx(
+        multipletests(p, method="fdr_bh")[1]
+    )  # default kept
+    fam = [i for i, r in enumerate(paper.pairs) if "Speech-LLM" in (r.a, r.b)]
+    rest = [i for i in range(len(p)) if i not in fam]
+    assert len(fam) == 3 and len(rest) == 3
+    for idx in (fam, rest):
+        ref = multipletests([p[i] for i in idx], method="fdr_bh")[1]
+        assert [paper.pairs[i].q_value for i in idx] == pytest.approx(ref)
+    # the rules' own family q-values (from stored p-values) agree with compare's
+    rows = json.loads(call.to_json())["pairs"]
+    q = family_q_values(rows, "paper", "Speech-LLM", ("Cascade-S", "Cascade-W", "Cascade-M"))
+    for i in fam:
+        r = paper.pairs[i]
+        assert q[(r.a, r.b, "ag_news", "clean")] == pytest.approx(r.q_value)
+    with pytest.raises(Exception, match="unknown BH family"):
+        compare(preds, n_bootstrap=0, kinds=KINDS, bh_family="all")

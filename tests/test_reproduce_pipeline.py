@@ -124,28 +124,64 @@ def test_pipeline_end_to_end_and_resume(models: Any, tmp_path: Path) -> None:
     ]
     bad = [*argv[:-2], "--speech-system", "Cascade-S", "--out", str(cli_out)]
     assert main(bad) == 2  # not a speech-LLM system of the run: a clear error, no crash
-    # and `casceq erase --calibration RUN` on the same clips, fit and seed gives the stage's accuracies
-    erase = ["erase", "--model", models.speech_llm, "--task", "sst2", "--voice", "espeak-us", "--n", "5"]
+    assert main([*argv, "--seed", "3"]) == 2  # another seed than the run's: its calibration items could leak
+    # erasure: the stage evaluated items disjoint from the erasers' fitting utterances (the sst2 capture)
+    from casceq.reproduce.mech import MechContext
+
+    fit_ids = {
+        r.id.split("@")[0] for r in CaptureReader(out / "mech" / "captures" / "speech-sst2").utterances
+    }
+    evaluated, _ = MechContext(plan, out, out / "run").items("sst2", frozenset(fit_ids))
+    assert len(evaluated) == 5 and not {e.id.split("@")[0] for e in evaluated} & fit_ids
+    assert erasure["gold"]["sst2"] == [e.label for e in evaluated]
+    random_draws = [a["condition"] for a in erasure["accuracy"] if a["condition"].startswith("random")]
+    assert random_draws == ["random", *(f"random-{j}" for j in range(2, 6))]
+    # `casceq erase --calibration RUN` on those items, with the same fit and seed, gives the stage's accuracies
+    items = cli_out / "items.jsonl"
+    items.parent.mkdir(parents=True, exist_ok=True)
+    items.write_text(
+        "".join(
+            json.dumps({"id": e.id, "audio": e.audio.path, "label": e.label, "text": e.text}) + "\n"
+            for e in evaluated
+        )
+    )
+    erase = ["erase", "--model", models.speech_llm, "--task", "sst2", "--items", str(items)]
     erase += [
+        "--fit",
+        str(out / "mech" / "captures" / "speech-sst2"),
+        "--concepts",
+        "text",
+        "acoustic",
+        "random",
+    ]
+    erase += ["--calibration", str(out / "run"), "--out", str(cli_out)]
+    assert main(erase) == 0
+    cli_erase = json.loads((cli_out / "mech" / "erasure.json").read_text())
+    assert cli_erase["calibration"] == erasure["calibration"]
+    assert cli_erase["accuracy"] == erasure["accuracy"]
+    # evaluating the fitting utterances themselves is refused (LEACE would be judged on its own fit)
+    leak = ["erase", "--model", models.speech_llm, "--task", "sst2", "--voice", "espeak-us", "--n", "5"]
+    leak += [
         "--audio-dir",
         str(out / "mech" / "audio" / "sst2"),
         "--fit",
         str(out / "mech" / "captures" / "speech-sst2"),
     ]
-    erase += [
-        "--concepts",
-        "text",
-        "acoustic",
-        "random",
-        "--calibration",
-        str(out / "run"),
-        "--out",
-        str(cli_out),
-    ]
-    assert main(erase) == 0
-    cli_erase = json.loads((cli_out / "mech" / "erasure.json").read_text())
-    assert cli_erase["calibration"] == erasure["calibration"]
-    assert cli_erase["accuracy"] == erasure["accuracy"]
+    leak += ["--concepts", "text", "--out", str(cli_out / "x")]
+    assert main(leak) == 2
+
+    # costs read from this real run's timings.json give back its measured stage seconds
+    from casceq.reproduce.plan import estimate_minutes, measured_costs
+
+    est = estimate_minutes(plan, measured_costs(out))
+    assert est["behavioural"] * 60 == pytest.approx(stages["behavioural"]["seconds"], rel=1e-6)
+    # findings are re-judged from the stored results alone: same verdicts, no model output recomputed
+    predictions = (out / "run" / "predictions.jsonl").stat().st_mtime_ns
+    assert main(["reproduce", "--offline", "--out", str(out), "--rejudge"]) == 0
+    again_claims = json.loads((out / "findings.json").read_text())["claims"]
+    assert [c["verdict"] for c in again_claims] == [c["verdict"] for c in findings["claims"]]
+    assert (out / "run" / "predictions.jsonl").stat().st_mtime_ns == predictions
+    assert "re-judged by" in (out / "findings.md").read_text()
 
     shard = next((out / "mech" / "captures" / "speech-sst2").glob("shard-*.states.npy"))
     before = shard.stat().st_mtime_ns
@@ -171,7 +207,7 @@ def test_skip_mech_and_time_limit_are_recorded(models: Any, tmp_path: Path) -> N
     assert (report["status"], report["detail"]) == ("skipped", "no predictions to report on")
     assert result.failed == []
     claims = json.loads((tmp_path / "r" / "findings.json").read_text())["claims"]
-    assert all(c["verdict"] == "not testable here" for c in claims)
+    assert all(c["verdict"] == "inconclusive" for c in claims)
     assert "limit-minutes" in claims[0]["reason"] and "skip-mech" in claims[-1]["reason"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from casceq.errors import InputError
@@ -85,10 +86,60 @@ def test_sizes_conditions_and_tasks_follow_the_flags(tmp_path: Path) -> None:
         default_plan(mech_n=3)  # probes need at least 5 groups
 
 
-def test_budget_estimate_of_the_defaults_fits_two_hours() -> None:
-    small, full = estimate_minutes(default_plan(10, 10)), estimate_minutes(default_plan())
-    assert full["total"] <= 120 and full["behavioural"] > small["behavioural"] > 0
-    assert estimate_minutes(default_plan(mech=False))["mechanistic"] == 0
+MEASURED = Path(__file__).parent / "data" / "reproduce_n20"
+"""plan.json + timings.json of the real 5 Dec 2026 full run (see the README there)."""
+
+
+def test_estimate_against_a_measured_timings_json() -> None:
+    import json
+
+    from casceq.reproduce.plan import Costs, measured_costs, plan_from_dict
+
+    data = json.loads((MEASURED / "plan.json").read_text())
+    plan = plan_from_dict(data["plan"])
+    assert plan.hash() == data["hash"]  # the plan read back is the plan that ran
+    timings = json.loads((MEASURED / "timings.json").read_text())
+    behaviour = timings["behavioural"]["seconds"]
+    mech = sum(v["seconds"] for k, v in timings.items() if k not in ("behavioural", "report"))
+    assert (behaviour, mech) == (2522.0, 1739.0)
+    # the constants missed this run: 53 min of stages estimated (63 with the fixed 10) against 71 measured
+    const = estimate_minutes(plan, Costs())
+    assert (behaviour + mech) / 60 > 1.1 * (const["behavioural"] + const["mechanistic"])
+    # costs read from the measured timings reproduce its stage times (behavioural and mechanistic)
+    costs = measured_costs(MEASURED)
+    est = estimate_minutes(plan, costs)
+    assert est["behavioural"] * 60 == pytest.approx(behaviour, rel=1e-9)
+    assert est["mechanistic"] * 60 == pytest.approx(mech, rel=1e-9)
+    assert est["total"] * 60 == pytest.approx(behaviour + mech + 5.0, rel=1e-9)  # + the report stage: 71 min
+    # ... and scale linearly with the clips: twice the items per text task, by hand
+    text_share = sum(plan.clips(t) * costs.per_clip[t] for t in ("ag_news", "sst2", "csqa")) * 5
+    double = default_plan(40, 40, voices=list(plan.voices))
+    assert estimate_minutes(double, costs)["behavioural"] * 60 == pytest.approx(
+        behaviour + text_share, rel=1e-9
+    )
+    assert estimate_minutes(default_plan(mech=False), costs)["mechanistic"] == 0
+
+
+def test_power_table_uses_the_measured_costs_and_the_power_functions() -> None:
+    import json
+
+    from casceq.reproduce.plan import measured_costs, plan_from_dict
+    from casceq.reproduce.powerplan import PLANNING_SD, format_table, power_table
+    from casceq.reproduce.rules import REFERENCE
+
+    plan = plan_from_dict(json.loads((MEASURED / "plan.json").read_text())["plan"])
+    costs = measured_costs(MEASURED)
+    rows = {r.key: r for r in power_table(plan, costs)}
+    # (b): directional at 0.025 one-sided, 80% power: n = ((1.959964 + 0.841621) sd / 0.10)^2, by hand
+    sd = PLANNING_SD["b"][0]
+    assert rows["b"].items == int(np.ceil((2.801585 * sd / REFERENCE["b"]) ** 2))
+    sized = default_plan(rows["b"].items, 40, voices=list(plan.voices))
+    assert rows["b"].minutes == pytest.approx(estimate_minutes(sized, costs)["total"])
+    # (h): equivalence by TOST at 0.05 with margin 0.10: n = ((1.644854 + 1.281552) sd / 0.10)^2
+    assert rows["h"].items == int(np.ceil((2.926405 * PLANNING_SD["h"][0] / REFERENCE["h"]) ** 2))
+    assert rows["f"].items is None  # no interval: no power
+    page = format_table(list(rows.values()), plan, costs)
+    assert "timings.json" in page and "| (b) |" in page
 
 
 def test_offline_accepts_bundled_and_local_and_refuses_hub_ids(tmp_path: Path) -> None:

@@ -217,10 +217,14 @@ def test_full_report_is_written_with_the_run(tmp_path, llm_dir):
 
 
 def test_heldout_calibration_is_disjoint_and_applied(tmp_path, llm_dir):
+    # What the offsets were FITTED on: the run records the fitting ids; an independent refit on exactly those
+    # items reproduces the saved offsets, and those ids are neither evaluated items nor few-shot examples.
     import numpy as np
 
-    from casceq.run.calibrate import heldout_examples
-    from casceq.tasks import load_examples
+    from casceq.run.build import build_system
+    from casceq.run.calibrate import ITEMS_FILE
+    from casceq.systems.llm.calibration import fit_calibrator
+    from casceq.tasks import get_task, load_examples
 
     p = tmp_path / "cal.toml"
     p.write_text(
@@ -235,18 +239,51 @@ n = 12
 name = "Text"
 kind = "text"
 llm = "hf:{llm_dir}"
+settings = {{ few_shot = {{ sst2 = 2 }} }}
 """
     )
     out = tmp_path / "run"
-    run_experiment(load_config(p), out, show_progress=False)
-    evaluated = load_examples("sst2", n=12, seed=0)
-    held = heldout_examples("sst2", evaluated, 8, 0)
-    assert len(held) == 8 and not {e.id for e in held} & {e.id for e in evaluated}
+    cfg = load_config(p)
+    run_experiment(cfg, out, show_progress=False)
+    (fits,) = json.loads((out / ITEMS_FILE).read_text()).values()
+    fitted = fits["sst2"]
+    assert len(fitted) == 8 == len(set(fitted))
+    evaluated = {r.example_id.split("@")[0] for r in _rows(out)}
+    assert len(evaluated) == 12 and not set(fitted) & evaluated
+    task = get_task("sst2")
+    llm = build_system(cfg.systems[0], cfg)._get("llm")
+    shots = {prompt for prompt, _ in llm.shots_for(task.prompt("x"))}
+    by_id = {ex.id: ex for ex in load_examples("sst2")}
+    assert len(shots) == 2 and not {task.prompt(by_id[i].text, by_id[i]) for i in fitted} & shots
+    refit = fit_calibrator(llm, task, "heldout", heldout=[by_id[i] for i in fitted]).offsets
     (offsets,) = [v["sst2"] for v in json.loads((out / "calibration.json").read_text()).values()]
+    np.testing.assert_allclose(refit, offsets, atol=1e-9)
     assert abs(sum(offsets)) < 1e-9 and max(map(abs, offsets)) > 0  # centred, and not a no-op
     for r in _rows(out):
         scores = np.array([r.label_scores[lab] for lab in ("negative", "positive")])
         assert r.label == ("negative", "positive")[int(np.argmax(scores - np.array(offsets)))]
+
+
+def test_heldout_pick_refuses_leaks_at_run_time(monkeypatch):
+    # positive control of the run-time check: a picker that returned an evaluated item or a shot is an error
+    import casceq.systems.llm.calibration as cal
+    from casceq.errors import LeakageError
+    from casceq.run.calibrate import heldout_examples
+    from casceq.tasks import get_task, load_examples
+
+    evaluated = load_examples("sst2", n=5, seed=0)
+    task = get_task("sst2")
+
+    class Shots:
+        def shots_for(self, prompt):
+            return ((task.prompt(evaluated[4].text, evaluated[4]), "positive"),)
+
+    monkeypatch.setattr(cal, "heldout_examples", lambda *a, **k: evaluated[:2])
+    with pytest.raises(LeakageError, match="2 evaluated items and 0 few-shot"):
+        heldout_examples("sst2", evaluated[:3], 2, 0)
+    monkeypatch.setattr(cal, "heldout_examples", lambda *a, **k: evaluated[3:])
+    with pytest.raises(LeakageError, match="0 evaluated items and 1 few-shot"):
+        heldout_examples("sst2", evaluated[:3], 2, 0, Shots())
 
 
 def test_speech_llm_is_calibrated_on_heldout_audio(tmp_path, llm_dir):
@@ -264,7 +301,12 @@ def test_speech_llm_is_calibrated_on_heldout_audio(tmp_path, llm_dir):
 
     whisper = tiny_whisper(tmp_path / "whisper")
     ucfg = UltravoxNativeConfig(
-        encoder=str(whisper), backbone=str(llm_dir), hidden_dim=64, encoder_mode="unpadded"
+        encoder=str(whisper),
+        backbone=str(llm_dir),
+        hidden_dim=64,
+        encoder_mode="unpadded",
+        prompt="matched",
+        few_shot={"sst2": 2},
     )
     ckpt = UltravoxNativeBackend.create(ucfg, seed=3).save(tmp_path / "speech-llm")
     p = tmp_path / "cal.toml"
@@ -299,11 +341,20 @@ backbone = "tiny"
         assert r.label == ("negative", "positive")[int(np.argmax(scores - offsets))]
     # independent fit: the held-out items, voice i mod 2, raw scores from the backend itself
     task = get_task("sst2")
-    held = heldout_examples("sst2", load_examples("sst2", n=3, seed=0), 6, 0)
+    from casceq.run.calibrate import ITEMS_FILE
+
+    (recorded,) = json.loads((out / ITEMS_FILE).read_text()).values()
+    by_id = {ex.id: ex for ex in load_examples("sst2")}
+    held = [by_id[i] for i in recorded["sst2"]]  # what the offsets were fitted on (refit below)
     assert not {e.id for e in held} & {r.example_id.split("@")[0] for r in rows}
+    # the speech LLM's few-shot examples are not among them (they were before: both come from the far end)
+    backend = make_speech_llm(f"ultravox-native:{ckpt}")
+    shots = {prompt for prompt, _ in backend.shots_for(task.prompt("x"))}
+    assert len(shots) == 2 and not {task.prompt(e.text, e) for e in held} & shots
+    without = heldout_examples("sst2", load_examples("sst2", n=3, seed=0), 6, 0)
+    assert {task.prompt(e.text, e) for e in without} & shots  # positive control: the old pick held shots
     clips = sorted((out / "audio" / "sst2-calibration").rglob("*.flac"))
     assert len(clips) == 6  # one clip per held-out item
-    backend = make_speech_llm(f"ultravox-native:{ckpt}")
     by_voice = {"espeak-us": held[0::2], "espeak-gb-f4": held[1::2]}
     wavs, prompts = [], []
     for voice, exs in by_voice.items():

@@ -35,6 +35,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("report", "report", "tables, figures and an HTML report from a run folder"),
     ("train", "train", "train models (the offline speech LLM)"),
     ("reproduce", "reproduce", "reproduce the paper's experiment at this machine's scale"),
+    ("power", "power", "items and wall time each claim of reproduce needs for 80% power"),
 )
 
 

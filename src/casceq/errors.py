@@ -19,6 +19,13 @@ class InputError(CasceqError):
         self.line = line
 
 
+class LeakageError(InputError):
+    """Evaluated items overlap what a decision rule or model was fitted on (calibration, erasers, training).
+
+    Never caught by a stage's "continue without it" handling: a leak stops the run with the count named.
+    """
+
+
 class MissingDependency(CasceqError):
     """An optional package is needed; the message names what to install."""
 

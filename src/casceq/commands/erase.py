@@ -2,7 +2,9 @@
 
 Erasers are fitted per probed layer, sequentially (each layer with the earlier layers' erasers active), on the
 fitting utterances: those of a capture folder (``--fit CAPTURE_DIR``: its audio, transcripts and probed
-layers) or, by default, the evaluated items themselves (their text as transcript). Then every task is answered
+layers) or, by default, ``--n`` further items of each task (the next ones of the seeded ranking, spoken by the
+same voices): never the evaluated items themselves (checked; an overlap is an error). The random control is drawn
+``--n-random`` times. Then every task is answered
 with no erasure and under each concept's erasers (text proxy, CTC characters, bag of characters, acoustic,
 random control), all layers' erasers active at once through hooks on every forward pass (``--positions``).
 Writes ``OUT/mech/erasure.json`` (schema in ``casceq.mech.erasure``) and ``OUT/mech/erasure.md``.
@@ -23,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``erase`` options."""
     add_item_arguments(parser)
     parser.add_argument(
-        "--fit", metavar="CAPTURE_DIR", help="fit on a capture folder's utterances (default: items)"
+        "--fit",
+        metavar="CAPTURE_DIR",
+        help="fit on a capture folder's utterances (default: --n other items of each task, same voices)",
+    )
+    parser.add_argument(
+        "--n-random", type=int, default=5, help="draws of the random-subspace control (default 5)"
     )
     parser.add_argument("--layers", type=int, nargs="+", help="probed layers (default: captured / paper's)")
     parser.add_argument(
@@ -52,18 +59,37 @@ def _fit_clips(args: argparse.Namespace, evaluations: list[Any]) -> tuple[list[A
         reader = CaptureReader(args.fit)
         clips = [FitClip(r.id, load_audio(r.audio, 16000), r.transcript) for r in reader.utterances]
         return clips, reader.meta.layers
-    clips = [
-        FitClip(ex.id, wav, ex.text)
-        for _task, examples, audios in evaluations
-        for ex, wav in zip(examples, audios, strict=True)
-    ]
-    missing = [c.id for c in clips if not c.transcript.strip()]
-    if missing:
-        from casceq.errors import InputError
+    from casceq.errors import InputError
 
+    if args.items or not args.voice or not args.audio_dir:
         raise InputError(
-            f"fitting needs transcripts: items {missing[:5]} have no text (add 'text' or use --fit)"
+            "with --items give --fit CAPTURE_DIR: erasers fitted on the evaluated items would be judged on the "
+            "utterances they were fitted on"
         )
+    from pathlib import Path
+
+    from casceq.run.items import natural_items, spoken_items
+    from casceq.tasks import load_examples
+
+    # Default: the next --n items of each task's seeded ranking (after the evaluated ones), in the same voices
+    clips = []
+    for task, examples, _ in evaluations:
+        evaluated = {ex.id.split("@")[0] for ex in examples}
+        seed = 0 if args.seed is None else args.seed
+        pool = load_examples(task.name, n=len(evaluated) + args.n, seed=seed, data_dir=args.data_dir)
+        fresh = [ex for ex in pool if ex.id not in evaluated][: args.n]
+        natural = bool(fresh) and fresh[0].audio is not None
+        items = (
+            natural_items(fresh) if natural else spoken_items(fresh, args.voice, Path(args.audio_dir) / "fit")
+        )
+        for it in items:
+            if it.example.audio is not None:
+                clips.append(
+                    FitClip(it.example.id, load_audio(it.example.audio.path, 16000), it.example.text)
+                )
+    missing = [c.id for c in clips if not c.transcript.strip()]
+    if missing or not clips:
+        raise InputError(f"fitting needs transcripts: items {missing[:5]} have no text (use --fit)")
     return clips, None
 
 
@@ -99,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         model=args.model,
         offsets=offsets,
+        n_random=args.n_random,
     )
     result = dataclasses.replace(result, extra=prov)
     path = result.write(args.out)

@@ -34,7 +34,11 @@ def add_item_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voice", action="append", default=[], help="TTS voice speaking the task's examples")
     parser.add_argument("--audio-dir", help="folder of synthesised audio (with --voice)")
     parser.add_argument("--n", type=int, default=50, help="examples per task (with --voice; default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="subsampling seed (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="subsampling seed (default 0; with --calibration the run's seed, and another one is refused)",
+    )
     parser.add_argument("--data-dir", help="datasets root (default: casceq.paths.datasets_dir())")
     parser.add_argument(
         "--mode", choices=("score", "generate"), default="score", help="answer mode (default score)"
@@ -87,10 +91,20 @@ def run_speech_system(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if not args.calibration:
         if args.speech_system:
             raise InputError("--speech-system needs --calibration RUN_DIR")
+        args.seed = 0 if args.seed is None else args.seed
         return (lambda: load_model(args.model, dtype=args.dtype)[0]), {}
     from casceq.run.config import load_run_config
 
     cfg = load_run_config(args.calibration)
+    # The run's split: its seed put the evaluated items at the start of the ranking and the calibration items
+    # at its far end. Another seed draws other items, some of them ones the offsets were fitted on.
+    if args.seed is not None and args.seed != cfg.seed:
+        raise InputError(
+            f"--seed {args.seed} differs from the run's seed {cfg.seed}: its calibration items could be evaluated; "
+            "leave --seed out to take the run's",
+            path=args.calibration,
+        )
+    args.seed = cfg.seed
     speech = [s for s in cfg.systems if s.kind == "speech_llm"]
     if args.speech_system:
         chosen = [s for s in speech if s.name == args.speech_system]
@@ -191,8 +205,16 @@ def load_items(args: argparse.Namespace, task: Any) -> tuple[list[Any], list[Any
         from casceq.run.items import spoken_items
         from casceq.tasks import load_examples
 
-        base = load_examples(task.name, n=args.n, seed=args.seed, data_dir=args.data_dir)
+        seed = 0 if args.seed is None else args.seed
+        base = load_examples(task.name, n=args.n, seed=seed, data_dir=args.data_dir)
         examples = [it.example for it in spoken_items(base, args.voice, Path(args.audio_dir))]
+    from casceq.run.leakage import check_not_trained_on
+
+    check_not_trained_on(args.model, examples)
+    if getattr(args, "calibration", None):
+        from casceq.run.calibrate import check_not_fitted
+
+        check_not_fitted(args.calibration, task.name, [ex.id for ex in examples])
     audios = []
     for ex in examples:
         if ex.audio is None:

@@ -21,6 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--n-ravdess", type=int, help="RAVDESS clips (default 100)")
     p.add_argument("--resume", action="store_true", help="continue a reproduction in --out")
+    p.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="rewrite findings.md/.json of the finished reproduction in --out from its stored results (no model runs)",
+    )
     p.add_argument("--skip-mech", action="store_true", help="leave out the mechanistic suite")
     p.add_argument("--limit-minutes", type=float, help="start no new stage after this many minutes")
     p.add_argument(
@@ -57,17 +62,27 @@ def run(args: argparse.Namespace) -> int:
         mech_n=args.mech_n,
     )
     check_offline(plan.models)
-    est = estimate_minutes(plan)
+    out = Path(args.out)
+    if args.rejudge:
+        return _rejudge(out)
+    from casceq.reproduce.plan import Costs, measured_costs
+
+    costs = (
+        measured_costs(out) if (out / "timings.json").is_file() and (out / "plan.json").is_file() else Costs()
+    )
+    est = estimate_minutes(plan, costs)
     sizes = ", ".join(f"{t} {plan.clips(t)} clips" for t in plan.tasks)
     print(
         f"reproduce: {sizes} x {len(plan.conditions)} conditions; mechanistic n {plan.mech_n if plan.mech else 0}; "
-        f"estimated {est['total']:.0f} min on a free 2-core machine like the one measured in docs/reproduce.md "
+        f"estimated {est['total']:.0f} min from the costs of {costs.source} "
         f"(behavioural {est['behavioural']:.0f}, mechanistic {est['mechanistic']:.0f})"
     )
-    out = Path(args.out)
     if args.dry_run:
+        from casceq.commands.power import table
+
         out.mkdir(parents=True, exist_ok=True)
         (out / "experiment.toml").write_text(experiment_toml(plan))
+        print(table(plan, str(out)))
         print(f"wrote {out / 'experiment.toml'}")
         return 0
     from casceq.reproduce.findings import FINDINGS_JSON
@@ -90,3 +105,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"({claim['key']}) {claim['title']}: {claim['verdict']} — {claim['reason']}")
     print(f"\nfindings: {result.findings}  report: {out / 'report' / 'report.html'}")
     return 1 if result.failed else 0
+
+
+def _rejudge(out: object) -> int:
+    """Judge the claims again from a finished folder's stored results and rewrite the findings page."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from casceq.errors import InputError
+    from casceq.reproduce.findings import FINDINGS_JSON, judge, write_findings
+    from casceq.reproduce.pipeline import PLAN_FILE, TIMINGS_FILE, provenance
+    from casceq.reproduce.plan import plan_from_dict
+
+    folder = Path(str(out))
+    try:
+        plan = plan_from_dict(json.loads((folder / PLAN_FILE).read_text())["plan"])
+        timings = json.loads((folder / TIMINGS_FILE).read_text())
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise InputError(f"not a finished reproduction ({exc})", path=str(folder)) from exc
+    old = json.loads((folder / FINDINGS_JSON).read_text()) if (folder / FINDINGS_JSON).is_file() else {}
+    now = provenance(["casceq", "reproduce", *sys.argv[2:]])
+    meta = {**now, **old.get("meta", {})}  # the run's machine and command; the re-judging call is added
+    meta["command"] = (
+        f"{meta.get('command', '?')}` (findings re-judged by `{now['command']}` at {now.get('commit')})`"
+    )
+    claims = judge(folder, plan, timings)
+    path = write_findings(folder, plan, claims, meta, timings)
+    for c in claims:
+        print(f"({c.key}) {c.title}: {c.verdict} — {c.reason}")
+    print(f"\nfindings: {path}")
+    return 0

@@ -23,11 +23,15 @@ and chance (the training majority class; R² 0).
     {"kind": "erasure", "version": 1, "model": str, "layers": [int], "positions": "all"|"audio",
      "affine": false, "ctc_targets": str, "n_fit_utterances": int, "extra": {...},
      "calibration": {task: [C offsets]},  # label-score offsets applied in every condition ({}: raw argmax)
-     "accuracy": [{"task", "condition", "n", "accuracy", "same_as_none"}, ...],
+     "accuracy": [{"task", "condition", "n", "accuracy", "same_as_none", "correct": [bool per item]}, ...],
+     "gold": {task: [gold label per item]}, "items": {task: [example id per item]},
+     "fit_items": [the fitting utterances' items],
      "probes": [{"concept", "layer", "metric": "accuracy"|"r2", "before", "after", "chance", "rank",
                  "n_train", "n_test"}, ...]}
 
-``condition`` is ``"none"`` or a concept name; ``same_as_none`` is the fraction of answers unchanged by erasure.
+``condition`` is ``"none"`` or a concept name (``random``, ``random-2`` .. ``random-K`` for ``n_random`` draws of
+the random subspace); ``same_as_none`` is the fraction of answers unchanged by erasure. The fitting utterances and
+the evaluated items must be different items (checked: an overlap is an error naming the count).
 """
 
 from __future__ import annotations
@@ -310,6 +314,7 @@ def run_erasure(
     seed: int = 0,
     model: str = "",
     offsets: Mapping[str, np.ndarray] | None = None,
+    n_random: int = 1,
 ) -> Any:
     """Fit every concept's erasers and answer every task under each erasure condition (and ``none``).
 
@@ -327,6 +332,11 @@ def run_erasure(
         offsets: Task name -> [C] calibration offsets of the speech LLM (score mode; e.g. a run's held-out
             fit, ``casceq.run.calibrate.run_offsets``). The unerased model's offsets are applied under every
             condition: erasure is judged with the same decision rule as the baseline. Recorded in the result.
+        n_random: Draws of the random subspace (conditions ``random``, ``random-2`` ..), each of the text
+            eraser's rank, with seeds ``seed + 1000 j + layer`` (the first is the single draw of older results).
+
+    Raises:
+        InputError: Unknown concepts, ``n_random < 1``, or fitting utterances that are evaluated items.
     """
     from casceq.mech.adapters import layout_of
     from casceq.mech.erasure_concepts import (
@@ -340,6 +350,9 @@ def run_erasure(
     )
     from casceq.systems.answer import check_offsets
 
+    check_disjoint(clips, evaluations)
+    if n_random < 1:
+        raise InputError(f"n_random must be >= 1, got {n_random}")
     layout = layout_of(backend)
     chosen = layout.check_layers(layers if layers is not None else layout.default_layers())
     wanted = list(concepts or CONCEPTS)
@@ -358,11 +371,13 @@ def run_erasure(
             backend, clips, concept, chosen, frames=frames, affine=affine, positions=positions, seed=seed
         )
         checks += found if name in wanted else []
-    if "random" in wanted:
-        fitted["random"] = {
-            layer: random_eraser(layout.width, eraser_rank(fitted["text"][layer]), seed + layer)
+    draws = [f"random-{j + 1}" if j else "random" for j in range(n_random)] if "random" in wanted else []
+    for j, name in enumerate(draws):
+        fitted[name] = {
+            layer: random_eraser(layout.width, eraser_rank(fitted["text"][layer]), seed + 1000 * j + layer)
             for layer in chosen
         }
+    conditions = [c for c in wanted if c != "random"] + draws
     calibration = {}
     for task, _, _ in evaluations:
         off = (offsets or {}).get(task.name)
@@ -372,7 +387,7 @@ def run_erasure(
     for task, examples, audios in evaluations:
         off = np.asarray(calibration[task.name]) if task.name in calibration else None
         none = answer_labels(backend, task, examples, audios, mode, off)
-        for cond in ["none", *wanted]:
+        for cond in ["none", *conditions]:
             if cond == "none":
                 labels = none
             else:
@@ -380,7 +395,9 @@ def run_erasure(
                     labels = answer_labels(backend, task, examples, audios, mode, off)
             correct = [task.is_correct(lab, ex) for lab, ex in zip(labels, examples, strict=True)]
             same = float(np.mean([a == b for a, b in zip(labels, none, strict=True)]))
-            accuracy.append(TaskAccuracy(task.name, cond, len(examples), float(np.mean(correct)), same))
+            accuracy.append(
+                TaskAccuracy(task.name, cond, len(examples), float(np.mean(correct)), same, tuple(correct))
+            )
     return ErasureResult(
         model,
         chosen,
@@ -391,4 +408,25 @@ def run_erasure(
         tuple(accuracy),
         tuple(checks),
         calibration=calibration,
+        gold={task.name: [ex.label for ex in examples] for task, examples, _ in evaluations},
+        items={task.name: [ex.id for ex in examples] for task, examples, _ in evaluations},
+        fit_items=sorted({c.id.split("@")[0] for c in clips}),
     )
+
+
+def check_disjoint(clips: Sequence[FitClip], evaluations: Sequence[tuple[Any, Sequence[Any], Any]]) -> None:
+    """Refuse fitting utterances that are evaluated items (compared by item: the id before "@").
+
+    Raises:
+        LeakageError: Naming how many evaluated items the erasers would be fitted on.
+    """
+    from casceq.errors import LeakageError
+
+    fit = {c.id.split("@")[0] for c in clips}
+    evaluated = {ex.id.split("@")[0] for _, examples, _ in evaluations for ex in examples}
+    both = fit & evaluated
+    if both:
+        raise LeakageError(
+            f"{len(both)} of the {len(evaluated)} evaluated items are among the erasers' {len(fit)} fitting "
+            f"utterances (e.g. {sorted(both)[:3]}): fit on other items (casceq erase --fit CAPTURE_DIR)"
+        )

@@ -242,6 +242,7 @@ class TaskAccuracy:
     n: int
     accuracy: float
     same_as_none: float
+    correct: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,9 @@ class ErasureResult:
     probes: tuple[ProbeCheck, ...]
     calibration: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    gold: dict[str, list[str]] = field(default_factory=dict)
+    items: dict[str, list[str]] = field(default_factory=dict)
+    fit_items: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (schema in the module docstring)."""

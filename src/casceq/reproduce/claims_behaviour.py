@@ -15,21 +15,33 @@ import numpy as np
 
 from casceq.reproduce.rules import (
     ALPHA,
-    MIN_BOTH_WRONG,
-    NOT_REPRODUCED,
+    CONTRADICTED,
+    INCONCLUSIVE,
     NOT_TESTABLE,
+    REFERENCE,
     REPRODUCED,
-    Z95,
     Claim,
     CompareView,
     TaskVerdict,
     combine,
+    directional,
+    equivalence,
+    family_q_values,
     fmt,
     fmt_ci,
+    item_of,
 )
+from casceq.stats.power import se_from_ci
 
 SPEECH, STRONG, WEAK, MISMATCHED = "Speech-LLM", "Cascade-S", "Cascade-W", "Cascade-M"
+CASCADES = (STRONG, WEAK, MISMATCHED)
 CLEAN = "clean"
+
+LabelTable = Mapping[tuple[str, str, str], Mapping[str, tuple[str, str]]]
+"""``{(system, task, condition): {example_id: (label, gold)}}`` (``label_table``)."""
+
+Items = Mapping[str, str]
+"""``{example_id: item}`` (``item_table``): the clips of one item are resampled and tested together."""
 
 
 def n_classes(task: str) -> int:
@@ -39,41 +51,101 @@ def n_classes(task: str) -> int:
     return len(get_task(task).labels)
 
 
-def claim_ceiling(cmp: CompareView, text_tasks: Sequence[str]) -> Claim:
-    """(a) The speech LLM does not beat Cascade-S, and Cascade-S >= Cascade-W, on clean text-sufficient tasks."""
+def paired_accuracy_difference(row: Mapping[str, Any]) -> tuple[float, float | None]:
+    """acc(a) - acc(b) of a compare.json pair row and its standard error from the discordant counts.
+
+    The variance of a mean of paired differences d in {-1, 0, 1}: (b + c - (b - c)^2 / n) / n^2.
+    """
+    b, c, n = row["a_right_b_wrong"], row["a_wrong_b_right"], row["n"]
+    if n <= 1:
+        return float("nan"), None
+    var = (b + c - (b - c) ** 2 / n) / (n * (n - 1))
+    return (b - c) / n, math.sqrt(var) if var > 0 else None
+
+
+Correctness = Mapping[tuple[str, str, str], Mapping[str, bool]]
+"""``{(system, task, condition): {example_id: correct}}`` (``correctness_table``)."""
+
+
+def clustered_difference(
+    correct: Correctness, a: str, b: str, task: str, condition: str, items: Items | None
+) -> tuple[float, float | None] | None:
+    """acc(a) − acc(b) on the clips both answered, with its item-clustered standard error (Obuchowski)."""
+    from casceq.stats.cluster import paired_difference_ci
+
+    ca, cb_ = correct.get((a, task, condition)), correct.get((b, task, condition))
+    ids = [i for i in ca or {} if i in (cb_ or {})]
+    if not ca or not cb_ or len(ids) < 2:
+        return None
+    (xa, xb), clips = per_item({i: [ca[i], cb_[i]] for i in ids}, items)
+    if len(clips) < 2:
+        return None
+    d = paired_difference_ci(xa, xb, clips)
+    return d.estimate, d.se if d.se > 0 else None
+
+
+def claim_ceiling(
+    cmp: CompareView,
+    text_tasks: Sequence[str],
+    bh_family: str = "paper",
+    correct: Correctness | None = None,
+    items: Items | None = None,
+) -> Claim:
+    """(a) The speech LLM does not beat Cascade-S, nor Cascade-W Cascade-S (non-superiority, clean).
+
+    With ``correct`` (and ``items``) the paired differences are item-clustered; without, clip-level from the
+    McNemar counts of ``compare.json``.
+    """
+    margin = REFERENCE["a"]
+    q = family_q_values(cmp.data.get("pairs", ()), bh_family, SPEECH, CASCADES)
     out = []
     for t in text_tasks:
         rows = {s: cmp.accuracy(s, t, CLEAN) for s in (SPEECH, STRONG, WEAK)}
         nums = ", ".join(f"{s} {fmt(r['accuracy'])} {fmt_ci(r['ci'])}" for s, r in rows.items() if r)
-        ok, words = cmp.above_chance(STRONG, t, CLEAN, n_classes(t))
-        vs, sw = cmp.pair(SPEECH, STRONG, t, CLEAN), cmp.pair(STRONG, WEAK, t, CLEAN)
-        if not ok or vs is None or sw is None:
-            why = f"the ceiling is uninformative: {words}" if vs and sw else "missing systems"
-            out.append(TaskVerdict(t, NOT_TESTABLE, why, nums))
+        ok, words = cmp.gate((SPEECH, STRONG, WEAK), t, CLEAN, n_classes(t))
+        vs, sw = cmp.pair(SPEECH, STRONG, t, CLEAN), cmp.pair(WEAK, STRONG, t, CLEAN)
+        if vs is None or sw is None:
+            out.append(TaskVerdict(t, NOT_TESTABLE, "missing systems", nums))
             continue
-        nums += (
-            f"; McNemar q (Speech-LLM vs Cascade-S) {fmt(vs['q_value'], 4)}, (S vs W) {fmt(sw['q_value'], 4)}"
-        )
-        beats = vs["a_right_b_wrong"] > vs["a_wrong_b_right"] and vs["q_value"] < ALPHA
-        weak_wins = sw["a_wrong_b_right"] > sw["a_right_b_wrong"] and sw["q_value"] < ALPHA
-        if beats or weak_wins:
+        if not ok:
+            out.append(TaskVerdict(t, NOT_TESTABLE, f"a system is at chance: {words}", nums))
+            continue
+        q_vs = q.get((SPEECH, STRONG, t, CLEAN), q.get((STRONG, SPEECH, t, CLEAN), vs["q_value"]))
+        verdicts = []
+        for (x, y), r in (((SPEECH, STRONG), vs), ((WEAK, STRONG), sw)):
+            diff = clustered_difference(correct, x, y, t, CLEAN, items) if correct else None
+            est, se = diff if diff is not None else paired_accuracy_difference(r)
+            what = f"acc({x}) − acc({y})"
+            verdicts.append(equivalence(t, est, se, margin, "", what, two_sided=False))
+        nums += "".join(v.numbers for v in verdicts)
+        nums += f"; McNemar q (Speech-LLM vs Cascade-S, BH family {bh_family}) {fmt(q_vs, 4)}"
+        mde = max(v.mde for v in verdicts if v.mde is not None) if all(v.mde for v in verdicts) else None
+        powered = None if mde is None else mde <= margin
+        beats = vs["a_right_b_wrong"] > vs["a_wrong_b_right"] and q_vs < ALPHA
+        if beats:
             why = (
-                "the speech LLM is significantly better than Cascade-S"
-                if beats
-                else "Cascade-W beats Cascade-S"
+                f"the speech LLM is significantly better than Cascade-S (McNemar q {fmt(q_vs, 4)} < {ALPHA})"
             )
-            out.append(TaskVerdict(t, NOT_REPRODUCED, why, nums))
+            out.append(TaskVerdict(t, CONTRADICTED, why, nums, mde, powered))
+        elif any(v.verdict == CONTRADICTED for v in verdicts):
+            why = "; ".join(v.reason for v in verdicts if v.verdict == CONTRADICTED)
+            out.append(TaskVerdict(t, CONTRADICTED, why, nums, mde, powered))
+        elif all(v.verdict == REPRODUCED for v in verdicts):
+            out.append(TaskVerdict(t, REPRODUCED, "both 90% CIs below the margin", nums, mde, powered))
         else:
-            out.append(TaskVerdict(t, REPRODUCED, "no significant advantage over Cascade-S", nums))
+            why = "; ".join(v.reason for v in verdicts if v.verdict != REPRODUCED)
+            out.append(TaskVerdict(t, INCONCLUSIVE, why, nums, mde, powered))
     verdict, reason = combine(out)
     return Claim(
         "a",
         "Ceiling",
         "On text-sufficient tasks the end-to-end speech LLM does not beat the strong-ASR cascade on its backbone, "
         "and the strong-ASR cascade is at least as good as the weak-ASR one.",
-        f"Testable where Cascade-S is above chance (clean). Not reproduced when McNemar q < {ALPHA} shows the "
-        "speech LLM better than Cascade-S or Cascade-W better than Cascade-S; else reproduced (a null result: no "
-        "significant evidence against the claim at this n).",
+        f"Clean; testable where the speech LLM, Cascade-S and Cascade-W are above chance. Non-superiority by two "
+        f"one-sided tests at {ALPHA}: reproduced when the 90% CIs of acc(Speech-LLM) − acc(Cascade-S) and of "
+        f"acc(Cascade-W) − acc(Cascade-S) (paired) both lie below the margin {margin}. Contradicted when McNemar "
+        f"(BH over the {bh_family} family) shows the speech LLM better than Cascade-S (q < {ALPHA}), or a 90% CI "
+        "lies wholly above the margin. Else inconclusive.",
         verdict,
         reason,
         tuple(out),
@@ -82,24 +154,21 @@ def claim_ceiling(cmp: CompareView, text_tasks: Sequence[str]) -> Claim:
 
 def claim_confound(cmp: CompareView, text_tasks: Sequence[str]) -> Claim:
     """(b) kappa(speech LLM, matched cascade) > kappa(speech LLM, mismatched cascade), from the paired bootstrap."""
+    ref = REFERENCE["b"]
     out = []
     for t in text_tasks:
         row = cmp.confound(SPEECH, STRONG, MISMATCHED, t, CLEAN)
-        ok, words = cmp.above_chance(SPEECH, t, CLEAN, n_classes(t))
+        ok, words = cmp.gate((SPEECH, STRONG, MISMATCHED), t, CLEAN, n_classes(t))
         if row is None or not row.get("delta_ci") or row["delta_kappa"] is None:
             out.append(TaskVerdict(t, NOT_TESTABLE, "no confound row (systems or bootstrap missing)"))
             continue
-        nums = (
-            f"κ matched {fmt(row['kappa_matched'])}, κ mismatched {fmt(row['kappa_mismatched'])}, "
-            f"Δκ {fmt(row['delta_kappa'])} {fmt_ci(row['delta_ci'])}"
-        )
-        lo = row["delta_ci"][0]
+        nums = f"κ matched {fmt(row['kappa_matched'])}, κ mismatched {fmt(row['kappa_mismatched'])}"
         if not ok:
-            out.append(TaskVerdict(t, NOT_TESTABLE, f"κ is uninformative: {words}", nums))
-        elif lo is not None and lo > 0:
-            out.append(TaskVerdict(t, REPRODUCED, "Δκ CI above 0", nums))
-        else:
-            out.append(TaskVerdict(t, NOT_REPRODUCED, "Δκ CI reaches 0 or below", nums))
+            out.append(
+                TaskVerdict(t, NOT_TESTABLE, f"a system is at chance, κ is uninformative: {words}", nums)
+            )
+            continue
+        out.append(directional(t, row["delta_kappa"], se_from_ci(*row["delta_ci"]), ref, nums, "Δκ"))
     verdict, reason = combine(out)
     return Claim(
         "b",
@@ -107,96 +176,190 @@ def claim_confound(cmp: CompareView, text_tasks: Sequence[str]) -> Claim:
         "A speech LLM agrees more with the cascade built on its own LLM backbone than with a cascade on another "
         "backbone, so cascade comparisons must be backbone-matched.",
         "Δκ = κ(Speech-LLM, Cascade-S) − κ(Speech-LLM, Cascade-M) with its paired bootstrap 95% CI (clean). "
-        "Testable where the speech LLM is above chance. Reproduced when the CI lies above 0.",
+        "Testable where the speech LLM, Cascade-S and Cascade-M are above chance (a cascade at chance makes Δκ > 0 "
+        f"automatic). Reproduced when the CI lies above 0; contradicted when it lies below {ref}; else "
+        "inconclusive (MDE printed).",
         verdict,
         reason,
         tuple(out),
     )
 
 
-def claim_overlap(cmp: CompareView, text_tasks: Sequence[str]) -> Claim:
-    """(c) P(same wrong | both wrong) of the speech LLM and Cascade-S above chance 1/(C-1)."""
-    from scipy.stats import binomtest
+def item_table(predictions: Sequence[Any]) -> dict[str, str]:
+    """``Items`` from prediction rows: their ``item`` field, else the example id before "@" (older runs)."""
+    return {p.example_id: item_of(p.example_id, getattr(p, "item", None)) for p in predictions}
 
+
+def per_item(
+    values: Mapping[str, Sequence[float]], items: Items | None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Sum aligned per-clip value lists over items: (per-item sums of each list, clips per item)."""
+    from casceq.stats.cluster import item_index, per_item_sums
+
+    ids = list(values)
+    clusters, g = item_index([item_of(i, (items or {}).get(i)) for i in ids])
+    arr = np.array([values[i] for i in ids], dtype=np.float64).T  # [k, n]
+    sums = per_item_sums(arr, clusters, g)
+    return list(sums), np.bincount(clusters, minlength=g)
+
+
+def label_table(predictions: Sequence[Any]) -> dict[tuple[str, str, str], dict[str, tuple[str, str]]]:
+    """``LabelTable`` from prediction rows."""
+    table: dict[tuple[str, str, str], dict[str, tuple[str, str]]] = {}
+    for p in predictions:
+        table.setdefault((p.system, p.task, p.condition), {})[p.example_id] = (str(p.label), str(p.gold))
+    return table
+
+
+def bias_overlap_null(a: Mapping[str, tuple[str, str]], b: Mapping[str, tuple[str, str]]) -> float | None:
+    """Chance of the same wrong answer given each system's wrong-label shares per gold class.
+
+    For gold class g, ``s_a(l | g)`` is the share of system a's wrong answers on items of class g that are label
+    l (INVALID included as a label). Under independence given the gold class, two wrong answers on an item of
+    class g coincide with probability ``sum_l s_a(l | g) s_b(l | g)``; the null is its mean over the items both
+    get wrong (None when there is none). 0.6 of both systems' wrong answers on one of three wrong labels gives
+    0.6^2 + 0.2^2 + 0.2^2 = 0.44.
+    """
+    from collections import Counter
+
+    def shares(sys: Mapping[str, tuple[str, str]]) -> dict[str, dict[str, float]]:
+        by_gold: dict[str, Counter[str]] = {}
+        for lab, gold in sys.values():
+            if lab != gold:
+                by_gold.setdefault(gold, Counter())[lab] += 1
+        return {g: {lab: k / sum(c.values()) for lab, k in c.items()} for g, c in by_gold.items()}
+
+    sa, sb = shares(a), shares(b)
+    both = [a[i][1] for i in a if i in b and a[i][0] != a[i][1] and b[i][0] != b[i][1]]
+    if not both:
+        return None
+    probs = [sum(p * sb[g].get(lab, 0.0) for lab, p in sa[g].items()) for g in both]
+    return sum(probs) / len(probs)
+
+
+def overlap_interval(
+    a: Mapping[str, tuple[str, str]], b: Mapping[str, tuple[str, str]], items: Items | None = None
+) -> tuple[int, int, int, tuple[float, float], float]:
+    """Same-wrong k of m both-wrong clips, their items, the item-clustered 95% Wilson interval, the design effect.
+
+    ``casceq.stats.cluster.clustered_proportion_ci``: the clips of one item count once their correlation is
+    accounted for (design effect); with one clip per item it is the plain Wilson interval.
+    """
+    from casceq.stats.cluster import clustered_proportion_ci, design_effect
+
+    both = {i: [float(a[i][0] == b[i][0])] for i in a if i in b and a[i][0] != a[i][1] and b[i][0] != b[i][1]}
+    if not both:
+        return 0, 0, 0, (float("nan"), float("nan")), 1.0
+    (same,), clips = per_item(both, items)
+    ci = clustered_proportion_ci(same, clips)
+    return int(same.sum()), int(clips.sum()), len(clips), ci, design_effect(same, clips)
+
+
+def claim_overlap(
+    cmp: CompareView, text_tasks: Sequence[str], labels: LabelTable | None = None, items: Items | None = None
+) -> Claim:
+    """(c) P(same wrong | both wrong) of the speech LLM and Cascade-S above both 1/(C-1) and the label-bias null."""
+    from casceq.stats.power import mde
+
+    ref = REFERENCE["c"]
     out = []
     for t in text_tasks:
         c = n_classes(t)
         row = cmp.pair(SPEECH, STRONG, t, CLEAN)
-        ok, words = cmp.above_chance(SPEECH, t, CLEAN, c)
+        ok, words = cmp.gate((SPEECH, STRONG), t, CLEAN, c)
         if row is None:
             out.append(TaskVerdict(t, NOT_TESTABLE, "no Speech-LLM/Cascade-S pair"))
             continue
         k, m = row["same_wrong"], row["both_wrong"]
-        nums = f"overlap {fmt(row['overlap'])} ({k}/{m} shared errors) vs chance {fmt(1 / (c - 1))}"
+        a, b = ((labels or {}).get((s, t, CLEAN)) for s in (SPEECH, STRONG))
+        bias = bias_overlap_null(a, b) if a and b else None
+        null = max(1 / (c - 1), bias) if c >= 3 and bias is not None else 1 / max(c - 1, 1)
+        nums = (
+            f"overlap {fmt(row['overlap'])} ({k}/{m} shared errors); nulls: uniform 1/(C−1) {fmt(1 / max(c - 1, 1))}, "
+            f"label bias {fmt(bias)}"
+        )
         if c < 3:
             out.append(TaskVerdict(t, NOT_TESTABLE, "2 classes: every shared error is the same error", nums))
         elif not ok:
-            out.append(TaskVerdict(t, NOT_TESTABLE, f"uninformative: {words}", nums))
-        elif m < MIN_BOTH_WRONG:
-            out.append(TaskVerdict(t, NOT_TESTABLE, f"only {m} shared errors (< {MIN_BOTH_WRONG})", nums))
+            out.append(TaskVerdict(t, NOT_TESTABLE, f"a system is at chance: {words}", nums))
+        elif bias is None or m == 0:
+            why = "no shared errors" if m == 0 else "no predictions to compute the label-bias null"
+            out.append(TaskVerdict(t, NOT_TESTABLE, why, nums))
         else:
-            p = float(binomtest(k, m, 1 / (c - 1), alternative="greater").pvalue)
-            nums += f", one-sided binomial p {fmt(p, 4)}"
-            verdict = REPRODUCED if p < ALPHA else NOT_REPRODUCED
-            out.append(TaskVerdict(t, verdict, f"binomial p {'<' if p < ALPHA else '>='} {ALPHA}", nums))
+            assert a is not None and b is not None
+            k, m, g, (lo, hi), deff = overlap_interval(a, b, items)
+            # the null's binomial SE on the effective number of shared-error clips (m / design effect)
+            mde_ = mde(math.sqrt(null * (1 - null) * deff / m), alpha=ALPHA / 2)
+            nums += (
+                f"; {m} shared-error clips from {g} items, overlap 95% CI (item-clustered) [{fmt(lo)}, {fmt(hi)}] "
+                f"vs null {fmt(null)}, MDE {fmt(mde_)} above the null"
+            )
+            powered = mde_ <= ref
+            if lo > null:
+                out.append(TaskVerdict(t, REPRODUCED, "95% CI above both nulls", nums, mde_, powered))
+            elif hi < null + ref:
+                why = f"95% CI excludes overlap {fmt(null + ref)} (null + {ref})"
+                out.append(TaskVerdict(t, CONTRADICTED, why, nums, mde_, powered))
+            else:
+                why = f"95% CI reaches the null and null + {ref}; MDE at this n {fmt(mde_)}"
+                out.append(TaskVerdict(t, INCONCLUSIVE, why, nums, mde_, powered))
     verdict, reason = combine(out)
     return Claim(
         "c",
         "Error overlap",
         "When the speech LLM and its matched cascade are both wrong they mostly give the same wrong answer, far "
         "above the chance rate 1/(C−1).",
-        f"Clean, tasks with C ≥ 3 where the speech LLM is above chance and shares ≥ {MIN_BOTH_WRONG} errors with "
-        f"Cascade-S: reproduced when a one-sided binomial test of same-wrong against 1/(C−1) gives p < {ALPHA}.",
+        "Clean, tasks with C ≥ 3 where the speech LLM and Cascade-S are above chance. The null is the larger of "
+        "1/(C−1) and the label-bias null (the mean, over items both get wrong, of Σ_l s_a(l|g) s_b(l|g): the two "
+        "systems' wrong-label shares per gold class g). Reproduced when the 95% Wilson CI of the overlap lies above "
+        f"the null; contradicted when it lies below null + {ref}; else inconclusive (MDE printed).",
         verdict,
         reason,
         tuple(out),
     )
 
 
-def _se(ci: Sequence[float | None] | None) -> float | None:
-    if not ci or ci[0] is None or ci[1] is None:
-        return None
-    return (float(ci[1]) - float(ci[0])) / (2 * Z95)
-
-
 def claim_text_insufficient(
     cmp: CompareView, text_tasks: Sequence[str], speech_tasks: Sequence[str]
 ) -> Claim:
     """(d) kappa(speech LLM, matched cascade) is lower on text-insufficient than on text-sufficient tasks."""
+    ref = REFERENCE["d"]
     out = []
     for s_task in speech_tasks:
         rav = cmp.pair(SPEECH, STRONG, s_task, CLEAN)
+        ok_r, words_r = cmp.gate((SPEECH,), s_task, CLEAN, n_classes(s_task))
         for t in text_tasks:
             row = cmp.pair(SPEECH, STRONG, t, CLEAN)
             name = f"{s_task} vs {t}"
-            ok, words = cmp.above_chance(SPEECH, t, CLEAN, n_classes(t))
-            se_t = _se(row["kappa_ci"]) if row else None
-            se_r = _se(rav["kappa_ci"]) if rav else None
+            ok, words = cmp.gate((SPEECH, STRONG), t, CLEAN, n_classes(t))
             if row is None or rav is None or row["kappa"] is None or rav["kappa"] is None:
                 out.append(TaskVerdict(name, NOT_TESTABLE, "κ undefined or pair missing"))
                 continue
-            diff = row["kappa"] - rav["kappa"]
             nums = f"κ {t} {fmt(row['kappa'])} {fmt_ci(row['kappa_ci'])}, κ {s_task} {fmt(rav['kappa'])} {fmt_ci(rav['kappa_ci'])}"
-            if not ok or se_t is None or se_r is None:
+            if not ok_r:
+                # a speech LLM at chance on the emotion task departs from any cascade trivially
+                out.append(
+                    TaskVerdict(
+                        name, NOT_TESTABLE, f"the speech LLM is at chance on {s_task}: {words_r}", nums
+                    )
+                )
+                continue
+            if not ok:
                 out.append(TaskVerdict(name, NOT_TESTABLE, f"κ on {t} is uninformative: {words}", nums))
                 continue
-            low = diff - Z95 * math.hypot(se_t, se_r)
-            nums += f", difference {fmt(diff)} (lower 95% bound {fmt(low)})"
-            verdict = REPRODUCED if low > 0 else NOT_REPRODUCED
-            out.append(
-                TaskVerdict(
-                    name, verdict, "difference lower bound " + (">" if low > 0 else "<=") + " 0", nums
-                )
-            )
+            se_t, se_r = (se_from_ci(*r["kappa_ci"]) if r["kappa_ci"] else None for r in (row, rav))
+            se = math.hypot(se_t, se_r) if se_t is not None and se_r is not None else None
+            out.append(directional(name, row["kappa"] - rav["kappa"], se, ref, nums, "κ difference"))
     verdict, reason = combine(out)
     return Claim(
         "d",
         "Text-insufficient tasks",
         "On text-insufficient tasks (emotion from the voice) the speech LLM departs from its matched cascade: "
         "κ is lower than on text-sufficient tasks.",
-        "κ(Speech-LLM, Cascade-S) on RAVDESS vs each text-sufficient task where the speech LLM is above chance "
-        "(clean); independent items, so the difference's standard error combines the two bootstrap CIs "
-        "(width / 3.92). Reproduced when the difference's lower 95% bound is above 0.",
+        "κ(Speech-LLM, Cascade-S) on each text-sufficient task minus on RAVDESS (clean); testable where the speech "
+        "LLM is above chance on BOTH tasks and Cascade-S on the text task. Independent items: the difference's "
+        "standard error combines the two bootstrap CIs (width / 3.92). Reproduced when its 95% CI lies above 0; "
+        f"contradicted when it lies below {ref}; else inconclusive (MDE printed).",
         verdict,
         reason,
         tuple(out),
@@ -215,6 +378,7 @@ class Degradation:
     drop_a: float
     drop_b: float
     diff_ci: tuple[float, float]
+    n_items: int = 0
 
     @property
     def diff(self) -> float:
@@ -230,24 +394,30 @@ def degradation(
     low: str,
     n_boot: int = 1000,
     seed: int = 0,
+    items: Items | None = None,
 ) -> Degradation | None:
     """Drops clean → ``low`` of systems a and b, with a 95% percentile CI of their difference.
 
-    ``correct[(system, task, condition)]`` maps example ids to correctness; items present in all four cells are
-    used and resampled together (paired).
+    ``correct[(system, task, condition)]`` maps example ids to correctness; clips present in all four cells are
+    used, resampled by item (all voices of an item together, ``items``; default: the id before "@") and
+    paired across systems and conditions (``casceq.stats.cluster.cluster_bootstrap_weights``).
     """
+    from casceq.stats.cluster import cluster_bootstrap_weights, item_index
+
     cells = [correct.get((s, task, c)) or {} for s in (a, b) for c in (CLEAN, low)]
     ids = sorted(set.intersection(*[set(c) for c in cells]))
     if not ids:
         return None
     m = np.array([[c[i] for i in ids] for c in cells], dtype=np.float64)
     drops = m[[0, 2]] - m[[1, 3]]  # [2, n] per-item drop of a and b
-    per_item = drops[0] - drops[1]
-    idx = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
-    boot = per_item[idx].mean(axis=1)
+    per_clip = drops[0] - drops[1]
+    clusters, g = item_index([item_of(i, (items or {}).get(i)) for i in ids])
+    w = cluster_bootstrap_weights(clusters, n_boot, seed).astype(np.float64)  # [B, n]
+    total = w.sum(axis=1)
+    boot = (w @ per_clip)[total > 0] / total[total > 0]
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return Degradation(
-        task, a, b, low, len(ids), float(drops[0].mean()), float(drops[1].mean()), (float(lo), float(hi))
+        task, a, b, low, len(ids), float(drops[0].mean()), float(drops[1].mean()), (float(lo), float(hi)), g
     )
 
 
@@ -258,23 +428,22 @@ def claim_noise(
     reversal_sentences: Sequence[str] = (),
 ) -> Claim:
     """(e) Under babble the speech LLM degrades more than its matched cascade (clean advantages reverse)."""
+    ref = REFERENCE["e"]
     out = []
     for t in text_tasks:
         d = drops.get(t)
-        ok, words = cmp.above_chance(SPEECH, t, CLEAN, n_classes(t))
+        ok, words = cmp.gate((SPEECH, STRONG), t, CLEAN, n_classes(t))
         if d is None:
             out.append(TaskVerdict(t, NOT_TESTABLE, "no clean and noisy predictions of both systems"))
             continue
         nums = (
-            f"drop clean→{d.condition}: Speech-LLM {fmt(d.drop_a)}, Cascade-S {fmt(d.drop_b)}, difference "
-            f"{fmt(d.diff)} {fmt_ci(d.diff_ci)} (n {d.n})"
+            f"drop clean→{d.condition}: Speech-LLM {fmt(d.drop_a)}, Cascade-S {fmt(d.drop_b)} "
+            f"({d.n} clips, {d.n_items} items)"
         )
         if not ok:
             out.append(TaskVerdict(t, NOT_TESTABLE, f"a model at chance cannot degrade: {words}", nums))
-        elif d.diff_ci[0] > 0:
-            out.append(TaskVerdict(t, REPRODUCED, "the speech LLM loses significantly more", nums))
-        else:
-            out.append(TaskVerdict(t, NOT_REPRODUCED, "difference CI reaches 0 or below", nums))
+            continue
+        out.append(directional(t, d.diff, se_from_ci(*d.diff_ci), ref, nums, "difference of drops"))
     if reversal_sentences:
         out.append(TaskVerdict("reversals", NOT_TESTABLE, "informational", " ".join(reversal_sentences)))
     verdict, reason = combine([t for t in out if t.task != "reversals"])
@@ -284,8 +453,9 @@ def claim_noise(
         "Under babble noise speech LLMs are worse cascades: they lose more accuracy than their matched cascade, so "
         "clean-condition advantages reverse at 0 dB.",
         "Accuracy drop clean → lowest SNR of the speech LLM minus that of Cascade-S on the same items, paired "
-        "bootstrap 95% CI; testable where the speech LLM is above chance on clean audio. Reproduced when the CI "
-        "lies above 0. Ranking reversals (casceq.report.analysis.reversals) are listed as information.",
+        "bootstrap 95% CI; testable where both are above chance on clean audio. Reproduced when the CI lies above "
+        f"0; contradicted when it lies below {ref}; else inconclusive (MDE printed). Ranking reversals "
+        "(casceq.report.analysis.reversals) are listed as information.",
         verdict,
         reason,
         tuple(out),

@@ -12,22 +12,24 @@ from typing import Any
 import numpy as np
 
 from casceq.reproduce.rules import (
-    NOT_REPRODUCED,
+    CONTRADICTED,
+    INCONCLUSIVE,
     NOT_TESTABLE,
+    REFERENCE,
     REPRODUCED,
     Claim,
     TaskVerdict,
+    chance_of_labels,
     combine,
+    directional,
+    equivalence,
     fmt,
-    fmt_ci,
     wilson_low,
 )
+from casceq.stats.power import se_from_ci
 
 LENS_MARGIN = 0.05
 """Lens precision at the best upper-half layer must exceed the control and the first captured layer by this."""
-
-ERASE_MARGIN = 0.10
-"""Text erasure must cost this much more accuracy than either control ("much more")."""
 
 LENS_CLAIM = (
     "Logit lens: literal transcript text emerges in the speech LLM's hidden states at the audio positions as depth "
@@ -40,14 +42,16 @@ def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None
     rule = (
         "Bag-of-tokens precision of lens tokens vs the utterance's transcript (casceq.mech.lens), per captured "
         "layer; control = the same tokens scored against another utterance's transcript. Reproduced when the best "
-        f"layer of the upper half beats both the control at that layer and the first captured layer by ≥ {LENS_MARGIN}."
+        f"layer of the upper half beats both the control at that layer and the first captured layer by ≥ {LENS_MARGIN}; "
+        "contradicted when it does not beat one of them at all; else inconclusive. The lens result stores per-layer "
+        "precision only, so this rule has no interval."
     )
     if lens is None or control is None:
-        return Claim("f", "Logit lens", LENS_CLAIM, rule, NOT_TESTABLE, missing)
+        return Claim("f", "Logit lens", LENS_CLAIM, rule, INCONCLUSIVE, missing)
     prec = {r["layer"]: r["precision"] for r in lens["layers"] if r["precision"] is not None}
     ctrl = {r["layer"]: r["precision"] for r in control["layers"] if r["precision"] is not None}
     if not prec:
-        return Claim("f", "Logit lens", LENS_CLAIM, rule, NOT_TESTABLE, "no lens token was scored")
+        return Claim("f", "Logit lens", LENS_CLAIM, rule, INCONCLUSIVE, "no lens token was scored")
     layers = sorted(prec)
     upper = [la for la in layers if la >= layers[-1] / 2]
     best = max(upper, key=lambda la: prec[la])
@@ -55,56 +59,123 @@ def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None
     nums = ", ".join(f"L{la} {fmt(prec[la])} (control {fmt(ctrl.get(la))})" for la in layers)
     over_ctrl = prec[best] - ctrl.get(best, 0.0)
     over_first = prec[best] - prec[first]
-    ok = over_ctrl >= LENS_MARGIN and over_first >= LENS_MARGIN
+    if over_ctrl >= LENS_MARGIN and over_first >= LENS_MARGIN:
+        verdict = REPRODUCED
+    elif over_first <= 0 or over_ctrl <= 0:
+        verdict = CONTRADICTED  # precision falls with depth, or the control reads as well
+    else:
+        verdict = INCONCLUSIVE
     why = (
         f"best upper-half layer L{best}: precision {fmt(prec[best])} (control {fmt(ctrl.get(best))}); first "
         f"captured layer L{first}: {fmt(prec[first])}"
     )
-    task = TaskVerdict(
-        f"{lens.get('n_utterances', '?')} utterances", REPRODUCED if ok else NOT_REPRODUCED, why, nums
-    )
+    task = TaskVerdict(f"{lens.get('n_utterances', '?')} utterances", verdict, why, nums)
     return Claim("f", "Logit lens", LENS_CLAIM, rule, task.verdict, why, (task,))
 
 
+def _drop_difference(
+    none: Mapping[str, Any], text: Mapping[str, Any], controls: Sequence[Mapping[str, Any]]
+) -> tuple[float, float | None]:
+    """(text drop) − (mean control drop) = mean control accuracy − text accuracy, with its standard error.
+
+    Paired over items when the rows hold per-item ``correct`` lists (the items are the same in every
+    condition); otherwise the independent-binomial standard error, which overstates it (answers under two
+    erasures of one model are positively correlated), so the verdict errs towards inconclusive.
+    """
+    est = float(np.mean([c["accuracy"] for c in controls])) - text["accuracy"]
+    n = int(text["n"])
+    if text.get("correct") and all(c.get("correct") for c in controls) and n > 1:
+        ctrl = np.mean([np.asarray(c["correct"], dtype=float) for c in controls], axis=0)
+        d = ctrl - np.asarray(text["correct"], dtype=float)
+        sd = float(d.std(ddof=1))
+        return est, sd / np.sqrt(n) if sd > 0 else None
+    pc = float(np.mean([c["accuracy"] for c in controls]))
+    var = (pc * (1 - pc) / len(controls) + text["accuracy"] * (1 - text["accuracy"])) / max(n, 1)
+    return est, float(np.sqrt(var)) if var > 0 else None
+
+
 def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
-    """(g) LEACE text erasure costs much more accuracy than random (and acoustic) erasure."""
+    """(g) LEACE text erasure costs much more accuracy than random-subspace (and acoustic) erasure."""
     from casceq.tasks import get_task
 
+    ref = REFERENCE["g"]
     claim = (
         "LEACE erasure of text representations collapses the speech LLM's accuracy (text is causally necessary), "
         "while erasing a random subspace of the same rank does not."
     )
     rule = (
-        "Accuracy drops from no erasure to each erasure (all captured layers, every position). Testable where the "
-        "unerased accuracy is above chance (Wilson lower bound > 1/C). Reproduced when the text drop exceeds the "
-        f"random and the acoustic drop by ≥ {ERASE_MARGIN}."
+        "Accuracy drops from no erasure to each erasure (all captured layers, every position), on items disjoint "
+        "from the erasers' fitting utterances. Testable where the unerased accuracy is above chance. For each "
+        "control (the mean of the random-subspace draws; acoustic): the text drop minus the control drop, with a "
+        "95% CI paired over items. Reproduced when both CIs lie above 0; contradicted when one lies below "
+        f"{ref}; else inconclusive (MDE printed). The spread of the random draws is printed."
     )
     if erasure is None:
-        return Claim("g", "Erasure", claim, rule, NOT_TESTABLE, missing)
+        return Claim("g", "Erasure", claim, rule, INCONCLUSIVE, missing)
     acc: dict[str, dict[str, Mapping[str, Any]]] = {}
     for r in erasure["accuracy"]:
         acc.setdefault(r["task"], {})[r["condition"]] = r
+    gold = erasure.get("gold", {})
+    fit = set(erasure.get("fit_items") or ())
     out = []
     for task, rows in acc.items():
         none = rows.get("none")
-        if none is None or "text" not in rows:
-            out.append(TaskVerdict(task, NOT_TESTABLE, "no unerased or text-erased answers"))
+        randoms = [r for c, r in rows.items() if c == "random" or c.startswith("random-")]
+        if none is None or "text" not in rows or not randoms:
+            out.append(TaskVerdict(task, NOT_TESTABLE, "no unerased, text-erased or random-erased answers"))
             continue
         drops = {c: none["accuracy"] - r["accuracy"] for c, r in rows.items() if c != "none"}
-        nums = f"none {fmt(none['accuracy'])} (n {none['n']}); " + ", ".join(
-            f"{c} {fmt(rows[c]['accuracy'])} (drop {fmt(d)})" for c, d in drops.items()
+        rand = [none["accuracy"] - r["accuracy"] for r in randoms]
+        nums = f"none {fmt(none['accuracy'])} (n {none['n']}); text drop {fmt(drops['text'])}; " + (
+            f"random drop over {len(rand)} draws mean {fmt(float(np.mean(rand)))} "
+            f"(min {fmt(min(rand))}, max {fmt(max(rand))})"
         )
-        chance = 1 / len(get_task(task).labels)
-        if wilson_low(round(none["accuracy"] * none["n"]), none["n"]) <= chance:
-            out.append(
-                TaskVerdict(task, NOT_TESTABLE, "unerased accuracy is at chance: nothing to erase", nums)
-            )
+        if "acoustic" in drops:
+            nums += f"; acoustic drop {fmt(drops['acoustic'])}"
+        evaluated = {i.split("@")[0] for i in erasure.get("items", {}).get(task, ())}
+        if fit & evaluated:
+            why = f"{len(fit & evaluated)} evaluated items are the erasers' fitting utterances"
+            out.append(TaskVerdict(task, NOT_TESTABLE, why, nums))
             continue
-        controls = [drops[c] for c in ("random", "acoustic") if c in drops]
-        margin = drops["text"] - max(controls) if controls else float("nan")
-        ok = bool(controls) and margin >= ERASE_MARGIN
-        why = f"text drop − largest control drop = {fmt(margin)}"
-        out.append(TaskVerdict(task, REPRODUCED if ok else NOT_REPRODUCED, why, nums))
+        c = len(get_task(task).labels)
+        chance = chance_of_labels(gold[task], c) if gold.get(task) else 1 / c
+        if wilson_low(round(none["accuracy"] * none["n"]), none["n"]) <= chance:
+            out.append(TaskVerdict(task, NOT_TESTABLE, f"unerased accuracy is at chance {fmt(chance)}", nums))
+            continue
+        tests = [
+            directional(task, *_drop_difference(none, rows["text"], randoms), ref, "", "text − random drop")
+        ]
+        if "acoustic" in rows:
+            tests.append(
+                directional(
+                    task,
+                    *_drop_difference(none, rows["text"], [rows["acoustic"]]),
+                    ref,
+                    "",
+                    "text − acoustic drop",
+                )
+            )
+        nums += "".join(t.numbers for t in tests)
+        mdes = [t.mde for t in tests if t.mde is not None]
+        m = max(mdes) if mdes else None
+        powered = None if m is None else m <= ref
+        verdicts = {t.verdict for t in tests}
+        reason = "; ".join(t.reason for t in tests)
+        if CONTRADICTED in verdicts:
+            v = CONTRADICTED
+        elif verdicts == {REPRODUCED} and not (fit and evaluated):
+            # a result that cannot show its erasers were fitted on other items cannot reproduce the claim
+            v, reason = (
+                INCONCLUSIVE,
+                reason + "; but the result predates the fitting/evaluation disjointness record",
+            )
+        elif verdicts == {REPRODUCED}:
+            v = REPRODUCED
+        elif NOT_TESTABLE in verdicts:
+            v = NOT_TESTABLE
+        else:
+            v = INCONCLUSIVE
+        out.append(TaskVerdict(task, v, reason, nums, m, powered))
     verdict, reason = combine(out)
     return Claim("g", "Erasure", claim, rule, verdict, reason, tuple(out))
 
@@ -131,17 +202,20 @@ def claim_implicit(implicit: Mapping[str, Any] | None, missing: str) -> Claim:
     """(h) The implicit cascade (lens text → backbone) agrees with the speech LLM as well as the explicit one."""
     from casceq.tasks import get_task
 
+    margin = REFERENCE["h"]
     claim = (
         "Implicit cascade: decoding the speech LLM's own hidden states with the logit lens and giving that text to "
         "its backbone reproduces the speech LLM's answers about as well as the explicit Whisper cascade "
         "(κ_impl vs κ_casc)."
     )
     rule = (
-        "Per task, where the speech LLM is above chance: reproduced when κ_impl is defined and above 0 and the "
-        "bootstrap 95% CI of κ_impl − κ_casc reaches 0 or above (the implicit cascade is not significantly worse)."
+        "Per task, where the speech LLM and the explicit cascade are above chance: equivalence of κ_impl and "
+        f"κ_casc by two one-sided tests at 0.05 with margin ±{margin} (standard error from the item bootstrap of "
+        "κ_impl − κ_casc). Reproduced when the 90% CI lies within the margin; contradicted when it lies wholly "
+        "beyond it; else inconclusive (the smallest margin this n could establish is printed)."
     )
     if implicit is None:
-        return Claim("h", "Implicit cascade", claim, rule, NOT_TESTABLE, missing)
+        return Claim("h", "Implicit cascade", claim, rule, INCONCLUSIVE, missing)
     out = []
     for r in implicit["results"]:
         n, task = r["n"], r["task"]
@@ -149,24 +223,21 @@ def claim_implicit(implicit: Mapping[str, Any] | None, missing: str) -> Claim:
             f"κ_impl {fmt(r['kappa_impl'])}, κ_casc {fmt(r['kappa_casc'])}; accuracy speech "
             f"{fmt(r['accuracy_speech'])}, implicit {fmt(r['accuracy_implicit'])}, cascade {fmt(r['accuracy_cascade'])} (n {n})"
         )
-        chance = 1 / len(get_task(task).labels)
-        if wilson_low(round(r["accuracy_speech"] * n), n) <= chance:
-            out.append(
-                TaskVerdict(task, NOT_TESTABLE, "the speech LLM is at chance: κ is uninformative", nums)
-            )
+        c = len(get_task(task).labels)
+        chance = chance_of_labels([row["gold"] for row in r["rows"]], c) if r.get("rows") else 1 / c
+        low = [s for s in ("speech", "cascade") if wilson_low(round(r[f"accuracy_{s}"] * n), n) <= chance]
+        if low:
+            why = f"{' and '.join(low)} at chance ({fmt(chance)}): κ is uninformative"
+            out.append(TaskVerdict(task, NOT_TESTABLE, why, nums))
             continue
         if r["kappa_impl"] is None or r["kappa_casc"] is None:
-            out.append(TaskVerdict(task, NOT_REPRODUCED, "κ_impl or κ_casc undefined", nums))
+            out.append(TaskVerdict(task, NOT_TESTABLE, "κ_impl or κ_casc undefined", nums))
             continue
-        ci = kappa_difference_ci(r["rows"])
-        nums += f"; κ_impl − κ_casc {fmt(r['kappa_impl'] - r['kappa_casc'])} {fmt_ci(ci)}"
-        ok = r["kappa_impl"] > 0 and ci[1] >= 0
-        if ok:
-            why = "κ_impl > 0 and not significantly below κ_casc"
-        elif r["kappa_impl"] <= 0:
-            why = "κ_impl ≤ 0: the lens text carries none of the speech LLM's answers"
-        else:
-            why = "κ_impl − κ_casc CI lies below 0: the implicit cascade agrees less than the explicit one"
-        out.append(TaskVerdict(task, REPRODUCED if ok else NOT_REPRODUCED, why, nums))
+        se = se_from_ci(*kappa_difference_ci(r["rows"]))
+        out.append(
+            equivalence(
+                task, r["kappa_impl"] - r["kappa_casc"], se, margin, nums, "κ_impl − κ_casc", two_sided=True
+            )
+        )
     verdict, reason = combine(out)
     return Claim("h", "Implicit cascade", claim, rule, verdict, reason, tuple(out))

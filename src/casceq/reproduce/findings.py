@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from casceq.reproduce.plan import SPEECH_TASKS, TEXT_TASKS, Plan
-from casceq.reproduce.rules import NOT_TESTABLE, Claim, CompareView
+from casceq.reproduce.rules import INCONCLUSIVE, REFERENCE, Claim, CompareView
 
 FINDINGS_MD = "findings.md"
 FINDINGS_JSON = "findings.json"
@@ -36,8 +36,13 @@ def _missing(stage: str, timings: Mapping[str, Mapping[str, Any]], plan: Plan) -
     return f"stage {stage} {rec.get('status', '?')}" + (f": {rec['detail']}" if rec.get("detail") else "")
 
 
-def judge(out: Path, plan: Plan, timings: Mapping[str, Mapping[str, Any]]) -> list[Claim]:
-    """Every claim's verdict from the reproduction folder ``out``."""
+def judge(
+    out: Path, plan: Plan, timings: Mapping[str, Mapping[str, Any]], bh_family: str = "paper"
+) -> list[Claim]:
+    """Every claim's verdict from the reproduction folder ``out`` (stored results only: no model runs).
+
+    ``bh_family`` names the Benjamini-Hochberg family of the McNemar q-values (``casceq.reproduce.rules``).
+    """
     from casceq.reproduce import claims_behaviour as cb
     from casceq.reproduce import claims_mech as cm
 
@@ -48,15 +53,20 @@ def judge(out: Path, plan: Plan, timings: Mapping[str, Mapping[str, Any]]) -> li
     if data is None:
         why = _missing("behavioural", timings, plan)
         for key, title in (("a", "Ceiling"), ("b", "Backbone confound"), ("c", "Error overlap")):
-            claims.append(Claim(key, title, "", "", NOT_TESTABLE, why))
-        claims += [Claim("d", "Text-insufficient tasks", "", "", NOT_TESTABLE, why)]
-        claims += [Claim("e", "Noise", "", "", NOT_TESTABLE, why)]
+            claims.append(Claim(key, title, "", "", INCONCLUSIVE, why))
+        claims += [Claim("d", "Text-insufficient tasks", "", "", INCONCLUSIVE, why)]
+        claims += [Claim("e", "Noise", "", "", INCONCLUSIVE, why)]
     else:
+        from casceq.io.interchange import read_predictions
+
         cmp = CompareView(data)
+        pred_file = out / "run" / "predictions.jsonl"
+        preds = read_predictions([pred_file]) if pred_file.is_file() else []
+        labels, correct, items = cb.label_table(preds), cb.correctness_table(preds), cb.item_table(preds)
         claims += [
-            cb.claim_ceiling(cmp, text),
+            cb.claim_ceiling(cmp, text, bh_family, correct or None, items),
             cb.claim_confound(cmp, text),
-            cb.claim_overlap(cmp, text),
+            cb.claim_overlap(cmp, text, labels or None, items),
             cb.claim_text_insufficient(cmp, text, speech),
             _noise(out, plan, cmp, text),
         ]
@@ -88,7 +98,10 @@ def _noise(out: Path, plan: Plan, cmp: CompareView, text: Sequence[str]) -> Clai
     low = min(noisy, key=lambda c: snr_of(c) or 0.0)
     preds = read_predictions([out / "run" / "predictions.jsonl"])
     table = cb.correctness_table(preds)
-    drops = {t: cb.degradation(table, t, cb.SPEECH, cb.STRONG, low, plan.bootstrap, plan.seed) for t in text}
+    items = cb.item_table(preds)
+    drops = {
+        t: cb.degradation(table, t, cb.SPEECH, cb.STRONG, low, plan.bootstrap, plan.seed, items) for t in text
+    }
     audio = {cb.SPEECH, cb.STRONG, cb.WEAK, cb.MISMATCHED}
     result = compare(preds, n_bootstrap=0, intersect=True)
     found = [r for r in reversals(noise_points(result)) if {r.a, r.b} <= audio and cb.SPEECH in (r.a, r.b)]
@@ -129,10 +142,19 @@ def header_lines(plan: Plan, meta: Mapping[str, Any], timings: Mapping[str, Mapp
 def markdown(claims: Sequence[Claim], header: Sequence[str]) -> str:
     """The findings page."""
     lines = list(header)
-    lines += ["## Verdicts", "", "| claim | verdict | why |", "|---|---|---|"]
+    lines += ["## Verdicts", "", "| claim | verdict | powered | why |", "|---|---|---|---|"]
     for c in claims:
-        lines.append(f"| ({c.key}) {c.title} | **{c.verdict}** | {c.reason} |")
-    lines.append("")
+        powered = {True: "yes", False: "no", None: "–"}[c.powered]
+        lines.append(f"| ({c.key}) {c.title} | **{c.verdict}** | {powered} | {c.reason} |")
+    lines += [
+        "",
+        "*Powered*: the minimum detectable effect (80% power) of every tested task is at most the claim's "
+        "reference effect or margin: "
+        + ", ".join(f"({k}) {v}" for k, v in REFERENCE.items())
+        + " (our reading of the paper's wording, not numbers from its tables; docs/reproduce.md). An "
+        "unpowered inconclusive verdict says this n could not have decided.",
+        "",
+    ]
     for c in claims:
         lines += [f"## ({c.key}) {c.title}: {c.verdict}", ""]
         if c.claim:
@@ -141,7 +163,7 @@ def markdown(claims: Sequence[Claim], header: Sequence[str]) -> str:
             lines += [f"*Rule.* {c.rule}", ""]
         if c.tasks:
             lines += ["| task | verdict | why | numbers |", "|---|---|---|---|"]
-            lines += [f"| {t.task} | {t.verdict} | {t.reason} | {t.numbers} |" for t in c.tasks]
+            lines += [f"| {t.task} | {t.verdict} | {t.reason} | {t.numbers.lstrip('; ')} |" for t in c.tasks]
             lines.append("")
         else:
             lines += [f"{c.reason}", ""]

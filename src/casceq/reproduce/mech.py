@@ -36,6 +36,8 @@ CAPTURE_DTYPE = "float32"
 
 IMPLICIT_TASKS = ("sst2", "ag_news")
 ERASE_TASKS = ("sst2", "ag_news")
+ERASE_RANDOM_DRAWS = 5
+"""Draws of the random-subspace control of the erasure stage (their spread is on the findings page)."""
 
 
 @dataclass
@@ -46,7 +48,7 @@ class MechContext:
     out: Path
     run_dir: Path
     _backend: Any = None
-    _items: dict[str, tuple[list[Any], list[Any]]] = field(default_factory=dict)
+    _items: dict[tuple[str, frozenset[str]], tuple[list[Any], list[Any]]] = field(default_factory=dict)
     _offsets: dict[str, dict[str, Any]] | None = None
 
     @property
@@ -87,14 +89,31 @@ class MechContext:
             self._offsets = run_offsets(self.run_dir) if found else {}
         return self._offsets.get(system, {})
 
-    def items(self, task: str) -> tuple[list[Any], list[Any]]:
-        """The mechanistic items of a task: (examples with audio, 16 kHz waveforms)."""
-        if task not in self._items:
+    def items(self, task: str, exclude: frozenset[str] = frozenset()) -> tuple[list[Any], list[Any]]:
+        """The mechanistic items of a task: (examples with audio, 16 kHz waveforms).
+
+        ``exclude``: items (ids before "@") to skip, taking the next ones of the seeded ranking instead (the
+        erasure stage evaluates on items its erasers were not fitted on). Checked at run time against the
+        behavioural run's calibration items (an overlap is an error).
+        """
+        key = (task, exclude)
+        if key not in self._items:
             from casceq.audio.io import load_audio
             from casceq.run.items import natural_items, spoken_items
-            from casceq.tasks import load_examples
+            from casceq.tasks import load_examples, sample_rank
 
-            base = load_examples(task, n=self.plan.mech_n, seed=self.plan.seed)
+            n, seed = self.plan.mech_n, self.plan.seed
+            pool = load_examples(task, n=n + len(exclude), seed=seed)  # file order
+            ranked = sorted(pool, key=lambda ex: sample_rank(ex.id, seed))
+            keep_ids = {ex.id for ex in [ex for ex in ranked if ex.id not in exclude][:n]}
+            base = [ex for ex in pool if ex.id in keep_ids]
+            from casceq.run.leakage import check_not_trained_on
+
+            check_not_trained_on(self.plan.models.speech_llm, base)
+            if (self.run_dir / "config.json").is_file():
+                from casceq.run.calibrate import check_not_fitted
+
+                check_not_fitted(self.run_dir, task, [ex.id for ex in base])
             if base and base[0].audio is not None:
                 items = natural_items(base)
             else:
@@ -102,8 +121,8 @@ class MechContext:
                 items = spoken_items(base, voice, self.mech_dir / "audio" / task)
             examples = [it.example for it in items]
             audios = [load_audio(it.audio.path, 16000) for it in items if it.audio is not None]
-            self._items[task] = (examples, audios)
-        return self._items[task]
+            self._items[key] = (examples, audios)
+        return self._items[key]
 
 
 def capture_stage(ctx: MechContext, model: str, task: str, out: Path) -> None:
@@ -304,9 +323,10 @@ def erasure_stage(ctx: MechContext, fit_capture: Path, out: Path, provenance: di
 
     reader = CaptureReader(fit_capture)
     clips = [FitClip(r.id, load_audio(r.audio, 16000), r.transcript) for r in reader.utterances]
+    fitted = frozenset(c.id.split("@")[0] for c in clips)
     evaluations = []
     for name in [t for t in ERASE_TASKS if t in ctx.plan.n]:
-        examples, audios = ctx.items(name)
+        examples, audios = ctx.items(name, fitted)  # never the utterances the erasers were fitted on
         evaluations.append((get_task(name), examples, audios))
     result = run_erasure(
         ctx.backend(),
@@ -317,6 +337,7 @@ def erasure_stage(ctx: MechContext, fit_capture: Path, out: Path, provenance: di
         seed=ctx.plan.seed,
         model=ctx.plan.models.speech_llm,
         offsets=ctx.offsets("Speech-LLM"),  # the run's decision rule, in every condition
+        n_random=ERASE_RANDOM_DRAWS,
     )
     dataclasses.replace(result, extra=provenance).write(out)
 

@@ -182,14 +182,90 @@ def default_plan(
     )
 
 
-def estimate_minutes(plan: Plan) -> dict[str, float]:
-    """Expected wall minutes of the behavioural run, the mechanistic suite and the total (``COSTS``)."""
-    behaviour = sum(plan.clips(t) * COSTS[t] * len(plan.conditions) for t in plan.tasks)
-    mech = MECH_SECONDS_PER_UTTERANCE * plan.mech_n if plan.mech else 0.0
+def plan_from_dict(data: Mapping[str, object]) -> Plan:
+    """Inverse of ``Plan.to_dict`` (a reproduction folder's ``plan.json``); same hash."""
+    d = dict(data)
+    return Plan(
+        n=dict(d["n"]),  # type: ignore[call-overload]
+        conditions=tuple(d["conditions"]),  # type: ignore[arg-type]
+        voices=tuple(d["voices"]),  # type: ignore[arg-type]
+        models=Models(**d["models"]),  # type: ignore[arg-type]
+        few_shot=dict(d.get("few_shot") or {}),  # type: ignore[call-overload]
+        mech=bool(d["mech"]),
+        mech_n=int(d["mech_n"]),  # type: ignore[call-overload]
+        seed=int(d["seed"]),  # type: ignore[call-overload]
+        calibration_n=int(d["calibration_n"]),  # type: ignore[call-overload]
+        bootstrap=int(d["bootstrap"]),  # type: ignore[call-overload]
+        batch_size=int(d["batch_size"]),  # type: ignore[call-overload]
+    )
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds per clip and condition of each task, per mechanistic utterance, and fixed; with their source.
+
+    ``source`` is ``"constants"`` (``COSTS``, measured once and written down) or the ``timings.json`` they were
+    read from (``measured_costs``).
+    """
+
+    per_clip: Mapping[str, float] = field(default_factory=lambda: dict(COSTS))
+    mech_per_utterance: float = MECH_SECONDS_PER_UTTERANCE
+    fixed: float = FIXED_SECONDS
+    source: str = "constants"
+
+
+MECH_STAGES = ("capture-", "probes-", "lens", "implicit", "erasure")
+"""Prefixes of the mechanistic stages in ``timings.json``."""
+
+
+def measured_costs(folder: str | Path) -> Costs:
+    """Costs read from a finished reproduction folder: its ``plan.json`` and ``timings.json``.
+
+    The behavioural stage's wall seconds are spread over the tasks in the proportions of ``COSTS`` (the relative
+    cost of a task's clip does not change with the machine; its absolute cost does; loading, synthesis and
+    calibration are inside that stage's time, so the fixed cost is the report's); the mechanistic stages'
+    seconds divided by ``mech_n`` give the cost per utterance. Stages that did not run (skipped, resumed with
+    0 s) leave the constants in place. Loading costs are thus spread per clip: an estimate for a much smaller
+    plan than the measured one is low.
+
+    Raises:
+        InputError: No plan or timings in the folder.
+    """
+    folder = Path(folder)
+    try:
+        plan_data = json.loads((folder / "plan.json").read_text())["plan"]
+        timings = json.loads((folder / "timings.json").read_text())
+    except (OSError, KeyError, json.JSONDecodeError) as exc:
+        raise InputError(f"no reproduction plan and timings here ({exc})", path=str(folder)) from exc
+    plan = plan_from_dict(plan_data)
+    behaviour = float(timings.get("behavioural", {}).get("seconds", 0.0))
+    per_clip = dict(COSTS)
+    predicted = _behaviour_seconds(plan, Costs())
+    if behaviour > 0 and predicted > 0:
+        per_clip = {t: c * behaviour / predicted for t, c in COSTS.items()}
+    mech = sum(float(v.get("seconds", 0.0)) for k, v in timings.items() if k.startswith(MECH_STAGES))
+    per_utt = mech / plan.mech_n if plan.mech and mech > 0 else MECH_SECONDS_PER_UTTERANCE
+    # loading, synthesis and calibration happen inside the behavioural stage's wall time: only the report is extra
+    fixed = float(timings.get("report", {}).get("seconds", 0.0)) if behaviour > 0 else FIXED_SECONDS
+    return Costs(per_clip, per_utt, fixed, str(folder / "timings.json"))
+
+
+def _behaviour_seconds(plan: Plan, costs: Costs) -> float:
+    return sum(plan.clips(t) * costs.per_clip[t] * len(plan.conditions) for t in plan.tasks)
+
+
+def estimate_minutes(plan: Plan, costs: Costs | None = None) -> dict[str, float]:
+    """Expected wall minutes of the behavioural run, the mechanistic suite and the total.
+
+    ``costs``: measured ones (``measured_costs``); default the ``COSTS`` constants.
+    """
+    costs = costs or Costs()
+    behaviour = _behaviour_seconds(plan, costs)
+    mech = costs.mech_per_utterance * plan.mech_n if plan.mech else 0.0
     return {
         "behavioural": behaviour / 60,
         "mechanistic": mech / 60,
-        "total": (behaviour + mech + FIXED_SECONDS) / 60,
+        "total": (behaviour + mech + costs.fixed) / 60,
     }
 
 

@@ -125,13 +125,8 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
     )
 
 
-def projector_digest(model_spec: str | None) -> str | None:
-    """SHA-256 (16 hex) of a native Ultravox model's trained projector, or None for other systems.
-
-    Its spec string (``ultravox-native:bundled`` or a folder) stays the same when the weights are retrained or
-    re-shipped, so the cache key of its predictions must include the weights themselves.
-    """
-    import hashlib
+def native_folder(model_spec: str | None) -> Any:
+    """The checkpoint folder of a native Ultravox model spec (a ``Path``), or None for other systems."""
     from pathlib import Path
 
     if not model_spec or not model_spec.startswith("ultravox-native:"):
@@ -140,9 +135,21 @@ def projector_digest(model_spec: str | None) -> str | None:
     if model == "bundled":
         from casceq.train.shipped import shipped_folder
 
-        folder = shipped_folder()
-    else:
-        folder = Path(model)
+        return shipped_folder()
+    return Path(model)
+
+
+def projector_digest(model_spec: str | None) -> str | None:
+    """SHA-256 (16 hex) of a native Ultravox model's trained projector, or None for other systems.
+
+    Its spec string (``ultravox-native:bundled`` or a folder) stays the same when the weights are retrained or
+    re-shipped, so the cache key of its predictions must include the weights themselves.
+    """
+    import hashlib
+
+    folder = native_folder(model_spec)
+    if folder is None:
+        return None
     weights = folder / "projector.safetensors"
     return hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.is_file() else None
 

@@ -31,6 +31,8 @@ from casceq.errors import InputError
 from casceq.types import Example
 
 FILE = "calibration.json"
+ITEMS_FILE = "calibration_items.json"
+"""Which items each fit used: ``{group key: {task: [example ids]}}`` (what ``check_not_fitted`` reads)."""
 
 
 def group_key(spec: Any, system: Any, method: str) -> str:
@@ -85,17 +87,87 @@ def heldout_examples(
 ) -> list[Example]:
     """``n`` examples of the task that the run does not evaluate and that are not shots of ``llm``.
 
-    Taken from the far end of the run's own seeded ranking (``casceq.systems.llm.calibration``).
+    Taken from the far end of the run's own seeded ranking (``casceq.systems.llm.calibration``). ``llm`` is any
+    back end with ``shots_for`` (a text LLM, or a speech LLM that draws shots the same way). The result is
+    checked here, at run time, to share no id with ``evaluated`` and no prompt with the shots.
+
+    Raises:
+        LeakageError: An overlap (a bug in the picking; never silently fitted on).
     """
+    from casceq.errors import LeakageError
     from casceq.systems.llm.calibration import heldout_examples as pick
     from casceq.tasks import get_task
 
     t = get_task(task)
-    shots = ()
+    shots: tuple[tuple[str, str], ...] = ()
     shots_for = getattr(llm, "shots_for", None)
     if callable(shots_for):
         shots = tuple(shots_for(t.prompt("x")) or ())
-    return pick(t, [ex.id for ex in evaluated], n, seed, shots)
+    held = pick(t, [ex.id for ex in evaluated], n, seed, shots)
+    leaked = {ex.id for ex in held} & {ex.id for ex in evaluated}
+    shot_prompts = {p for p, _ in shots}
+    as_shots = [ex.id for ex in held if t.prompt(ex.text, ex) in shot_prompts]
+    if leaked or as_shots:
+        raise LeakageError(
+            f"calibration of {task}: {len(leaked)} evaluated items and {len(as_shots)} few-shot examples among "
+            "the fitting items"
+        )
+    return held
+
+
+def _record_items(ctx: Any, group: str, task: str, held: Sequence[Example]) -> None:
+    """Add the ids a fit used to ``calibration_items.json`` (atomic)."""
+    path: Path = ctx.out / ITEMS_FILE
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.setdefault(group, {})[task] = [ex.id for ex in held]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def fitted_items(run_dir: str | Path, task: str) -> set[str] | None:
+    """Ids of every item any fit of the run used for ``task`` (None: the run recorded none, older runs)."""
+    path = Path(run_dir) / ITEMS_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return {i for fits in data.values() for i in fits.get(task, ())}
+
+
+def check_not_fitted(run_dir: str | Path, task: str, example_ids: Sequence[str]) -> None:
+    """Refuse to evaluate items the run's calibration was fitted on (at run time, by id, before answering).
+
+    Uses ``calibration_items.json``; a run without it (made before it was written) is checked against the
+    fitting items recomputed from its config (its seed, items and ``calibration_n``, widened by the largest
+    number of shots any fit could have skipped, so the recomputed set contains the real one).
+
+    Raises:
+        LeakageError: Naming how many of the evaluated items the offsets were fitted on.
+    """
+    from casceq.errors import LeakageError
+    from casceq.run.config import load_run_config
+    from casceq.tasks import load_examples
+
+    fitted = fitted_items(run_dir, task)
+    if fitted is None:
+        cfg = load_run_config(run_dir)
+        spec = next((t for t in cfg.tasks if t.name == task), None)
+        if spec is None:
+            return
+        evaluated = load_examples(task, n=spec.n, seed=cfg.seed, split=spec.split, data_dir=spec.data_dir)
+        fitted = {ex.id for ex in heldout_examples(task, evaluated, cfg.calibration_n + MAX_SHOTS, cfg.seed)}
+    base = {i.split("@")[0] for i in example_ids}
+    overlap = base & fitted
+    if overlap:
+        raise LeakageError(
+            f"{len(overlap)} of the {len(base)} evaluated {task} items are items the run's calibration was fitted "
+            f"on (e.g. {sorted(overlap)[:3]}): evaluate other items (the run's seed picks disjoint ones)",
+            path=str(run_dir),
+        )
+
+
+MAX_SHOTS = 16
+"""Upper bound on the shots a fit skips (recomputing an older run's fitting items widens the set by this)."""
 
 
 def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
@@ -139,6 +211,7 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
                 cal = fit_calibrator(llm, task, ctx.cfg.calibration, heldout=held)
                 off = cal.offsets.tolist()
                 saved.setdefault(group, {})[task.name] = off
+                _record_items(ctx, group, task.name, held)
                 changed = True
             system.offsets[task.name] = np.asarray(off)
             fits.setdefault(spec.name, {})[task.name] = off
@@ -168,7 +241,11 @@ def _calibrate_speech(
             off = saved[group][task.name]
         else:
             evaluated = {it.base_id: it.example for it in ctx.items(task.name)}
-            held = heldout_examples(task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed)
+            # the speech LLM draws few-shot examples like the cascades: never fit on them
+            backend = system._get("speech")
+            held = heldout_examples(
+                task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed, backend
+            )
             if not held:
                 continue
             if held[0].audio is not None:
@@ -200,6 +277,7 @@ def _calibrate_speech(
                 continue
             off = fitter.calibrator.offsets.tolist()
             saved.setdefault(group, {})[task.name] = off
+            _record_items(ctx, group, task.name, held)
             changed = True
         system.offsets[task.name] = np.asarray(off)
         fits.setdefault(spec.name, {})[task.name] = off

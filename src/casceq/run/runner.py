@@ -375,11 +375,16 @@ def run_experiment(
     open_run_dir(cfg, out)
     ctx = RunContext(cfg, out, limit=limit, only_systems=only_systems, only_tasks=only_tasks, jobs=jobs)
     summary = RunSummary(out)
+    from casceq.errors import LeakageError
     from casceq.run.calibrate import calibrate_run
+    from casceq.run.leakage import check_not_trained_on
     from casceq.run.store import Store
 
     for t in ctx.task_specs:  # synthesise (or find) all audio first: workers then only read it
-        ctx.items(t.name)
+        items = ctx.items(t.name)
+        for spec in ctx.system_specs:  # a speech LLM must not be evaluated on its projector's training text
+            if spec.kind == "speech_llm":
+                check_not_trained_on(spec.model, [it.example for it in items])
     with Store(out / STORE) as store:
         store.register_run(cfg.name, cfg.to_dict(), cfg.hash())
         for s in ctx.system_specs:
@@ -387,6 +392,8 @@ def run_experiment(
             store.register_system(cfg.name, s.name, sys_.backbone, s.kind, sys_.spec)
         try:
             calibrate_run(ctx)
+        except LeakageError:  # fitting on evaluated items or shots: stop, never answer with those offsets
+            raise
         except Exception as exc:  # a backbone that fails to load is reported per system below
             print(redact(f"calibration skipped: {type(exc).__name__}: {exc}"))
         units = ctx.units()

@@ -54,6 +54,7 @@ def compare(
     seed: int = 0,
     intersect: bool = False,
     kinds: Mapping[str, str] | None = None,
+    bh_family: str = "call",
 ) -> CompareResult:
     """Compute every behavioural statistic of the paper from prediction rows.
 
@@ -66,6 +67,9 @@ def compare(
         seed: Seed of the bootstrap generator (one fresh ``default_rng(seed)`` per task and condition).
         intersect: Compare on the example ids all systems of a task and condition share instead of raising.
         kinds: Optional system kinds (see the module docstring).
+        bh_family: Benjamini-Hochberg family of the McNemar q-values: ``"call"`` (default: every pair, task and
+            condition together) or ``"speech_vs_cascade"`` (per task and condition, the tests of a speech LLM
+            against a cascade, the paper's family; the other pairs form their own family there).
 
     Returns:
         The typed results; ``.to_json()`` gives the ``--json`` output.
@@ -165,7 +169,7 @@ def compare(
                 )
             )
     notes += coverage_notes(predictions, groups, agreements, pairs, tasks)
-    qvals = benjamini_hochberg([r["mcnemar_p"] for r in agreements])
+    qvals = _q_values(agreements, bh_family, kind)
     return CompareResult(
         accuracy=tuple(accuracy),
         pairs=tuple(Agreement(**r, q_value=float(q)) for r, q in zip(agreements, qvals, strict=True)),
@@ -177,6 +181,25 @@ def compare(
         notes=tuple(notes + align_notes),
         groups=tuple(groups),
     )
+
+
+BH_FAMILIES = ("call", "speech_vs_cascade")
+
+
+def _q_values(rows: Sequence[Mapping[str, Any]], family: str, kind: Mapping[str, str]) -> np.ndarray:
+    """BH q-values of the rows' McNemar p-values within each family (see ``compare(bh_family=...)``)."""
+    if family not in BH_FAMILIES:
+        raise InputError(f"unknown BH family {family!r}; use one of {', '.join(BH_FAMILIES)}")
+    if family == "call":
+        return benjamini_hochberg([r["mcnemar_p"] for r in rows])
+    groups: dict[tuple[str, str, bool], list[int]] = {}
+    for i, r in enumerate(rows):
+        paper = {kind[r["a"]], kind[r["b"]]} == {"speech_llm", "cascade"}
+        groups.setdefault((r["task"], r["condition"], paper), []).append(i)
+    q = np.empty(len(rows))
+    for idx in groups.values():
+        q[idx] = benjamini_hochberg([rows[i]["mcnemar_p"] for i in idx])
+    return q
 
 
 def infer_kinds(info: Mapping[str, SystemInfo], declared: Mapping[str, str]) -> tuple[dict[str, str], str]:

@@ -108,6 +108,11 @@ def train_speech_llm(
     clips = data.encode_clips(cfg, out, spoken, backend.encoder, backend.feature_extractor, progress)
     timed("frames", t0)
     texts = [c.text for c in clips]
+    from casceq.run.leakage import write_training_keys
+
+    # shipped beside the weights: what every run checks its evaluated items against (casceq.run.leakage)
+    (out / "model").mkdir(parents=True, exist_ok=True)
+    write_training_keys(out / "model", texts)
     if cfg.head == "ctc":
         from casceq.train.ctc import ctc_vocab, spoken_targets
 
