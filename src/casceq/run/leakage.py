@@ -18,7 +18,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-TRAINING_TEXTS_FILE = "training_texts.txt"
+from casceq.systems.speech_llm.ultravox_projector import TRAINING_TEXTS_FILE
+
+__all__ = ["TRAINING_TEXTS_FILE", "check_not_trained_on", "text_key", "training_keys", "write_training_keys"]
 KEY_HEX = 12
 """Hex digits of a text key: 48 bits, so a chance collision among ~10^4 x 10^4 pairs has odds ~10^-7."""
 

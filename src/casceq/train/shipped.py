@@ -71,7 +71,7 @@ def ship(model_folder: str | Path, encoder: str, backbone: str, dest: str | Path
     shutil.copyfile(src / WEIGHTS_FILE, out / WEIGHTS_FILE)
     record["model"] = {**record.get("model", {}), "encoder": encoder, "backbone": backbone}
     (out / CONFIG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    from casceq.run.leakage import TRAINING_TEXTS_FILE
+    from casceq.systems.speech_llm.ultravox_projector import TRAINING_TEXTS_FILE
 
     if (src / TRAINING_TEXTS_FILE).is_file():  # what runs check their evaluated items against
         shutil.copyfile(src / TRAINING_TEXTS_FILE, out / TRAINING_TEXTS_FILE)

@@ -35,6 +35,8 @@ from casceq.errors import InputError
 CHECKPOINT_FORMAT = "casceq-ultravox-projector"
 CONFIG_FILE = "projector.json"
 WEIGHTS_FILE = "projector.safetensors"
+TRAINING_TEXTS_FILE = "training_texts.txt"
+"""Keys of the projector's training texts beside its weights (``casceq.run.leakage`` checks runs against them)."""
 FINGERPRINT_SAMPLES = 4096
 """Values sampled (evenly strided) from each tensor for the fingerprint: enough to see any fine-tune."""
 
