@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(f"casceq.commands.{module}")
         p = sub.add_parser(name, help=helptext, description=(mod.__doc__ or helptext).strip())
         mod.add_arguments(p)
+        if not any(a.dest == "tasks_file" for a in p._actions):
+            p.add_argument(
+                "--tasks-file",
+                action="append",
+                default=None,
+                metavar="FILE",
+                help="a TOML file of user-defined tasks (docs/tasks.md); may be given more than once",
+            )
         p.set_defaults(_module=module)
     return parser
 
@@ -73,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from casceq.errors import CasceqError
 
     try:
+        for path in getattr(args, "tasks_file", None) or ():
+            from casceq.tasks import register_tasks_file
+
+            register_tasks_file(path)
         return int(mod.run(args) or 0)
     except CasceqError as exc:
         print(f"casceq {args.command}: error: {exc}", file=sys.stderr)

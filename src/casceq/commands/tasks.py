@@ -17,9 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the task table (or JSON) to stdout; returns 0."""
-    from casceq.tasks import TASK_NAMES, get_task
+    from casceq.tasks import get_task, known_names
 
-    tasks = [get_task(name) for name in TASK_NAMES]
+    tasks = [get_task(name) for name in known_names()]
     if args.json:
         rows = [
             {

@@ -16,11 +16,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from casceq.errors import InputError
 from casceq.tasks.base import Task
 from casceq.tasks.defs import TASKS
 from casceq.types import Example
+
+if TYPE_CHECKING:
+    from casceq.tasks.userdef import UserTask
 
 TASK_NAMES: tuple[str, ...] = tuple(t.name for t in TASKS)
 """Canonical task names, text-sufficient tasks first."""
@@ -43,6 +47,42 @@ _ALIASES = {
 }
 # Folder of each task under the shared datasets directory.
 FOLDERS = {name: name for name in TASK_NAMES}
+# User-defined tasks registered from tasks files (``register_tasks_file``): name -> UserTask.
+_USER: dict[str, UserTask] = {}
+
+
+def known_names() -> tuple[str, ...]:
+    """Built-in task names, then the user-defined tasks registered so far."""
+    return TASK_NAMES + tuple(_USER)
+
+
+def register_tasks_file(path: str | Path) -> tuple[str, ...]:
+    """Register every task of a tasks file (docs/tasks.md) for ``get_task`` and ``load_examples``.
+
+    Registering the same file again is a no-op. Returns the task names.
+
+    Raises:
+        InputError: A bad definition, or a name that is built in or was registered from another file.
+    """
+    from casceq.tasks.userdef import read_tasks_file
+
+    users = read_tasks_file(path)
+    for user in users:
+        name = user.task.name
+        if name in TASK_NAMES or "".join(ch for ch in name.lower() if ch.isalnum()) in _ALIASES:
+            raise InputError(f"task {name!r} is built in; give the user task another name", path=str(path))
+        old = _USER.get(name)
+        if old is not None and old.source_file != user.source_file:
+            raise InputError(f"task {name!r} is already defined in {old.source_file}", path=str(path))
+    for user in users:
+        _USER[user.task.name] = user
+        _BY_NAME[user.task.name] = user.task
+    return tuple(u.task.name for u in users)
+
+
+def user_task(name: str) -> UserTask | None:
+    """The registered user task of this name (None for built-ins and unknown names)."""
+    return _USER.get(name)
 
 
 def canonical_name(name: str) -> str:
@@ -52,7 +92,8 @@ def canonical_name(name: str) -> str:
     key = "".join(ch for ch in name.lower() if ch.isalnum())
     canonical = _ALIASES.get(key)
     if canonical is None:
-        raise InputError(f"unknown task {name!r}; known tasks: {', '.join(TASK_NAMES)}")
+        hint = "" if _USER else " (user tasks need --tasks-file FILE)"
+        raise InputError(f"unknown task {name!r}; known tasks: {', '.join(known_names())}{hint}")
     return canonical
 
 
@@ -127,6 +168,10 @@ def load_examples(
         MissingDependency: ``source="hub"`` without the ``datasets`` package.
     """
     canonical = canonical_name(name)
+    if canonical in _USER:
+        from casceq.tasks.userdata import load_user_examples
+
+        return subsample(load_user_examples(_USER[canonical], split), n, seed)
     if source == "hub":
         from casceq.tasks.hub import load_hub
 
@@ -155,4 +200,15 @@ def _unique(examples: list[Example], folder: Path) -> list[Example]:
     return examples
 
 
-__all__ = ["TASK_NAMES", "Task", "canonical_name", "get_task", "load_examples", "sample_rank", "subsample"]
+__all__ = [
+    "TASK_NAMES",
+    "Task",
+    "canonical_name",
+    "get_task",
+    "known_names",
+    "load_examples",
+    "register_tasks_file",
+    "sample_rank",
+    "subsample",
+    "user_task",
+]
