@@ -142,7 +142,7 @@ def test_lmms_eval_flattened_samples_and_results(tmp_path, _intent3):
                 "config": {"model": "qwen2_audio", "model_args": "pretrained=Qwen/Qwen2-Audio-7B-Instruct"},
                 "model_name": "Qwen/Qwen2-Audio-7B-Instruct",
             }
-        )  # fmt: skip
+        )
     )
     got = read_harness("lmms-eval", tmp_path, task=_intent3, system="slm")
     assert [(p.example_id, p.label, p.gold) for p in got.predictions] == [
