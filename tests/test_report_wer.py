@@ -47,6 +47,9 @@ def test_wer_known_values(ref: str, hyp: str, expected: float) -> None:
         ("The colour of the theatre", "the color of the theater"),  # British spellings -> American
         ("Mr. Smith", "mister smith"),
         ("Um, I think, uh, yes", "i think yes"),  # fillers dropped
+        ("How do you spell cliché?", "How do you spell cliche?"),  # diacritics removed
+        ("Win Nobel (AP). AP - Americans", "win nobel ap ap americans"),  # bracketed words are spoken here
+        ("Don’t stop!", "don't stop"),  # typographic apostrophe
         ("Don't stop!", "don’t stop"),
         ("The year 2004 was odd", "the year two thousand four was odd"),
         ("It's 3.5 times larger", "it's three point five times larger"),

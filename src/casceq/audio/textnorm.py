@@ -162,9 +162,13 @@ def spoken_text(text: str, task: str | None = None) -> str:
 WHISPER_SPELLING = "whisper/english.json"
 """British -> American spelling map of Whisper's English normaliser (MIT, OpenAI; under ``casceq/data``)."""
 
-# Typographic apostrophes are straightened first: the Whisper normaliser expands contractions only with a
-# straight one ("don’t" would become "don t" while a transcript's "don't" becomes "do not").
-_TYPOGRAPHIC_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+# Two changes before the Whisper normaliser. Typographic apostrophes are straightened: it expands contractions
+# only with a straight one ("don’t" would become "don t" while a transcript's "don't" becomes "do not").
+# Brackets become spaces: it deletes bracketed text as non-speech annotations ("(laughs)"), but the texts our
+# voices read have bracketed words that are spoken ("Nobel (AP)"), and a transcript of them is not an error.
+_PRE_WHISPER = str.maketrans(
+    {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "(": " ", ")": " ", "[": " ", "]": " ", "<": " ", ">": " "}
+)
 
 
 @cache
@@ -194,9 +198,10 @@ def english_normalizer() -> Callable[[str], str]:
 def normalize_for_wer(text: str) -> list[str]:
     """Words of a reference or transcript for WER: Whisper's English normaliser (:func:`english_normalizer`).
 
-    Tokens without a letter or digit (the normaliser leaves the last "." of "...") are dropped.
+    Typographic apostrophes are straightened and brackets read as spaces first (their words are spoken in our
+    test sets); tokens without a letter or digit (the normaliser leaves the last "." of "...") are dropped.
     """
-    words = english_normalizer()(text.translate(_TYPOGRAPHIC_APOSTROPHES)).split()
+    words = english_normalizer()(text.translate(_PRE_WHISPER)).split()
     return [w for w in words if any(ch.isalnum() for ch in w)]
 
 
