@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     ("import", "import_", "import interchange JSONL predictions into a store"),
     ("export", "export", "export a store's predictions as interchange JSONL"),
+    ("export-dataset", "export_dataset", "export spoken test sets as a Hugging Face dataset on disk"),
     ("synth", "synth", "synthesise spoken test sets with offline TTS voices"),
     ("run", "run", "run an experiment config (systems x tasks x conditions) into a run folder"),
     ("demo", "demo", "the offline default experiment, end to end"),
