@@ -120,6 +120,10 @@ def _read_jsonl(path: Path, check: _Checker) -> None:
 
 def _read_store(path: Path, run: str | None, check: _Checker) -> None:
     from casceq.run.store import Store
+    from casceq.tasks import register_run_tasks
+
+    if path.is_dir():
+        register_run_tasks(path)  # a run of user-defined tasks names its tasks file in config.json
 
     with Store(path, read_only=True) as store:
         runs = [r.run for r in store.runs()] if run is None else [run]

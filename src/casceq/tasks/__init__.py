@@ -80,6 +80,23 @@ def register_tasks_file(path: str | Path) -> tuple[str, ...]:
     return tuple(u.task.name for u in users)
 
 
+def register_run_tasks(run_dir: str | Path) -> tuple[str, ...]:
+    """Register the tasks file a run folder was run with (its ``config.json``), if any and if it still exists.
+
+    A moved tasks file is skipped: the run's predictions stay readable, and commands say the task is unknown.
+    """
+    import json
+
+    meta = Path(run_dir) / "config.json"
+    try:
+        tasks_file = json.loads(meta.read_text(encoding="utf-8"))["config"].get("tasks_file")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ()
+    if not isinstance(tasks_file, str) or not Path(tasks_file).is_file():
+        return ()
+    return register_tasks_file(tasks_file)
+
+
 def user_task(name: str) -> UserTask | None:
     """The registered user task of this name (None for built-ins and unknown names)."""
     return _USER.get(name)
@@ -207,6 +224,7 @@ __all__ = [
     "get_task",
     "known_names",
     "load_examples",
+    "register_run_tasks",
     "register_tasks_file",
     "sample_rank",
     "subsample",
