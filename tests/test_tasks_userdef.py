@@ -238,3 +238,21 @@ def test_cli_tasks_file_option_on_every_command(capsys):
         assert any(a.dest == "tasks_file" for a in p._actions), name
     assert main(["tasks", "--tasks-file", str(EXAMPLES / "tasks.toml")]) == 0
     assert "intent3" in capsys.readouterr().out
+
+
+def test_parquet_data(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = _write(
+        tmp_path,
+        '[tasks.pq]\nlabels = ["no", "yes"]\ntext_sufficient = true\n'
+        '[tasks.pq.data]\npath = "d.parquet"\ntext_column = "sentence"\nlabel_column = "answer"\n',
+    )
+    pq.write_table(
+        pa.table({"sentence": ["is it on", "is it off"], "answer": ["Yes", "no"]}), tmp_path / "d.parquet"
+    )
+    tasks.register_tasks_file(path)
+    assert [(e.id, e.text, e.label) for e in tasks.load_examples("pq")] == [
+        ("pq-000000", "is it on", "yes"),
+        ("pq-000001", "is it off", "no"),
+    ]
