@@ -235,3 +235,16 @@ def test_user_csv_and_two_harness_logs_to_comparison_and_report(tmp_path, capsys
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "intent3" in report and "cascade=cascade (declared)" in report
     capsys.readouterr()
+
+
+def test_imported_predictions_go_straight_into_compare(_intent3):
+    from sklearn.metrics import cohen_kappa_score
+
+    from casceq.stats.compare import compare
+
+    casc = read_harness("lm-eval", LM_EVAL, task=_intent3, system="cascade", id_field="id").predictions
+    slm = read_harness("inspect", INSPECT, task=_intent3, system="speech-llm").predictions
+    result = compare([*casc, *slm], n_bootstrap=0)
+    (pair,) = result.pairs
+    assert pair.kappa == pytest.approx(cohen_kappa_score([p.label for p in casc], [p.label for p in slm]))
+    assert pair.n == 12
