@@ -180,8 +180,13 @@ def test_registry_example_file_and_builtin_names(tmp_path):
     with pytest.raises(InputError, match="built in"):
         tasks.register_tasks_file(clash)
     other = _write(tmp_path, '[tasks.intent3]\nlabels = ["a", "b"]\ntext_sufficient = true\n')
-    with pytest.raises(InputError, match="already defined"):
+    with pytest.raises(InputError, match="already defined differently"):
         tasks.register_tasks_file(other)
+    copy = tmp_path / "copy" / "tasks.toml"  # an identical copy (as next to a run folder) is accepted
+    copy.parent.mkdir()
+    copy.write_bytes((EXAMPLES / "tasks.toml").read_bytes())
+    assert tasks.register_tasks_file(copy) == ("intent3",)
+    assert tasks.user_task("intent3").source_file == str(EXAMPLES / "tasks.toml")
 
 
 def test_bad_data_rows_name_file_and_line(tmp_path):

@@ -59,7 +59,8 @@ def known_names() -> tuple[str, ...]:
 def register_tasks_file(path: str | Path) -> tuple[str, ...]:
     """Register every task of a tasks file (docs/tasks.md) for ``get_task`` and ``load_examples``.
 
-    Registering the same file again is a no-op. Returns the task names.
+    Registering the same file again, or an identical definition from another file (a copy next to a run), is a
+    no-op. Returns the task names.
 
     Raises:
         InputError: A bad definition, or a name that is built in or was registered from another file.
@@ -72,11 +73,14 @@ def register_tasks_file(path: str | Path) -> tuple[str, ...]:
         if name in TASK_NAMES or "".join(ch for ch in name.lower() if ch.isalnum()) in _ALIASES:
             raise InputError(f"task {name!r} is built in; give the user task another name", path=str(path))
         old = _USER.get(name)
-        if old is not None and old.source_file != user.source_file:
-            raise InputError(f"task {name!r} is already defined in {old.source_file}", path=str(path))
+        if old is not None and old.source_file != user.source_file and old.signature() != user.signature():
+            raise InputError(
+                f"task {name!r} is already defined differently in {old.source_file}", path=str(path)
+            )
     for user in users:
-        _USER[user.task.name] = user
-        _BY_NAME[user.task.name] = user.task
+        if user.task.name not in _USER:  # an identical definition from a copy of the file keeps the first
+            _USER[user.task.name] = user
+            _BY_NAME[user.task.name] = user.task
     return tuple(u.task.name for u in users)
 
 

@@ -110,6 +110,20 @@ class UserTask:
     data: DataSource | None
     source_file: str
 
+    def signature(self) -> tuple[object, ...]:
+        """Everything that defines the task except where the file is (two copies of a file compare equal).
+
+        Data paths are compared by file name: a copy of the tasks file sits next to a copy of its data.
+        """
+        t, d = self.task, self.data
+        where = None
+        if d is not None:
+            local = d.path or d.audiofolder
+            where = (Path(local).name if local else None, d.hf, d.config, d.split, d.text_column, d.label_column,
+                     d.id_column, d.choices_column, d.aliases_column, d.label_names, d.fmt)  # fmt: skip
+        return (t.labels, t.text_sufficient, t.open_answer, t.instruction, t.input_name, t.synonyms, t.template,
+                type(t.parser).__name__, where)  # fmt: skip
+
 
 def _one_of(labels: tuple[str, ...]) -> str:
     return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " or " + labels[-1]
