@@ -94,3 +94,22 @@ def test_export_refuses_missing_clips_and_non_empty_output(tmp_path):
         export_hf_dataset([tmp_path / "synth"], tmp_path / "full")
     with pytest.raises(InputError, match="no synthesised clips"):
         export_hf_dataset([tmp_path / "empty"], tmp_path / "hf2")
+
+
+def test_synth_a_user_task_then_export_it(tmp_path):
+    """``casceq synth --task <user task> --tasks-file F`` speaks the CSV's texts; export-dataset publishes them."""
+    from casceq.audio.tts import get_voice
+    from casceq.cli import main
+
+    if not get_voice("espeak-us").available():
+        pytest.skip("espeak-us not available here")
+    tf = str(EXAMPLES / "tasks.toml")
+    synth = tmp_path / "synth"
+    assert main(["synth", "--task", "intent3", "--n", "3", "--voices", "espeak-us", "--out", str(synth),
+                 "--tasks-file", tf]) == 0  # fmt: skip
+    assert main(["export-dataset", str(synth), "--out", str(tmp_path / "hf"), "--tasks-file", tf]) == 0
+    ds = datasets.load_from_disk(str(tmp_path / "hf"))
+    chosen = {e.id: e for e in tasks.load_examples("intent3", n=3, seed=0)}
+    assert sorted(ds["item"]) == sorted(chosen) and set(ds["voice"]) == {"espeak-us"}
+    assert all(row["label"] == chosen[row["item"]].label for row in ds)
+    assert all(row["audio"]["bytes"][:4] == b"fLaC" for row in ds)

@@ -162,6 +162,20 @@ def test_bad_definitions_are_refused_with_the_reason(tmp_path, body, message):
     assert message in str(err.value) and str(path) in str(err.value)
 
 
+def test_nested_labels_are_told_apart(tmp_path):
+    """A label inside another ("music" in "music video") is fine: the longer form is one mention."""
+    (user,) = read_tasks_file(
+        _write(tmp_path, '[tasks.nest]\nlabels = ["music", "music video", "video"]\ntext_sufficient = true\n')
+    )
+    parse = user.task.parse
+    assert [parse(x) for x in ("music", "Music video.", "a video", "music or video")] == [
+        "music",
+        "music video",
+        "video",
+        "INVALID",
+    ]
+
+
 def test_text_sufficient_is_required(tmp_path):
     with pytest.raises(InputError, match="text_sufficient"):
         read_tasks_file(_write(tmp_path, '[tasks.t]\nlabels = ["a", "b"]\n'))
