@@ -82,6 +82,50 @@ def test_builtin_task_expressed_in_the_schema_equals_the_builtin(tmp_path, mine,
     assert [other.parse(o) for o in OUTPUTS] != [ref.parse(o) for o in OUTPUTS]
 
 
+@pytest.mark.parametrize("name", tasks.TASK_NAMES)
+def test_every_builtin_round_trips_through_the_schema(tmp_path, name):
+    """``casceq tasks --toml`` writes each built-in in the schema; reading it back gives the same task."""
+    from casceq.tasks.userdef import task_to_toml
+
+    ref = tasks.get_task(name)
+    (user,) = read_tasks_file(_write(tmp_path, task_to_toml(ref, f"my_{name}")))
+    got = user.task
+    for attr in (
+        "labels",
+        "text_sufficient",
+        "open_answer",
+        "instruction",
+        "input_name",
+        "synonyms",
+        "template",
+    ):
+        assert getattr(got, attr) == getattr(ref, attr), attr
+    assert type(got.parser) is type(ref.parser)
+    extra = (
+        "yes",
+        "No.",
+        "not at all sarcastic",
+        "Sarcastic: no",
+        "no sarcasm",
+        "happy",
+        "B",
+        "(c)",
+        "Paris",
+    )
+    assert [got.parse(o) for o in OUTPUTS + extra] == [ref.parse(o) for o in OUTPUTS + extra]
+
+
+def test_tasks_toml_command_prints_a_readable_tasks_file(tmp_path, capsys):
+    from casceq.cli import main
+
+    assert main(["tasks", "--toml"]) == 0
+    text = capsys.readouterr().out
+    for name in tasks.TASK_NAMES:
+        text = text.replace(f"[tasks.{name}]", f"[tasks.my_{name}]")
+    names = [u.task.name for u in read_tasks_file(_write(tmp_path, text))]
+    assert names == [f"my_{n}" for n in tasks.TASK_NAMES]
+
+
 def test_minimal_schema_defaults(tmp_path):
     (user,) = read_tasks_file(
         _write(

@@ -22,8 +22,10 @@ unknown label, and any label or synonym that the task's own parser does not read
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ TASK_KEYS = frozenset(
         "synonyms",
         "anchored",
         "negated_to",
+        "extra_prefix",
         "data",
     }
 )
@@ -281,9 +284,12 @@ def parse_task(name: str, spec: Mapping[str, Any], path: Path) -> UserTask:
     else:
         anchored = _pairs(spec.get("anchored"), "anchored", bad)
         negated_to = _pairs(spec.get("negated_to"), "negated_to", bad)
+        extra_prefix = spec.get("extra_prefix")
         try:
-            parser = LabelParser(labels, synonyms, anchored=anchored, negated_to=negated_to)
-        except ValueError as exc:
+            parser = LabelParser(
+                labels, synonyms, anchored=anchored, negated_to=negated_to, extra_prefix=extra_prefix
+            )
+        except (ValueError, re.error, TypeError) as exc:
             raise bad(str(exc)) from exc
     task = Task(
         name,
@@ -325,3 +331,41 @@ def read_tasks_file(path: str | Path) -> tuple[UserTask, ...]:
             raise InputError(f"task name {name!r}: use letters, digits, '_' and '-'", path=str(p))
         out.append(parse_task(name, spec, p))
     return tuple(out)
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def _toml_table(pairs: Sequence[tuple[str, str]]) -> str:
+    return "{ " + ", ".join(f"{_toml_str(k)} = {_toml_str(v)}" for k, v in pairs) + " }"
+
+
+def task_to_toml(task: Task, name: str | None = None) -> str:
+    """Write a task (built-in or user) as a ``[tasks.<name>]`` table of the tasks-file schema.
+
+    Reading the table back gives a task with the same labels, instruction, prompt, synonyms and parser rules.
+    """
+    lines = [f"[tasks.{name or task.name}]"]
+    if task.open_answer:
+        lines.append("open_answer = true")
+    elif isinstance(task.parser, ChoiceParser):
+        lines.append(f"letters = [{', '.join(_toml_str(x) for x in task.labels)}]")
+    else:
+        lines.append(f"labels = [{', '.join(_toml_str(x) for x in task.labels)}]")
+    lines.append(f"text_sufficient = {'true' if task.text_sufficient else 'false'}")
+    lines.append(f"instruction = {_toml_str(task.instruction)}")
+    lines.append(f"input_name = {_toml_str(task.input_name)}")
+    if task.template is not None:
+        lines.append(f"prompt = {_toml_str(task.template)}")
+    if task.synonyms:
+        lines.append(f"synonyms = {_toml_table(task.synonyms)}")
+    parser = task.parser
+    if isinstance(parser, LabelParser):
+        if parser.anchored:
+            lines.append(f"anchored = {_toml_table(parser.anchored)}")
+        if parser.negated_to:
+            lines.append(f"negated_to = {_toml_table(parser.negated_to)}")
+        if parser.extra_prefix:
+            lines.append(f"extra_prefix = {_toml_str(parser.extra_prefix)}")
+    return "\n".join(lines) + "\n"
