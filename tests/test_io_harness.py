@@ -248,3 +248,21 @@ def test_imported_predictions_go_straight_into_compare(_intent3):
     (pair,) = result.pairs
     assert pair.kappa == pytest.approx(cohen_kappa_score([p.label for p in casc], [p.label for p in slm]))
     assert pair.n == 12
+
+
+def test_import_checks_ids_and_golds_against_the_user_tasks_data(tmp_path, capsys):
+    from casceq.cli import main
+
+    tf, store = str(EXAMPLES / "tasks.toml"), str(tmp_path / "s.sqlite")
+    # Without --id-field the lm-eval doc ids (0..11) are not the CSV's ids (r01..): a warning, not an error.
+    assert main(["import", str(LM_EVAL), "--from", "lm-eval", "--system", "c", "--task", "intent3",
+                 "--tasks-file", tf, "--store", store]) == 0  # fmt: skip
+    assert "give --id-field" in capsys.readouterr().out
+    # Ids that name other documents: golds contradict the data, nothing is written.
+    log = json.loads(INSPECT.read_text(encoding="utf-8"))
+    log["samples"][0]["id"], log["samples"][4]["id"] = "r05", "r01"
+    bad = tmp_path / "swapped.json"
+    bad.write_text(json.dumps(log), encoding="utf-8")
+    assert main(["import", str(bad), "--from", "inspect", "--system", "s", "--task", "intent3",
+                 "--tasks-file", tf, "--store", store]) == 2  # fmt: skip
+    assert "differ from the task's data" in capsys.readouterr().err

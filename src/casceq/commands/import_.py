@@ -88,7 +88,21 @@ def _read_harness(args: argparse.Namespace) -> tuple[list[Prediction], dict[str,
         configs[args.system]["kind"] = args.kind
         if result.skipped:
             print(f"{path}: skipped {len(result.skipped)} line(s), e.g. {result.skipped[0]}")
+    _check_user_data(args.task, predictions)
     return predictions, configs
+
+
+def _check_user_data(task_name: str, predictions: list[Prediction]) -> None:
+    """For a user task with data: warn when no id matches, refuse golds that contradict the data."""
+    from casceq.io.harness import check_against_examples
+    from casceq.tasks import load_examples, user_task
+
+    user = user_task(task_name)
+    if user is None or user.data is None or user.data.hf is not None or not predictions:
+        return  # built-ins and hub data are not loaded just to check (they may need the network)
+    warning = check_against_examples(predictions, load_examples(task_name))
+    if warning:
+        print(f"warning: {warning}")
 
 
 def run(args: argparse.Namespace) -> int:

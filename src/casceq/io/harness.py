@@ -27,7 +27,7 @@ import contextlib
 import json
 import math
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from typing import Any
 from casceq.errors import InputError
 from casceq.tasks.base import Task
 from casceq.tasks.parsing import surface_key
-from casceq.types import CLEAN, INVALID, Prediction
+from casceq.types import CLEAN, INVALID, Example, Prediction
 
 HARNESSES = ("lm-eval", "lmms-eval", "inspect")
 """The ``--from`` values."""
@@ -443,3 +443,30 @@ def read_harness(
     if kind == "inspect":
         return read_inspect(p, opts)
     raise InputError(f"unknown harness {kind!r}; known: {', '.join(HARNESSES)}")
+
+
+def check_against_examples(predictions: Sequence[Prediction], examples: Sequence[Example]) -> str | None:
+    """Compare imported predictions with the task's own examples (a user task's data file).
+
+    Returns:
+        A warning when no imported id is an example id (the logs number documents differently: ``--id-field``),
+        else None.
+
+    Raises:
+        InputError: An imported gold differs from the example's label (ids point at the wrong documents).
+    """
+    gold = {ex.id: ex.label for ex in examples}
+    shared = [p for p in predictions if p.example_id in gold]
+    if not shared:
+        return (
+            f"none of the {len(predictions)} imported ids ({predictions[0].example_id!r}, ...) is an example id of "
+            f"task {predictions[0].task!r} ({next(iter(gold))!r}, ...): give --id-field to use a document field"
+        )
+    wrong = [p for p in shared if p.gold != gold[p.example_id]]
+    if wrong:
+        p = wrong[0]
+        raise InputError(
+            f"{len(wrong)} imported gold label(s) differ from the task's data, e.g. example {p.example_id!r}: "
+            f"{p.gold!r} in the log, {gold[p.example_id]!r} in the data (do the ids name the same documents?)"
+        )
+    return None
