@@ -196,6 +196,9 @@ def test_prompt_template_letters_and_open_answers(tmp_path):
         ('labels = ["alarm", "???"]', "no letters or digits"),
         ('labels = ["a", "b"]\nprompt = "{instruction} {txt}"', "{txt}"),
         ('labels = ["a", "b"]\ncolour = "red"', "unknown key"),
+        ('letters = ["A", "C"]', "consecutive from A"),
+        ('letters = ["A", "B", "C", "D", "E", "F"]', "consecutive from A"),
+        ('labels = ["a", "b"]\nletters = ["A", "B"]', "not both"),
         ('labels = ["a", "b"]\n[tasks.bad.data]\npath = "x.csv"\nhf = "u/d"', "exactly one of"),
     ],
 )

@@ -32,7 +32,7 @@ from typing import Any
 
 from casceq.errors import InputError
 from casceq.tasks.base import Task
-from casceq.tasks.choices import ChoiceParser
+from casceq.tasks.choices import LETTERS, ChoiceParser
 from casceq.tasks.parsing import LabelParser, parse_open, surface_key
 from casceq.types import INVALID
 
@@ -249,6 +249,42 @@ def _data(raw: Any, base: Path, bad: _Bad) -> DataSource | None:
     )
 
 
+def _labels(spec: Mapping[str, Any], bad: _Bad) -> tuple[tuple[str, ...], bool, bool]:
+    """(labels, letters?, open answer?) of a task table, checked for the kind of task."""
+    open_answer = bool(spec.get("open_answer", False))
+    letters = "letters" in spec
+    if open_answer and ("labels" in spec or letters):
+        raise bad("an open-answer task has no labels or letters")
+    if letters and "labels" in spec:
+        raise bad("give labels or letters, not both (letters name the options of a multiple-choice task)")
+    if open_answer:
+        return (), False, True
+    labels = _strings(spec.get("letters" if letters else "labels", []), "labels", bad)
+    if letters and labels != LETTERS[: len(labels)]:
+        raise bad(f"letters must be consecutive from A (the option parser reads A-E), got {list(labels)}")
+    return labels, letters, False
+
+
+def _parser(
+    spec: Mapping[str, Any], labels: tuple[str, ...], letters: bool, open_answer: bool, bad: _Bad
+) -> Any:
+    """The answer parser of a task table: alias match, option letters, or a ``LabelParser``."""
+    if open_answer:
+        return parse_open
+    if letters:
+        return ChoiceParser(labels)
+    try:
+        return LabelParser(
+            labels,
+            _pairs(spec.get("synonyms"), "synonyms", bad),
+            anchored=_pairs(spec.get("anchored"), "anchored", bad),
+            negated_to=_pairs(spec.get("negated_to"), "negated_to", bad),
+            extra_prefix=spec.get("extra_prefix"),
+        )
+    except (ValueError, re.error, TypeError) as exc:
+        raise bad(str(exc)) from exc
+
+
 def parse_task(name: str, spec: Mapping[str, Any], path: Path) -> UserTask:
     """Turn one ``[tasks.<name>]`` table into a checked ``UserTask`` (errors name the file and task)."""
     bad = _Bad(path, name)
@@ -257,49 +293,23 @@ def parse_task(name: str, spec: Mapping[str, Any], path: Path) -> UserTask:
         raise bad(f"unknown key(s) {unknown}; known: {sorted(TASK_KEYS)}")
     if not isinstance(spec.get("text_sufficient"), bool):
         raise bad("text_sufficient = true|false is required (does the transcript alone carry the answer?)")
-    open_answer = bool(spec.get("open_answer", False))
-    letters = "letters" in spec
-    if open_answer and ("labels" in spec or letters):
-        raise bad("an open-answer task has no labels or letters")
-    if letters and "labels" in spec:
-        raise bad("give labels or letters, not both (letters name the options of a multiple-choice task)")
-    if open_answer:
-        labels: tuple[str, ...] = ()
-    else:
-        labels = _strings(spec.get("letters" if letters else "labels", []), "labels", bad)
+    labels, letters, open_answer = _labels(spec, bad)
     synonyms = _pairs(spec.get("synonyms"), "synonyms", bad)
     if not open_answer:
         check_labels(labels, synonyms, bad)
-    instruction = str(
-        spec.get("instruction") or default_instruction(labels, letters=letters, open_answer=open_answer)
-    )
-    input_name = str(spec.get("input_name", "Question" if (letters or open_answer) else "Text"))
+    default = default_instruction(labels, letters=letters, open_answer=open_answer)
     template = spec.get("prompt")
     if template is not None:
         _check_template(str(template), bad)
-    if open_answer:
-        parser: Any = parse_open
-    elif letters:
-        parser = ChoiceParser(labels)
-    else:
-        anchored = _pairs(spec.get("anchored"), "anchored", bad)
-        negated_to = _pairs(spec.get("negated_to"), "negated_to", bad)
-        extra_prefix = spec.get("extra_prefix")
-        try:
-            parser = LabelParser(
-                labels, synonyms, anchored=anchored, negated_to=negated_to, extra_prefix=extra_prefix
-            )
-        except (ValueError, re.error, TypeError) as exc:
-            raise bad(str(exc)) from exc
     task = Task(
         name,
         labels,
-        bool(spec["text_sufficient"]),
+        spec["text_sufficient"],
         open_answer,
-        instruction,
-        input_name,
+        str(spec.get("instruction") or default),
+        str(spec.get("input_name", "Question" if (letters or open_answer) else "Text")),
         synonyms,
-        parser,
+        _parser(spec, labels, letters, open_answer, bad),
         None if template is None else str(template),
     )
     if not open_answer and not letters:
