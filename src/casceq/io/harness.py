@@ -34,7 +34,7 @@ from typing import Any
 
 from casceq.errors import InputError
 from casceq.tasks.base import Task
-from casceq.tasks.parsing import surface_key
+from casceq.tasks.parsing import alias_match, surface_key
 from casceq.types import CLEAN, INVALID, Example, Prediction
 
 HARNESSES = ("lm-eval", "lmms-eval", "inspect")
@@ -187,7 +187,7 @@ def _prediction(
         output = _generation(sample)
         label = task.parse(output)
         label_scores = None
-    correct = task.is_correct(label, gold[0]) if not task.open_answer else _open_correct(task, label, gold)
+    correct = label != INVALID and alias_match(label, gold) if task.open_answer else label == gold[0]
     return Prediction(
         system=opts.system,
         task=task.name,
@@ -202,19 +202,12 @@ def _prediction(
     )
 
 
-def _open_correct(task: Task, label: str, gold: tuple[str, ...]) -> bool:
-    from casceq.tasks.parsing import alias_match
-
-    return label != INVALID and alias_match(label, gold)
-
-
 class _Reader:
     """Collects predictions and errors over files; raises one InputError listing the problems."""
 
     def __init__(self, opts: _Options) -> None:
         self.opts = opts
         self.predictions: list[Prediction] = []
-        self.golds: list[tuple[str, ...]] = []
         self.errors: list[str] = []
         self.skipped: list[str] = []
         self.seen: dict[str, str] = {}
@@ -228,7 +221,6 @@ class _Reader:
                 raise ValueError(f"example id {eid!r} repeats (first at {self.seen[eid]}); use --id-field")
             gold = gold_of(self.opts.task, target)
             self.predictions.append(_prediction(self.opts, eid, gold, sample))
-            self.golds.append(gold)
             self.seen[eid] = where
         except ValueError as exc:
             self.errors.append(f"{where}: {exc}")
