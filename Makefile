@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := audio,piper,pitch,models,weights,mech,report,ray,dev
+EXTRAS := audio,piper,pitch,models,weights,mech,report,wer,hub,ray,dev
 
 .PHONY: install demo test lint typecheck unit bench clean
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from casceq.report.wer import normalize_words, number_words, transcript_right, wer
+from casceq.report.wer import normalize_words, transcript_right, wer
 
 
 def _reference_distance(a: tuple[str, ...], b: tuple[str, ...]) -> int:
@@ -41,7 +41,15 @@ def test_wer_known_values(ref: str, hyp: str, expected: float) -> None:
     [
         ("It cost $5.", "it cost five dollars"),
         ("Shares rose 5% on Monday", "shares rose five percent on monday"),
-        ("AT&T sold 1,000 units", "at and t sold one thousand units"),
+        ("They sold 1,000 units", "they sold one thousand units"),
+        ("It was nineteen ninety", "it was 1990"),  # spelled-out years and digits agree
+        ("He won't go", "he will not go"),  # contractions expanded
+        ("The colour of the theatre", "the color of the theater"),  # British spellings -> American
+        ("Mr. Smith", "mister smith"),
+        ("Um, I think, uh, yes", "i think yes"),  # fillers dropped
+        ("How do you spell cliché?", "How do you spell cliche?"),  # diacritics removed
+        ("Win Nobel (AP). AP - Americans", "win nobel ap ap americans"),  # bracketed words are spoken here
+        ("Don’t stop!", "don't stop"),  # typographic apostrophe
         ("Don't stop!", "don’t stop"),
         ("The year 2004 was odd", "the year two thousand four was odd"),
         ("It's 3.5 times larger", "it's three point five times larger"),
@@ -55,7 +63,6 @@ def test_normalisation_makes_equivalent_writings_equal(ref: str, hyp: str) -> No
 
 def test_normalisation_keeps_real_differences() -> None:
     assert transcript_right("It cost $5.", "it cost six dollars") is False
-    assert wer("It cost $5.", "it cost six dollars") == pytest.approx(1 / 4)  # it cost five dollars
     assert transcript_right("The film was great", "the film was grey") is False
 
 
@@ -65,32 +72,13 @@ def test_undefined_cases() -> None:
     assert transcript_right("a text", None) is None
 
 
-@pytest.mark.parametrize(
-    ("n", "words"),
-    [
-        (0, "zero"),
-        (7, "seven"),
-        (13, "thirteen"),
-        (20, "twenty"),
-        (45, "forty five"),
-        (100, "one hundred"),
-        (101, "one hundred one"),
-        (999, "nine hundred ninety nine"),
-        (1000, "one thousand"),
-        (2026, "two thousand twenty six"),
-        (1_000_000, "one million"),
-        (3_400_512, "three million four hundred thousand five hundred twelve"),
-    ],
-)
-def test_number_words(n: int, words: str) -> None:
-    assert number_words(n) == words
-
-
-words = st.lists(st.sampled_from(["a", "b", "c", "dog", "it's"]), min_size=1, max_size=7)
+# Words the normaliser leaves as they are, so the hand-computed distance applies to the raw lists.
+VOCAB = ["a", "b", "c", "dog", "cat"]
+words = st.lists(st.sampled_from(VOCAB), min_size=1, max_size=7)
 
 
 @settings(max_examples=200, deadline=None)
-@given(words, st.lists(st.sampled_from(["a", "b", "c", "dog", "it's"]), max_size=7))
+@given(words, st.lists(st.sampled_from(VOCAB), max_size=7))
 def test_wer_matches_reference_edit_distance(ref: list[str], hyp: list[str]) -> None:
     expected = _reference_distance(tuple(ref), tuple(hyp)) / len(ref)
     assert wer(" ".join(ref), " ".join(hyp)) == pytest.approx(expected)
@@ -99,4 +87,11 @@ def test_wer_matches_reference_edit_distance(ref: list[str], hyp: list[str]) -> 
 
 def test_normalize_words_examples() -> None:
     assert normalize_words("Hello, World!") == ["hello", "world"]
-    assert normalize_words("'quoted' isn't") == ["quoted", "isn't"]
+    assert normalize_words("'quoted' isn't") == ["quoted", "is", "not"]
+
+
+def test_known_differences_of_whisper_normalisation() -> None:
+    # "&" is dropped, not spoken: "AT&T" -> "at t", so a transcript "at and t" has one insertion.
+    assert wer("AT&T sold 1,000 units", "at and t sold one thousand units") == pytest.approx(1 / 5)
+    # "$5" vs "six dollars" -> "$5" vs "$6": one substitution in three words ("it cost $5").
+    assert wer("It cost $5.", "it cost six dollars") == pytest.approx(1 / 3)

@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     ("import", "import_", "import interchange JSONL predictions into a store"),
     ("export", "export", "export a store's predictions as interchange JSONL"),
+    ("export-dataset", "export_dataset", "export spoken test sets as a Hugging Face dataset on disk"),
     ("synth", "synth", "synthesise spoken test sets with offline TTS voices"),
     ("run", "run", "run an experiment config (systems x tasks x conditions) into a run folder"),
     ("demo", "demo", "the offline default experiment, end to end"),
@@ -59,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(f"casceq.commands.{module}")
         p = sub.add_parser(name, help=helptext, description=(mod.__doc__ or helptext).strip())
         mod.add_arguments(p)
+        if not any(a.dest == "tasks_file" for a in p._actions):
+            p.add_argument(
+                "--tasks-file",
+                action="append",
+                default=None,
+                metavar="FILE",
+                help="a TOML file of user-defined tasks (docs/tasks.md); may be given more than once",
+            )
         p.set_defaults(_module=module)
     return parser
 
@@ -75,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from casceq.redact import redact
 
     try:
+        for path in getattr(args, "tasks_file", None) or ():
+            from casceq.tasks import register_tasks_file
+
+            register_tasks_file(path)
         return int(mod.run(args) or 0)
     except CasceqError as exc:
         print(f"casceq {args.command}: error: {redact(str(exc))}", file=sys.stderr)

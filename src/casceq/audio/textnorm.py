@@ -10,15 +10,20 @@ Two kinds of source noise matter for the paper's tasks:
   (``does n't``, ``it 's``) and spaces before punctuation.
 
 Engines read these literally ("hash thirty six", "left round bracket"), which adds ASR errors that no real
-speaker would cause. :func:`word_error_rate` and :func:`normalize_for_wer` score transcripts of the audio.
+speaker would cause. :func:`word_error_rate` and :func:`normalize_for_wer` score transcripts of the audio as ASR leaderboards do:
+Whisper's English text normaliser, then jiwer's word alignment (docs/report.md, "Word error rate").
 """
 
 from __future__ import annotations
 
 import html
+import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from functools import cache
+
+from casceq.errors import require
 
 PTB_TASKS = frozenset({"sst2"})
 """Tasks whose text is Penn-Treebank tokenised (detokenised before synthesis)."""
@@ -154,39 +159,80 @@ def spoken_text(text: str, task: str | None = None) -> str:
     return text if any(ch.isalnum() for ch in text) else ""
 
 
-_WER_PUNCT_RE = re.compile(r"[^\w\s']")
+WHISPER_SPELLING = "whisper/english.json"
+"""British -> American spelling map of Whisper's English normaliser (MIT, OpenAI; under ``casceq/data``)."""
+
+# Two changes before the Whisper normaliser. Typographic apostrophes are straightened: it expands contractions
+# only with a straight one ("don’t" would become "don t" while a transcript's "don't" becomes "do not").
+# Brackets become spaces: it deletes bracketed text as non-speech annotations ("(laughs)"), but the texts our
+# voices read have bracketed words that are spoken ("Nobel (AP)"), and a transcript of them is not an error.
+_PRE_WHISPER = str.maketrans(
+    {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "(": " ", ")": " ", "[": " ", "]": " ", "<": " ", ">": " "}
+)
+
+
+@cache
+def english_normalizer() -> Callable[[str], str]:
+    """Whisper's English text normaliser (``transformers``' copy) with its British->American spelling map.
+
+    It is what ASR leaderboards score with: lower case, contractions expanded ("won't" -> "will not"),
+    spelled numbers to digits ("twenty five" -> "25", "five dollars" -> "$5"), British spellings to American,
+    titles spelled out ("Mr" -> "mister"), fillers ("um", "uh") and punctuation removed.
+
+    Raises:
+        MissingDependency: ``transformers`` (and its ``regex``) is not installed (extra ``wer``).
+    """
+    module = require(
+        "transformers.models.whisper.english_normalizer",
+        "WER normalisation",
+        package="transformers",
+        extra="wer",
+    )
+    from casceq.paths import BUNDLED_DATA
+
+    mapping = json.loads((BUNDLED_DATA / WHISPER_SPELLING).read_text(encoding="utf-8"))
+    normalizer: Callable[[str], str] = module.EnglishTextNormalizer(mapping)
+    return normalizer
 
 
 def normalize_for_wer(text: str) -> list[str]:
-    """Words of a reference or transcript for WER: lower-case, punctuation and hyphens as spaces.
+    """Words of a reference or transcript for WER: Whisper's English normaliser (:func:`english_normalizer`).
 
-    Apostrophes inside words are kept ("isn't"); quotes around words are dropped.
+    Typographic apostrophes are straightened and brackets read as spaces first (their words are spoken in our
+    test sets); tokens without a letter or digit (the normaliser leaves the last "." of "...") are dropped.
     """
-    text = unicodedata.normalize("NFKC", text).lower().replace("’", "'")
-    text = _WER_PUNCT_RE.sub(" ", text)
-    return [w.strip("'") for w in text.split() if w.strip("'")]
+    words = english_normalizer()(text.translate(_PRE_WHISPER)).split()
+    return [w for w in words if any(ch.isalnum() for ch in w)]
 
 
-def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    """Levenshtein distance between two word sequences (substitutions, insertions, deletions cost 1)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, start=1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, start=1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
+def edit_distance(ref: Sequence[Hashable], hyp: Sequence[Hashable]) -> int:
+    """Levenshtein distance between two sequences (words or characters; each edit costs 1), by rapidfuzz."""
+    levenshtein = require(
+        "rapidfuzz.distance.Levenshtein", "edit distances", package="rapidfuzz", extra="wer"
+    )
+    return int(levenshtein.distance(ref, hyp))
+
+
+def word_edits(reference: str, transcript: str) -> tuple[int, int]:
+    """(word edits, reference words) of one pair after normalisation, counted by jiwer."""
+    ref = " ".join(normalize_for_wer(reference))
+    hyp = " ".join(normalize_for_wer(transcript))
+    if not ref:
+        return len(hyp.split()), 0  # jiwer refuses empty references: every transcript word is an insertion
+    jiwer = require("jiwer", "word error rates", extra="wer")
+    out = jiwer.process_words(ref, hyp)
+    return int(out.substitutions + out.deletions + out.insertions), len(ref.split())
 
 
 def word_error_rate(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Corpus word error rate: total word edits over total reference words (as jiwer computes it).
+    """Corpus word error rate: total word edits over total reference words (jiwer after Whisper's normaliser).
 
     Args:
         refs: Reference texts.
         hyps: Transcripts, aligned with ``refs``.
 
     Returns:
-        Sum of edit distances divided by the number of reference words (after :func:`normalize_for_wer`).
+        Sum of word edits divided by the number of reference words (after :func:`normalize_for_wer`).
 
     Raises:
         ValueError: If the lists differ in length or the references hold no words.
@@ -195,9 +241,9 @@ def word_error_rate(refs: Sequence[str], hyps: Sequence[str]) -> float:
         raise ValueError(f"{len(refs)} references but {len(hyps)} transcripts")
     edits = words = 0
     for ref, hyp in zip(refs, hyps, strict=True):
-        r, h = normalize_for_wer(ref), normalize_for_wer(hyp)
-        edits += edit_distance(r, h)
-        words += len(r)
+        e, n = word_edits(ref, hyp)
+        edits += e
+        words += n
     if words == 0:
         raise ValueError("the references contain no words")
     return edits / words

@@ -7,19 +7,31 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--json``."""
+    """Add ``--json`` and ``--toml``."""
     parser.add_argument(
         "--json",
         action="store_true",
         help='print {"tasks": [{"name", "labels", "text_sufficient", "open_answer"}]} instead of a table',
     )
+    parser.add_argument(
+        "--toml",
+        action="store_true",
+        help="print every task as a tasks file (docs/tasks.md): a starting point for your own",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the task table (or JSON) to stdout; returns 0."""
-    from casceq.tasks import TASK_NAMES, get_task
+    from casceq.tasks import get_task, known_names
 
-    tasks = [get_task(name) for name in TASK_NAMES]
+    tasks = [get_task(name) for name in known_names()]
+    if getattr(args, "toml", False):
+        from casceq.tasks.userdef import task_to_toml
+
+        print("# Every task in the tasks-file schema (docs/tasks.md). Built-in names are reserved: rename a")
+        print("# table (and add a [tasks.<name>.data] table) to make it a task of your own.\n")
+        print("\n".join(task_to_toml(t) for t in tasks), end="")
+        return 0
     if args.json:
         rows = [
             {

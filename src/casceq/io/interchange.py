@@ -150,6 +150,10 @@ def _read_jsonl(path: Path, check: _Checker) -> None:
 
 def _read_store(path: Path, run: str | None, check: _Checker) -> None:
     from casceq.run.store import Store
+    from casceq.tasks import register_run_tasks
+
+    if path.is_dir():
+        register_run_tasks(path)  # a run of user-defined tasks names its tasks file in config.json
 
     with Store(path, read_only=True) as store:
         runs = [r.run for r in store.runs() if r.n_predictions] if run is None else [run]
@@ -232,6 +236,11 @@ def read_for_import(paths: str | Path | Iterable[str | Path]) -> ImportRows:
     check = _read(paths, None)
     keys = [(p.system, p.task, p.condition, p.example_id) for p in check.predictions]
     return ImportRows(tuple(check.predictions), tuple(check.keys[k] for k in keys))
+
+
+def rows_from(predictions: Sequence[Prediction], sources: Sequence[str]) -> ImportRows:
+    """Rows read by another reader (a harness log), each named by its source file for :func:`check_import`."""
+    return ImportRows(tuple(predictions), tuple(_Where(src, None) for src in sources))
 
 
 def check_import(

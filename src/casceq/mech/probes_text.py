@@ -47,16 +47,10 @@ def greedy_decode(pred: np.ndarray) -> str:
 
 
 def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance between two strings (unit costs)."""
-    prev = np.arange(len(b) + 1)
-    for i, ca in enumerate(a, start=1):
-        cur = np.empty_like(prev)
-        cur[0] = i
-        sub = prev[:-1] + np.array([ca != cb for cb in b], dtype=np.int64)
-        for j in range(1, len(b) + 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, sub[j - 1])
-        prev = cur
-    return int(prev[-1])
+    """Levenshtein distance between two strings (unit costs), by rapidfuzz."""
+    from casceq.audio.textnorm import edit_distance as levenshtein
+
+    return levenshtein(a, b)
 
 
 def _utterances(

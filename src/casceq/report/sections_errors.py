@@ -55,8 +55,9 @@ def shared_error_section(
         )
     rule = (
         f"A shared error is an example both systems got wrong. It is an LLM error when the cascade's transcript "
-        f"is right — word error rate {TRANSCRIPT_RIGHT_WER:g} after normalisation (case, punctuation, numbers "
-        "as words; see docs/report.md) against the text the voice spoke — and ASR-induced otherwise."
+        f"is right — word error rate {TRANSCRIPT_RIGHT_WER:g} after Whisper's English normalisation (case, "
+        "punctuation, contractions, numbers, spellings; see docs/report.md) against the text the voice spoke — and "
+        "ASR-induced otherwise."
     )
     paras = [rule]
     if not data.texts:

@@ -84,10 +84,17 @@ class ExperimentConfig:
     calibration: str = "heldout"
     calibration_n: int = 64
     bootstrap: int = 1000
+    tasks_file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (for hashing and for writing back to TOML/JSON)."""
-        return asdict(self)
+        """Plain-data form (for hashing and for writing back to TOML/JSON).
+
+        ``tasks_file`` is left out when unset, so configs without user tasks hash as they always did.
+        """
+        out = asdict(self)
+        if out["tasks_file"] is None:
+            del out["tasks_file"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: str | None = None) -> ExperimentConfig:
@@ -202,6 +209,7 @@ def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentCon
         raise _err(path, "needs [tasks] (a table of task names, e.g. [tasks.sst2] n = 100)")
     from casceq.tasks import get_task
 
+    tasks_file = _tasks_file(data, path)
     tasks = []
     for tname, t in tasks_raw.items():
         if not isinstance(t, dict):
@@ -261,7 +269,24 @@ def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentCon
         calibration=calib,
         calibration_n=int(data.get("calibration_n", 64)),
         bootstrap=int(data.get("bootstrap", 1000)),
+        tasks_file=tasks_file,
     )
+
+
+def _tasks_file(data: dict[str, Any], path: str | None) -> str | None:
+    """Register the config's ``tasks_file`` (relative to the config file) and return its absolute path."""
+    raw = _take(data, "tasks_file", str, "top level", path)
+    if raw is None:
+        return None
+    base = Path(path).parent if path is not None else Path.cwd()
+    resolved = (base / raw).resolve()
+    from casceq.tasks import register_tasks_file
+
+    try:
+        register_tasks_file(resolved)
+    except InputError as exc:
+        raise _err(path, f"tasks_file: {exc}") from None
+    return str(resolved)
 
 
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:

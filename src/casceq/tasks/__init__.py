@@ -16,11 +16,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from casceq.errors import InputError
 from casceq.tasks.base import Task
 from casceq.tasks.defs import TASKS
 from casceq.types import Example
+
+if TYPE_CHECKING:
+    from casceq.tasks.userdef import UserTask
 
 TASK_NAMES: tuple[str, ...] = tuple(t.name for t in TASKS)
 """Canonical task names, text-sufficient tasks first."""
@@ -43,6 +47,63 @@ _ALIASES = {
 }
 # Folder of each task under the shared datasets directory.
 FOLDERS = {name: name for name in TASK_NAMES}
+# User-defined tasks registered from tasks files (``register_tasks_file``): name -> UserTask.
+_USER: dict[str, UserTask] = {}
+
+
+def known_names() -> tuple[str, ...]:
+    """Built-in task names, then the user-defined tasks registered so far."""
+    return TASK_NAMES + tuple(_USER)
+
+
+def register_tasks_file(path: str | Path) -> tuple[str, ...]:
+    """Register every task of a tasks file (docs/tasks.md) for ``get_task`` and ``load_examples``.
+
+    Registering the same file again, or an identical definition from another file (a copy next to a run), is a
+    no-op. Returns the task names.
+
+    Raises:
+        InputError: A bad definition, or a name that is built in or was registered from another file.
+    """
+    from casceq.tasks.userdef import read_tasks_file
+
+    users = read_tasks_file(path)
+    for user in users:
+        name = user.task.name
+        if name in TASK_NAMES or "".join(ch for ch in name.lower() if ch.isalnum()) in _ALIASES:
+            raise InputError(f"task {name!r} is built in; give the user task another name", path=str(path))
+        old = _USER.get(name)
+        if old is not None and old.source_file != user.source_file and old.signature() != user.signature():
+            raise InputError(
+                f"task {name!r} is already defined differently in {old.source_file}", path=str(path)
+            )
+    for user in users:
+        if user.task.name not in _USER:  # an identical definition from a copy of the file keeps the first
+            _USER[user.task.name] = user
+            _BY_NAME[user.task.name] = user.task
+    return tuple(u.task.name for u in users)
+
+
+def register_run_tasks(run_dir: str | Path) -> tuple[str, ...]:
+    """Register the tasks file a run folder was run with (its ``config.json``), if any and if it still exists.
+
+    A moved tasks file is skipped: the run's predictions stay readable, and commands say the task is unknown.
+    """
+    import json
+
+    meta = Path(run_dir) / "config.json"
+    try:
+        tasks_file = json.loads(meta.read_text(encoding="utf-8"))["config"].get("tasks_file")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ()
+    if not isinstance(tasks_file, str) or not Path(tasks_file).is_file():
+        return ()
+    return register_tasks_file(tasks_file)
+
+
+def user_task(name: str) -> UserTask | None:
+    """The registered user task of this name (None for built-ins and unknown names)."""
+    return _USER.get(name)
 
 
 def canonical_name(name: str) -> str:
@@ -52,7 +113,8 @@ def canonical_name(name: str) -> str:
     key = "".join(ch for ch in name.lower() if ch.isalnum())
     canonical = _ALIASES.get(key)
     if canonical is None:
-        raise InputError(f"unknown task {name!r}; known tasks: {', '.join(TASK_NAMES)}")
+        hint = "" if _USER else " (user tasks need --tasks-file FILE)"
+        raise InputError(f"unknown task {name!r}; known tasks: {', '.join(known_names())}{hint}")
     return canonical
 
 
@@ -127,6 +189,10 @@ def load_examples(
         MissingDependency: ``source="hub"`` without the ``datasets`` package.
     """
     canonical = canonical_name(name)
+    if canonical in _USER:
+        from casceq.tasks.userdata import load_user_examples
+
+        return subsample(load_user_examples(_USER[canonical], split), n, seed)
     if source == "hub":
         from casceq.tasks.hub import load_hub
 
@@ -155,4 +221,16 @@ def _unique(examples: list[Example], folder: Path) -> list[Example]:
     return examples
 
 
-__all__ = ["TASK_NAMES", "Task", "canonical_name", "get_task", "load_examples", "sample_rank", "subsample"]
+__all__ = [
+    "TASK_NAMES",
+    "Task",
+    "canonical_name",
+    "get_task",
+    "known_names",
+    "load_examples",
+    "register_run_tasks",
+    "register_tasks_file",
+    "sample_rank",
+    "subsample",
+    "user_task",
+]

@@ -24,6 +24,8 @@ class Task:
         input_name: How the prompt names the input ("Text", "Utterance", "Question").
         synonyms: Extra surface forms mapped to canonical labels (lower-case keys).
         parser: Function ``(output, task, example) -> label or INVALID``.
+        template: A prompt template with ``{instruction}``, ``{input_name}``, ``{text}`` and ``{choices}``
+            (user tasks); None for the built-in layout.
     """
 
     name: str
@@ -34,6 +36,7 @@ class Task:
     input_name: str
     synonyms: tuple[tuple[str, str], ...]
     parser: Parser
+    template: str | None = None
 
     @property
     def n_classes(self) -> int:
@@ -45,12 +48,18 @@ class Task:
 
         Multiple-choice tasks list the choices of ``example`` after the question.
         """
-        body = f"{self.instruction}\n\n{self.input_name}: {text.strip()}"
+        choices = ""
         if example is not None and example.choices:
-            letters = self.labels
-            body += "\n" + "\n".join(
-                f"{letter}. {c}" for letter, c in zip(letters, example.choices, strict=False)
+            choices = "\n".join(
+                f"{letter}. {c}" for letter, c in zip(self.labels, example.choices, strict=False)
             )
+        if self.template is not None:
+            return self.template.format(
+                instruction=self.instruction, input_name=self.input_name, text=text.strip(), choices=choices
+            )
+        body = f"{self.instruction}\n\n{self.input_name}: {text.strip()}"
+        if choices:
+            body += "\n" + choices
         return body + "\nAnswer:"
 
     def parse(self, output: str, example: Example | None = None) -> str:

@@ -102,6 +102,10 @@ class LabelParser:
         extra_prefix: str | None = None,
     ) -> None:
         self.labels = tuple(labels)
+        # The definition as given (casceq.tasks.userdef.task_to_toml writes it back).
+        self.anchored = tuple(anchored)
+        self.negated_to = tuple(negated_to)
+        self.extra_prefix = extra_prefix
         self._by_key: dict[str, str] = {surface_key(lab): lab for lab in self.labels}
         for surface, lab in synonyms:
             if lab not in self.labels:
@@ -111,13 +115,13 @@ class LabelParser:
         self._mention = re.compile(
             r"(?<![a-z0-9])(?:" + "|".join(_surface_pattern(k) for k in alternatives) + r")(?![a-z0-9])"
         )
-        self._anchored = {surface_key(s): lab for s, lab in anchored}
+        self._anchored = {surface_key(s): lab for s, lab in self.anchored}
         self._anchor_re = (
             re.compile(r"(?:" + "|".join(_surface_pattern(k) for k in self._anchored) + r")(?![a-z0-9])")
             if self._anchored
             else None
         )
-        self._negated_to = dict(negated_to)
+        self._negated_to = dict(self.negated_to)
         self._extra_prefix = re.compile(extra_prefix) if extra_prefix else None
 
     def __call__(self, output: str, task: object = None, example: Example | None = None) -> str:

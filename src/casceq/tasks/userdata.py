@@ -1,0 +1,161 @@
+"""Examples of user-defined tasks: rows of a CSV/JSONL/Parquet file, a hub dataset, or an audiofolder.
+
+Every row becomes an ``Example`` with the id from ``id_column`` (or ``<task>-<row index>``), the text, and the
+gold label mapped onto the task's canonical label (exact, or equal as the parser sees it: "Alarm" -> "alarm";
+integers through ``label_names``). A bad row raises ``InputError`` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from casceq.errors import InputError, require
+from casceq.tasks.base import Task
+from casceq.tasks.parsing import surface_key
+from casceq.tasks.userdef import DataSource, UserTask
+from casceq.types import Example
+
+LIST_SEPARATOR = "|"
+"""Separator of list cells (choices, aliases) in CSV files."""
+
+
+def _rows_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        for row in reader:
+            yield reader.line_num, dict(row)
+
+
+def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from exc
+            if not isinstance(obj, dict):
+                raise InputError("each line must be a JSON object", path=str(path), line=number)
+            yield number, obj
+
+
+def _rows_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    pq = require("pyarrow.parquet", "reading Parquet task data", package="pyarrow")
+    for i, row in enumerate(pq.read_table(path).to_pylist()):
+        yield i + 1, row
+
+
+def file_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line or row number, row)`` of a CSV, JSONL or Parquet file."""
+    if not path.is_file():
+        raise InputError("task data file not found", path=str(path))
+    kind = (fmt or path.suffix.lstrip(".")).lower()
+    readers = {"csv": _rows_csv, "jsonl": _rows_jsonl, "json": _rows_jsonl, "parquet": _rows_parquet}
+    if kind not in readers:
+        raise InputError(
+            f"unknown data format {kind!r} (csv, jsonl or parquet; or set data.format)", path=str(path)
+        )
+    return readers[kind](path)
+
+
+def _hub_rows(data: DataSource, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    datasets = require("datasets", "hub task data", extra="hub")
+    assert data.hf is not None
+    rows = datasets.load_dataset(data.hf, data.config, split=split)
+    for i, row in enumerate(rows):
+        yield i, dict(row)
+
+
+def _as_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(LIST_SEPARATOR) if v.strip())
+    if isinstance(value, list | tuple):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    return ()
+
+
+def gold_label(task: Task, data: DataSource, value: Any) -> str:
+    """Map a data cell onto the task's canonical label; raise ValueError when it is none of them."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and data.label_names:
+        index = int(value)
+        if index != value or not 0 <= index < len(data.label_names):
+            raise ValueError(f"label index {value!r} outside label_names {list(data.label_names)}")
+        value = data.label_names[index]
+    text = str(value).strip() if value is not None else ""
+    if task.open_answer:
+        if not text:
+            raise ValueError("empty answer")
+        return text
+    if text in task.labels:
+        return text
+    by_key = {surface_key(lab): lab for lab in task.labels}
+    if surface_key(text) in by_key:
+        return by_key[surface_key(text)]
+    raise ValueError(f"label {value!r} is not one of {list(task.labels)}")
+
+
+def row_example(task: Task, data: DataSource, row: Mapping[str, Any], index: int) -> Example:
+    """Build one example from a row (ValueError says what is wrong with it)."""
+    text = row.get(data.text_column)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"missing or empty text column {data.text_column!r}")
+    if data.label_column not in row:
+        raise ValueError(f"missing label column {data.label_column!r}")
+    label = gold_label(task, data, row[data.label_column])
+    raw_id = row.get(data.id_column) if data.id_column else None
+    if data.id_column and (raw_id is None or not str(raw_id).strip()):
+        raise ValueError(f"missing id column {data.id_column!r}")
+    example_id = str(raw_id).strip() if raw_id is not None else f"{task.name}-{index:06d}"
+    choices: tuple[str, ...] = ()
+    if data.choices_column:
+        choices = _as_list(row.get(data.choices_column))
+        if len(choices) != len(task.labels):
+            raise ValueError(
+                f"expected {len(task.labels)} choices in {data.choices_column!r}, got {len(choices)}"
+            )
+    meta: dict[str, Any] = {"row": index}
+    if task.open_answer:
+        aliases = _as_list(row.get(data.aliases_column)) if data.aliases_column else ()
+        meta["aliases"] = tuple(dict.fromkeys([label, *aliases]))
+    return Example(id=example_id, task=task.name, text=text.strip(), label=label, choices=choices, meta=meta)
+
+
+def load_user_examples(user: UserTask, split: str | None = None) -> list[Example]:
+    """Load every example of a user task, in source order.
+
+    Raises:
+        InputError: A task without ``[data]``, a missing file, a bad row (file and line named), or duplicate ids.
+    """
+    task, data = user.task, user.data
+    if data is None:
+        raise InputError(f"task {task.name!r} has no [data] table: it can be imported and compared, not run",
+                         path=user.source_file)  # fmt: skip
+    if data.audiofolder is not None:
+        from casceq.tasks.audiofolder import load_audiofolder
+
+        return load_audiofolder(task, data)
+    if data.path is not None:
+        where = data.path
+        rows = file_rows(Path(data.path), data.fmt)
+    else:
+        where = f"hub dataset {data.hf} ({split or data.split})"
+        rows = _hub_rows(data, split or data.split)
+    out: list[Example] = []
+    seen: set[str] = set()
+    for i, (line, row) in enumerate(rows):
+        try:
+            ex = row_example(task, data, row, i)
+        except ValueError as exc:
+            raise InputError(str(exc), path=where, line=line) from exc
+        if ex.id in seen:
+            raise InputError(f"duplicate example id {ex.id!r}", path=where, line=line)
+        seen.add(ex.id)
+        out.append(ex)
+    if not out:
+        raise InputError("no examples", path=where)
+    return out
