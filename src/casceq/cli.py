@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module, helptext in _available():
         mod = importlib.import_module(f"casceq.commands.{module}")
-        p = sub.add_parser(name, help=helptext, description=(mod.__doc__ or helptext).strip())
+        # argparse %-formats help strings: a literal "%" (e.g. "80% power") must be doubled there.
+        p = sub.add_parser(
+            name, help=helptext.replace("%", "%%"), description=(mod.__doc__ or helptext).strip()
+        )
         mod.add_arguments(p)
         if not any(a.dest == "tasks_file" for a in p._actions):
             p.add_argument(
