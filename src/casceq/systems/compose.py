@@ -16,16 +16,30 @@ import numpy as np
 
 from casceq.systems.answer import answer_batch, to_predictions
 from casceq.systems.base import AnswerMode, ASRBackend, LLMBackend, SpeechLLMBackend, SystemKind
+from casceq.systems.speech_llm._hf import AUDIO_SLOT
 from casceq.tasks.base import Task
 from casceq.types import Example, Prediction
 
 
+def user_message(task: Task, example: Example, slot: str) -> str:
+    """The one prompt builder of both sides of a matched pair: ``Task.prompt`` with ``slot`` as the input.
+
+    A cascade passes the transcript, a speech LLM ``AUDIO_SLOT`` (each adapter puts the audio there, in its
+    chat template's rendering of an audio item). Instruction, choices and ``Answer:`` are the same text in the
+    same places; shots are drawn by the same ``AutoShots`` settings on both sides and shown as earlier text
+    turns; answers go through the same ``answer.first_line``.
+    """
+    return task.prompt(slot, example)
+
+
+def cascade_prompt(task: Task, example: Example, transcript: str) -> str:
+    """The user message of a cascade (or text ceiling) for one input text."""
+    return user_message(task, example, transcript)
+
+
 def speech_prompt(task: Task, example: Example) -> str:
-    """The instruction for an audio input: the task instruction, the choices if any, no input text."""
-    body = f"{task.instruction}\n\nThe input is the audio."
-    if example.choices:
-        body += "\n" + "\n".join(f"{k}. {c}" for k, c in zip(task.labels, example.choices, strict=False))
-    return body + "\nAnswer:"
+    """The user message of a speech LLM: the cascade's, with ``AUDIO_SLOT`` where the transcript goes."""
+    return user_message(task, example, AUDIO_SLOT)
 
 
 class _Lazy:
@@ -129,7 +143,7 @@ class ComposedSystem:
                 texts = [ex.text for ex in examples]
                 trs = [None] * len(examples)
             llm: LLMBackend = self._get("llm")
-            prompts = [task.prompt(t, ex) for t, ex in zip(texts, examples, strict=True)]
+            prompts = [cascade_prompt(task, ex, t) for t, ex in zip(texts, examples, strict=True)]
             answers = answer_batch(
                 task=task,
                 examples=examples,
