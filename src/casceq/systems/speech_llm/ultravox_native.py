@@ -364,6 +364,8 @@ class UltravoxNativeBackend(HFSpeechLLM):
         elif task is not None and AUDIO_SENTENCE in prompt:  # the older wording (training prompts)
             body = prompt.replace(AUDIO_SENTENCE, f"{task.input_name}: {MARK}", 1)
             shots = self.shots_for(body)
+        elif AUDIO_SLOT in prompt:  # not a task's prompt, but it says where the audio goes
+            body, shots = prompt.replace(AUDIO_SLOT, MARK, 1), ()
         else:  # not a task's prompt (e.g. the mechanistic captures' "Transcribe the audio."): same layout, no shots
             body, shots = f"{prompt.strip()}\n\nText: {MARK}\nAnswer:", ()
         before, after = split_rendered(render(self.tokenizer, PromptFormat(chat=False), body, shots))
