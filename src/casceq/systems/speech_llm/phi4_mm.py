@@ -32,6 +32,15 @@ NATIVE_REVISION = "refs/pr/70"
 """The hub revision with transformers-native weights (transformers' integration test pins it)."""
 
 
+def phi4_chat(shots: Sequence[tuple[str, str]], user: list[Piece]) -> list[Piece]:
+    """Phi-4's chat format: shots as ``<|user|>q<|end|><|assistant|>a<|end|>``, the user turn, the assistant tag."""
+    user_, end, assistant = Special("<|user|>"), Special("<|end|>"), Special("<|assistant|>")
+    out: list[Piece] = []
+    for question, answer in shots:
+        out += [user_, question, end, assistant, answer, end]
+    return [*out, user_, *user, end, assistant]
+
+
 class Phi4MMBackend(HFSpeechLLM):
     """Phi-4-multimodal-instruct (transformers-native weights) from a hub id or a local folder."""
 
@@ -85,11 +94,7 @@ class Phi4MMBackend(HFSpeechLLM):
         return int(self.model.config.audio_config.audio_token_id)
 
     def _chat(self, shots: Sequence[tuple[str, str]], user: list[Piece]) -> list[Piece]:
-        user_, end, assistant = Special("<|user|>"), Special("<|end|>"), Special("<|assistant|>")
-        out: list[Piece] = []
-        for question, answer in shots:
-            out += [user_, question, end, assistant, answer, end]
-        return [*out, user_, *user, end, assistant]
+        return phi4_chat(shots, user)
 
     def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
         feats = [self.feature_extractor([a], sampling_rate=SAMPLE_RATE, return_tensors="pt") for a in audios]
