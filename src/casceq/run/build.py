@@ -87,7 +87,7 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
             from casceq.systems.speech_llm import SpeechLLMSpec, make_speech_llm
 
             opts = dict(settings)
-            dtype, device = str(opts.pop("dtype", "float32")), str(opts.pop("device", "cpu"))
+            dtype, device = str(opts.pop("dtype", "auto")), str(opts.pop("device", "auto"))
             parsed = SpeechLLMSpec.parse(
                 model_spec, backbone=spec.backbone, dtype=dtype, device=device, options=opts
             )
