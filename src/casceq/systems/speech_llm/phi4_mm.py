@@ -4,6 +4,9 @@ Prompt (the model card's audio format; the native transformers tokenizer names t
 
     <|user|><|audio|>×n{instruction}<|end|><|assistant|>
 
+(with a task prompt the audio sits where the matched cascade has its transcript, after the cascade's shots as
+``<|user|>q<|end|><|assistant|>a<|end|>`` turns)
+
 Audio: 80-bin log-mel from ``Phi4MultimodalFeatureExtractor`` (``Phi4MultimodalProcessor`` would need
 torchvision for its image half, so the adapter expands ``<|audio|>`` itself); n = the extractor's
 ``audio_embed_sizes`` (one embedding per 80 ms). The encoder runs one clip at a time: batched through the

@@ -5,6 +5,9 @@ Prompt: the ChatML format of the model's own chat template (``Qwen2AudioProcesso
     <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n
     Audio 1: <|audio_bos|><|AUDIO|>×n<|audio_eos|>\n{instruction}<|im_end|>\n<|im_start|>assistant\n
 
+With a task prompt the audio item sits where the matched cascade has its transcript (the template's rendering of
+an interleaved ``[text, audio, text]`` message) after the cascade's shots as user/assistant turns.
+
 Audio: 128-bin Whisper log-mel padded to one 30 s window (the processor's ``padding="max_length"``), with a
 feature mask; n = the encoder's output length for the clip's unpadded frames (≈ 25 per second). Clips longer
 than 30 s are truncated by the feature extractor, as in the reference processor.

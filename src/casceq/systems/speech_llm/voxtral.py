@@ -4,8 +4,13 @@ Prompt (mistral-common's Tekken instruct format with an audio chunk first)::
 
     <s>[INST][BEGIN_AUDIO][AUDIO]×n{instruction}[/INST]
 
-Special tokens are inserted by name, never parsed from text: Voxtral's real tokenizer (``MistralCommonBackend``,
-needs the ``mistral-common`` package) does not parse them inside text.
+With a task prompt the audio chunk sits where the matched cascade has its transcript and the cascade's shots
+come first as ``[INST]{q}[/INST]{a}</s>`` turns (``HFSpeechLLM._pieces``).
+
+Special tokens are inserted by id, never parsed from text: Voxtral's real tokenizer (``MistralCommonBackend``,
+needs the ``mistral-common`` package) does not parse them inside text, and its ``convert_tokens_to_ids`` looks
+in the regular Tekken vocabulary first, so control tokens go through ``get_control_token`` and every id must be
+one of the tokenizer's special ids.
 
 Audio: the clip is cut into 30 s chunks, each padded to one Whisper window (128-bin log-mel, 3000 frames);
 every chunk gives 1500 encoder frames, stacked by 4 into 375 embeddings, padding included (as the reference
