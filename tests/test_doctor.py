@@ -135,3 +135,9 @@ def test_doctor_passes_on_the_bundled_speech_llm() -> None:
     assert by["transcribe"].status == "skip" and "WER" in by["transcribe"].detail  # measured, not held to 0.2
     assert by["label scores"].status == "pass" and by["batch 1 = batch 4"].status == "pass"
     assert by["cascade backbone"].status == "pass" and by["weights"].status == "pass"
+
+
+def test_doctor_reports_a_model_that_does_not_load_as_a_load_failure(tmp_path: Path) -> None:
+    checks, _ = diagnose(SpeechLLMSpec("qwen2-audio", str(tmp_path / "absent"), backbone="t"), clips=_noise())
+    assert [c.name for c in checks] == ["load", "other checks"]
+    assert checks[0].status == "fail" and checks[1].status == "skip"

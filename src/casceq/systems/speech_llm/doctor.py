@@ -366,7 +366,10 @@ def diagnose(
     try:
         backend = make_speech_llm(spec)
     except Exception as exc:
-        failed = Check("weights", "fail", f"{type(exc).__name__}: {exc}")
+        from casceq.systems.loading import WeightsError
+
+        name = "weights" if isinstance(exc, WeightsError) else "load"
+        failed = Check(name, "fail", f"{type(exc).__name__}: {exc}")
         return [failed, Check("other checks", "skip", "the model did not load")], time.perf_counter() - t0
     path = None if spec.family in ("gemini", "ultravox-native") else spec.model
     checks = run_checks(
