@@ -435,3 +435,51 @@ def test_a_special_token_that_resolves_to_text_is_refused(tmp_path: Path) -> Non
     backend._lookup_special = lambda name: text_id
     with pytest.raises(InputError, match="ordinary text token"):
         backend.special_id("[INST]")
+
+
+def _config(speech_settings: str, cascade_settings: str) -> Any:
+    import tomllib
+
+    from casceq.run.config import parse_config
+
+    text = f"""
+name = "pair"
+[tasks.sst2]
+n = 4
+[[systems]]
+name = "speech"
+kind = "speech_llm"
+model = "qwen2-audio:Qwen/Qwen2-Audio-7B-Instruct"
+settings = {speech_settings}
+[[systems]]
+name = "cascade"
+kind = "cascade"
+asr = "whisper-base"
+llm = "hf:Qwen/Qwen-7B-Chat"
+backbone = "qwen-7b"
+settings = {cascade_settings}
+"""
+    return parse_config(tomllib.loads(text))
+
+
+def test_a_pair_with_different_shots_is_refused_at_build_time() -> None:
+    from casceq.run.build import build_system
+
+    cfg = _config("{ batch_size = 2 }", "{ few_shot = 4, trust_remote_code = true }")
+    with pytest.raises(InputError, match=r"'speech' shows 0 shots on sst2 but 'cascade'.* shows 4"):
+        build_system(cfg.systems[0], cfg)
+    same = _config("{ few_shot = { sst2 = 4 } }", "{ few_shot = 4 }")
+    assert build_system(same.systems[0], same).backbone == "qwen-7b"  # nothing loaded: build is lazy
+
+
+def test_the_demo_pairs_pass_the_shot_check() -> None:
+    """The shipped speech LLM's recorded shots equal the demo cascades' settings: the demo still builds."""
+    import tomllib
+
+    from casceq.run.build import build_system
+    from casceq.run.config import parse_config
+    from casceq.run.demo import demo_config_toml
+
+    cfg = parse_config(tomllib.loads(demo_config_toml()))
+    speech = [s for s in cfg.systems if s.kind == "speech_llm"]
+    assert speech and all(build_system(s, cfg).kind == "speech_llm" for s in speech)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,52 @@ def cascade_prompt(task: Task, example: Example, transcript: str) -> str:
 def speech_prompt(task: Task, example: Example) -> str:
     """The user message of a speech LLM: the cascade's, with ``AUDIO_SLOT`` where the transcript goes."""
     return user_message(task, example, AUDIO_SLOT)
+
+
+ShotSetting = int | Mapping[str, int]
+
+
+def speech_shots(model_spec: str, settings: Mapping[str, Any]) -> ShotSetting:
+    """The shots a speech LLM will show: its ``few_shot`` setting, else a native checkpoint's recorded ones."""
+    if "few_shot" in settings:
+        return settings["few_shot"]  # type: ignore[no-any-return]
+    family, _, model = model_spec.partition(":")
+    if family != "ultravox-native":
+        return 0
+    from pathlib import Path
+
+    if model == "bundled":
+        from importlib.resources import files
+
+        folder = Path(str(files("casceq") / "data" / "speech_llm"))
+    else:
+        folder = Path(model)
+    record = folder / "projector.json"
+    if not record.is_file():
+        return 0
+    return dict(json.loads(record.read_text()).get("model", {}).get("few_shot") or {})
+
+
+def shots_of(setting: ShotSetting, task: str) -> int:
+    """The number of shots for one task under a ``few_shot`` setting (an int for all tasks, or task -> k)."""
+    return int(setting.get(task, 0)) if isinstance(setting, Mapping) else int(setting)
+
+
+def shot_mismatch(
+    speech: tuple[str, ShotSetting], other: tuple[str, ShotSetting], tasks: Sequence[str]
+) -> str | None:
+    """Why a speech LLM and a system on its backbone would see different shots on some task (None: they match).
+
+    ``speech`` and ``other`` are (system name, ``few_shot`` setting).
+    """
+    for task in tasks:
+        k_speech, k_other = shots_of(speech[1], task), shots_of(other[1], task)
+        if k_speech != k_other:
+            return (
+                f"{speech[0]!r} shows {k_speech} shots on {task} but {other[0]!r}, on the same backbone, shows "
+                f"{k_other}: give both the same few_shot setting (a matched pair must be asked the same way)"
+            )
+    return None
 
 
 class _Lazy:
