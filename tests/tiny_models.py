@@ -248,3 +248,38 @@ def tiny_causal_lm(folder: Path, *, seed: int = SEED) -> Path:
     LlamaForCausalLM(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+OLD_PHI4_LORA_WRAPPED = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+
+
+def tiny_phi4_old_layout(folder: Path) -> Path:
+    """The tiny Phi-4-multimodal saved as the hub's ``main`` lays it out for its remote code.
+
+    The language model's fused projections (``qkv_proj``, ``gate_up_proj``) and the others are LoRA-wrapped:
+    their weights are stored as ``*.base_layer.weight``, names the native class does not know, so it would
+    initialise them at random.
+    """
+    from safetensors.torch import load_file, save_file
+
+    tiny_phi4_multimodal(folder)
+    weights = folder / "model.safetensors"
+    renamed = {}
+    for name, tensor in load_file(weights).items():
+        if name.startswith("model.layers.") and any(f".{p}.weight" in name for p in OLD_PHI4_LORA_WRAPPED):
+            name = name.removesuffix(".weight") + ".base_layer.weight"
+        renamed[name] = tensor
+    save_file(renamed, weights, metadata={"format": "pt"})
+    return folder
+
+
+def drop_weight(folder: Path, contains: str) -> str:
+    """Remove the first tensor whose name contains ``contains`` from ``folder/model.safetensors``; its name."""
+    from safetensors.torch import load_file, save_file
+
+    weights = folder / "model.safetensors"
+    tensors = load_file(weights)
+    name = next(k for k in tensors if contains in k)
+    del tensors[name]
+    save_file(tensors, weights, metadata={"format": "pt"})
+    return name

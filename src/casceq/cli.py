@@ -16,6 +16,7 @@ from collections.abc import Sequence
 # (command, module under casceq.commands, one-line help). Adding a command = one line here + one module.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("tasks", "tasks", "list the tasks, their labels and whether text suffices"),
+    ("doctor", "doctor", "check a speech LLM on a few clips before a long run (weights, prompts, scores)"),
     (
         "compare",
         "compare",

@@ -87,7 +87,7 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
             from casceq.systems.speech_llm import SpeechLLMSpec, make_speech_llm
 
             opts = dict(settings)
-            dtype, device = str(opts.pop("dtype", "float32")), str(opts.pop("device", "cpu"))
+            dtype, device = str(opts.pop("dtype", "auto")), str(opts.pop("device", "auto"))
             parsed = SpeechLLMSpec.parse(
                 model_spec, backbone=spec.backbone, dtype=dtype, device=device, options=opts
             )
@@ -97,6 +97,7 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
             return _shared(key, lambda: make_speech_llm(parsed))
 
         backbone = spec.backbone or _speech_backbone(model_spec)
+        _check_shots(spec, backbone, cfg)
     if spec.kind == "cascade":
         assert spec.asr is not None
         asr_spec = spec.asr
@@ -123,6 +124,24 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
         llm=llm,
         speech=speech,
     )
+
+
+def _check_shots(spec: SystemSpec, backbone: str, cfg: ExperimentConfig) -> None:
+    """Refuse a speech LLM whose shots differ from a cascade's or text system's on the same backbone."""
+    from casceq.errors import InputError
+    from casceq.systems.compose import shot_mismatch, speech_shots
+
+    assert spec.model is not None
+    mine = (spec.name, speech_shots(spec.model, spec.settings))
+    tasks = [t.name for t in cfg.tasks]
+    for other in cfg.systems:
+        if other.kind not in ("cascade", "text") or other.llm is None:
+            continue
+        if (other.backbone or backbone_of(other.llm)).lower() != backbone.lower():
+            continue
+        problem = shot_mismatch(mine, (other.name, other.settings.get("few_shot", 0)), tasks)
+        if problem:
+            raise InputError(problem)
 
 
 def native_folder(model_spec: str | None) -> Any:

@@ -13,7 +13,7 @@ import numpy as np
 
 from casceq.systems.base import AnswerMode
 from casceq.tasks.base import Task
-from casceq.types import Example, Prediction
+from casceq.types import INVALID, Example, Prediction
 
 MAX_NEW_TOKENS = {"classify": 8, "open": 24}
 
@@ -67,12 +67,28 @@ def answer_batch(
         adjusted = scores - offsets[None, :] if offsets is not None else scores
         out: list[tuple[str, str, dict[str, float] | None]] = []
         for ex_scores, row in zip(scores, adjusted, strict=True):
-            label = task.labels[int(np.argmax(row))]
+            # A row with no finite score (an API that answered nothing) has no answer: argmax would make it
+            # the first label.
+            label = task.labels[int(np.argmax(row))] if has_answer(row) else INVALID
             out.append((label, label, {lab: float(s) for lab, s in zip(task.labels, ex_scores, strict=True)}))
         return out
     budget = MAX_NEW_TOKENS["open" if task.open_answer else "classify"]
-    texts = generate(budget)
-    return [(t, task.parse(t, ex), None) for t, ex in zip(texts, examples, strict=True)]
+    texts = [first_line(t) for t in generate(budget)]
+    return [(t, task.parse(t, ex) if t else INVALID, None) for t, ex in zip(texts, examples, strict=True)]
+
+
+def has_answer(row: np.ndarray) -> bool:
+    """Whether a row of label scores picks a label: at least one finite score, and no NaN."""
+    return bool(np.isfinite(row).any() and not np.isnan(row).any())
+
+
+def first_line(text: str) -> str:
+    """The answer post-processing shared by every system: the first line, stripped.
+
+    The HF cascade LLM already stops at the first newline; applying the same cut here makes a speech LLM's
+    answer (and any other back end's) go through exactly the same post-processing before parsing.
+    """
+    return text.strip().split("\n", 1)[0].strip()
 
 
 def to_predictions(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,16 +16,76 @@ import numpy as np
 
 from casceq.systems.answer import answer_batch, to_predictions
 from casceq.systems.base import AnswerMode, ASRBackend, LLMBackend, SpeechLLMBackend, SystemKind
+from casceq.systems.speech_llm._hf import AUDIO_SLOT
 from casceq.tasks.base import Task
 from casceq.types import Example, Prediction
 
 
+def user_message(task: Task, example: Example, slot: str) -> str:
+    """The one prompt builder of both sides of a matched pair: ``Task.prompt`` with ``slot`` as the input.
+
+    A cascade passes the transcript, a speech LLM ``AUDIO_SLOT`` (each adapter puts the audio there, in its
+    chat template's rendering of an audio item). Instruction, choices and ``Answer:`` are the same text in the
+    same places; shots are drawn by the same ``AutoShots`` settings on both sides and shown as earlier text
+    turns; answers go through the same ``answer.first_line``.
+    """
+    return task.prompt(slot, example)
+
+
+def cascade_prompt(task: Task, example: Example, transcript: str) -> str:
+    """The user message of a cascade (or text ceiling) for one input text."""
+    return user_message(task, example, transcript)
+
+
 def speech_prompt(task: Task, example: Example) -> str:
-    """The instruction for an audio input: the task instruction, the choices if any, no input text."""
-    body = f"{task.instruction}\n\nThe input is the audio."
-    if example.choices:
-        body += "\n" + "\n".join(f"{k}. {c}" for k, c in zip(task.labels, example.choices, strict=False))
-    return body + "\nAnswer:"
+    """The user message of a speech LLM: the cascade's, with ``AUDIO_SLOT`` where the transcript goes."""
+    return user_message(task, example, AUDIO_SLOT)
+
+
+ShotSetting = int | Mapping[str, int]
+
+
+def speech_shots(model_spec: str, settings: Mapping[str, Any]) -> ShotSetting:
+    """The shots a speech LLM will show: its ``few_shot`` setting, else a native checkpoint's recorded ones."""
+    if "few_shot" in settings:
+        return settings["few_shot"]  # type: ignore[no-any-return]
+    family, _, model = model_spec.partition(":")
+    if family != "ultravox-native":
+        return 0
+    from pathlib import Path
+
+    if model == "bundled":
+        from importlib.resources import files
+
+        folder = Path(str(files("casceq") / "data" / "speech_llm"))
+    else:
+        folder = Path(model)
+    record = folder / "projector.json"
+    if not record.is_file():
+        return 0
+    return dict(json.loads(record.read_text()).get("model", {}).get("few_shot") or {})
+
+
+def shots_of(setting: ShotSetting, task: str) -> int:
+    """The number of shots for one task under a ``few_shot`` setting (an int for all tasks, or task -> k)."""
+    return int(setting.get(task, 0)) if isinstance(setting, Mapping) else int(setting)
+
+
+def shot_mismatch(
+    speech: tuple[str, ShotSetting], other: tuple[str, ShotSetting], tasks: Sequence[str]
+) -> str | None:
+    """Why a speech LLM and a system on its backbone would see different shots on some task (None: they match).
+
+    ``speech`` and ``other`` are (system name, ``few_shot`` setting).
+    """
+    for task in tasks:
+        k_speech, k_other = shots_of(speech[1], task), shots_of(other[1], task)
+        if k_speech != k_other:
+            return (
+                f"{speech[0]!r} shows {k_speech} shots on {task} but {other[0]!r}, on the same backbone, shows "
+                f"{k_other}: give both the same few_shot setting (a matched pair must be asked the same way)"
+            )
+    return None
 
 
 class _Lazy:
@@ -129,7 +189,7 @@ class ComposedSystem:
                 texts = [ex.text for ex in examples]
                 trs = [None] * len(examples)
             llm: LLMBackend = self._get("llm")
-            prompts = [task.prompt(t, ex) for t, ex in zip(texts, examples, strict=True)]
+            prompts = [cascade_prompt(task, ex, t) for t, ex in zip(texts, examples, strict=True)]
             answers = answer_batch(
                 task=task,
                 examples=examples,

@@ -31,7 +31,7 @@ from casceq.systems.llm.prompting import (
 )
 
 log = logging.getLogger(__name__)
-Precision = Literal["float32", "bfloat16-autocast"]
+Precision = Literal["auto", "float32", "bfloat16", "bfloat16-autocast"]
 MIN_SHARED_PREFIX = 16
 """Shorter common prefixes are not worth a separate forward pass and cache copies."""
 
@@ -42,11 +42,13 @@ class HFCausalLM:
     Args:
         model: A bundled name (``"gemma-3-270m"``, ``"smollm2-135m-instruct"``), a transformers folder, a
             ``.gguf`` file or a hub id (see ``casceq.systems.llm.bundled.resolve_llm``).
-        dtype: ``"float32"``, or ``"bfloat16-autocast"`` (float32 weights, bf16 matmuls: 2.1x faster on CPUs
-            with AMX/avx512_bf16, same predictions in ASSETS' test).
-        device: Torch device.
+        dtype: ``"auto"`` (bfloat16 weights on a GPU, float32 on CPU), ``"float32"``, ``"bfloat16"``, or
+            ``"bfloat16-autocast"`` (float32 weights, bf16 matmuls: 2.1x faster on CPUs with AMX/avx512_bf16,
+            same predictions in ASSETS' test).
+        device: Torch device (``"auto"``: CUDA when available).
         batch_size: Rows per forward pass.
-        chat_template: ``"auto"`` (the tokenizer's chat template if it has one), ``"chat"`` or ``"plain"``.
+        chat_template: ``"auto"`` (the tokenizer's chat template if it has one), ``"chat"``, ``"plain"``, or
+            ``"chatml"`` (an explicit ChatML template, for a chat model whose tokenizer has none).
         few_shot: k shots for every task, or a mapping task -> k; drawn by ``prompting.AutoShots`` for the
             task recognised from each prompt's instruction (0: zero-shot). Explicit ``shots=`` arguments
             override this.
@@ -56,14 +58,18 @@ class HFCausalLM:
         threads: ``torch.set_num_threads`` value (None: leave as is).
         share_prefix: Compute the token prefix common to all rows of a call (instruction and shots) once and
             reuse its KV cache: k-shot scoring then costs about what zero-shot does.
+        trust_remote_code: Run the model repository's own Python code (opt-in; e.g. ``Qwen/Qwen-7B-Chat``).
+
+    Raises:
+        WeightsError: The checkpoint lacks weights the model needs (they would be randomly initialised).
     """
 
     def __init__(
         self,
         model: str = "gemma-3-270m",
         *,
-        dtype: Precision = "float32",
-        device: str = "cpu",
+        dtype: Precision = "auto",
+        device: str = "auto",
         batch_size: int = 8,
         chat_template: ChatMode = "auto",
         few_shot: int | Mapping[str, int] = 0,
@@ -72,21 +78,29 @@ class HFCausalLM:
         system_prompt: str | None = None,
         threads: int | None = None,
         share_prefix: bool = True,
+        trust_remote_code: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from casceq.systems.llm.bundled import resolve_llm
+        from casceq.systems.loading import checked_load, resolve_dtype_device
 
-        if dtype not in ("float32", "bfloat16-autocast"):
-            raise ValueError(f"dtype must be 'float32' or 'bfloat16-autocast', got {dtype!r}")
+        if dtype not in ("auto", "float32", "bfloat16", "bfloat16-autocast"):
+            raise ValueError(
+                f"dtype must be 'auto', 'float32', 'bfloat16' or 'bfloat16-autocast', got {dtype!r}"
+            )
+        weights, device = resolve_dtype_device("float32" if dtype == "bfloat16-autocast" else dtype, device)
         if threads is not None:
             torch.set_num_threads(threads)
         path, self.backbone = resolve_llm(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        remote = {"trust_remote_code": True} if trust_remote_code else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(path, **remote)
         self.tokenizer.padding_side = "left"
-        model_obj: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        self.model = model_obj.to(device).eval()
+        model_obj, self.load_report = checked_load(
+            AutoModelForCausalLM.from_pretrained, path, dtype=weights, device=device, **remote
+        )
+        self.model = model_obj.eval()
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id

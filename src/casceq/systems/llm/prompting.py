@@ -24,7 +24,15 @@ from casceq.tasks.base import Task
 Shot = tuple[str, str]
 """One k-shot example: (user message from ``Task.prompt``, answer text)."""
 
-ChatMode = Literal["auto", "chat", "plain"]
+ChatMode = Literal["auto", "chat", "plain", "chatml"]
+
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""ChatML, for chat models whose tokenizer carries no template (Qwen-7B-Chat: its remote code formats turns)."""
+CHATML_SYSTEM = "You are a helpful assistant."
+"""The default system message of Qwen's ChatML models (Qwen-7B-Chat's ``make_context``; Qwen2-Audio's template)."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +54,16 @@ class PromptFormat:
 
 
 def choose_format(tokenizer: Any, mode: ChatMode = "auto", system: str | None = None) -> PromptFormat:
-    """Pick chat or plain rendering: ``auto`` uses the chat template when the tokenizer has one."""
-    if mode not in ("auto", "chat", "plain"):
-        raise ValueError(f"chat_template must be 'auto', 'chat' or 'plain', got {mode!r}")
+    """Pick chat or plain rendering: ``auto`` uses the chat template when the tokenizer has one.
+
+    ``chatml`` installs ``CHATML_TEMPLATE`` on the tokenizer (and Qwen's default system message unless one is
+    given): the explicit template of a chat model whose tokenizer has none.
+    """
+    if mode not in ("auto", "chat", "plain", "chatml"):
+        raise ValueError(f"chat_template must be 'auto', 'chat', 'plain' or 'chatml', got {mode!r}")
+    if mode == "chatml":
+        tokenizer.chat_template = CHATML_TEMPLATE
+        return PromptFormat(chat=True, system=CHATML_SYSTEM if system is None else system)
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if mode == "chat" and not has_template:
         raise ValueError("chat_template='chat' but the tokenizer has no chat template")

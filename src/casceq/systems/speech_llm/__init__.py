@@ -4,11 +4,25 @@
 """
 
 from casceq.systems.speech_llm.registry import (
+    BACKBONES,
     KNOWN_BACKBONES,
     SPEECH_LLM_FAMILIES,
+    Backbone,
     SpeechLLMSpec,
+    backbone_info,
+    backbone_mismatch,
     default_backbone,
     make_speech_llm,
 )
 
-__all__ = ["KNOWN_BACKBONES", "SPEECH_LLM_FAMILIES", "SpeechLLMSpec", "default_backbone", "make_speech_llm"]
+__all__ = [
+    "BACKBONES",
+    "KNOWN_BACKBONES",
+    "SPEECH_LLM_FAMILIES",
+    "Backbone",
+    "SpeechLLMSpec",
+    "backbone_info",
+    "backbone_mismatch",
+    "default_backbone",
+    "make_speech_llm",
+]

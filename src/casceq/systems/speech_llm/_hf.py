@@ -13,7 +13,7 @@ a 150k vocabulary over a 400-token prompt would cost gigabytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from casceq.errors import InputError
+from casceq.systems.loading import AUTO, checked_load
 
 if TYPE_CHECKING:
     import torch
@@ -35,6 +36,10 @@ class Special(str):
 
 AUDIO = object()
 """The piece standing for a clip's run of audio-placeholder ids."""
+
+AUDIO_SLOT = "<|audio|>"
+"""Marks the input slot in a speech prompt (``casceq.systems.compose.speech_prompt``): the audio goes exactly
+where the matched cascade's prompt has the transcript. A prompt without it gets the audio first."""
 
 Piece = str | Special | object
 
@@ -119,8 +124,19 @@ class HFSpeechLLM:
     pass_position_ids: ClassVar[bool] = True
 
     def __init__(
-        self, model: Any, tokenizer: Any, feature_extractor: Any, *, backbone: str, batch_size: int = 8
+        self,
+        model: Any,
+        tokenizer: Any,
+        feature_extractor: Any,
+        *,
+        backbone: str,
+        batch_size: int = 8,
+        few_shot: int | Mapping[str, int] = 0,
+        few_shot_seed: int = 0,
+        exclude_ids: Sequence[str] = (),
     ) -> None:
+        from casceq.systems.llm.prompting import AutoShots
+
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.feature_extractor = feature_extractor
@@ -128,6 +144,9 @@ class HFSpeechLLM:
         self.batch_size = batch_size
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_token_id = int(pad if pad is not None else 0)
+        # The cascade's shots (same draw: ``few_shot``, seed, excluded ids), shown as earlier text turns
+        self.shots_for = AutoShots(few_shot, few_shot_seed, exclude_ids)
+        self._special_ids: set[int] | None = None
 
     # ---- hooks --------------------------------------------------------------------------------------------
     @property
@@ -135,9 +154,24 @@ class HFSpeechLLM:
         """The placeholder id the model replaces with audio embeddings."""
         raise NotImplementedError
 
-    def _pieces(self, prompt: str) -> list[Piece]:
-        """Return the chat-formatted user turn and assistant prefix with one ``AUDIO`` slot."""
+    def _chat(self, shots: Sequence[tuple[str, str]], user: list[Piece]) -> list[Piece]:
+        """The model's chat format: the text ``shots`` as earlier turns, then the ``user`` turn, assistant prefix."""
         raise NotImplementedError
+
+    def _audio_item(self) -> list[Piece]:
+        """How the model's chat template renders one audio item (placeholder plus its markers)."""
+        return [AUDIO]
+
+    def _user_pieces(self, prompt: str) -> list[Piece]:
+        """The user turn: the audio item at the prompt's ``AUDIO_SLOT`` (audio first when it has none)."""
+        before, slot, after = prompt.partition(AUDIO_SLOT)
+        if not slot:
+            return [*self._audio_item(), prompt]
+        return [p for p in (before, *self._audio_item(), after) if not (isinstance(p, str) and p == "")]
+
+    def _pieces(self, prompt: str) -> list[Piece]:
+        """The chat-formatted prompt (shots, user turn with one ``AUDIO`` slot, assistant prefix)."""
+        return self._chat(self.shots_for(prompt), self._user_pieces(prompt))
 
     def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
         """Model audio kwargs for the clips, and the number of audio embeddings of each clip."""
@@ -152,13 +186,60 @@ class HFSpeechLLM:
         return option
 
     # ---- encoding -----------------------------------------------------------------------------------------
+    def special_ids(self) -> set[int]:
+        """Ids of the tokenizer's special and added tokens (those a chat template's markers must be)."""
+        if self._special_ids is None:
+            ids = set(getattr(self.tokenizer, "all_special_ids", None) or ())
+            ids |= {int(i) for i in (getattr(self.tokenizer, "added_tokens_decoder", None) or {})}
+            self._special_ids = ids
+        return self._special_ids
+
+    def _lookup_special(self, name: str) -> int | None:
+        """The id the tokenizer gives the token ``name`` (overridden where names resolve elsewhere)."""
+        tid = self.tokenizer.convert_tokens_to_ids(name)
+        return int(tid) if isinstance(tid, int) else None
+
+    def special_id(self, name: str) -> int:
+        """The id of the special token ``name``; refused when it is unknown or resolves to a text token.
+
+        Raises:
+            InputError: No such token, or it is an ordinary vocabulary entry (the model would read text).
+        """
+        tid = self._lookup_special(name)
+        if tid is None or tid == self.tokenizer.unk_token_id:
+            raise InputError(f"{self.family}: the tokenizer has no special token {name!r}")
+        if tid not in self.special_ids():
+            raise InputError(
+                f"{self.family}: {name!r} resolves to id {tid}, an ordinary text token, not a special token; "
+                "this tokenizer does not match the model"
+            )
+        return tid
+
     def _tokens(self, piece: Piece) -> list[int]:
         if isinstance(piece, Special):
-            tid = self.tokenizer.convert_tokens_to_ids(str(piece))
-            if tid is None or tid == self.tokenizer.unk_token_id:
-                raise InputError(f"{self.family}: the tokenizer has no special token {piece!r}")
-            return [int(tid)]
+            return [self.special_id(str(piece))]
         return list(self.tokenizer.encode(str(piece), add_special_tokens=False))
+
+    def prompt_ids(self, pieces: Sequence[Piece], n_audio: int) -> list[int]:
+        """Token ids of ``pieces``; ``AUDIO`` becomes ``n_audio`` placeholder ids.
+
+        Adjacent text pieces are tokenised together, as a tokenizer sees a rendered template (only special
+        tokens split the text), so the ids equal the official processor's.
+        """
+        ids: list[int] = []
+        text = ""
+        for piece in [*pieces, None]:
+            if isinstance(piece, str) and not isinstance(piece, Special):
+                text += piece
+                continue
+            if text:
+                ids += self._tokens(text)
+                text = ""
+            if piece is AUDIO:
+                ids += [self.audio_token_id] * n_audio
+            elif piece is not None:
+                ids += self._tokens(piece)
+        return ids
 
     def encode(
         self,
@@ -183,9 +264,7 @@ class HFSpeechLLM:
         rows: list[list[int]] = []
         cont_lens: list[int] = []
         for i, prompt in enumerate(prompts):
-            ids: list[int] = []
-            for piece in self._pieces(prompt):
-                ids += [self.audio_token_id] * n_audio[i] if piece is AUDIO else self._tokens(piece)
+            ids = self.prompt_ids(self._pieces(prompt), n_audio[i])
             cont: list[int] = []
             if continuations is not None:
                 cont = self._tokens(continuations[i])
@@ -291,13 +370,11 @@ class HFSpeechLLM:
 
 
 def load_parts(
-    path: str, model_loader: Callable[..., Any], *, dtype: str = "float32", device: str = "cpu", **kwargs: Any
+    path: str, model_loader: Callable[..., Any], *, dtype: str = AUTO, device: str = AUTO, **kwargs: Any
 ) -> tuple[Any, Any]:
-    """Load a model with ``model_loader(path, dtype=...)`` and its tokenizer from ``path`` (hub id or folder)."""
-    import torch
+    """Load a checked model (``checked_load``) and its tokenizer from ``path`` (hub id or folder)."""
     from transformers import AutoTokenizer
 
-    torch_dtype = getattr(torch, dtype)
-    model = model_loader(path, dtype=torch_dtype, **kwargs).to(device)
+    model, _ = checked_load(model_loader, path, dtype=dtype, device=device, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(path, **{k: v for k, v in kwargs.items() if k == "revision"})
     return model, tokenizer

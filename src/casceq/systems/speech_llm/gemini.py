@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from casceq.errors import CasceqError, require
-from casceq.systems.speech_llm._hf import SAMPLE_RATE, check_audios
+from casceq.errors import CasceqError, InputError, require
+from casceq.systems.speech_llm._hf import AUDIO, AUDIO_SLOT, SAMPLE_RATE, check_audios
 
 KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -36,7 +36,8 @@ class GeminiRequest:
     Attributes:
         model: Model name, e.g. ``"gemini-2.5-flash"``.
         audio_wav: The clip as 16-bit PCM WAV bytes (16 kHz mono).
-        prompt: The instruction, sent after the audio part.
+        prompt: The user message; the audio part goes at its ``AUDIO_SLOT`` (the transcript's place in the
+            cascade's prompt), or first when it has none.
         config: ``GenerateContentConfig`` fields (greedy decoding, token limit, optional enum constraint).
     """
 
@@ -44,6 +45,13 @@ class GeminiRequest:
     audio_wav: bytes
     prompt: str
     config: dict[str, Any] = field(default_factory=dict)
+
+    def contents(self) -> list[Any]:
+        """The parts in order: text around ``AUDIO`` at the prompt's ``AUDIO_SLOT`` (audio first without one)."""
+        before, slot, after = self.prompt.partition(AUDIO_SLOT)
+        if not slot:
+            return [AUDIO, self.prompt]
+        return [p for p in (before, AUDIO, after) if p is AUDIO or str(p).strip()]
 
 
 def wav_bytes(audio: np.ndarray) -> bytes:
@@ -60,11 +68,34 @@ def wav_bytes(audio: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+PRO_MIN_THINKING = 128
+"""Gemini 2.5 Pro cannot turn thinking off; 128 tokens is the smallest budget it accepts."""
+
+
+def thinking_settings(model: str, max_new_tokens: int) -> dict[str, Any]:
+    """Token limit and thinking budget of a request, so that thinking never eats the answer.
+
+    On Gemini 2.5 models thinking tokens count against ``max_output_tokens`` (python-genai#811): with the
+    8-24 tokens a label needs, the answer came back empty. Flash and Flash-Lite get ``thinking_budget=0``
+    (thinking off); Pro, which cannot turn it off, gets the smallest budget plus room for the answer. Other
+    models get the plain limit.
+    """
+    name = model.lower().removeprefix("models/")
+    if not name.startswith("gemini-2.5"):
+        return {"max_output_tokens": max_new_tokens}
+    if "flash" in name:
+        return {"max_output_tokens": max_new_tokens, "thinking_config": {"thinking_budget": 0}}
+    return {
+        "max_output_tokens": max_new_tokens + PRO_MIN_THINKING,
+        "thinking_config": {"thinking_budget": PRO_MIN_THINKING},
+    }
+
+
 def build_request(
     model: str, audio: np.ndarray, prompt: str, *, max_new_tokens: int, options: Sequence[str] | None = None
 ) -> GeminiRequest:
     """Build the request for one example: audio part, then instruction; greedy; enum-constrained if ``options``."""
-    config: dict[str, Any] = {"temperature": 0.0, "max_output_tokens": max_new_tokens}
+    config: dict[str, Any] = {"temperature": 0.0, **thinking_settings(model, max_new_tokens)}
     if options is not None:
         config["response_mime_type"] = "text/x.enum"
         config["response_schema"] = {"type": "STRING", "enum": list(options)}
@@ -114,30 +145,45 @@ class GeminiBackend:
 
     family = "gemini"
 
-    def __init__(self, client: Any, model: str, *, backbone: str | None = None) -> None:
+    def __init__(self, client: Any, model: str, *, backbone: str | None = None, few_shot: Any = 0) -> None:
+        if few_shot:
+            raise InputError(
+                f"gemini:{model}: this adapter sends no few-shot examples; run its cascade zero-shot too "
+                "(a k-shot cascade against a 0-shot speech LLM is not a matched pair)"
+            )
         self._client = client
         self.model = model
         self.backbone = backbone or model
+        self.last_finish_reason: str | None = None
+        # What every request sets beyond the prompt (recorded with the system; a 2.5 model's thinking budget)
+        self.settings = {"model": model, **thinking_settings(model, 0)}
+        self.settings.pop("max_output_tokens")
 
     def __repr__(self) -> str:
         return f"GeminiBackend(model={self.model!r})"
 
     @classmethod
-    def from_env(cls, model: str, *, backbone: str | None = None) -> GeminiBackend:
+    def from_env(cls, model: str, *, backbone: str | None = None, few_shot: Any = 0) -> GeminiBackend:
         """Make a client with the key from the environment (needs ``google-genai``)."""
+        if few_shot:
+            cls(None, model, few_shot=few_shot)  # refuses, before any SDK or key is needed
         genai = require("google.genai", "The Gemini back end", package="google-genai", extra="gemini")
         return cls(genai.Client(api_key=api_key_from_env()), model, backbone=backbone)
 
     def _send(self, request: GeminiRequest) -> str:
         from google.genai import types
 
-        contents = [types.Part.from_bytes(data=request.audio_wav, mime_type="audio/wav"), request.prompt]
+        audio = types.Part.from_bytes(data=request.audio_wav, mime_type="audio/wav")
+        contents = [audio if part is AUDIO else part for part in request.contents()]
         config = types.GenerateContentConfig(**request.config)
         response = with_retries(
             lambda: self._client.models.generate_content(
                 model=request.model, contents=contents, config=config
             )
         )
+        candidates = getattr(response, "candidates", None) or []
+        reason = getattr(candidates[0], "finish_reason", None) if candidates else None
+        self.last_finish_reason = None if reason is None else str(getattr(reason, "name", reason))
         return (response.text or "").strip()
 
     def generate(

@@ -4,6 +4,9 @@ Prompt (the model card's audio format; the native transformers tokenizer names t
 
     <|user|><|audio|>×n{instruction}<|end|><|assistant|>
 
+(with a task prompt the audio sits where the matched cascade has its transcript, after the cascade's shots as
+``<|user|>q<|end|><|assistant|>a<|end|>`` turns)
+
 Audio: 80-bin log-mel from ``Phi4MultimodalFeatureExtractor`` (``Phi4MultimodalProcessor`` would need
 torchvision for its image half, so the adapter expands ``<|audio|>`` itself); n = the extractor's
 ``audio_embed_sizes`` (one embedding per 80 ms). The encoder runs one clip at a time: batched through the
@@ -18,13 +21,27 @@ without it (a merged fine-tune) runs as is, with a warning. ``speech_lora=None``
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from casceq.errors import require
-from casceq.systems.speech_llm._hf import AUDIO, SAMPLE_RATE, Anatomy, HFSpeechLLM, Piece, Special, load_parts
+from casceq.systems.speech_llm._hf import SAMPLE_RATE, Anatomy, HFSpeechLLM, Piece, Special, load_parts
+
+OFFICIAL_ID = "microsoft/Phi-4-multimodal-instruct"
+NATIVE_REVISION = "refs/pr/70"
+"""The hub revision with transformers-native weights (transformers' integration test pins it)."""
+
+
+def phi4_chat(shots: Sequence[tuple[str, str]], user: list[Piece]) -> list[Piece]:
+    """Phi-4's chat format: shots as ``<|user|>q<|end|><|assistant|>a<|end|>``, the user turn, the assistant tag."""
+    user_, end, assistant = Special("<|user|>"), Special("<|end|>"), Special("<|assistant|>")
+    out: list[Piece] = []
+    for question, answer in shots:
+        out += [user_, question, end, assistant, answer, end]
+    return [*out, user_, *user, end, assistant]
 
 
 class Phi4MMBackend(HFSpeechLLM):
@@ -38,14 +55,21 @@ class Phi4MMBackend(HFSpeechLLM):
         path: str,
         *,
         backbone: str,
-        dtype: str = "float32",
-        device: str = "cpu",
+        dtype: str = "auto",
+        device: str = "auto",
         speech_lora: str | None = "speech-lora",
         revision: str | None = None,
         **kwargs: Any,
     ) -> Phi4MMBackend:
-        """Load model, tokenizer, feature extractor and (if present) the speech LoRA from ``path``."""
+        """Load model, tokenizer, feature extractor and (if present) the speech LoRA from ``path``.
+
+        ``revision`` defaults to ``refs/pr/70`` for the official hub id: its ``main`` holds the remote-code
+        layout, which the native class would load with random ``qkv_proj``/``gate_up_proj`` (refused).
+        """
         from transformers import Phi4MultimodalFeatureExtractor, Phi4MultimodalForCausalLM
+
+        if revision is None and path.rstrip("/").lower() == OFFICIAL_ID.lower():
+            revision = NATIVE_REVISION
 
         extra = {"revision": revision} if revision else {}
         model, tok = load_parts(
@@ -72,8 +96,8 @@ class Phi4MMBackend(HFSpeechLLM):
         """``config.audio_config.audio_token_id`` (``<|audio|>``)."""
         return int(self.model.config.audio_config.audio_token_id)
 
-    def _pieces(self, prompt: str) -> list[Piece]:
-        return [Special("<|user|>"), AUDIO, prompt, Special("<|end|>"), Special("<|assistant|>")]
+    def _chat(self, shots: Sequence[tuple[str, str]], user: list[Piece]) -> list[Piece]:
+        return phi4_chat(shots, user)
 
     def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
         feats = [self.feature_extractor([a], sampling_rate=SAMPLE_RATE, return_tensors="pt") for a in audios]

@@ -5,6 +5,9 @@ Prompt: the ChatML format of the model's own chat template (``Qwen2AudioProcesso
     <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n
     Audio 1: <|audio_bos|><|AUDIO|>×n<|audio_eos|>\n{instruction}<|im_end|>\n<|im_start|>assistant\n
 
+With a task prompt the audio item sits where the matched cascade has its transcript (the template's rendering of
+an interleaved ``[text, audio, text]`` message) after the cascade's shots as user/assistant turns.
+
 Audio: 128-bin Whisper log-mel padded to one 30 s window (the processor's ``padding="max_length"``), with a
 feature mask; n = the encoder's output length for the clip's unpadded frames (≈ 25 per second). Clips longer
 than 30 s are truncated by the feature extractor, as in the reference processor.
@@ -13,6 +16,7 @@ than 30 s are truncated by the feature extractor, as in the reference processor.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +27,15 @@ WINDOW_SAMPLES = 30 * SAMPLE_RATE  # one Whisper window; the feature extractor t
 SYSTEM_PROMPT = "You are a helpful assistant."
 
 
+def chatml(system: str, shots: Sequence[tuple[str, str]], user: list[Piece]) -> list[Piece]:
+    """ChatML turns: system, the shots as user/assistant turns, the user turn, the assistant prefix."""
+    start, end = Special("<|im_start|>"), Special("<|im_end|>")
+    out: list[Piece] = [start, f"system\n{system}", end, "\n"]
+    for question, answer in shots:
+        out += [start, f"user\n{question}", end, "\n", start, f"assistant\n{answer}", end, "\n"]
+    return [*out, start, "user\n", *user, end, "\n", start, "assistant\n"]
+
+
 class Qwen2AudioBackend(HFSpeechLLM):
     """Qwen2-Audio(-Instruct) from a hub id or a local folder."""
 
@@ -30,7 +43,7 @@ class Qwen2AudioBackend(HFSpeechLLM):
 
     @classmethod
     def from_pretrained(
-        cls, path: str, *, backbone: str, dtype: str = "float32", device: str = "cpu", **kwargs: Any
+        cls, path: str, *, backbone: str, dtype: str = "auto", device: str = "auto", **kwargs: Any
     ) -> Qwen2AudioBackend:
         """Load model, tokenizer and Whisper feature extractor from ``path``."""
         from transformers import Qwen2AudioForConditionalGeneration, WhisperFeatureExtractor
@@ -46,23 +59,12 @@ class Qwen2AudioBackend(HFSpeechLLM):
         """``config.audio_token_id`` (``<|AUDIO|>``)."""
         return int(self.model.config.audio_token_id)
 
-    def _pieces(self, prompt: str) -> list[Piece]:
-        return [
-            Special("<|im_start|>"),
-            f"system\n{SYSTEM_PROMPT}",
-            Special("<|im_end|>"),
-            "\n",
-            Special("<|im_start|>"),
-            "user\nAudio 1: ",
-            Special("<|audio_bos|>"),
-            AUDIO,
-            Special("<|audio_eos|>"),
-            f"\n{prompt}",
-            Special("<|im_end|>"),
-            "\n",
-            Special("<|im_start|>"),
-            "assistant\n",
-        ]
+    def _audio_item(self) -> list[Piece]:
+        # The chat template's rendering of an audio content item (one clip per prompt: always "Audio 1")
+        return ["Audio 1: ", Special("<|audio_bos|>"), AUDIO, Special("<|audio_eos|>"), "\n"]
+
+    def _chat(self, shots: Sequence[tuple[str, str]], user: list[Piece]) -> list[Piece]:
+        return chatml(SYSTEM_PROMPT, shots, user)
 
     def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
         if any(len(a) > WINDOW_SAMPLES for a in audios):

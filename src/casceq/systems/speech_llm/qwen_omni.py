@@ -15,11 +15,13 @@ Position ids are the model's own 3-D (M-RoPE) ones, computed inside its forward 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from casceq.systems.speech_llm._hf import AUDIO, SAMPLE_RATE, Anatomy, HFSpeechLLM, Piece, Special, load_parts
+from casceq.systems.speech_llm.qwen2_audio import chatml
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE  # one Whisper window; the feature extractor truncates the rest
 SYSTEM_PROMPT = (
@@ -36,7 +38,7 @@ class QwenOmniBackend(HFSpeechLLM):
 
     @classmethod
     def from_pretrained(
-        cls, path: str, *, backbone: str, dtype: str = "float32", device: str = "cpu", **kwargs: Any
+        cls, path: str, *, backbone: str, dtype: str = "auto", device: str = "auto", **kwargs: Any
     ) -> QwenOmniBackend:
         """Load the thinker, tokenizer and Whisper feature extractor from ``path``."""
         from transformers import Qwen2_5OmniThinkerForConditionalGeneration, WhisperFeatureExtractor
@@ -52,23 +54,11 @@ class QwenOmniBackend(HFSpeechLLM):
         """``config.audio_token_id`` (``<|AUDIO|>``)."""
         return int(self.model.config.audio_token_id)
 
-    def _pieces(self, prompt: str) -> list[Piece]:
-        return [
-            Special("<|im_start|>"),
-            f"system\n{SYSTEM_PROMPT}",
-            Special("<|im_end|>"),
-            "\n",
-            Special("<|im_start|>"),
-            "user\n",
-            Special("<|audio_bos|>"),
-            AUDIO,
-            Special("<|audio_eos|>"),
-            prompt,
-            Special("<|im_end|>"),
-            "\n",
-            Special("<|im_start|>"),
-            "assistant\n",
-        ]
+    def _audio_item(self) -> list[Piece]:
+        return [Special("<|audio_bos|>"), AUDIO, Special("<|audio_eos|>")]
+
+    def _chat(self, shots: Sequence[tuple[str, str]], user: list[Piece]) -> list[Piece]:
+        return chatml(SYSTEM_PROMPT, shots, user)
 
     def _audio_inputs(self, audios: list[np.ndarray]) -> tuple[dict[str, Any], list[int]]:
         if any(len(a) > WINDOW_SAMPLES for a in audios):

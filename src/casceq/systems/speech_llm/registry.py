@@ -7,6 +7,7 @@ imports its adapter when called. Adding a model family = one adapter file + one 
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -14,20 +15,59 @@ from typing import Any
 
 from casceq.errors import InputError
 
-KNOWN_BACKBONES: Mapping[str, str] = {
-    # Model release -> the text LLM it is built on (sources in docs/speech_llms.md).
-    "qwen2-audio-7b-instruct": "Qwen-7B",
-    "qwen2-audio-7b": "Qwen-7B",
-    "qwen2.5-omni-7b": "Qwen2.5-7B",
-    "qwen2.5-omni-3b": "Qwen2.5-3B",
-    "phi-4-multimodal-instruct": "Phi-4-mini-instruct",
-    "voxtral-mini-3b-2507": "Ministral-3B",
-    "voxtral-small-24b-2507": "Mistral-Small-3.1-24B",
-    "ultravox-v0_5-llama-3_1-8b": "Llama-3.1-8B-Instruct",
-    "ultravox-v0_5-llama-3_2-1b": "Llama-3.2-1B-Instruct",
-    "ultravox-v0_4": "Llama-3.1-8B-Instruct",
-    "ultravox-v0_4_1-llama-3_1-8b": "Llama-3.1-8B-Instruct",
+
+@dataclass(frozen=True)
+class Backbone:
+    """The text LLM a released speech LLM is built on, and how its matched cascade loads it.
+
+    Attributes:
+        name: The backbone id both systems of a matched pair carry (lower-cased when compared).
+        llm: The matched cascade's LLM spec (``make_llm``), an instruct/chat model with open weights; None
+            when the backbone has no open weights (no matched cascade can be built).
+        settings: ``make_llm`` settings it needs (``trust_remote_code``, ``chat_template``).
+        note: What "matched" means for this pair.
+    """
+
+    name: str
+    llm: str | None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+_FINETUNED = "the speech model fine-tuned its LLM: matched = same starting weights"
+_QWEN_7B = Backbone(
+    "Qwen-7B",
+    "hf:Qwen/Qwen-7B-Chat",
+    {"trust_remote_code": True, "chat_template": "chatml"},
+    f"remote code (QWenTokenizer), no chat template in the tokenizer: ChatML given explicitly; {_FINETUNED}",
+)
+_LLAMA_31_8B = Backbone("Llama-3.1-8B-Instruct", "hf:meta-llama/Llama-3.1-8B-Instruct", note="frozen LLM")
+BACKBONES: Mapping[str, Backbone] = {
+    # Model release -> its backbone (sources in docs/speech_llms.md).
+    "qwen2-audio-7b-instruct": _QWEN_7B,
+    "qwen2-audio-7b": _QWEN_7B,
+    "qwen2.5-omni-7b": Backbone("Qwen2.5-7B-Instruct", "hf:Qwen/Qwen2.5-7B-Instruct", note=_FINETUNED),
+    "qwen2.5-omni-3b": Backbone("Qwen2.5-3B-Instruct", "hf:Qwen/Qwen2.5-3B-Instruct", note=_FINETUNED),
+    "phi-4-multimodal-instruct": Backbone(
+        "Phi-4-mini-instruct", "hf:microsoft/Phi-4-mini-instruct", note="speech via a LoRA on the frozen LLM"
+    ),
+    "voxtral-mini-3b-2507": Backbone(
+        "Ministral-3B", None, note="Ministral 3B has no open weights: no matched cascade can be built"
+    ),
+    "voxtral-small-24b-2507": Backbone(
+        "Mistral-Small-3.1-24B-Instruct-2503",
+        "hf:mistralai/Mistral-Small-3.1-24B-Instruct-2503",
+        note="the hub checkpoint is multimodal (Mistral3); not verified to load as a causal LM",
+    ),
+    "ultravox-v0_5-llama-3_1-8b": _LLAMA_31_8B,
+    "ultravox-v0_5-llama-3_2-1b": Backbone(
+        "Llama-3.2-1B-Instruct", "hf:meta-llama/Llama-3.2-1B-Instruct", note="frozen LLM"
+    ),
+    "ultravox-v0_4": _LLAMA_31_8B,
+    "ultravox-v0_4_1-llama-3_1-8b": _LLAMA_31_8B,
 }
+KNOWN_BACKBONES: Mapping[str, str] = {release: b.name for release, b in BACKBONES.items()}
+"""Model release -> backbone name (the id a matched cascade declares)."""
 
 # family -> (module under casceq.systems.speech_llm, class, constructor)
 _FACTORIES: Mapping[str, tuple[str, str, str]] = {
@@ -51,8 +91,8 @@ class SpeechLLMSpec:
         model: Hub id or local folder (``ultravox-native``: projector checkpoint folder; ``gemini``: model name).
         backbone: The LLM id used for matching with a cascade; looked up in ``KNOWN_BACKBONES`` when None
             (``ultravox-native`` reads it from its checkpoint, ``gemini`` uses the model name).
-        dtype: ``"float32"`` or ``"bfloat16"`` (local models).
-        device: Torch device of local models.
+        dtype: ``"auto"`` (bfloat16 on a GPU, float32 on CPU), ``"float32"`` or ``"bfloat16"`` (local models).
+        device: Torch device of local models (``"auto"``: CUDA when available).
         options: Extra keyword arguments of the family's constructor (e.g. ``trust_remote_code``,
             ``speech_lora``, ``batch_size``).
     """
@@ -60,8 +100,8 @@ class SpeechLLMSpec:
     family: str
     model: str
     backbone: str | None = None
-    dtype: str = "float32"
-    device: str = "cpu"
+    dtype: str = "auto"
+    device: str = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -73,9 +113,26 @@ class SpeechLLMSpec:
         return cls(family=family.strip(), model=model.strip(), **kwargs)
 
 
+def backbone_info(model: str) -> Backbone | None:
+    """Return the registry entry of a released model, from its hub id or folder name (case-insensitive)."""
+    return BACKBONES.get(PurePosixPath(model.rstrip("/")).name.lower())
+
+
 def default_backbone(model: str) -> str | None:
     """Return the known backbone of a released model, from its hub id or folder name (case-insensitive)."""
-    return KNOWN_BACKBONES.get(PurePosixPath(model.rstrip("/")).name.lower())
+    info = backbone_info(model)
+    return info.name if info else None
+
+
+def backbone_mismatch(model: str, declared: str | None) -> str | None:
+    """A warning when a declared ``backbone=`` differs from the registry's backbone of ``model`` (else None)."""
+    known = default_backbone(model)
+    if not declared or known is None or declared.strip().lower() == known.lower():
+        return None
+    return (
+        f"{model}: declared backbone {declared!r} differs from the registry's {known!r}; the pair is matched on "
+        "the declared id, check that it is the same LLM"
+    )
 
 
 def make_speech_llm(spec: SpeechLLMSpec | str) -> Any:
@@ -94,14 +151,20 @@ def make_speech_llm(spec: SpeechLLMSpec | str) -> Any:
     module = importlib.import_module(f"casceq.systems.speech_llm.{module_name}")
     factory = getattr(getattr(module, class_name), ctor)
     options = dict(spec.options)
+    problem = backbone_mismatch(spec.model, spec.backbone)
+    if problem:
+        warnings.warn(problem, stacklevel=2)
     if spec.family == "gemini":
         return factory(spec.model, backbone=spec.backbone, **options)
+    from casceq.systems.loading import resolve_dtype_device
+
+    dtype, device = resolve_dtype_device(spec.dtype, spec.device)
     if spec.family == "ultravox-native" and spec.model == "bundled":
         from casceq.train.shipped import load_shipped  # the trained checkpoint shipped as package data
 
-        return load_shipped(dtype=spec.dtype, device=spec.device, **options)
+        return load_shipped(dtype=dtype, device=device, **options)
     if spec.family == "ultravox-native":
-        backend = factory(spec.model, dtype=spec.dtype, device=spec.device, **options)
+        backend = factory(spec.model, dtype=dtype, device=device, **options)
         if spec.backbone:
             backend.backbone = spec.backbone
         return backend
@@ -111,4 +174,4 @@ def make_speech_llm(spec: SpeechLLMSpec | str) -> Any:
             f"no known backbone for {spec.model!r}: give the LLM it is built on (SpeechLLMSpec.backbone), "
             "which is how it is matched with its cascade"
         )
-    return factory(spec.model, backbone=backbone, dtype=spec.dtype, device=spec.device, **options)
+    return factory(spec.model, backbone=backbone, dtype=dtype, device=device, **options)

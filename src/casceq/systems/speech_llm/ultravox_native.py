@@ -29,8 +29,10 @@ from typing import Any, Literal
 import numpy as np
 
 from casceq.errors import InputError
+from casceq.systems.loading import checked_load
 from casceq.systems.speech_llm._hf import (
     AUDIO,
+    AUDIO_SLOT,
     SAMPLE_RATE,
     Anatomy,
     EncodedBatch,
@@ -141,8 +143,6 @@ class UltravoxNativeBackend(HFSpeechLLM):
     ) -> None:
         import dataclasses
 
-        from casceq.systems.llm.prompting import AutoShots
-
         name = config.backbone_name or Path(config.backbone.rstrip("/")).name
         self.config = dataclasses.replace(config, backbone_name=name)
         self.encoder = encoder.eval()
@@ -150,21 +150,30 @@ class UltravoxNativeBackend(HFSpeechLLM):
         if projector.config.head == "ctc":
             self._attach_table(lm)
         # The cascade draws its shots with the run's seed from the far end of the task's ranking: so do we.
-        self.shots_for = AutoShots(dict(config.few_shot), few_shot_seed)
-        super().__init__(lm, tokenizer, feature_extractor, backbone=name, batch_size=batch_size)
+        super().__init__(
+            lm,
+            tokenizer,
+            feature_extractor,
+            backbone=name,
+            batch_size=batch_size,
+            few_shot=dict(config.few_shot),
+            few_shot_seed=few_shot_seed,
+        )
 
     # ---- construction -------------------------------------------------------------------------------------
     @staticmethod
     def _load_parts(config: UltravoxNativeConfig, dtype: str, device: str) -> tuple[Any, Any, Any, Any]:
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, WhisperFeatureExtractor, WhisperModel
 
-        torch_dtype = getattr(torch, dtype)
-        whisper: Any = WhisperModel.from_pretrained(config.encoder, dtype=torch_dtype)
-        encoder = whisper.encoder.to(device)
+        whisper, enc_report = checked_load(
+            WhisperModel.from_pretrained, config.encoder, dtype=dtype, device=device
+        )
+        encoder = whisper.encoder
+        encoder.load_report = enc_report
         fe = WhisperFeatureExtractor.from_pretrained(config.encoder)
-        lm: Any = AutoModelForCausalLM.from_pretrained(config.backbone, dtype=torch_dtype)
-        lm = lm.to(device)
+        lm, _ = checked_load(
+            AutoModelForCausalLM.from_pretrained, config.backbone, dtype=dtype, device=device
+        )
         tok = AutoTokenizer.from_pretrained(config.backbone)
         return encoder, fe, lm, tok
 
@@ -174,8 +183,8 @@ class UltravoxNativeBackend(HFSpeechLLM):
         config: UltravoxNativeConfig,
         *,
         seed: int = 0,
-        dtype: str = "float32",
-        device: str = "cpu",
+        dtype: str = "auto",
+        device: str = "auto",
         few_shot_seed: int = 0,
     ) -> UltravoxNativeBackend:
         """Load encoder and backbone and attach a freshly initialised (seeded) projector, ready to train."""
@@ -200,8 +209,8 @@ class UltravoxNativeBackend(HFSpeechLLM):
         *,
         encoder: str | None = None,
         backbone: str | None = None,
-        dtype: str = "float32",
-        device: str = "cpu",
+        dtype: str = "auto",
+        device: str = "auto",
         batch_size: int = 8,
         few_shot: dict[str, int] | None = None,
         few_shot_seed: int = 0,
@@ -325,11 +334,13 @@ class UltravoxNativeBackend(HFSpeechLLM):
     def _pieces(self, prompt: str) -> list[Piece]:
         if self.config.prompt == "matched":
             return self._matched_pieces(prompt)
-        user = f"{AUDIO_PLACEHOLDER}\n{prompt}"
+        user = prompt if AUDIO_SLOT in prompt else f"{AUDIO_PLACEHOLDER}\n{prompt}"
         if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-            )
+            messages = []
+            for question, answer in self.shots_for(prompt):  # the cascade's shots, as earlier text turns
+                messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+            messages.append({"role": "user", "content": user})
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         else:
             text = f"{user}\n"
         before, _, after = str(text).partition(AUDIO_PLACEHOLDER)
@@ -338,17 +349,23 @@ class UltravoxNativeBackend(HFSpeechLLM):
     def _matched_pieces(self, prompt: str) -> list[Piece]:
         """The matched cascade's prompt (plain format, its shots) with the audio in the transcript's place.
 
-        ``prompt`` is the runner's speech prompt (``casceq.systems.compose.speech_prompt``): its
-        ``"The input is the audio."`` line becomes the task's ``"Text: <audio>"`` line, so the result is
-        ``Task.prompt(<audio>, example)`` rendered exactly as the cascade renders ``Task.prompt(transcript)``.
+        ``prompt`` is the runner's speech prompt (``casceq.systems.compose.speech_prompt``), i.e.
+        ``Task.prompt(AUDIO_SLOT, example)``: it is rendered exactly as the cascade renders
+        ``Task.prompt(transcript)``, the audio in the transcript's place. The older wording with the line
+        ``"The input is the audio."`` (training prompts) is read the same way.
         """
         from casceq.systems.llm.prompting import PromptFormat, render, task_of_prompt
         from casceq.train.matched import MARK, split_rendered
 
         task = task_of_prompt(prompt)
-        if task is not None and AUDIO_SENTENCE in prompt:
+        if task is not None and AUDIO_SLOT in prompt:  # Task.prompt(AUDIO_SLOT): the runner's speech prompt
+            body = prompt.replace(AUDIO_SLOT, MARK, 1)
+            shots = self.shots_for(body)
+        elif task is not None and AUDIO_SENTENCE in prompt:  # the older wording (training prompts)
             body = prompt.replace(AUDIO_SENTENCE, f"{task.input_name}: {MARK}", 1)
             shots = self.shots_for(body)
+        elif AUDIO_SLOT in prompt:  # not a task's prompt, but it says where the audio goes
+            body, shots = prompt.replace(AUDIO_SLOT, MARK, 1), ()
         else:  # not a task's prompt (e.g. the mechanistic captures' "Transcribe the audio."): same layout, no shots
             body, shots = f"{prompt.strip()}\n\nText: {MARK}\nAnswer:", ()
         before, after = split_rendered(render(self.tokenizer, PromptFormat(chat=False), body, shots))
