@@ -90,7 +90,8 @@ def test_lm_eval_multiple_choice_loglikelihoods_to_argmax_label(tmp_path):
         tmp_path / "samples_sst2_2026-01-01T00-00-00.000000.jsonl",
         [
             _mc_line(0, ["-4.25", "-0.5"], "1", [" negative", " positive"]),
-            # Choices logged in the other order: matched to labels by their continuation text, not position.
+            # Choices logged in the other order: matched to labels by their continuation text, not position;
+            # the index target points into the logged choices (lm-eval's doc_to_target), so 0 is " positive".
             _mc_line(1, ["-0.25", "-3.0"], "0", [" positive", " negative"]),
             # Continuations that do not name labels: by position (lm-eval's doc_to_choice order).
             _mc_line(2, ["-2.0", "-1.0"], "0", [" bad", " good"]),
@@ -99,10 +100,10 @@ def test_lm_eval_multiple_choice_loglikelihoods_to_argmax_label(tmp_path):
     preds = read_harness("lm-eval", path, task=sst2, system="s", id_field="idx").predictions
     assert [p.example_id for p in preds] == ["100", "101", "102"]
     assert [p.label for p in preds] == ["positive", "positive", "positive"]
-    assert [p.gold for p in preds] == ["positive", "negative", "negative"]
+    assert [p.gold for p in preds] == ["positive", "positive", "negative"]
     assert dict(preds[0].label_scores or {}) == {"negative": -4.25, "positive": -0.5}
     assert dict(preds[1].label_scores or {}) == {"positive": -0.25, "negative": -3.0}
-    assert [p.correct for p in preds] == [True, False, False]
+    assert [p.correct for p in preds] == [True, True, False]  # as lm-eval's own acc of each line
     assert read_harness("lm-eval", tmp_path, task=sst2, system="s").model is None  # no results file
 
 

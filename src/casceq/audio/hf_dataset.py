@@ -21,6 +21,35 @@ COLUMNS = ("audio", "text", "spoken_text", "label", "voice", "condition", "item"
 """The dataset's columns, in order."""
 
 
+def _clip_path(folder: Path, name: object, example_id: str, voice: str) -> Path:
+    """The clip a manifest entry names: under the synthesis folder, present, and decodable as audio.
+
+    The dataset is made to be shared (``push_to_hub``), so a manifest naming ``/abs/path`` or ``../x`` must not
+    put another local file's bytes into it (the same rule as ``report --audio``, docs/security.md).
+    """
+    import soundfile as sf
+
+    where = str(folder / "manifest.jsonl")
+    if not isinstance(name, str) or not name:
+        raise InputError(
+            f"clip of {example_id!r} ({voice}): 'path' must be a file name, got {name!r}", path=where
+        )
+    path = (folder / name).resolve()  # an absolute name replaces folder; ".." and symlinks are resolved
+    if not path.is_relative_to(folder.resolve()):
+        raise InputError(
+            f"clip of {example_id!r} ({voice}): path {name!r} leads to {path}, outside the synthesis folder "
+            f"{folder.resolve()}: refused",
+            path=where,
+        )
+    if not path.is_file():
+        raise InputError(f"clip of {example_id!r} ({voice}) is missing", path=str(path))
+    try:
+        sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise InputError(f"clip of {example_id!r} ({voice}) is not audio ({exc})", path=str(path)) from exc
+    return path
+
+
 def _rows(synth_dirs: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
     from casceq.audio.tts.manifest import Manifest
     from casceq.tasks import load_examples
@@ -37,9 +66,7 @@ def _rows(synth_dirs: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
             label = golds[e.task].get(e.example_id)
             if label is None:
                 raise InputError(f"example {e.example_id!r} is not in task {e.task!r}", path=str(folder))
-            path = folder / e.path
-            if not path.is_file():
-                raise InputError(f"clip of {e.example_id!r} ({e.voice}) is missing", path=str(path))
+            path = _clip_path(folder, e.path, e.example_id, e.voice)
             rows.append(
                 {"audio": {"bytes": path.read_bytes(), "path": Path(e.path).name}, "text": e.text,
                  "spoken_text": e.spoken_text, "label": label, "voice": e.voice, "condition": CLEAN,
@@ -58,6 +85,10 @@ def export_hf_dataset(synth_dirs: Sequence[str | os.PathLike[str]], out: str | o
     datasets = require("datasets", "exporting a Hugging Face dataset", extra="hub")
     pa = require("pyarrow", "exporting a Hugging Face dataset", extra="hub")
     target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise InputError(
+            "exists and is not a folder: give a new or empty folder for the dataset", path=str(target)
+        )
     if target.exists() and any(target.iterdir()):
         raise InputError("output folder exists and is not empty", path=str(target))
     rows = _rows(synth_dirs)

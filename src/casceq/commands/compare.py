@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         n_bootstrap=args.bootstrap,
         seed=args.seed,
         intersect=args.intersect,
-        kinds=_kinds(args.kind) or None,
+        kinds={**_stored_kinds(args.files, args.run), **_kinds(args.kind)} or None,
     )
     to_stdout = args.json == "-"
     out = sys.stderr if to_stdout else sys.stdout
@@ -215,6 +215,24 @@ def run(args: argparse.Namespace) -> int:
     elif args.json:
         _write_json(args.json, result.to_json())
     return _nothing_compared(result)
+
+
+def _stored_kinds(files: list[str], run: str | None) -> dict[str, str]:
+    """Kinds recorded with the systems of the stores among ``files`` (``import --kind``, run configs).
+
+    ``report`` reads them too, so both commands see the same kinds; ``--kind`` on the command line wins.
+    """
+    from casceq.io.interchange import is_store
+    from casceq.run.store import Store
+
+    out: dict[str, str] = {}
+    for f in map(Path, files):
+        if is_store(f):
+            with Store(f, read_only=True) as store:
+                for s in store.systems(run):
+                    if s.kind:
+                        out.setdefault(s.name, s.kind)
+    return out
 
 
 def _nothing_compared(result: Any) -> int:

@@ -94,6 +94,8 @@ def _read_harness(
         configs[args.system]["kind"] = args.kind
         if result.skipped:
             print(f"{path}: skipped {len(result.skipped)} line(s), e.g. {result.skipped[0]}")
+        for warning in result.warnings:
+            print(f"warning: {warning}")
     _check_user_data(args.task, predictions)
     return predictions, configs, sources
 

@@ -51,13 +51,16 @@ class HarnessImport:
         predictions: One per document, in file order.
         model: The model name from the results file or log header (None when absent).
         settings: Model arguments and generation settings from the logs.
-        skipped: Lines left out on purpose (other filters or epochs), with the reason.
+        skipped: Lines left out on purpose (other filters or epochs, samples that ended in an error), with
+            the reason.
+        warnings: What the user should know about the logs as a whole (an inspect log that did not finish).
     """
 
     predictions: tuple[Prediction, ...]
     model: str | None
     settings: Mapping[str, Any] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,11 +145,24 @@ def _choice_labels(task: Task, n: int, sample: Mapping[str, Any]) -> tuple[str, 
         raise ValueError(
             f"{n} scored choices but task {task.name!r} has {len(task.labels)} labels {list(task.labels)}"
         )
+    # By position; but a continuation that names a label must sit at that label's position, or the
+    # positional mapping would silently score one label's likelihood as another's.
+    for i, cont in enumerate(conts or []):
+        named_as = by_key.get(surface_key(cont))
+        if named_as is not None and named_as != task.labels[i]:
+            raise ValueError(
+                f"choice {i} is {cont!r} (label {named_as!r}) but task {task.name!r} has {task.labels[i]!r} "
+                f"at that position: the log's choices {conts} do not match the labels {list(task.labels)}"
+            )
     return task.labels
 
 
-def gold_of(task: Task, target: Any) -> tuple[str, ...]:
-    """Map a harness target onto the task's gold: a label, a label index, or (open answers) the alias list."""
+def gold_of(task: Task, target: Any, order: Sequence[str] | None = None) -> tuple[str, ...]:
+    """Map a harness target onto the task's gold: a label, a label index, or (open answers) the alias list.
+
+    ``order`` is the labels in the log's choice order (a log-likelihood document): an index target points into
+    the document's choices, which need not be in the task's label order.
+    """
     if isinstance(target, str) and target.strip().startswith("["):
         with contextlib.suppress(ValueError, SyntaxError):
             target = ast.literal_eval(target.strip())  # lm-eval writes str(list) for list targets
@@ -166,20 +182,21 @@ def gold_of(task: Task, target: Any) -> tuple[str, ...]:
     by_key = {surface_key(lab): lab for lab in task.labels}
     if surface_key(text) in by_key:
         return (by_key[surface_key(text)],)
-    if text.isdigit() and int(text) < len(task.labels):
-        return (task.labels[int(text)],)
+    labels = tuple(order) if order is not None else task.labels
+    if text.isdigit() and int(text) < len(labels):
+        return (labels[int(text)],)
     raise ValueError(
         f"target {target!r} is not a label of task {task.name!r} {list(task.labels)} or an index"
     )
 
 
-def _prediction(
-    opts: _Options, example_id: str, gold: tuple[str, ...], sample: Mapping[str, Any]
-) -> Prediction:
+def _prediction(opts: _Options, example_id: str, target: Any, sample: Mapping[str, Any]) -> Prediction:
     task = opts.task
     scores = None if task.open_answer else _logliks(sample)
+    gold = gold_of(task, target) if scores is None else ()
     if scores is not None:
         labels = _choice_labels(task, len(scores), sample)
+        gold = gold_of(task, target, order=labels)
         label_scores = dict(zip(labels, scores, strict=True))
         best = max(range(len(scores)), key=lambda i: scores[i])  # ties: the first choice, as lm-eval's argmax
         output = label = labels[best]
@@ -210,6 +227,7 @@ class _Reader:
         self.predictions: list[Prediction] = []
         self.errors: list[str] = []
         self.skipped: list[str] = []
+        self.warnings: list[str] = []
         self.seen: dict[str, str] = {}
 
     def add(self, where: str, example_id: Any, target: Any, sample: Mapping[str, Any]) -> None:
@@ -219,8 +237,7 @@ class _Reader:
             eid = str(example_id)
             if eid in self.seen:
                 raise ValueError(f"example id {eid!r} repeats (first at {self.seen[eid]}); use --id-field")
-            gold = gold_of(self.opts.task, target)
-            self.predictions.append(_prediction(self.opts, eid, gold, sample))
+            self.predictions.append(_prediction(self.opts, eid, target, sample))
             self.seen[eid] = where
         except ValueError as exc:
             self.errors.append(f"{where}: {exc}")
@@ -235,7 +252,9 @@ class _Reader:
             raise InputError(
                 "no documents found in the logs" + (f" ({self.skipped[0]})" if self.skipped else "")
             )
-        return HarnessImport(tuple(self.predictions), model, dict(settings), tuple(self.skipped))
+        return HarnessImport(
+            tuple(self.predictions), model, dict(settings), tuple(self.skipped), tuple(self.warnings)
+        )
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -286,9 +305,12 @@ def _results_model(results: Path | None) -> tuple[str | None, dict[str, Any]]:
         return None, {}
     try:
         doc = json.loads(results.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"unreadable results file: {exc}", path=str(results)) from exc
-    config = doc.get("config") if isinstance(doc.get("config"), Mapping) else {}
+    if not isinstance(doc, Mapping):
+        raise InputError("unreadable results file: not a JSON object", path=str(results))
+    raw_config = doc.get("config")
+    config: Mapping[str, Any] = raw_config if isinstance(raw_config, Mapping) else {}
     settings = {k: config[k] for k in ("model", "model_args", "batch_size", "gen_kwargs") if k in config}
     if isinstance(doc.get("configs"), Mapping):
         gens = {t: c.get("generation_kwargs") for t, c in doc["configs"].items() if isinstance(c, Mapping)}
@@ -338,21 +360,36 @@ def _message_text(content: Any) -> str:
     return ""
 
 
-def _inspect_docs(path: Path) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+def _zip_json(zf: zipfile.ZipFile, name: str, path: Path) -> Any:
+    try:
+        return json.loads(zf.read(name).decode("utf-8"))
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"unreadable member {name} of the .eval log ({exc})", path=str(path)) from exc
+
+
+def _inspect_docs(path: Path) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
     """(eval header, [(where, sample)]) of an inspect ``.json`` or ``.eval`` log."""
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            head_name = "header.json" if "header.json" in names else "_journal/start.json"
-            if head_name not in names:
-                raise InputError("an .eval log without header.json", path=str(path))
-            header = json.loads(zf.read(head_name))
-            samples = [
-                (f"{path}!{n}", json.loads(zf.read(n)))
-                for n in sorted(names)
-                if n.startswith("samples/") and n.endswith(".json")
-            ]
-        return header, samples
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+                head_name = "header.json" if "header.json" in names else "_journal/start.json"
+                if head_name not in names:
+                    raise InputError("an .eval log without header.json", path=str(path))
+                header = _zip_json(zf, head_name, path)
+                samples = [
+                    (f"{path}!{n}", _zip_json(zf, n, path))
+                    for n in sorted(names)
+                    if n.startswith("samples/") and n.endswith(".json")
+                ]
+        except zipfile.BadZipFile as exc:
+            raise InputError(f"not a readable .eval log ({exc})", path=str(path)) from exc
+        if not isinstance(header, Mapping):
+            raise InputError(f"{head_name} of the .eval log is not a JSON object", path=str(path))
+        return dict(header), samples
+    if path.suffix == ".eval":
+        raise InputError("not an inspect .eval log: an .eval log is a zip archive (is the file truncated?)",
+                         path=str(path))  # fmt: skip
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -360,7 +397,45 @@ def _inspect_docs(path: Path) -> tuple[dict[str, Any], list[tuple[str, dict[str,
     if not isinstance(doc, Mapping) or "eval" not in doc:
         raise InputError("not an inspect log (no 'eval' header)", path=str(path))
     samples = doc.get("samples") or []
+    if not isinstance(samples, list):
+        raise InputError("not an inspect log ('samples' is not a list)", path=str(path))
     return dict(doc), [(f"{path} sample {i}", s) for i, s in enumerate(samples)]
+
+
+def _epoch(sample: Mapping[str, Any]) -> int:
+    value = sample.get("epoch", 1)
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit():
+        raise ValueError(f"epoch {value!r} is not a whole number")
+    return int(value)
+
+
+def _inspect_answer(sample: Mapping[str, Any]) -> str | None:
+    """The model's answer text, or None when the sample ended in an error or holds no model output.
+
+    Raises:
+        ValueError: An ``output`` that is not shaped as inspect writes it.
+    """
+    if sample.get("error"):
+        return None
+    output = sample.get("output")
+    if output is None:
+        return None
+    if not isinstance(output, Mapping):
+        raise ValueError(f"'output' must be an object, got {type(output).__name__}")
+    choices = output.get("choices") or []
+    if not choices:
+        return None
+    first = choices[0]
+    message = first.get("message") if isinstance(first, Mapping) else None
+    if not isinstance(message, Mapping):
+        raise ValueError("output.choices[0] has no 'message' object")
+    return _message_text(message.get("content"))
+
+
+def _sample_error(sample: Mapping[str, Any]) -> str:
+    error = sample.get("error")
+    message = error.get("message") if isinstance(error, Mapping) else error
+    return f"ended in an error ({message})" if message else "has no model output"
 
 
 def read_inspect(path: Path, opts: _Options) -> HarnessImport:
@@ -379,22 +454,38 @@ def read_inspect(path: Path, opts: _Options) -> HarnessImport:
         settings = settings or {
             k: ev[k] for k in ("model_generate_config", "model_args", "task", "model_base_url") if ev.get(k)
         }
+        status = header.get("status")
+        if status not in (None, "success"):
+            reader.warnings.append(
+                f"{file}: the eval's status is {status!r}, not 'success': its samples may be incomplete"
+            )
         for where, sample in samples:
             if not isinstance(sample, Mapping):
                 reader.errors.append(f"{where}: a sample must be an object")
                 continue
-            if int(sample.get("epoch", 1)) != opts.epoch:
-                reader.skipped.append(f"{where}: epoch {sample.get('epoch')} (importing epoch {opts.epoch})")
+            try:
+                epoch = _epoch(sample)
+                text = _inspect_answer(sample)
+            except ValueError as exc:
+                reader.errors.append(f"{where}: {exc}")
+                continue
+            if epoch != opts.epoch:
+                reader.skipped.append(f"{where}: epoch {epoch} (importing epoch {opts.epoch})")
+                continue
+            if (
+                text is None
+            ):  # not a model's answer: scoring it INVALID would count a failure as a wrong answer
+                reader.skipped.append(
+                    f"{where}: the sample {_sample_error(sample)}, left out (not an answer)"
+                )
                 continue
             example_id = sample.get("id")
             if opts.id_field is not None:
-                meta = sample.get("metadata") or {}
-                if opts.id_field not in meta:
+                meta = sample.get("metadata")
+                if not isinstance(meta, Mapping) or opts.id_field not in meta:
                     reader.errors.append(f"{where}: metadata has no field {opts.id_field!r} (--id-field)")
                     continue
                 example_id = meta[opts.id_field]
-            choices = (sample.get("output") or {}).get("choices") or []
-            text = _message_text(choices[0].get("message", {}).get("content")) if choices else ""
             reader.add(where, example_id, sample.get("target"), {"resps": [[text]]})
     return reader.result(model, settings)
 

@@ -26,27 +26,66 @@ LIST_SEPARATOR = "|"
 def _rows_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
-        for row in reader:
-            yield reader.line_num, dict(row)
+        try:
+            for row in reader:
+                # DictReader files surplus cells under None and pads short rows with None: both mean the
+                # row does not match the header (often an unquoted comma), so its label would be a guess.
+                if None in row or None in row.values():
+                    n = (
+                        len(row) - 1 + len(row[None])
+                        if None in row
+                        else sum(v is not None for v in row.values())
+                    )
+                    raise InputError(
+                        f"{n} cells where the header has {len(reader.fieldnames or ())} "
+                        "(quote a text that holds a comma)",
+                        path=str(path),
+                        line=reader.line_num,
+                    )
+                yield reader.line_num, dict(row)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=str(path)) from exc
+        except csv.Error as exc:
+            raise InputError(f"not a valid CSV file ({exc})", path=str(path), line=reader.line_num) from exc
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r} in one record (which value is meant?)")
+        out[key] = value
+    return out
 
 
 def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from exc
-            if not isinstance(obj, dict):
-                raise InputError("each line must be a JSON object", path=str(path), line=number)
-            yield number, obj
+    with open(path, encoding="utf-8-sig") as fh:
+        number = 0
+        try:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from exc
+                except ValueError as exc:  # a duplicate key
+                    raise InputError(str(exc), path=str(path), line=number) from exc
+                if not isinstance(obj, dict):
+                    raise InputError("each line must be a JSON object", path=str(path), line=number)
+                yield number, obj
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 text ({exc.reason})", path=str(path), line=number + 1) from exc
 
 
 def _rows_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     pq = require("pyarrow.parquet", "reading Parquet task data", package="pyarrow")
-    for i, row in enumerate(pq.read_table(path).to_pylist()):
+    pa = require("pyarrow", "reading Parquet task data", package="pyarrow")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"not a readable Parquet file ({exc})", path=str(path)) from exc
+    for i, row in enumerate(table.to_pylist()):
         yield i + 1, row
 
 
@@ -81,6 +120,8 @@ def _as_list(value: Any) -> tuple[str, ...]:
 
 def gold_label(task: Task, data: DataSource, value: Any) -> str:
     """Map a data cell onto the task's canonical label; raise ValueError when it is none of them."""
+    if isinstance(value, str) and data.label_names and value.strip().lstrip("-").isdigit():
+        value = int(value)  # a CSV cell is text: "0" names label_names[0]
     if isinstance(value, int | float) and not isinstance(value, bool) and data.label_names:
         index = int(value)
         if index != value or not 0 <= index < len(data.label_names):

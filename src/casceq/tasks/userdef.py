@@ -213,7 +213,14 @@ def check_round_trip(task: Task, bad: _Bad) -> None:
 def _check_template(template: str, bad: _Bad) -> None:
     import string
 
-    for _, name, _, _ in string.Formatter().parse(template):
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:  # an unmatched brace: str.format would fail on every example
+        message = (
+            f"prompt template is not a valid format string ({exc}; write a literal brace as {{{{ or }}}})"
+        )
+        raise bad(message) from exc
+    for _, name, _, _ in fields:
         if name is not None and name not in PROMPT_FIELDS:
             raise bad(f"prompt template uses {{{name}}}; known placeholders: {', '.join(PROMPT_FIELDS)}")
     if "{text}" not in template:
@@ -231,6 +238,12 @@ def _data(raw: Any, base: Path, bad: _Bad) -> DataSource | None:
     kinds = [k for k in ("path", "hf", "audiofolder") if raw.get(k)]
     if len(kinds) != 1:
         raise bad(f"[data] needs exactly one of path, hf, audiofolder (got {kinds or 'none'})")
+    for key in ("path", "hf", "audiofolder", "format", "config", "split", "text_column", "label_column",
+                "id_column", "choices_column", "aliases_column"):  # fmt: skip
+        if key in raw and not isinstance(raw[key], str):
+            raise bad(f"data.{key} must be a string, got {raw[key]!r}")
+    # A tasks file is the user's own configuration, like a run TOML: its data may live anywhere (absolute or
+    # ../ paths are allowed). The audiofolder's metadata, which is data, stays confined to its folder.
     local = {k: str((base / raw[k]).resolve()) for k in ("path", "audiofolder") if raw.get(k)}
     label_names = _strings(raw["label_names"], "label_names", bad) if "label_names" in raw else ()
     return DataSource(
@@ -327,7 +340,8 @@ def read_tasks_file(path: str | Path) -> tuple[UserTask, ...]:
     if not p.is_file():
         raise InputError("tasks file not found", path=str(p))
     try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+        # utf-8-sig: Windows editors start a file with a BOM, which TOML itself does not allow.
+        doc = tomllib.loads(p.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"not a valid TOML file: {exc}", path=str(p)) from exc
     tasks = doc.get("tasks")
