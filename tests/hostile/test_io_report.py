@@ -413,3 +413,15 @@ def test_a_duplicate_json_key_is_refused(tmp_path, capsys):
     path = _jsonl(tmp_path / "dup.jsonl", [line])
     assert main(["compare", path]) == 2
     assert f"{path}:1: duplicate key 'gold'" in capsys.readouterr().err
+
+
+def test_a_store_of_imported_interchange_files_reports_and_compares(tmp_path, capsys):
+    """`import` registers such systems with kind 'imported'; report refused it as an unknown kind (exit 2)."""
+    a, b = _pair(tmp_path)
+    store = str(tmp_path / "s.sqlite")
+    assert main(["import", a, b, "--store", store]) == 0
+    assert main(["report", store, "--out", str(tmp_path / "rep"), "--formats", "md"]) == 0
+    assert main(["compare", store, "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "a=speech_llm (no transcripts), b=speech_llm (no transcripts)" in out  # inferred, not 'imported'
+    assert "| a | speech_llm |" in (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")

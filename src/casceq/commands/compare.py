@@ -224,13 +224,14 @@ def _stored_kinds(files: list[str], run: str | None) -> dict[str, str]:
     """
     from casceq.io.interchange import is_store
     from casceq.run.store import Store
+    from casceq.stats.compare import KINDS
 
     out: dict[str, str] = {}
     for f in map(Path, files):
         if is_store(f):
             with Store(f, read_only=True) as store:
                 for s in store.systems(run):
-                    if s.kind:
+                    if s.kind in KINDS:  # interchange imports register kind 'imported': not a declaration
                         out.setdefault(s.name, s.kind)
     return out
 

@@ -253,7 +253,7 @@ def load_report_data(
     """
     from casceq.io.interchange import read_predictions
     from casceq.stats.align import system_info
-    from casceq.stats.compare import infer_kinds
+    from casceq.stats.compare import KINDS, infer_kinds
 
     paths = [Path(p) for p in inputs]
     if not paths:
@@ -284,7 +284,7 @@ def load_report_data(
         tasks = [t["name"] if isinstance(t, dict) else str(t) for t in cfg.get("tasks") or []]
         expected = Expected(tuple(s["name"] for s in specs), tuple(tasks), tuple(cfg.get("conditions") or ()))
     for name, (_, kind) in registered.items():
-        if kind and name not in declared:
+        if kind in KINDS and name not in declared:  # interchange imports register kind 'imported'
             declared[name] = kind
     info = system_info(preds)
     declared = {k: v for k, v in declared.items() if k in info}
