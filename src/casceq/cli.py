@@ -22,7 +22,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "compare",
         "behavioural statistics (accuracy, kappa, error overlap, McNemar+BH) of predictions",
     ),
-    ("import", "import_", "import interchange JSONL predictions into a store"),
+    ("import", "import_", "import interchange JSONL or harness logs (--from) into a store"),
     ("export", "export", "export a store's predictions as interchange JSONL"),
     ("export-dataset", "export_dataset", "export spoken test sets as a Hugging Face dataset on disk"),
     ("synth", "synth", "synthesise spoken test sets with offline TTS voices"),

@@ -80,12 +80,17 @@ def test_a_data_path_that_is_not_a_string_is_refused(tmp_path, capsys):
     assert "data.path must be a string, got 5" in _error(capsys, ["tasks", "--tasks-file", str(path)])
 
 
-def test_a_data_path_may_lead_outside_the_tasks_files_folder(tmp_path):
-    """A tasks file is the user's configuration (like a run TOML): ../ and absolute data paths are read."""
+def test_a_data_path_may_lead_outside_the_tasks_files_folder(tmp_path, capsys):
+    """A tasks file is the user's configuration (like a run TOML): ../ and absolute data paths are read, and
+    ``casceq tasks --json`` shows where from, so a tasks file from someone else can be checked first."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "rows.csv").write_text("text,label\nwake me,alarm\n", encoding="utf-8")
     rel = _tasks_file(tmp_path / "conf", '[tasks.d.data]\npath = "../data/rows.csv"\n')
     assert [e.label for e in _load(rel)] == ["alarm"]
+    tasks._USER.clear()
+    assert main(["tasks", "--json", "--tasks-file", str(rel)]) == 0
+    (row,) = [t for t in json.loads(capsys.readouterr().out)["tasks"] if t["name"] == "d"]
+    assert row["data"] == {"path": str((tmp_path / "data" / "rows.csv").resolve())}
     tasks._USER.clear()
     absolute = _tasks_file(tmp_path / "other", f'[tasks.d.data]\npath = "{tmp_path / "data" / "rows.csv"}"\n')
     assert [e.text for e in _load(absolute)] == ["wake me"]

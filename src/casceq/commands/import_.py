@@ -27,7 +27,10 @@ HARNESSES = ("lm-eval", "lmms-eval", "inspect")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare ``casceq import FILE... --store PATH [--run NAME]``."""
     parser.add_argument(
-        "files", nargs="+", metavar="FILE", help="interchange .jsonl files, stores or run folders"
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="interchange .jsonl files, stores or run folders (with --from: the harness logs or their folders)",
     )
     parser.add_argument("--store", required=True, help="the store (.sqlite file or run folder) to write into")
     parser.add_argument(

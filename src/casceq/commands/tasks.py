@@ -20,6 +20,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _data_source(name: str) -> dict[str, object]:
+    """Where a user task's examples are read from (resolved paths), so a shared tasks file can be checked."""
+    from casceq.tasks import user_task
+
+    user = user_task(name)
+    if user is None:
+        return {}
+    data = user.data
+    where = {} if data is None else {k: v for k, v in (("path", data.path), ("hf", data.hf),
+                                                        ("audiofolder", data.audiofolder)) if v}  # fmt: skip
+    return {"tasks_file": user.source_file, "data": where or None}
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the task table (or JSON) to stdout; returns 0."""
     from casceq.tasks import get_task, known_names
@@ -39,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
                 "labels": list(t.labels),
                 "text_sufficient": t.text_sufficient,
                 "open_answer": t.open_answer,
+                **_data_source(t.name),
             }
             for t in tasks
         ]

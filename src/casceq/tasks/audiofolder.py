@@ -3,9 +3,9 @@
 The folder holds audio files and ``metadata.csv`` or ``metadata.jsonl`` with a ``file_name`` column (the
 file's path relative to the folder) and the task's columns. Each row becomes an ``Example`` whose ``audio`` is
 the file (voice ``"natural"``). Files of any rate and channel count are accepted: ``casceq.audio.io`` decodes,
-downmixes and resamples them to 16 kHz mono where a system reads them, and :func:`check_audiofolder` (audio
-layer) decodes them all up front. Here, in the tasks layer, each file must exist, be non-empty and stay inside
-the folder.
+downmixes and resamples them to 16 kHz mono where a system reads them; a file that does not decode (or holds
+NaN samples) is then an input failure of the run, counted apart from the model's answers (docs/security.md).
+Here, in the tasks layer, each file must exist, be non-empty and stay inside the folder.
 """
 
 from __future__ import annotations
