@@ -427,3 +427,21 @@ def test_compare_uses_the_kinds_declared_at_import_as_report_does(tmp_path, caps
     assert "my-cascade=speech_llm (declared)" in out and "b=cascade (declared)" in out
     assert main(["compare", store, "--tasks-file", str(INTENT3), "--kind", "my-cascade=cascade"]) == 0
     assert "my-cascade=cascade (declared)" in capsys.readouterr().out  # the command line still wins
+
+
+def test_compare_of_a_run_folder_takes_its_kinds_and_skips_a_system_without_rows(tmp_path, capsys):
+    """A run's text system was taken for a speech LLM by compare (report knew better); a system registered
+    without predictions (it failed in the run) must not make compare refuse the folder."""
+    (tmp_path / "a.jsonl").write_text(
+        "".join(json.dumps({"system": "Text", "task": "sst2", "example_id": f"e{i}", "prediction": p,
+                            "gold": "positive"}) + "\n" for i, p in enumerate(["positive", "negative"])),
+        encoding="utf-8",
+    )  # fmt: skip
+    store = str(tmp_path / "s.sqlite")
+    assert main(["import", str(tmp_path / "a.jsonl"), "--store", store]) == 0
+    with Store(store) as s:
+        s.register_system("imported", "Text", kind="text")
+        s.register_system("imported", "Failed", kind="speech_llm")
+    capsys.readouterr()
+    assert main(["compare", store, "--bootstrap", "0"]) == 0
+    assert "Text=text (declared)" in capsys.readouterr().out

@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         n_bootstrap=args.bootstrap,
         seed=args.seed,
         intersect=args.intersect,
-        kinds={**_stored_kinds(args.files, args.run), **_kinds(args.kind)} or None,
+        kinds={**_stored_kinds(args.files, args.run, systems), **_kinds(args.kind)} or None,
     )
     to_stdout = args.json == "-"
     out = sys.stderr if to_stdout else sys.stdout
@@ -217,8 +217,10 @@ def run(args: argparse.Namespace) -> int:
     return _nothing_compared(result)
 
 
-def _stored_kinds(files: list[str], run: str | None) -> dict[str, str]:
-    """Kinds recorded with the systems of the stores among ``files`` (``import --kind``, run configs).
+def _stored_kinds(files: list[str], run: str | None, systems: list[str]) -> dict[str, str]:
+    """Kinds recorded with ``systems`` in the stores among ``files`` (``import --kind``, run configs).
+
+    A registered system without predictions (one that failed in a run) is left out.
 
     ``report`` reads them too, so both commands see the same kinds; ``--kind`` on the command line wins.
     """
@@ -231,7 +233,9 @@ def _stored_kinds(files: list[str], run: str | None) -> dict[str, str]:
         if is_store(f):
             with Store(f, read_only=True) as store:
                 for s in store.systems(run):
-                    if s.kind in KINDS:  # interchange imports register kind 'imported': not a declaration
+                    if (
+                        s.kind in KINDS and s.name in systems
+                    ):  # kind 'imported' (interchange) declares nothing
                         out.setdefault(s.name, s.kind)
     return out
 
