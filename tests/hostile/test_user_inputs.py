@@ -96,6 +96,20 @@ def test_a_data_path_may_lead_outside_the_tasks_files_folder(tmp_path, capsys):
     assert [e.text for e in _load(absolute)] == ["wake me"]
 
 
+def test_a_copy_of_a_tasks_file_with_edited_data_is_another_definition(tmp_path, capsys):
+    """Two tasks files naming the same task with same-named data files of different content: the first one
+    registered won silently, so --tasks-file order decided which golds an import was checked against."""
+    for name, label in (("a", "alarm"), ("b", "music")):
+        _tasks_file(tmp_path / name, '[tasks.d.data]\npath = "rows.csv"\n')
+        (tmp_path / name / "rows.csv").write_text(f"id,text,label\nr1,wake me,{label}\n", encoding="utf-8")
+    a, b = str(tmp_path / "a" / "tasks.toml"), str(tmp_path / "b" / "tasks.toml")
+    err = _error(capsys, ["tasks", "--tasks-file", a, "--tasks-file", b])
+    assert "task 'd' is already defined differently" in err and "content differ" in err
+    tasks._USER.clear()
+    (tmp_path / "b" / "rows.csv").write_text("id,text,label\nr1,wake me,alarm\n", encoding="utf-8")
+    assert main(["tasks", "--tasks-file", a, "--tasks-file", b]) == 0  # an identical copy is the same task
+
+
 # --- their data ----------------------------------------------------------------------------------------------
 
 

@@ -73,9 +73,15 @@ def register_tasks_file(path: str | Path) -> tuple[str, ...]:
         if name in TASK_NAMES or "".join(ch for ch in name.lower() if ch.isalnum()) in _ALIASES:
             raise InputError(f"task {name!r} is built in; give the user task another name", path=str(path))
         old = _USER.get(name)
-        if old is not None and old.source_file != user.source_file and old.signature() != user.signature():
+        if (
+            old is not None
+            and old.source_file != user.source_file
+            and (old.signature() != user.signature() or not old.same_data(user))
+        ):
             raise InputError(
-                f"task {name!r} is already defined differently in {old.source_file}", path=str(path)
+                f"task {name!r} is already defined differently in {old.source_file} (its labels, prompt, "
+                "parsing, data settings or data file's content differ): give one of them another name",
+                path=str(path),
             )
     for user in users:
         if user.task.name not in _USER:  # an identical definition from a copy of the file keeps the first

@@ -105,6 +105,25 @@ class DataSource:
     fmt: str | None = None
 
 
+def _content_digest(data: DataSource) -> str | None:
+    """SHA-256 of a data file, or of an audiofolder's metadata files (None when there is none to read)."""
+    import hashlib
+
+    if data.path is not None:
+        files = [Path(data.path)]
+    elif data.audiofolder is not None:
+        files = sorted(Path(data.audiofolder).glob("metadata.*"))
+    else:
+        return None
+    digest = hashlib.sha256()
+    for f in files:
+        try:
+            digest.update(f.read_bytes())
+        except OSError:  # a missing file is reported where the data is loaded
+            return None
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class UserTask:
     """A task read from a tasks file: the ``Task`` and where its data comes from."""
@@ -116,7 +135,8 @@ class UserTask:
     def signature(self) -> tuple[object, ...]:
         """Everything that defines the task except where the file is (two copies of a file compare equal).
 
-        Data paths are compared by file name: a copy of the tasks file sits next to a copy of its data.
+        Data paths are compared by file name: a copy of the tasks file sits next to a copy of its data. Their
+        content is compared by :meth:`same_data`.
         """
         t, d = self.task, self.data
         where = None
@@ -126,6 +146,16 @@ class UserTask:
                      d.id_column, d.choices_column, d.aliases_column, d.label_names, d.fmt)  # fmt: skip
         return (t.labels, t.text_sufficient, t.open_answer, t.instruction, t.input_name, t.synonyms, t.template,
                 type(t.parser).__name__, where)  # fmt: skip
+
+    def same_data(self, other: UserTask) -> bool:
+        """False when both data files (or audiofolder metadata) can be read and their contents differ.
+
+        A copy whose data was edited is another task: registering both, the first would silently win.
+        """
+        if self.data is None or other.data is None:
+            return True
+        mine, theirs = _content_digest(self.data), _content_digest(other.data)
+        return mine is None or theirs is None or mine == theirs
 
 
 def _one_of(labels: tuple[str, ...]) -> str:
