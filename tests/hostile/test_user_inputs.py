@@ -347,6 +347,21 @@ def test_an_unreadable_lm_eval_results_file_is_named(tmp_path, capsys, content):
     assert f"results_{date}.json: unreadable results file" in err
 
 
+def test_a_folder_holding_two_runs_of_a_log_says_so(tmp_path, capsys):
+    """lm-eval writes a new dated samples file per run: two in one folder repeat every document, and the hint
+    to use --id-field (already given here) was misleading."""
+    (src,) = (EXAMPLES / "lm-eval").rglob("samples_*.jsonl")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / src.name).write_bytes(src.read_bytes())
+    (tmp_path / "out" / "samples_intent3_2026-12-07T00-00-00.000000.jsonl").write_bytes(src.read_bytes())
+    err = _error(capsys, _import(tmp_path, tmp_path / "out", "lm-eval", "--id-field", "id"))
+    assert (
+        "the logs hold the same documents twice (a re-run in the same folder?): import one of the files"
+        in err
+    )
+    assert "use --id-field" not in err
+
+
 def _ll_log(tmp: Path, conts: list[str], target: Any) -> Path:
     """lm-eval multiple_choice samples (loglikelihood): choice 0 has the highest log-likelihood."""
     lls = ["-1.0", "-2.0", "-3.0"]

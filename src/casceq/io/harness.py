@@ -219,6 +219,14 @@ def _prediction(opts: _Options, example_id: str, target: Any, sample: Mapping[st
     )
 
 
+def _file_of(where: str) -> str:
+    """The file part of a document location (``file:line``, ``file sample N``, ``file!member``)."""
+    for sep in ("!", " sample "):
+        if sep in where:
+            return where.split(sep, 1)[0]
+    return where.rsplit(":", 1)[0]
+
+
 class _Reader:
     """Collects predictions and errors over files; raises one InputError listing the problems."""
 
@@ -236,11 +244,18 @@ class _Reader:
                 raise ValueError("no example id")
             eid = str(example_id)
             if eid in self.seen:
-                raise ValueError(f"example id {eid!r} repeats (first at {self.seen[eid]}); use --id-field")
+                raise ValueError(self._repeat(eid, where))
             self.predictions.append(_prediction(self.opts, eid, target, sample))
             self.seen[eid] = where
         except ValueError as exc:
             self.errors.append(f"{where}: {exc}")
+
+    def _repeat(self, eid: str, where: str) -> str:
+        first = self.seen[eid]
+        if _file_of(first) != _file_of(where):  # two logs of the same documents, e.g. a re-run in one folder
+            return (f"example id {eid!r} repeats (first at {first}): the logs hold the same documents twice "
+                    "(a re-run in the same folder?): import one of the files")  # fmt: skip
+        return f"example id {eid!r} repeats (first at {first}); use --id-field"
 
     def result(self, model: str | None, settings: Mapping[str, Any]) -> HarnessImport:
         if self.errors:
