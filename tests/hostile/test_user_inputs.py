@@ -362,6 +362,16 @@ def test_a_folder_holding_two_runs_of_a_log_says_so(tmp_path, capsys):
     assert "use --id-field" not in err
 
 
+def test_a_folder_holding_logs_of_several_harness_tasks_is_refused(tmp_path, capsys):
+    """One lm-eval output folder of ``--tasks a,b``: all were read as the one casceq task named."""
+    (src,) = (EXAMPLES / "lm-eval").rglob("samples_*.jsonl")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / src.name).write_bytes(src.read_bytes())
+    (tmp_path / "out" / src.name.replace("intent3", "intent3_v2")).write_bytes(src.read_bytes())
+    err = _error(capsys, _import(tmp_path, tmp_path / "out", "lm-eval", "--id-field", "id"))
+    assert "the folder holds logs of 2 harness tasks (intent3, intent3_v2)" in err
+
+
 def _ll_log(tmp: Path, conts: list[str], target: Any) -> Path:
     """lm-eval multiple_choice samples (loglikelihood): choice 0 has the highest log-likelihood."""
     lls = ["-1.0", "-2.0", "-3.0"]

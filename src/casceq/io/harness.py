@@ -298,7 +298,25 @@ def _sample_files(path: Path, kind: str) -> list[Path]:
     files = sorted(path.rglob(pattern))
     if not files:
         raise InputError(f"no {pattern} files in the folder", path=str(path))
+    names = sorted({_harness_task(f, kind) for f in files})
+    if len(names) > 1:  # one output folder of `--tasks a,b`: each log belongs to one casceq task
+        raise InputError(
+            f"the folder holds logs of {len(names)} harness tasks ({', '.join(names)}): give the samples file "
+            "(or a folder) of the one task to import",
+            path=str(path),
+        )
     return files
+
+
+def _harness_task(sample_file: Path, kind: str) -> str:
+    """The harness task a samples file belongs to, read from its name.
+
+    lm-eval writes ``samples_<task>_<date>.jsonl``, lmms-eval ``<date>_samples_<task>.jsonl``.
+    """
+    stem = sample_file.stem
+    if kind == "lm-eval":
+        return stem.removeprefix("samples_").rsplit("_", 1)[0]
+    return stem.split("_samples_", 1)[-1]
 
 
 def _results_file(sample_file: Path, kind: str) -> Path | None:
