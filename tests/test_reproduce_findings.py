@@ -100,7 +100,44 @@ def test_ceiling_contradicted_when_the_speech_llm_is_clearly_better() -> None:
         ).to_json()
     )
     claim = cb.claim_ceiling(CompareView(data), ["ag_news"])
-    assert claim.verdict == CONTRADICTED and "better than Cascade-S" in claim.reason
+    assert claim.verdict == CONTRADICTED and "beyond the margin" in claim.reason
+    assert "significantly better than Cascade-S" in claim.tasks[0].numbers
+
+
+def _ceiling_data(
+    speech_wrong: int, strong_wrong: int, weak_wrong: int, n: int = 4000, voices: int = 1
+) -> dict:
+    """compare.json of nested errors: each system wrong on the first k items (all voices of an item alike)."""
+    gold = [LABELS["ag_news"][i % 4] for i in range(n)]
+    wrong = {"Speech-LLM": speech_wrong, "Cascade-S": strong_wrong, "Cascade-W": weak_wrong}
+    preds = []
+    for s, k in wrong.items():
+        for i, g in enumerate(gold):
+            lab = LABELS["ag_news"][(i + 1) % 4] if i < k else g
+            for v in range(voices):
+                ex = f"ag-{i}@v{v}"
+                preds.append(Prediction(s, "ag_news", "clean", ex, lab, lab, g, None, None, 0.0, "g", lab == g,
+                                        item=f"ag-{i}"))  # fmt: skip
+    kinds = {k: KINDS[k] for k in wrong}
+    return json.loads(compare(preds, n_bootstrap=0, kinds=kinds).to_json())
+
+
+def test_ceiling_significant_lead_within_the_margin_is_not_contradicted() -> None:
+    # The speech LLM is right on 100 of 4000 items Cascade-S gets wrong and never the reverse: McNemar is
+    # decisive, but the lead is 0.025 with a 90% CI of about [0.021, 0.029], inside the non-superiority margin
+    # 0.05. The three-outcome rule judges the interval against the margin (the old rule said "contradicted").
+    claim = cb.claim_ceiling(CompareView(_ceiling_data(400, 500, 600)), ["ag_news"])
+    (task,) = claim.tasks
+    assert "significantly better than Cascade-S" in task.numbers
+    assert claim.verdict == REPRODUCED, claim.reason
+
+
+def test_ceiling_without_predictions_refuses_clip_level_intervals_for_voiced_items() -> None:
+    # Two identical voices per item: the McNemar counts double, and their clip-level SE would be √2 too small.
+    one = cb.claim_ceiling(CompareView(_ceiling_data(40, 60, 70, n=400)), ["ag_news"])
+    assert one.tasks[0].verdict != NOT_TESTABLE and one.tasks[0].mde is not None  # one clip per item: usable
+    two = cb.claim_ceiling(CompareView(_ceiling_data(40, 60, 70, n=400, voices=2)), ["ag_news"])
+    assert two.tasks[0].verdict == NOT_TESTABLE and "item-clustered" in two.tasks[0].reason
 
 
 def test_bh_family_paper_vs_call() -> None:
