@@ -610,3 +610,69 @@ def test_compare_bh_family_option_matches_statsmodels() -> None:
         assert q[(r.a, r.b, "ag_news", "clean")] == pytest.approx(r.q_value)
     with pytest.raises(Exception, match="unknown BH family"):
         compare(preds, n_bootstrap=0, kinds=KINDS, bh_family="all")
+
+
+def _voiced_erasure(result: dict, voices: int = 2) -> dict:
+    """The erasure result with every evaluated clip spoken by ``voices`` voices answering alike (one item)."""
+    out = json.loads(json.dumps(result))
+    out["items"] = {
+        t: [f"{i.split('@')[0]}@v{v}" for i in ids for v in range(voices)] for t, ids in out["items"].items()
+    }
+    out["gold"] = {t: [g for g in gold for _ in range(voices)] for t, gold in out["gold"].items()}
+    for r in out["accuracy"]:
+        r["correct"] = [c for c in r["correct"] for _ in range(voices)]
+        r["n"] *= voices
+    return out
+
+
+def test_erasure_rule_counts_the_voices_of_an_item_once() -> None:
+    from scipy.stats import norm
+
+    one = _erasure(0.9, 0.8, [0.85, 0.83, 0.86], 0.84, n=60, seed=3)
+    single, double = (cm.claim_erasure(r, "").tasks[0] for r in (one, _voiced_erasure(one)))
+    assert single.mde is not None and double.mde == pytest.approx(single.mde, rel=1e-9)
+    # independent reference: the SD of the per-item paired differences over √G, times z_.975 + z_.8; the task's
+    # MDE is the larger of its two tests' (random draws' mean, acoustic)
+    acc = {r["condition"]: np.array(r["correct"], float) for r in one["accuracy"]}
+    ses = [
+        (ctrl - acc["text"]).std(ddof=1) / np.sqrt(len(ctrl))
+        for ctrl in (np.mean([acc[c] for c in ("random", "random-2", "random-3")], axis=0), acc["acoustic"])
+    ]
+    assert single.mde == pytest.approx((norm.ppf(0.975) + norm.ppf(0.8)) * max(ses), rel=1e-9)
+    # the gate: 30 of 48 items right (Wilson low 0.484 < chance 0.5) stays at chance with two voices per item
+    # (60 of 96 clips as independent rows would give 0.525 and pass)
+    low = _erasure(0.625, 0.5, [0.6], 0.6, n=48)
+    assert cm.claim_erasure(low, "").tasks[0].verdict == NOT_TESTABLE
+    assert cm.claim_erasure(_voiced_erasure(low), "").tasks[0].verdict == NOT_TESTABLE
+
+
+def test_implicit_rule_counts_the_voices_of_an_item_once() -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(8)
+    labels = LABELS["sst2"]
+    gold = [str(x) for x in rng.choice(labels, 80)]
+    speech = _noisy(rng, gold, labels, 0.1)
+    base = _implicit(speech, _noisy(rng, speech, labels, 0.2), _noisy(rng, speech, labels, 0.1), gold)
+    rows = [{**r, "id": f"x{i}@v{v}"} for i, r in enumerate(base["results"][0]["rows"]) for v in (1, 2)]
+    lo, hi = cm.kappa_difference_ci(rows, n_boot=200, seed=4)
+    # independent item bootstrap: draw items, take both voices of each, kappas from scikit-learn
+    idx = np.random.default_rng(4).integers(0, 80, size=(200, 80))
+    col = {k: np.array([r[k] for r in rows]).reshape(80, 2) for k in ("speech", "implicit", "cascade")}
+    diffs = [
+        cohen_kappa_score(col["implicit"][i].ravel(), col["speech"][i].ravel())
+        - cohen_kappa_score(col["cascade"][i].ravel(), col["speech"][i].ravel())
+        for i in idx
+    ]
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])), abs=1e-9)
+    # the chance gate reads items: 30 of 48 right is at chance (0.5) however many voices repeat it
+    g48 = ["negative"] * 24 + ["positive"] * 24
+    at = [g if i < 30 else ("positive" if g == "negative" else "negative") for i, g in enumerate(g48)]
+    res = _implicit(at, at, g48, g48)["results"][0]
+    voiced = {
+        **res,
+        "n": 96,
+        "rows": [{**r, "id": f"y{i}@v{v}"} for i, r in enumerate(res["rows"]) for v in (1, 2)],
+    }
+    judged = cm.claim_implicit({"results": [voiced]}, "")
+    assert judged.tasks[0].verdict == NOT_TESTABLE and "speech at chance" in judged.tasks[0].reason

@@ -24,6 +24,7 @@ from casceq.reproduce.rules import (
     directional,
     equivalence,
     fmt,
+    item_of,
     wilson_low,
 )
 from casceq.stats.power import se_from_ci
@@ -73,22 +74,51 @@ def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None
     return Claim("f", "Logit lens", LENS_CLAIM, rule, task.verdict, why, (task,))
 
 
+def _clusters(ids: Sequence[str] | None, n: int) -> np.ndarray:
+    """Item codes of n clips from their example ids (``example@voice``); every clip its own item without ids."""
+    from casceq.stats.cluster import item_index
+
+    names = [item_of(i) for i in ids] if ids is not None and len(ids) == n else [str(i) for i in range(n)]
+    return item_index(names)[0]
+
+
+def _item_low(correct: Sequence[bool], ids: Sequence[str] | None) -> float:
+    """Lower end of the item-clustered 95% Wilson interval of an accuracy (``clustered_proportion_ci``)."""
+    from casceq.stats.cluster import clustered_proportion_ci, per_item_sums
+
+    x = np.asarray(correct, dtype=np.int64)
+    clusters = _clusters(ids, len(x))
+    sums = per_item_sums(np.vstack([x, np.ones_like(x)]), clusters)
+    return clustered_proportion_ci(sums[0], sums[1])[0]
+
+
 def _drop_difference(
-    none: Mapping[str, Any], text: Mapping[str, Any], controls: Sequence[Mapping[str, Any]]
+    none: Mapping[str, Any],
+    text: Mapping[str, Any],
+    controls: Sequence[Mapping[str, Any]],
+    ids: Sequence[str] | None = None,
 ) -> tuple[float, float | None]:
     """(text drop) − (mean control drop) = mean control accuracy − text accuracy, with its standard error.
 
-    Paired over items when the rows hold per-item ``correct`` lists (the items are the same in every
-    condition); otherwise the independent-binomial standard error, which overstates it (answers under two
-    erasures of one model are positively correlated), so the verdict errs towards inconclusive.
+    Paired over items when the rows hold per-clip ``correct`` lists (the clips are the same in every condition):
+    the Obuchowski variance of ``casceq.stats.cluster.paired_difference_ci``, with the clips of one item (``ids``,
+    ``example@voice``) as one cluster; with one clip per item it is the sample SD of the paired differences over
+    √n. Otherwise the independent-binomial standard error, which overstates it (answers under two erasures of
+    one model are positively correlated), so the verdict errs towards inconclusive.
     """
+    from casceq.stats.cluster import paired_difference_ci, per_item_sums
+
     est = float(np.mean([c["accuracy"] for c in controls])) - text["accuracy"]
     n = int(text["n"])
     if text.get("correct") and all(c.get("correct") for c in controls) and n > 1:
         ctrl = np.mean([np.asarray(c["correct"], dtype=float) for c in controls], axis=0)
-        d = ctrl - np.asarray(text["correct"], dtype=float)
-        sd = float(d.std(ddof=1))
-        return est, sd / np.sqrt(n) if sd > 0 else None
+        txt = np.asarray(text["correct"], dtype=float)
+        clusters = _clusters(ids, len(txt))
+        sums = per_item_sums(np.vstack([ctrl, txt, np.ones_like(txt)]), clusters)
+        if len(sums[2]) < 2:
+            return est, None
+        se = paired_difference_ci(sums[0], sums[1], sums[2]).se
+        return est, se if se > 0 else None
     pc = float(np.mean([c["accuracy"] for c in controls]))
     var = (pc * (1 - pc) / len(controls) + text["accuracy"] * (1 - text["accuracy"])) / max(n, 1)
     return est, float(np.sqrt(var)) if var > 0 else None
@@ -132,24 +162,32 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
         )
         if "acoustic" in drops:
             nums += f"; acoustic drop {fmt(drops['acoustic'])}"
-        evaluated = {i.split("@")[0] for i in erasure.get("items", {}).get(task, ())}
+        ids = erasure.get("items", {}).get(task)
+        evaluated = {item_of(i) for i in ids or ()}
         if fit & evaluated:
             why = f"{len(fit & evaluated)} evaluated items are the erasers' fitting utterances"
             out.append(TaskVerdict(task, NOT_TESTABLE, why, nums))
             continue
         c = len(get_task(task).labels)
         chance = chance_of_labels(gold[task], c) if gold.get(task) else 1 / c
-        if wilson_low(round(none["accuracy"] * none["n"]), none["n"]) <= chance:
+        low = (
+            _item_low(none["correct"], ids)
+            if none.get("correct")
+            else wilson_low(round(none["accuracy"] * none["n"]), none["n"])
+        )
+        if low <= chance:
             out.append(TaskVerdict(task, NOT_TESTABLE, f"unerased accuracy is at chance {fmt(chance)}", nums))
             continue
         tests = [
-            directional(task, *_drop_difference(none, rows["text"], randoms), ref, "", "text − random drop")
+            directional(
+                task, *_drop_difference(none, rows["text"], randoms, ids), ref, "", "text − random drop"
+            )
         ]
         if "acoustic" in rows:
             tests.append(
                 directional(
                     task,
-                    *_drop_difference(none, rows["text"], [rows["acoustic"]]),
+                    *_drop_difference(none, rows["text"], [rows["acoustic"]], ids),
                     ref,
                     "",
                     "text − acoustic drop",
@@ -183,14 +221,23 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
 def kappa_difference_ci(
     rows: Sequence[Mapping[str, str]], n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """95% percentile bootstrap CI of κ(implicit, speech) − κ(cascade, speech) over items (NaN resamples dropped)."""
-    from casceq.stats.agreement import kappa
+    """95% percentile item bootstrap CI of κ(implicit, speech) − κ(cascade, speech) (NaN resamples dropped).
 
-    speech = np.array([r["speech"] for r in rows])
-    impl = np.array([r["implicit"] for r in rows])
-    casc = np.array([r["cascade"] for r in rows])
-    idx = np.random.default_rng(seed).integers(0, len(rows), size=(n_boot, len(rows)))
-    diffs = np.array([kappa(impl[i], speech[i]) - kappa(casc[i], speech[i]) for i in idx])
+    Rows whose ``id`` share the example before "@" (its voices) are one item: resampled together
+    (``casceq.stats.agreement.bootstrap_pairwise_kappa``). With one row per item this is the row bootstrap of
+    ``default_rng(seed).integers(0, n, size=(n_boot, n))``.
+    """
+    from casceq.stats.agreement import bootstrap_pairwise_kappa, encode
+
+    systems = ("speech", "implicit", "cascade")
+    categories = sorted({str(r[s]) for r in rows for s in systems})
+    codes = np.stack([encode([str(r[s]) for r in rows], categories) for s in systems])
+    ids = [str(r["id"]) for r in rows] if all("id" in r for r in rows) else None
+    clusters = _clusters(ids, len(rows))
+    boot = bootstrap_pairwise_kappa(
+        codes, np.array([[1, 0], [2, 0]]), len(categories), clusters, n_boot, seed
+    )
+    diffs = boot[:, 0] - boot[:, 1]
     diffs = diffs[np.isfinite(diffs)]
     if not len(diffs):
         return float("nan"), float("nan")
@@ -225,7 +272,7 @@ def claim_implicit(implicit: Mapping[str, Any] | None, missing: str) -> Claim:
         )
         c = len(get_task(task).labels)
         chance = chance_of_labels([row["gold"] for row in r["rows"]], c) if r.get("rows") else 1 / c
-        low = [s for s in ("speech", "cascade") if wilson_low(round(r[f"accuracy_{s}"] * n), n) <= chance]
+        low = [s for s in ("speech", "cascade") if _accuracy_low(r, s) <= chance]
         if low:
             why = f"{' and '.join(low)} at chance ({fmt(chance)}): κ is uninformative"
             out.append(TaskVerdict(task, NOT_TESTABLE, why, nums))
@@ -241,3 +288,18 @@ def claim_implicit(implicit: Mapping[str, Any] | None, missing: str) -> Claim:
         )
     verdict, reason = combine(out)
     return Claim("h", "Implicit cascade", claim, rule, verdict, reason, tuple(out))
+
+
+def _accuracy_low(result: Mapping[str, Any], system: str) -> float:
+    """Lower end of the 95% interval of an implicit result's accuracy, item-clustered from its rows.
+
+    Rows carry labels and ``id``; their correctness (label = gold) must give back the stored accuracy, else
+    (open-answer scoring, older results) the clip-level Wilson bound of the stored accuracy is used.
+    """
+    n, acc = int(result["n"]), float(result[f"accuracy_{system}"])
+    rows = result.get("rows") or ()
+    if len(rows) == n and n and all("id" in row for row in rows):
+        correct = [row[system] == row["gold"] for row in rows]
+        if abs(float(np.mean(correct)) - acc) < 1e-9:
+            return _item_low(correct, [str(row["id"]) for row in rows])
+    return wilson_low(round(acc * n), n)
