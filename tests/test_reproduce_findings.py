@@ -631,13 +631,16 @@ def test_erasure_rule_counts_the_voices_of_an_item_once() -> None:
     one = _erasure(0.9, 0.8, [0.85, 0.83, 0.86], 0.84, n=60, seed=3)
     single, double = (cm.claim_erasure(r, "").tasks[0] for r in (one, _voiced_erasure(one)))
     assert single.mde is not None and double.mde == pytest.approx(single.mde, rel=1e-9)
-    # independent reference: the SD of the per-item paired differences over √G, times z_.975 + z_.8; the task's
-    # MDE is the larger of its two tests' (random draws' mean, acoustic)
+    # independent reference: the SD of the per-item paired differences over √G, times z_.975 + z_.8; for the
+    # random control plus the between-draw variance of its 3 draws' accuracies over 3; the task's MDE is the
+    # larger of its two tests' (random draws' mean, acoustic)
     acc = {r["condition"]: np.array(r["correct"], float) for r in one["accuracy"]}
-    ses = [
+    draws = [acc[c] for c in ("random", "random-2", "random-3")]
+    paired = [
         (ctrl - acc["text"]).std(ddof=1) / np.sqrt(len(ctrl))
-        for ctrl in (np.mean([acc[c] for c in ("random", "random-2", "random-3")], axis=0), acc["acoustic"])
+        for ctrl in (np.mean(draws, axis=0), acc["acoustic"])
     ]
+    ses = [np.hypot(paired[0], np.std([d.mean() for d in draws], ddof=1) / np.sqrt(3)), paired[1]]
     assert single.mde == pytest.approx((norm.ppf(0.975) + norm.ppf(0.8)) * max(ses), rel=1e-9)
     # the gate: 30 of 48 items right (Wilson low 0.484 < chance 0.5) stays at chance with two voices per item
     # (60 of 96 clips as independent rows would give 0.525 and pass)
@@ -676,3 +679,15 @@ def test_implicit_rule_counts_the_voices_of_an_item_once() -> None:
     }
     judged = cm.claim_implicit({"results": [voiced]}, "")
     assert judged.tasks[0].verdict == NOT_TESTABLE and "speech at chance" in judged.tasks[0].reason
+
+
+def test_erasure_rule_counts_the_spread_of_random_draws() -> None:
+    # Four random subspaces cost nothing, the fifth as much as text erasure: "a random subspace does not hurt"
+    # is then not established by these 200 items, however precisely each draw is measured.
+    spread = _erasure(0.9, 0.6, [0.9, 0.9, 0.9, 0.9, 0.3], 0.9, n=200)
+    (task,) = cm.claim_erasure(spread, "").tasks
+    assert "min 0.000, max 0.600" in task.numbers
+    assert task.verdict == INCONCLUSIVE, task.numbers
+    # the same mean drop from draws that agree is decided
+    steady = _erasure(0.9, 0.6, [0.78] * 5, 0.9, n=200)
+    assert cm.claim_erasure(steady, "").tasks[0].verdict == REPRODUCED

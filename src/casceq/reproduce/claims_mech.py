@@ -105,6 +105,10 @@ def _drop_difference(
     ``example@voice``) as one cluster; with one clip per item it is the sample SD of the paired differences over
     √n. Otherwise the independent-binomial standard error, which overstates it (answers under two erasures of
     one model are positively correlated), so the verdict errs towards inconclusive.
+
+    With several controls (random-subspace draws) the claim is about a random subspace, not these k: the
+    between-draw variance of their accuracies over k is added (a draw that happens to hit the task's directions
+    shifts every item at once, which the per-item variance cannot see).
     """
     from casceq.stats.cluster import paired_difference_ci, per_item_sums
 
@@ -118,10 +122,18 @@ def _drop_difference(
         if len(sums[2]) < 2:
             return est, None
         se = paired_difference_ci(sums[0], sums[1], sums[2]).se
+        se = float(np.sqrt(se**2 + _between_draws(controls)))
         return est, se if se > 0 else None
     pc = float(np.mean([c["accuracy"] for c in controls]))
     var = (pc * (1 - pc) / len(controls) + text["accuracy"] * (1 - text["accuracy"])) / max(n, 1)
+    var += _between_draws(controls)
     return est, float(np.sqrt(var)) if var > 0 else None
+
+
+def _between_draws(controls: Sequence[Mapping[str, Any]]) -> float:
+    """Variance of the mean of k control draws' accuracies, ``s^2 / k`` (0 for a single control)."""
+    accs = [float(c["accuracy"]) for c in controls]
+    return float(np.var(accs, ddof=1)) / len(accs) if len(accs) > 1 else 0.0
 
 
 def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
