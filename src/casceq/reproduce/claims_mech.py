@@ -149,7 +149,8 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
         "Accuracy drops from no erasure to each erasure (all captured layers, every position), on items disjoint "
         "from the erasers' fitting utterances. Testable where the unerased accuracy is above chance. For each "
         "control (the mean of the random-subspace draws; acoustic): the text drop minus the control drop, with a "
-        "95% CI paired over items. Reproduced when both CIs lie above 0; contradicted when one lies below "
+        "95% CI paired over items (the voices of an item one cluster; for the random draws plus their "
+        "between-draw variance). Reproduced when both CIs lie above 0; contradicted when one lies below "
         f"{ref}; else inconclusive (MDE printed). The spread of the random draws is printed."
     )
     if erasure is None:
