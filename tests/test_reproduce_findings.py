@@ -691,3 +691,45 @@ def test_erasure_rule_counts_the_spread_of_random_draws() -> None:
     # the same mean drop from draws that agree is decided
     steady = _erasure(0.9, 0.6, [0.78] * 5, 0.9, n=200)
     assert cm.claim_erasure(steady, "").tasks[0].verdict == REPRODUCED
+
+
+def test_judge_recomputes_clip_level_statistics_of_runs_made_before_items(tmp_path: Path) -> None:
+    from casceq.io.interchange import write_predictions
+    from casceq.reproduce.findings import judge
+    from casceq.reproduce.plan import default_plan
+
+    # A run made before items: two voices per item answering alike, rows without ``item``, compare.json of clips
+    rng = np.random.default_rng(3)
+    labels = LABELS["ag_news"]
+    gold = [str(x) for x in rng.choice(labels, 60)]
+    answers = {"Cascade-S": _noisy(rng, gold, labels, 0.2), "Cascade-W": _noisy(rng, gold, labels, 0.3)}
+    answers["Cascade-M"] = _noisy(rng, gold, labels, 0.35)
+    answers["Speech-LLM"] = _noisy(rng, answers["Cascade-S"], labels, 0.15)
+    preds = [
+        Prediction(s, "ag_news", "clean", f"ag-{i}@{v}", lab, lab, g, None, None, 0.0, BACKBONES[s], lab == g)
+        for s, labs in answers.items()
+        for i, (g, lab) in enumerate(zip(gold, labs, strict=True))
+        for v in ("v1", "v2")
+    ]
+    run = tmp_path / "run"
+    run.mkdir()
+    write_predictions(run / "predictions.jsonl", preds)
+    kinds = {k: KINDS[k] for k in answers}
+    plan = default_plan(60, 4, tasks=["ag_news"], conditions=["clean"], mech=False)
+    clip = json.loads(compare(preds, n_bootstrap=plan.bootstrap, seed=plan.seed, kinds=kinds).to_json())
+    for r in (*clip["accuracy"], *clip["pairs"]):
+        del r["n_items"]  # as the file was written then
+    (run / "compare.json").write_text(json.dumps(clip))
+    judged = {c.key: c for c in judge(tmp_path, plan, {})}
+    # expected: the same statistics with the voices of an item as one unit
+    items = [Prediction(**{**p.__dict__, "item": p.example_id.split("@")[0]}) for p in preds]
+    item = CompareView(
+        json.loads(compare(items, n_bootstrap=plan.bootstrap, seed=plan.seed, kinds=kinds).to_json())
+    )
+    assert judged["b"].tasks == cb.claim_confound(item, ["ag_news"]).tasks
+    assert (
+        judged["b"].tasks != cb.claim_confound(CompareView(clip), ["ag_news"]).tasks
+    )  # the clip-level verdict
+    assert (
+        "(60 items" in " ".join(t.numbers for t in judged["b"].tasks) or judged["b"].tasks[0].mde is not None
+    )
