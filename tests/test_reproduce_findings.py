@@ -384,9 +384,24 @@ def _lens(prec: dict[int, float]) -> dict:
 def test_lens_rule() -> None:
     control = _lens({0: 0.05, 9: 0.05, 17: 0.06})
     assert cm.claim_lens(_lens({0: 0.05, 9: 0.2, 17: 0.35}), control, "").verdict == REPRODUCED
-    # present from the first layer on and falling: does not *emerge* with depth
-    assert cm.claim_lens(_lens({0: 0.5, 9: 0.34, 17: 0.35}), control, "").verdict == CONTRADICTED
+    # present from the first layer on and falling (the committed run's 0.824 at layer 0): does not *emerge*
+    assert cm.claim_lens(_lens({0: 0.824, 9: 0.01, 17: 0.02}), control, "").verdict == CONTRADICTED
     assert cm.claim_lens(_lens({0: 0.33, 9: 0.34, 17: 0.35}), control, "").verdict == INCONCLUSIVE
+    # a 15-point fall over 40 utterances is not evidence against a 5-point rise once tokens are clustered in
+    # utterances: the 95% CI of L17 − L0 is about [−0.36, 0.06]
+    fall = cm.claim_lens(_lens({0: 0.5, 9: 0.34, 17: 0.35}), control, "")
+    assert fall.verdict == INCONCLUSIVE and "MDE" in fall.reason
+    # rises of 5 and 6 points met the old point-estimate rule ("reproduced"); over 40 utterances they are
+    # not distinguishable from 0
+    small = cm.claim_lens(_lens({0: 0.05, 9: 0.08, 17: 0.11}), control, "")
+    assert small.verdict == INCONCLUSIVE and small.tasks[0].powered is False
+    # by hand: Agresti-Caffo over 40 utterances, L17 − L0 = 0.06 with SE √(p̃(1−p̃)/42 + q̃(1−q̃)/42)
+    pt, qt = (0.11 * 40 + 1) / 42, (0.05 * 40 + 1) / 42
+    se = np.sqrt(pt * (1 - pt) / 42 + qt * (1 - qt) / 42)
+    assert (
+        f"L17 − L0 precision 0.060 [{0.06 - 1.959964 * se:.3f}, {0.06 + 1.959964 * se:.3f}]"
+        in small.tasks[0].numbers
+    )
     skipped = cm.claim_lens(None, None, "mechanistic suite skipped (--skip-mech)")
     assert skipped.verdict == INCONCLUSIVE and "skip-mech" in skipped.reason
 

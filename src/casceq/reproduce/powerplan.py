@@ -146,7 +146,9 @@ def power_table(
         sd, source = found if found else (None, "")
         conds = 2 if key == "e" else 1
         if ref is None or sd is None:
-            why = "no interval (lens precision only)" if key == "f" else "no variance known"
+            why = (
+                "no planning SD (the committed lens stored no counts)" if key == "f" else "no variance known"
+            )
             rows.append(PowerRow(key, ref, None, why, None, len(plan.voices), conds, None))
             continue
         n = items_needed(key, sd, ref)
