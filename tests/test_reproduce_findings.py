@@ -402,6 +402,11 @@ def test_lens_rule() -> None:
         f"L17 − L0 precision 0.060 [{0.06 - 1.959964 * se:.3f}, {0.06 + 1.959964 * se:.3f}]"
         in small.tasks[0].numbers
     )
+    # a layer that scored 4 tokens holds at most 4 observations, however many utterances there are
+    few = _lens({0: 0.05, 9: 0.2, 17: 0.35})
+    for r in few["layers"]:
+        r["n_tokens"] = 4
+    assert cm.claim_lens(few, control, "").verdict == INCONCLUSIVE
     skipped = cm.claim_lens(None, None, "mechanistic suite skipped (--skip-mech)")
     assert skipped.verdict == INCONCLUSIVE and "skip-mech" in skipped.reason
 

@@ -39,8 +39,8 @@ LENS_CLAIM = (
 )
 
 
-def _lens_se(p_a: float, p_b: float, n: int) -> float:
-    """Conservative SE of a difference of two lens precisions, each over ``n`` utterances (Agresti-Caffo).
+def _lens_se(p_a: float, p_b: float, n_a: int, n_b: int) -> float:
+    """Conservative SE of a difference of two lens precisions over ``n_a``, ``n_b`` utterances (Agresti-Caffo).
 
     The result stores token counts per layer only, and the tokens of one utterance are not independent; the
     worst case (every token of an utterance alike) leaves one observation per utterance, so each precision is
@@ -49,8 +49,8 @@ def _lens_se(p_a: float, p_b: float, n: int) -> float:
     positively correlated, so adding their variances overstates the difference's: the interval is wide, never
     narrow.
     """
-    pa, pb = ((p * n + 1) / (n + 2) for p in (p_a, p_b))
-    return math.sqrt(pa * (1 - pa) / (n + 2) + pb * (1 - pb) / (n + 2))
+    pa, pb = (p_a * n_a + 1) / (n_a + 2), (p_b * n_b + 1) / (n_b + 2)
+    return math.sqrt(pa * (1 - pa) / (n_a + 2) + pb * (1 - pb) / (n_b + 2))
 
 
 def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None, missing: str) -> Claim:
@@ -70,6 +70,7 @@ def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None
     ctrl = {r["layer"]: r["precision"] for r in control["layers"] if r["precision"] is not None}
     if not prec:
         return Claim("f", "Logit lens", LENS_CLAIM, rule, INCONCLUSIVE, "no lens token was scored")
+    tokens = {r["layer"]: r.get("n_tokens") for r in lens["layers"]}
     layers = sorted(prec)
     upper = [la for la in layers if la >= layers[-1] / 2]
     best = max(upper, key=lambda la: prec[la])
@@ -88,11 +89,13 @@ def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None
             why,
             (TaskVerdict(name, NOT_TESTABLE, why, nums),),
         )
+    # one observation per utterance at most, and never more than the tokens a layer scored
+    units = {la: min(n, tokens.get(la) or n) for la in layers}
     tests = [
-        directional(name, prec[best] - ctrl[best], _lens_se(prec[best], ctrl[best], n), LENS_MARGIN, "",
-                    f"L{best} precision − control"),
-        directional(name, prec[best] - prec[first], _lens_se(prec[best], prec[first], n), LENS_MARGIN, "",
-                    f"L{best} − L{first} precision"),
+        directional(name, prec[best] - ctrl[best], _lens_se(prec[best], ctrl[best], units[best], units[best]),
+                    LENS_MARGIN, "", f"L{best} precision − control"),
+        directional(name, prec[best] - prec[first], _lens_se(prec[best], prec[first], units[best], units[first]),
+                    LENS_MARGIN, "", f"L{best} − L{first} precision"),
     ]  # fmt: skip
     verdicts = {t.verdict for t in tests}
     verdict = (
