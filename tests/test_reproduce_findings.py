@@ -287,9 +287,9 @@ def test_overlap_reproduced_and_inconclusive() -> None:
     assert cb.claim_overlap(cmp, ["ag_news"], table).verdict == REPRODUCED
     cmp, table = run(14)
     small = cb.claim_overlap(cmp, ["ag_news"], table)
-    assert small.verdict in (INCONCLUSIVE,) or small.tasks[0].verdict == NOT_TESTABLE
-    if small.tasks[0].verdict == INCONCLUSIVE:
-        assert "MDE" in small.reason
+    # a handful of shared errors: the CI reaches both the null and null + 0.2, and the MDE says so
+    assert small.tasks[0].verdict == INCONCLUSIVE and "MDE" in small.reason, small.tasks[0].numbers
+    assert small.tasks[0].mde is not None and small.tasks[0].mde > 0.2 and small.tasks[0].powered is False
 
 
 RAV = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
