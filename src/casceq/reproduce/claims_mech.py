@@ -30,7 +30,7 @@ from casceq.reproduce.rules import (
 )
 from casceq.stats.power import se_from_ci
 
-LENS_MARGIN = 0.05
+LENS_MARGIN = REFERENCE["f"]
 """Reference rise of lens precision: the best upper-half layer over the control and over the first layer."""
 
 LENS_CLAIM = (
