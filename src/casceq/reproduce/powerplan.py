@@ -147,7 +147,9 @@ def power_table(
         conds = 2 if key == "e" else 1
         if ref is None or sd is None:
             why = (
-                "no planning SD (the committed lens stored no counts)" if key == "f" else "no variance known"
+                "no planning SD (--from a finished reproduction gives one)"
+                if key == "f"
+                else "no variance known"
             )
             rows.append(PowerRow(key, ref, None, why, None, len(plan.voices), conds, None))
             continue
