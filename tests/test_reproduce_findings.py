@@ -747,9 +747,9 @@ def test_judge_recomputes_clip_level_statistics_of_runs_made_before_items(tmp_pa
         json.loads(compare(items, n_bootstrap=plan.bootstrap, seed=plan.seed, kinds=kinds).to_json())
     )
     assert judged["b"].tasks == cb.claim_confound(item, ["ag_news"]).tasks
-    assert (
-        judged["b"].tasks != cb.claim_confound(CompareView(clip), ["ag_news"]).tasks
-    )  # the clip-level verdict
-    assert (
-        "(60 items" in " ".join(t.numbers for t in judged["b"].tasks) or judged["b"].tasks[0].mde is not None
-    )
+    # the stale file's clip-level verdict differs
+    assert judged["b"].tasks != cb.claim_confound(CompareView(clip), ["ag_news"]).tasks
+    # a run that names its items keeps its stored statistics (nothing recomputed)
+    from casceq.reproduce.findings import item_statistics
+
+    assert item_statistics(item.data, items, plan) is item.data
