@@ -54,3 +54,43 @@ def test_shipped_checkpoint_list_matches_the_recipe_and_catches_the_reviewed_see
     check_not_trained_on(
         "ultravox-native:bundled", load_examples("ag_news", n=50, seed=0)
     )  # the reproduction's
+
+
+def _run_folder(tmp_path: Path, seed: int) -> tuple[Path, str]:
+    """A run folder (config.json only) of the reproduction's experiment with ``seed``; returns it and its model."""
+    import json
+
+    from casceq.reproduce.plan import default_plan, experiment_toml
+    from casceq.run.config import load_config
+
+    plan = default_plan(4, 4, tasks=["sst2"], conditions=["clean"])
+    toml = experiment_toml(plan)
+    assert "seed = 0\n" in toml
+    (tmp_path / "e.toml").write_text(toml.replace("seed = 0\n", f"seed = {seed}\n"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"config": load_config(tmp_path / "e.toml").to_dict()}))
+    return run, plan.models.speech_llm
+
+
+@pytest.mark.parametrize("command", ["implicit", "erase"])
+def test_calibration_run_refuses_another_seed_and_takes_its_own(tmp_path: Path, capsys, command: str) -> None:
+    import argparse
+
+    from casceq.cli import main
+    from casceq.commands.implicit import add_item_arguments, run_speech_system
+    from casceq.errors import InputError
+
+    run, model = _run_folder(tmp_path, seed=2)
+    argv = [command, "--model", model, "--task", "sst2", "--voice", "espeak-us", "--n", "2"]
+    argv += ["--audio-dir", str(tmp_path / "a"), "--calibration", str(run), "--out", str(tmp_path / "o")]
+    # another seed draws other items, some of them the ones the run's offsets were fitted on: refused
+    assert main([*argv, "--seed", "3"]) == 2
+    assert "--seed 3 differs from the run's seed 2" in capsys.readouterr().err
+    # no --seed: the run's seed is taken (this folder then lacks a calibration, a different, later error)
+    parser = argparse.ArgumentParser()
+    add_item_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    with pytest.raises(InputError, match="no calibration"):
+        run_speech_system(args)
+    assert args.seed == 2

@@ -138,6 +138,10 @@ def test_power_table_uses_the_measured_costs_and_the_power_functions() -> None:
     # (h): equivalence by TOST at 0.05 with margin 0.10: n = ((1.644854 + 1.281552) sd / 0.10)^2
     assert rows["h"].items == int(np.ceil((2.926405 * PLANNING_SD["h"][0] / REFERENCE["h"]) ** 2))
     assert rows["f"].items is None  # no interval: no power
+    # the committed run's Δκ CI [0.150, 0.616] resampled clips of 2 voices: its SE x √2 (largest design
+    # effect) x √20 items, by hand: n = 445 (the clip-level SE alone would say 223)
+    assert PLANNING_SD["b"][0] == pytest.approx((0.616 - 0.150) / 3.92 * np.sqrt(2) * np.sqrt(20), rel=2e-3)
+    assert rows["b"].items == 445
     page = format_table(list(rows.values()), plan, costs)
     assert "timings.json" in page and "| (b) |" in page
 

@@ -111,3 +111,24 @@ def test_shipped_example_shows_the_matched_pair_agreeing_more(capsys):
     assert main(["compare", *map(str, files), "--bootstrap", "200", "--json", "-"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["backbone_confound"] and all(c["delta_kappa"] > 0 for c in doc["backbone_confound"])
+
+
+def test_cli_bh_family_option_names_the_paper_family(tmp_path, capsys):
+    from statsmodels.stats.multitest import multipletests
+
+    paths, _ = write_files(tmp_path)
+    args = ["compare", *map(str, paths), "--bootstrap", "0", "--json", "-"]
+    assert main([*args, "--bh-family", "speech_vs_cascade"]) == 0
+    captured = capsys.readouterr()
+    assert "per task and condition over the speech LLMs' tests against cascades" in captured.err
+    rows = json.loads(captured.out)["pairs"]
+    for condition in ("clean", "babble@5"):
+        # the paper's family: slm-smol against each cascade, adjusted together; the cascade pair on its own
+        mine = [r for r in rows if r["condition"] == condition and "slm-smol" in (r["a"], r["b"])]
+        assert len(mine) == 2
+        ref = multipletests([r["mcnemar_p"] for r in mine], method="fdr_bh")[1]
+        assert [r["q_value"] for r in mine] == pytest.approx(list(ref))
+        (other,) = [r for r in rows if r["condition"] == condition and "slm-smol" not in (r["a"], r["b"])]
+        assert other["q_value"] == pytest.approx(other["mcnemar_p"])
+    with pytest.raises(SystemExit):  # argparse refuses another family by name
+        main([*args, "--bh-family", "everything"])

@@ -43,3 +43,34 @@ def test_identical_systems_have_a_zero_width_interval_and_only_shared_clips_coun
     write_predictions(path, _preds("S", same) + _preds("C", [*same, True, True]))
     (gap,) = accuracy_gaps([path], "S", "C")
     assert gap.n == len(same) and gap.gap == 0.0 and gap.low == 0.0 and gap.high == 0.0
+
+
+def test_voices_of_an_item_are_one_unit(tmp_path: Path) -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    from casceq.train.evaluate import accuracy_table
+
+    rng = np.random.default_rng(2)
+    a_item, b_item = rng.random(60) < 0.8, rng.random(60) < 0.6
+    rows = []
+    for system, right in (("S", a_item), ("C", b_item)):
+        for i, c in enumerate(right):
+            for v in ("v1", "v2"):  # both voices of an item answer alike
+                label = "positive" if c else "negative"
+                rows.append(
+                    Prediction(system, "sst2", "clean", f"ex{i}@{v}", label, label, "positive", correct=c)
+                )
+    path = tmp_path / "p.jsonl"
+    write_predictions(path, rows)
+    (gap,) = accuracy_gaps([path], "S", "C", n_resamples=300, seed=5)
+    # independent loop: draw 60 items (default_rng(5).integers) numbered in the order the sorted clip ids first
+    # name them (ex0, ex1, ex10, ...), mean paired difference over their clips
+    order = sorted(range(60), key=lambda i: f"ex{i}@v1")
+    d = (a_item.astype(float) - b_item.astype(float))[order]
+    idx = np.random.default_rng(5).integers(0, 60, size=(300, 60))
+    ref = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
+    assert gap.n == 120 and np.allclose([gap.low, gap.high], ref, rtol=0, atol=1e-12)
+    # copies add nothing: Wilson over the 60 items, not over 120 clips
+    acc = {r.system: r for r in accuracy_table([path])}
+    ref_acc = proportion_confint(int(a_item.sum()), 60, method="wilson")
+    assert acc["S"].n == 120 and np.allclose((acc["S"].low, acc["S"].high), ref_acc, rtol=0, atol=1e-12)

@@ -27,6 +27,13 @@ WIDE = 200
 """Console width used when the output is not a terminal."""
 
 
+BH_TEXT = {
+    "call": "over all pairs, tasks and conditions",
+    "speech_vs_cascade": "per task and condition over the speech LLMs' tests against cascades (other pairs apart)",
+}
+"""How the printed legend names each ``--bh-family``."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``compare`` options."""
     parser.add_argument(
@@ -57,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="declare a system's kind: cascade, speech_llm or text (default: transcripts => cascade)",
     )
     parser.add_argument("--run", help="read only this run from stores and run folders")
+    parser.add_argument(
+        "--bh-family",
+        choices=("call", "speech_vs_cascade"),
+        default="call",
+        help="Benjamini-Hochberg family of the McNemar q-values: every pair, task and condition of the call "
+        "(default), or per task and condition the speech LLMs' tests against cascades (the paper's family)",
+    )
 
 
 def _split_pair(text: str, systems: list[str]) -> tuple[str, str]:
@@ -117,7 +131,7 @@ def _p(x: float) -> str:
     return f"{x:.2e}" if x < 1e-3 else f"{x:.3f}"
 
 
-def _print_tables(result: Any, console: Any) -> None:
+def _print_tables(result: Any, console: Any, bh_family: str = "call") -> None:
     """Print the tables; every name (system, task, condition) is text, never rich markup."""
     from rich.markup import escape as e
     from rich.table import Table
@@ -143,7 +157,7 @@ def _print_tables(result: Any, console: Any) -> None:
         console.print(
             f"\nPairs: kappa of predicted labels [95% percentile bootstrap CI over items, {boot}]; overlap = "
             "same wrong / both wrong (vs chance 1/(C-1)); a+b- / a-b+ = discordant clips; McNemar p clustered "
-            "by item (exact McNemar with one clip per item); BH q over all pairs, tasks and conditions. "
+            f"by item (exact McNemar with one clip per item); BH q {BH_TEXT[bh_family]}. "
             "Every interval and test treats the item as the unit (docs/statistics.md).",
             highlight=False,
         )
@@ -205,11 +219,12 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         intersect=args.intersect,
         kinds={**_stored_kinds(args.files, args.run, systems), **_kinds(args.kind)} or None,
+        bh_family=args.bh_family,
     )
     to_stdout = args.json == "-"
     out = sys.stderr if to_stdout else sys.stdout
     # Piped or redirected output gets wide lines rather than rich's 80-column wrapping of long system names.
-    _print_tables(result, Console(file=out, width=None if out.isatty() else WIDE))
+    _print_tables(result, Console(file=out, width=None if out.isatty() else WIDE), args.bh_family)
     if to_stdout:
         print(result.to_json())
     elif args.json:

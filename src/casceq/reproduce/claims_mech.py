@@ -6,6 +6,7 @@ missing (``"stage skipped (--skip-mech)"``, ``"stage failed: ..."``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,12 +25,13 @@ from casceq.reproduce.rules import (
     directional,
     equivalence,
     fmt,
+    item_of,
     wilson_low,
 )
 from casceq.stats.power import se_from_ci
 
-LENS_MARGIN = 0.05
-"""Lens precision at the best upper-half layer must exceed the control and the first captured layer by this."""
+LENS_MARGIN = REFERENCE["f"]
+"""Reference rise of lens precision: the best upper-half layer over the control and over the first layer."""
 
 LENS_CLAIM = (
     "Logit lens: literal transcript text emerges in the speech LLM's hidden states at the audio positions as depth "
@@ -37,14 +39,30 @@ LENS_CLAIM = (
 )
 
 
+def _lens_se(p_a: float, p_b: float, n_a: int, n_b: int) -> float:
+    """Conservative SE of a difference of two lens precisions over ``n_a``, ``n_b`` utterances (Agresti-Caffo).
+
+    The result stores token counts per layer only, and the tokens of one utterance are not independent; the
+    worst case (every token of an utterance alike) leaves one observation per utterance, so each precision is
+    taken as a proportion over ``n`` utterances. Adding one hit and one miss to each (Agresti & Caffo 2000)
+    keeps the SE above 0 at precisions of 0 or 1. The two precisions come from the same utterances and are
+    positively correlated, so adding their variances overstates the difference's: the interval is wide, never
+    narrow.
+    """
+    pa, pb = (p_a * n_a + 1) / (n_a + 2), (p_b * n_b + 1) / (n_b + 2)
+    return math.sqrt(pa * (1 - pa) / (n_a + 2) + pb * (1 - pb) / (n_b + 2))
+
+
 def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None, missing: str) -> Claim:
     """(f) Lens precision at audio positions rises with depth above the deranged-transcript control."""
     rule = (
         "Bag-of-tokens precision of lens tokens vs the utterance's transcript (casceq.mech.lens), per captured "
-        "layer; control = the same tokens scored against another utterance's transcript. Reproduced when the best "
-        f"layer of the upper half beats both the control at that layer and the first captured layer by ≥ {LENS_MARGIN}; "
-        "contradicted when it does not beat one of them at all; else inconclusive. The lens result stores per-layer "
-        "precision only, so this rule has no interval."
+        "layer; control = the same tokens scored against another utterance's transcript. Two differences at the "
+        "best layer of the upper half: its precision minus the control's there, and minus the first captured "
+        "layer's. 95% CIs treat each precision as a proportion over the utterances, not the tokens (the worst "
+        "case of tokens clustered in utterances; the result stores per-layer counts only), Agresti-Caffo. "
+        f"Reproduced when both CIs lie above 0; contradicted when one lies below {LENS_MARGIN}; else inconclusive "
+        "(MDE printed). The best layer is chosen by its precision, which favours it a little."
     )
     if lens is None or control is None:
         return Claim("f", "Logit lens", LENS_CLAIM, rule, INCONCLUSIVE, missing)
@@ -52,46 +70,103 @@ def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None
     ctrl = {r["layer"]: r["precision"] for r in control["layers"] if r["precision"] is not None}
     if not prec:
         return Claim("f", "Logit lens", LENS_CLAIM, rule, INCONCLUSIVE, "no lens token was scored")
+    tokens = {r["layer"]: r.get("n_tokens") for r in lens["layers"]}
     layers = sorted(prec)
     upper = [la for la in layers if la >= layers[-1] / 2]
     best = max(upper, key=lambda la: prec[la])
     first = layers[0]
+    n = lens.get("n_utterances")
+    name = f"{n if n is not None else '?'} utterances"
     nums = ", ".join(f"L{la} {fmt(prec[la])} (control {fmt(ctrl.get(la))})" for la in layers)
-    over_ctrl = prec[best] - ctrl.get(best, 0.0)
-    over_first = prec[best] - prec[first]
-    if over_ctrl >= LENS_MARGIN and over_first >= LENS_MARGIN:
-        verdict = REPRODUCED
-    elif over_first <= 0 or over_ctrl <= 0:
-        verdict = CONTRADICTED  # precision falls with depth, or the control reads as well
-    else:
-        verdict = INCONCLUSIVE
-    why = (
-        f"best upper-half layer L{best}: precision {fmt(prec[best])} (control {fmt(ctrl.get(best))}); first "
-        f"captured layer L{first}: {fmt(prec[first])}"
+    if not isinstance(n, int) or n < 2 or best not in ctrl:
+        why = "no utterance count or no control at the best layer: no interval"
+        return Claim(
+            "f",
+            "Logit lens",
+            LENS_CLAIM,
+            rule,
+            INCONCLUSIVE,
+            why,
+            (TaskVerdict(name, NOT_TESTABLE, why, nums),),
+        )
+    # one observation per utterance at most, and never more than the tokens a layer scored
+    units = {la: min(n, tokens.get(la) or n) for la in layers}
+    tests = [
+        directional(name, prec[best] - ctrl[best], _lens_se(prec[best], ctrl[best], units[best], units[best]),
+                    LENS_MARGIN, "", f"L{best} precision − control"),
+        directional(name, prec[best] - prec[first], _lens_se(prec[best], prec[first], units[best], units[first]),
+                    LENS_MARGIN, "", f"L{best} − L{first} precision"),
+    ]  # fmt: skip
+    verdicts = {t.verdict for t in tests}
+    verdict = (
+        CONTRADICTED if CONTRADICTED in verdicts else REPRODUCED if verdicts == {REPRODUCED} else INCONCLUSIVE
     )
-    task = TaskVerdict(f"{lens.get('n_utterances', '?')} utterances", verdict, why, nums)
+    why = "; ".join(t.reason for t in tests if t.verdict == verdict) or "; ".join(t.reason for t in tests)
+    m = max(t.mde for t in tests if t.mde is not None)
+    task = TaskVerdict(name, verdict, why, nums + "".join(t.numbers for t in tests), m, m <= LENS_MARGIN)
     return Claim("f", "Logit lens", LENS_CLAIM, rule, task.verdict, why, (task,))
 
 
+def _clusters(ids: Sequence[str] | None, n: int) -> np.ndarray:
+    """Item codes of n clips from their example ids (``example@voice``); every clip its own item without ids."""
+    from casceq.stats.cluster import item_index
+
+    names = [item_of(i) for i in ids] if ids is not None and len(ids) == n else [str(i) for i in range(n)]
+    return item_index(names)[0]
+
+
+def _item_low(correct: Sequence[bool], ids: Sequence[str] | None) -> float:
+    """Lower end of the item-clustered 95% Wilson interval of an accuracy (``clustered_proportion_ci``)."""
+    from casceq.stats.cluster import clustered_proportion_ci, per_item_sums
+
+    x = np.asarray(correct, dtype=np.int64)
+    clusters = _clusters(ids, len(x))
+    sums = per_item_sums(np.vstack([x, np.ones_like(x)]), clusters)
+    return clustered_proportion_ci(sums[0], sums[1])[0]
+
+
 def _drop_difference(
-    none: Mapping[str, Any], text: Mapping[str, Any], controls: Sequence[Mapping[str, Any]]
+    none: Mapping[str, Any],
+    text: Mapping[str, Any],
+    controls: Sequence[Mapping[str, Any]],
+    ids: Sequence[str] | None = None,
 ) -> tuple[float, float | None]:
     """(text drop) − (mean control drop) = mean control accuracy − text accuracy, with its standard error.
 
-    Paired over items when the rows hold per-item ``correct`` lists (the items are the same in every
-    condition); otherwise the independent-binomial standard error, which overstates it (answers under two
-    erasures of one model are positively correlated), so the verdict errs towards inconclusive.
+    Paired over items when the rows hold per-clip ``correct`` lists (the clips are the same in every condition):
+    the Obuchowski variance of ``casceq.stats.cluster.paired_difference_ci``, with the clips of one item (``ids``,
+    ``example@voice``) as one cluster; with one clip per item it is the sample SD of the paired differences over
+    √n. Otherwise the independent-binomial standard error, which overstates it (answers under two erasures of
+    one model are positively correlated), so the verdict errs towards inconclusive.
+
+    With several controls (random-subspace draws) the claim is about a random subspace, not these k: the
+    between-draw variance of their accuracies over k is added (a draw that happens to hit the task's directions
+    shifts every item at once, which the per-item variance cannot see).
     """
+    from casceq.stats.cluster import paired_difference_ci, per_item_sums
+
     est = float(np.mean([c["accuracy"] for c in controls])) - text["accuracy"]
     n = int(text["n"])
     if text.get("correct") and all(c.get("correct") for c in controls) and n > 1:
         ctrl = np.mean([np.asarray(c["correct"], dtype=float) for c in controls], axis=0)
-        d = ctrl - np.asarray(text["correct"], dtype=float)
-        sd = float(d.std(ddof=1))
-        return est, sd / np.sqrt(n) if sd > 0 else None
+        txt = np.asarray(text["correct"], dtype=float)
+        clusters = _clusters(ids, len(txt))
+        sums = per_item_sums(np.vstack([ctrl, txt, np.ones_like(txt)]), clusters)
+        if len(sums[2]) < 2:
+            return est, None
+        se = paired_difference_ci(sums[0], sums[1], sums[2]).se
+        se = float(np.sqrt(se**2 + _between_draws(controls)))
+        return est, se if se > 0 else None
     pc = float(np.mean([c["accuracy"] for c in controls]))
     var = (pc * (1 - pc) / len(controls) + text["accuracy"] * (1 - text["accuracy"])) / max(n, 1)
+    var += _between_draws(controls)
     return est, float(np.sqrt(var)) if var > 0 else None
+
+
+def _between_draws(controls: Sequence[Mapping[str, Any]]) -> float:
+    """Variance of the mean of k control draws' accuracies, ``s^2 / k`` (0 for a single control)."""
+    accs = [float(c["accuracy"]) for c in controls]
+    return float(np.var(accs, ddof=1)) / len(accs) if len(accs) > 1 else 0.0
 
 
 def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
@@ -107,7 +182,8 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
         "Accuracy drops from no erasure to each erasure (all captured layers, every position), on items disjoint "
         "from the erasers' fitting utterances. Testable where the unerased accuracy is above chance. For each "
         "control (the mean of the random-subspace draws; acoustic): the text drop minus the control drop, with a "
-        "95% CI paired over items. Reproduced when both CIs lie above 0; contradicted when one lies below "
+        "95% CI paired over items (the voices of an item one cluster; for the random draws plus their "
+        "between-draw variance). Reproduced when both CIs lie above 0; contradicted when one lies below "
         f"{ref}; else inconclusive (MDE printed). The spread of the random draws is printed."
     )
     if erasure is None:
@@ -132,24 +208,32 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
         )
         if "acoustic" in drops:
             nums += f"; acoustic drop {fmt(drops['acoustic'])}"
-        evaluated = {i.split("@")[0] for i in erasure.get("items", {}).get(task, ())}
+        ids = erasure.get("items", {}).get(task)
+        evaluated = {item_of(i) for i in ids or ()}
         if fit & evaluated:
             why = f"{len(fit & evaluated)} evaluated items are the erasers' fitting utterances"
             out.append(TaskVerdict(task, NOT_TESTABLE, why, nums))
             continue
         c = len(get_task(task).labels)
         chance = chance_of_labels(gold[task], c) if gold.get(task) else 1 / c
-        if wilson_low(round(none["accuracy"] * none["n"]), none["n"]) <= chance:
+        low = (
+            _item_low(none["correct"], ids)
+            if none.get("correct")
+            else wilson_low(round(none["accuracy"] * none["n"]), none["n"])
+        )
+        if low <= chance:
             out.append(TaskVerdict(task, NOT_TESTABLE, f"unerased accuracy is at chance {fmt(chance)}", nums))
             continue
         tests = [
-            directional(task, *_drop_difference(none, rows["text"], randoms), ref, "", "text − random drop")
+            directional(
+                task, *_drop_difference(none, rows["text"], randoms, ids), ref, "", "text − random drop"
+            )
         ]
         if "acoustic" in rows:
             tests.append(
                 directional(
                     task,
-                    *_drop_difference(none, rows["text"], [rows["acoustic"]]),
+                    *_drop_difference(none, rows["text"], [rows["acoustic"]], ids),
                     ref,
                     "",
                     "text − acoustic drop",
@@ -183,14 +267,23 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
 def kappa_difference_ci(
     rows: Sequence[Mapping[str, str]], n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """95% percentile bootstrap CI of κ(implicit, speech) − κ(cascade, speech) over items (NaN resamples dropped)."""
-    from casceq.stats.agreement import kappa
+    """95% percentile item bootstrap CI of κ(implicit, speech) − κ(cascade, speech) (NaN resamples dropped).
 
-    speech = np.array([r["speech"] for r in rows])
-    impl = np.array([r["implicit"] for r in rows])
-    casc = np.array([r["cascade"] for r in rows])
-    idx = np.random.default_rng(seed).integers(0, len(rows), size=(n_boot, len(rows)))
-    diffs = np.array([kappa(impl[i], speech[i]) - kappa(casc[i], speech[i]) for i in idx])
+    Rows whose ``id`` share the example before "@" (its voices) are one item: resampled together
+    (``casceq.stats.agreement.bootstrap_pairwise_kappa``). With one row per item this is the row bootstrap of
+    ``default_rng(seed).integers(0, n, size=(n_boot, n))``.
+    """
+    from casceq.stats.agreement import bootstrap_pairwise_kappa, encode
+
+    systems = ("speech", "implicit", "cascade")
+    categories = sorted({str(r[s]) for r in rows for s in systems})
+    codes = np.stack([encode([str(r[s]) for r in rows], categories) for s in systems])
+    ids = [str(r["id"]) for r in rows] if all("id" in r for r in rows) else None
+    clusters = _clusters(ids, len(rows))
+    boot = bootstrap_pairwise_kappa(
+        codes, np.array([[1, 0], [2, 0]]), len(categories), clusters, n_boot, seed
+    )
+    diffs = boot[:, 0] - boot[:, 1]
     diffs = diffs[np.isfinite(diffs)]
     if not len(diffs):
         return float("nan"), float("nan")
@@ -225,7 +318,7 @@ def claim_implicit(implicit: Mapping[str, Any] | None, missing: str) -> Claim:
         )
         c = len(get_task(task).labels)
         chance = chance_of_labels([row["gold"] for row in r["rows"]], c) if r.get("rows") else 1 / c
-        low = [s for s in ("speech", "cascade") if wilson_low(round(r[f"accuracy_{s}"] * n), n) <= chance]
+        low = [s for s in ("speech", "cascade") if _accuracy_low(r, s) <= chance]
         if low:
             why = f"{' and '.join(low)} at chance ({fmt(chance)}): κ is uninformative"
             out.append(TaskVerdict(task, NOT_TESTABLE, why, nums))
@@ -241,3 +334,18 @@ def claim_implicit(implicit: Mapping[str, Any] | None, missing: str) -> Claim:
         )
     verdict, reason = combine(out)
     return Claim("h", "Implicit cascade", claim, rule, verdict, reason, tuple(out))
+
+
+def _accuracy_low(result: Mapping[str, Any], system: str) -> float:
+    """Lower end of the 95% interval of an implicit result's accuracy, item-clustered from its rows.
+
+    Rows carry labels and ``id``; their correctness (label = gold) must give back the stored accuracy, else
+    (open-answer scoring, older results) the clip-level Wilson bound of the stored accuracy is used.
+    """
+    n, acc = int(result["n"]), float(result[f"accuracy_{system}"])
+    rows = result.get("rows") or ()
+    if len(rows) == n and n and all("id" in row for row in rows):
+        correct = [row[system] == row["gold"] for row in rows]
+        if abs(float(np.mean(correct)) - acc) < 1e-9:
+            return _item_low(correct, [str(row["id"]) for row in rows])
+    return wilson_low(round(acc * n), n)

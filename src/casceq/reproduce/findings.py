@@ -59,9 +59,10 @@ def judge(
     else:
         from casceq.io.interchange import read_predictions
 
-        cmp = CompareView(data)
         pred_file = out / "run" / "predictions.jsonl"
         preds = read_predictions([pred_file]) if pred_file.is_file() else []
+        data = item_statistics(data, preds, plan)
+        cmp = CompareView(data)
         labels, correct, items = cb.label_table(preds), cb.correctness_table(preds), cb.item_table(preds)
         claims += [
             cb.claim_ceiling(cmp, text, bh_family, correct or None, items),
@@ -84,6 +85,42 @@ def judge(
         )
     )
     return claims
+
+
+SYSTEM_KINDS = {
+    "Cascade-S": "cascade",
+    "Cascade-W": "cascade",
+    "Cascade-M": "cascade",
+    "Speech-LLM": "speech_llm",
+    "Text": "text",
+}
+"""Kinds of the plan's systems (``plan.experiment_toml``), for a recomputed ``compare``."""
+
+
+def item_statistics(data: Mapping[str, Any], preds: Sequence[Any], plan: Plan) -> Mapping[str, Any]:
+    """``compare.json`` with the item as the unit: recomputed from the predictions when it was not.
+
+    A run made before clips carried their item wrote voiced clips (``example@voice``) without ``item``, so its
+    ``compare.json`` (and any recomputed without items) treats every clip as independent: every κ interval and
+    chance gate the rules read would be clip-level. Then the statistics are computed again from
+    ``predictions.jsonl`` with each such clip's item set to its example (the id before "@"), with the plan's
+    resamples and seed, as the run computes them. Statistics only: no model output is recomputed.
+    """
+    import dataclasses
+
+    from casceq.reproduce.rules import item_of
+    from casceq.stats.compare import compare
+
+    unnamed = [p for p in preds if p.item is None and "@" in p.example_id]
+    old = any("n_items" not in r for r in (*data.get("accuracy", ()), *data.get("pairs", ())))
+    if not preds or not (unnamed or old):
+        return data
+    named = [dataclasses.replace(p, item=item_of(p.example_id)) if p.item is None else p for p in preds]
+    present = {p.system for p in preds}
+    kinds = {s: k for s, k in SYSTEM_KINDS.items() if s in present}
+    result = compare(named, n_bootstrap=plan.bootstrap, seed=plan.seed, intersect=True, kinds=kinds)
+    fresh = json.loads(result.to_json())
+    return {**data, **{k: fresh[k] for k in ("accuracy", "pairs", "backbone_confound", "label_distribution")}}
 
 
 def _noise(out: Path, plan: Plan, cmp: CompareView, text: Sequence[str]) -> Claim:

@@ -47,12 +47,13 @@ REFERENCE: Mapping[str, float] = {
     "c": 0.20,
     "d": 0.20,
     "e": 0.10,
+    "f": 0.05,
     "g": 0.10,
     "h": 0.10,
 }
 """The effect each claim means, in the unit of its statistic: the equivalence margin of (a) (accuracy points)
 and (h) (κ), and the smallest effect that would count as the paper's for (b) Δκ, (c) overlap above its null,
-(d) κ difference, (e) difference of accuracy drops, (g) text drop minus control drop. These are our reading of
+(d) κ difference, (e) difference of accuracy drops, (f) rise of lens precision, (g) text drop minus control drop. These are our reading of
 the paper's wording ("much more", "far above", "about as well"), not numbers from its tables (this repository
 holds none); the findings page states them. ``contradicted`` means the interval excludes them."""
 

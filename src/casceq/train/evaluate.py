@@ -26,7 +26,7 @@ class AccuracyRow:
         n: Predictions (items x voices).
         correct: Correct predictions.
         accuracy: correct / n.
-        low: Lower end of the 95% Wilson interval.
+        low: Lower end of the 95% Wilson interval (item-clustered: voices of one item are one unit).
         high: Upper end of the 95% Wilson interval.
         labels: Predicted-label counts (tiny models collapse onto one label: always look).
     """
@@ -92,12 +92,21 @@ backbone = "{DEFAULT_BACKBONE}"
 '''
 
 
+def _item(p: Any) -> str:
+    """The item of a prediction: its ``item``, else its example id before "@" (the voices of one example)."""
+    return str(getattr(p, "item", None) or p.example_id.split("@")[0])
+
+
 def accuracy_table(run_dirs: Sequence[str | Path], condition: str = "clean") -> list[AccuracyRow]:
-    """Accuracy with 95% Wilson intervals per (system, task) of the runs' predictions under ``condition``."""
+    """Accuracy with 95% Wilson intervals per (system, task) of the runs' predictions under ``condition``.
+
+    The interval is item-clustered (``casceq.stats.cluster.clustered_proportion_ci``): the voices of one item
+    are not independent evidence.
+    """
     from collections import Counter
 
     from casceq.io.interchange import read_predictions
-    from casceq.stats.tests import wilson_interval
+    from casceq.stats.cluster import clustered_proportion_ci, item_index, per_item_sums
 
     preds = [p for p in read_predictions([str(d) for d in run_dirs]) if p.condition == condition]
     groups: dict[tuple[str, str], list[object]] = {}
@@ -106,8 +115,11 @@ def accuracy_table(run_dirs: Sequence[str | Path], condition: str = "clean") -> 
     rows = []
     for (system, task), ps in sorted(groups.items()):
         n = len(ps)
-        k = sum(bool(getattr(p, "correct", False)) for p in ps)
-        lo, hi = wilson_interval(k, n)
+        right = [int(bool(getattr(p, "correct", False))) for p in ps]
+        k = sum(right)
+        clusters, _ = item_index([_item(p) for p in ps])
+        x, clips = per_item_sums([right, [1] * n], clusters)
+        lo, hi = clustered_proportion_ci(x, clips)
         labels = Counter(str(getattr(p, "label", "")) for p in ps)
         rows.append(
             AccuracyRow(system, task, n, k, k / n, float(lo), float(hi), dict(sorted(labels.items())))
@@ -148,19 +160,23 @@ def accuracy_gaps(
 ) -> list[AccuracyGap]:
     """Per task, accuracy(system) - accuracy(reference) over the clips (example ids) both answered.
 
-    The interval resamples clips with replacement, the same draw for both systems (``bootstrap_indices``), so it
-    is the interval of a paired difference.
+    The interval resamples items with replacement, every clip (voice) of a drawn item with it and the same draw
+    for both systems (``casceq.stats.cluster.cluster_bootstrap_weights``), so it is the interval of a paired
+    difference with the item as the unit; with one clip per item it is the clip bootstrap.
     """
     import numpy as np
 
     from casceq.io.interchange import read_predictions
-    from casceq.stats.agreement import bootstrap_indices, percentile_interval
+    from casceq.stats.agreement import percentile_interval
+    from casceq.stats.cluster import cluster_bootstrap_weights, item_index
 
     preds = [p for p in read_predictions([str(d) for d in run_dirs]) if p.condition == condition]
     by: dict[tuple[str, str], dict[str, bool]] = {}
+    items: dict[str, str] = {}
     for p in preds:
         if p.system in (system, reference):
             by.setdefault((p.system, p.task), {})[p.example_id] = bool(p.correct)
+            items.setdefault(p.example_id, _item(p))
     out = []
     for task in sorted({t for _, t in by}):
         a, b = by.get((system, task), {}), by.get((reference, task), {})
@@ -168,7 +184,8 @@ def accuracy_gaps(
         if not ids:
             continue
         diff = np.array([float(a[i]) - float(b[i]) for i in ids])
-        draws = diff[bootstrap_indices(len(ids), n_resamples, seed)].mean(axis=1)
+        w = cluster_bootstrap_weights(item_index([items[i] for i in ids])[0], n_resamples, seed).astype(float)
+        draws = (w @ diff) / w.sum(axis=1)
         lo, hi = percentile_interval(draws[:, None])[0]
         out.append(AccuracyGap(system, reference, task, len(ids), float(diff.mean()), float(lo), float(hi)))
     return out
