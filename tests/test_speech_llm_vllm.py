@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("transformers")
-
+from casceq.errors import InputError
 from casceq.systems.speech_llm.vllm_speech import (
     VLLMSpeechLLM,
     engine_settings,
@@ -46,7 +46,9 @@ def test_phi4_prompt_and_engine_settings() -> None:
         render_prompt("phi4-mm", "What is happening?")
         == "<|user|><|audio_1|>What is happening?<|end|><|assistant|>"
     )
-    settings = engine_settings("phi4-mm", max_model_len=4096)
+    with pytest.raises(InputError, match="trust_remote_code=True"):  # remote code only on opt-in
+        engine_settings("phi4-mm", max_model_len=4096)
+    settings = engine_settings("phi4-mm", max_model_len=4096, trust_remote_code=True)
     assert settings["trust_remote_code"] is True and settings["enable_lora"] is True
     assert settings["max_lora_rank"] == 320 and settings["limit_mm_per_prompt"] == {"audio": 1}
     assert "trust_remote_code" not in engine_settings("qwen2-audio")

@@ -87,10 +87,19 @@ def render_prompt(
 
 
 def engine_settings(family: str, **engine_kwargs: Any) -> dict[str, Any]:
-    """``vllm.LLM`` keyword arguments for a family (remote code, LoRA) on top of the caller's."""
+    """``vllm.LLM`` keyword arguments for a family (LoRA) on top of the caller's.
+
+    Raises:
+        InputError: The family runs the repository's own code and the caller did not opt in with
+            ``trust_remote_code=True`` (remote code is never switched on for the user).
+    """
+    from casceq.errors import InputError
+
     out: dict[str, Any] = {"limit_mm_per_prompt": {"audio": 1}, **engine_kwargs}
-    if family in REMOTE_CODE:
-        out.setdefault("trust_remote_code", True)
+    if family in REMOTE_CODE and out.get("trust_remote_code") is not True:
+        raise InputError(
+            f"vLLM serves {family} with the repository's own code: pass trust_remote_code=True to opt in"
+        )
     if family == "phi4-mm":
         out.setdefault("enable_lora", True)
         out.setdefault("max_lora_rank", PHI4_LORA_RANK)
