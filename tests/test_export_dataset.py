@@ -11,23 +11,14 @@ import casceq.tasks as tasks
 from casceq.audio.io import file_sha256, write_flac
 from casceq.audio.tts.manifest import Manifest, ManifestEntry
 from casceq.errors import InputError
-from casceq.io import records
 
 datasets = pytest.importorskip("datasets", reason="datasets (extra 'hub') is not installed")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "user_task"
 
 
 @pytest.fixture(autouse=True)
-def _intent3():
-    saved_user, saved_by = dict(tasks._USER), dict(tasks._BY_NAME)
-    records.load_task.cache_clear()
+def _intent3(clean_task_registry: None) -> None:
     tasks.register_tasks_file(EXAMPLES / "tasks.toml")
-    yield
-    tasks._USER.clear()
-    tasks._USER.update(saved_user)
-    tasks._BY_NAME.clear()
-    tasks._BY_NAME.update(saved_by)
-    records.load_task.cache_clear()
 
 
 def _synth_folder(root: Path) -> Manifest:

@@ -13,19 +13,8 @@ import casceq.tasks as tasks
 from casceq.audio.check import check_audio
 from casceq.audio.io import SAMPLE_RATE, load_audio
 from casceq.errors import InputError
-from casceq.io import records
 
-
-@pytest.fixture(autouse=True)
-def _clean_registry():
-    saved_user, saved_by = dict(tasks._USER), dict(tasks._BY_NAME)
-    records.load_task.cache_clear()
-    yield
-    tasks._USER.clear()
-    tasks._USER.update(saved_user)
-    tasks._BY_NAME.clear()
-    tasks._BY_NAME.update(saved_by)
-    records.load_task.cache_clear()
+pytestmark = pytest.mark.usefixtures("clean_task_registry")
 
 
 def _tone(sr: int, seconds: float, freq: float, channels: int) -> np.ndarray:

@@ -16,16 +16,7 @@ from tests.tiny_models import tiny_causal_lm
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "user_task"
 
 
-@pytest.fixture(autouse=True)
-def _clean_registry():
-    saved_user, saved_by = dict(tasks._USER), dict(tasks._BY_NAME)
-    records.load_task.cache_clear()
-    yield
-    tasks._USER.clear()
-    tasks._USER.update(saved_user)
-    tasks._BY_NAME.clear()
-    tasks._BY_NAME.update(saved_by)
-    records.load_task.cache_clear()
+pytestmark = pytest.mark.usefixtures("clean_task_registry")
 
 
 def test_run_a_user_task_then_compare_and_report_the_run_folder(tmp_path, capsys):

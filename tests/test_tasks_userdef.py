@@ -9,7 +9,6 @@ import pytest
 
 import casceq.tasks as tasks
 from casceq.errors import InputError
-from casceq.io import records
 from casceq.tasks.userdef import read_tasks_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "user_task"
@@ -22,17 +21,7 @@ OUTPUTS = (
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _clean_registry():
-    """Each test starts and ends with only the built-in tasks registered."""
-    saved_user, saved_by = dict(tasks._USER), dict(tasks._BY_NAME)
-    records.load_task.cache_clear()
-    yield
-    tasks._USER.clear()
-    tasks._USER.update(saved_user)
-    tasks._BY_NAME.clear()
-    tasks._BY_NAME.update(saved_by)
-    records.load_task.cache_clear()
+pytestmark = pytest.mark.usefixtures("clean_task_registry")
 
 
 def _write(tmp_path: Path, body: str) -> Path:

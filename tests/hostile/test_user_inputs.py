@@ -18,7 +18,6 @@ import pytest
 from casceq import tasks
 from casceq.cli import main
 from casceq.errors import InputError
-from casceq.io import records
 from casceq.io.harness import read_harness
 from casceq.run.store import Store
 from tests.hostile.test_run_mech import stand_ins  # noqa: F401  (fixture: stand-in ASR and LLM)
@@ -28,17 +27,7 @@ INTENT3 = EXAMPLES / "tasks.toml"
 LABELS = '["alarm", "weather", "music"]'
 
 
-@pytest.fixture(autouse=True)
-def _clean_registry():
-    """Each test starts and ends with only the built-in tasks registered."""
-    saved_user, saved_by = dict(tasks._USER), dict(tasks._BY_NAME)
-    records.load_task.cache_clear()
-    yield
-    tasks._USER.clear()
-    tasks._USER.update(saved_user)
-    tasks._BY_NAME.clear()
-    tasks._BY_NAME.update(saved_by)
-    records.load_task.cache_clear()
+pytestmark = pytest.mark.usefixtures("clean_task_registry")
 
 
 def _tasks_file(folder: Path, body: str, name: str = "tasks.toml") -> Path:
