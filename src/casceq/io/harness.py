@@ -27,12 +27,13 @@ import contextlib
 import json
 import math
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from casceq.errors import InputError
+from casceq.jsonlines import read_jsonl
 from casceq.tasks.base import Task
 from casceq.tasks.parsing import alias_match, surface_key
 from casceq.types import CLEAN, INVALID, Example, Prediction
@@ -272,23 +273,6 @@ class _Reader:
         )
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", path=str(path)) from exc
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from exc
-        if not isinstance(obj, dict):
-            raise InputError("expected one JSON object per line", path=str(path), line=number)
-        yield number, obj
-
-
 def _sample_files(path: Path, kind: str) -> list[Path]:
     if path.is_file():
         return [path]
@@ -359,7 +343,7 @@ def read_lm_eval(path: Path, opts: _Options, kind: str = "lm-eval") -> HarnessIm
     files = _sample_files(path, kind)
     chosen = opts.filter
     for file in files:
-        for number, sample in _jsonl(file):
+        for number, sample in read_jsonl(file):
             where = f"{file}:{number}"
             name = sample.get("filter", "none")
             chosen = chosen or name  # default: the first filter of the log

@@ -14,10 +14,10 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from casceq.errors import InputError
 from casceq.io.records import RecordError, canonical_condition, from_record, to_record
+from casceq.jsonlines import DuplicateKey, no_duplicate_keys
 from casceq.types import Prediction
 
 MAX_ERRORS = 20
@@ -103,19 +103,6 @@ def is_store(path: Path) -> bool:
         return False
 
 
-class _DuplicateKey(ValueError):
-    """A JSON object names one key twice (``json`` would silently keep the last value)."""
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(f"duplicate key {key!r} in one record (which value is meant?)")
-        out[key] = value
-    return out
-
-
 def _read_jsonl(path: Path, check: _Checker) -> None:
     if path.suffix.lower() in SQLITE_SUFFIXES:
         # is_store() said no: the SQLite header is missing, so this is no database (say so, not "not UTF-8").
@@ -131,11 +118,11 @@ def _read_jsonl(path: Path, check: _Checker) -> None:
             continue  # blank lines (a trailing newline, spacing) carry nothing
         where = _Where(str(path), number)
         try:
-            record = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+            record = json.loads(line, object_pairs_hook=no_duplicate_keys)
         except json.JSONDecodeError as exc:
             check.error(where, f"not valid JSON ({exc.msg} at column {exc.colno})")
             continue
-        except _DuplicateKey as exc:
+        except DuplicateKey as exc:
             check.error(where, str(exc))
             continue
         try:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from casceq.errors import InputError
+from casceq.jsonlines import read_jsonl
 from casceq.tasks._audio_header import audio_header
 from casceq.types import AudioRef
 
@@ -23,18 +23,8 @@ def need_file(folder: Path, name: str, task: str) -> Path:
 
 
 def jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line of a JSON-lines file."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON ({exc.msg})", path=str(path), line=line_no) from exc
-            if not isinstance(obj, dict):
-                raise InputError("expected a JSON object", path=str(path), line=line_no)
-            yield line_no, obj
+    """Yield (line number, object) for each non-blank line of a JSON-lines file (``casceq.jsonlines``)."""
+    return read_jsonl(path)
 
 
 def field(obj: dict[str, Any], key: str, kind: type, path: Path, line: int | None) -> Any:

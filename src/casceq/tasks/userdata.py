@@ -8,12 +8,12 @@ integers through ``label_names``). A bad row raises ``InputError`` naming the fi
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from casceq.errors import InputError, require
+from casceq.jsonlines import read_jsonl
 from casceq.tasks.base import Task
 from casceq.tasks.parsing import surface_key
 from casceq.tasks.userdef import DataSource, UserTask
@@ -49,35 +49,6 @@ def _rows_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise InputError(f"not a valid CSV file ({exc})", path=str(path), line=reader.line_num) from exc
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r} in one record (which value is meant?)")
-        out[key] = value
-    return out
-
-
-def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8-sig") as fh:
-        number = 0
-        try:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line, object_pairs_hook=_no_duplicate_keys)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from exc
-                except ValueError as exc:  # a duplicate key
-                    raise InputError(str(exc), path=str(path), line=number) from exc
-                if not isinstance(obj, dict):
-                    raise InputError("each line must be a JSON object", path=str(path), line=number)
-                yield number, obj
-        except UnicodeDecodeError as exc:
-            raise InputError(f"not UTF-8 text ({exc.reason})", path=str(path), line=number + 1) from exc
-
-
 def _rows_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     pq = require("pyarrow.parquet", "reading Parquet task data", package="pyarrow")
     pa = require("pyarrow", "reading Parquet task data", package="pyarrow")
@@ -94,7 +65,7 @@ def file_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[st
     if not path.is_file():
         raise InputError("task data file not found", path=str(path))
     kind = (fmt or path.suffix.lstrip(".")).lower()
-    readers = {"csv": _rows_csv, "jsonl": _rows_jsonl, "json": _rows_jsonl, "parquet": _rows_parquet}
+    readers = {"csv": _rows_csv, "jsonl": read_jsonl, "json": read_jsonl, "parquet": _rows_parquet}
     if kind not in readers:
         raise InputError(
             f"unknown data format {kind!r} (csv, jsonl or parquet; or set data.format)", path=str(path)
