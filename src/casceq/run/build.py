@@ -50,6 +50,26 @@ def backbone_of(llm_spec: str) -> str:
     return name.lower()
 
 
+def system_backbone(spec: SystemSpec) -> str:
+    """The backbone id a system carries in a run (what decides matched pairs), without loading anything.
+
+    A declared ``backbone`` is lower-cased (ids are compared lower-cased everywhere, and ``compare`` matches
+    them exactly). Otherwise a cascade or text system running a release's registered matched-cascade LLM takes
+    the registry's backbone (``hf:Qwen/Qwen-7B-Chat`` -> ``qwen-7b``, Qwen2-Audio's), any other LLM its name
+    (``backbone_of``); a speech LLM takes the registry's backbone of its release.
+    """
+    if spec.backbone:
+        return spec.backbone.strip().lower()
+    if spec.kind in ("cascade", "text"):
+        from casceq.systems.speech_llm.registry import registered_backbone
+
+        assert spec.llm is not None
+        known = registered_backbone(spec.llm)
+        return known.lower() if known else backbone_of(spec.llm)
+    assert spec.model is not None
+    return _speech_backbone(spec.model)
+
+
 def run_settings(model: str | None, settings: dict[str, Any], seed: int) -> dict[str, Any]:
     """A system's back-end settings in a run with ``seed``: its own settings plus the shots' ranking seed.
 
@@ -78,7 +98,6 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
             key = "llm:" + json.dumps([llm_spec, settings], sort_keys=True, default=str)
             return _shared(key, lambda: make_llm(llm_spec, **settings))
 
-        backbone = spec.backbone or backbone_of(llm_spec)
     else:
         assert spec.model is not None
         model_spec = spec.model
@@ -96,7 +115,8 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
             key = "speech:" + json.dumps(parts, sort_keys=True, default=str)
             return _shared(key, lambda: make_speech_llm(parsed))
 
-        backbone = spec.backbone or _speech_backbone(model_spec)
+    backbone = system_backbone(spec)
+    if spec.kind == "speech_llm":
         _check_shots(spec, backbone, cfg)
     if spec.kind == "cascade":
         assert spec.asr is not None
@@ -137,7 +157,7 @@ def _check_shots(spec: SystemSpec, backbone: str, cfg: ExperimentConfig) -> None
     for other in cfg.systems:
         if other.kind not in ("cascade", "text") or other.llm is None:
             continue
-        if (other.backbone or backbone_of(other.llm)).lower() != backbone.lower():
+        if system_backbone(other) != backbone.lower():
             continue
         problem = shot_mismatch(mine, (other.name, other.settings.get("few_shot", 0)), tasks)
         if problem:

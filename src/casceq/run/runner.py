@@ -64,6 +64,7 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     input_failures: list[InputFailureGroup] = field(default_factory=list)
     seconds: float = 0.0
+    pairing: Any = None  # run.pairing.Pairing: each speech LLM's registry backbone and matched systems
 
     def worst_input_failure_share(self) -> float:
         """The largest failed share of any (system, task, condition); 0 when every input was usable."""
@@ -374,7 +375,7 @@ def run_experiment(
     t0 = time.perf_counter()
     open_run_dir(cfg, out)
     ctx = RunContext(cfg, out, limit=limit, only_systems=only_systems, only_tasks=only_tasks, jobs=jobs)
-    summary = RunSummary(out)
+    summary = RunSummary(out, pairing=start_pairing(cfg, out))
     from casceq.errors import LeakageError
     from casceq.run.calibrate import calibrate_run
     from casceq.run.leakage import check_not_trained_on
@@ -406,13 +407,27 @@ def run_experiment(
         else:
             _run_local(ctx, units, store, summary, show_progress)
         summary.input_failures = input_failure_groups(ctx, store.input_failures(cfg.name))
+    from casceq.run.models import loaded_models, write_models
     from casceq.run.outputs import outputs_current, write_outputs
+
+    write_models(out, loaded_models(ctx.systems))  # resolved dtype/device of what this start loaded
 
     if sum(summary.written.values()) or summary.input_failures or not outputs_current(out):
         write_outputs(ctx, summary)
     summary.seconds = time.perf_counter() - t0
     _record_failures(out, summary)
     return summary
+
+
+def start_pairing(cfg: ExperimentConfig, out: Path) -> Any:
+    """Record the run's pairing in ``pairing.json`` and print it with its warnings (runs with speech LLMs)."""
+    from casceq.run.pairing import run_pairing, write_pairing
+
+    pairing = run_pairing(cfg)
+    write_pairing(out, pairing)
+    for line in pairing.lines():
+        print(line)
+    return pairing
 
 
 ERRORS_SHOWN = 3

@@ -102,9 +102,9 @@ def _four(clips: Clips) -> list[np.ndarray]:
 # ---- checks on a transformers adapter -----------------------------------------------------------------------
 def check_weights(backend: Any) -> Check:
     """Every part's load report (``checked_load``) lists no missing or newly initialised weights."""
-    parts = [getattr(backend, "model", None), getattr(backend, "encoder", None)]
-    found = [getattr(p, "load_report", None) for p in parts if p is not None]
-    reports: list[Any] = [r for r in found if r is not None]
+    from casceq.systems.loading import load_reports
+
+    reports = load_reports(backend)
     if not reports:
         return Check("weights", "skip", "no local weights (API model)")
     bad = [r for r in reports if not r.ok]
