@@ -126,7 +126,8 @@ def check_backbone(model: str, declared: str | None, backbone: str) -> Check:
         return Check("backbone", "fail", problem)
     info = backbone_info(model)
     if info is None:
-        return Check("backbone", "skip", f"not a release in the registry; backbone {backbone!r} as declared")
+        given = "as declared" if declared else "from the checkpoint"
+        return Check("backbone", "skip", f"not a release in the registry; backbone {backbone!r} {given}")
     return Check("backbone", "pass", f"{info.name} (matched cascade: {info.llm or 'none'}; {info.note})")
 
 
@@ -292,7 +293,7 @@ def check_transcription(backend: Any, clips: Clips) -> Check:
 def check_cascade(backend: Any, model: str, cascade_llm: str | None, llm_settings: dict[str, Any]) -> Check:
     """The matched cascade's LLM loads and carries the speech LLM's backbone id."""
     from casceq.systems.llm import make_llm
-    from casceq.systems.speech_llm.registry import backbone_info
+    from casceq.systems.speech_llm.registry import backbone_info, registered_backbone
 
     info = backbone_info(model)
     spec = cascade_llm
@@ -308,16 +309,18 @@ def check_cascade(backend: Any, model: str, cascade_llm: str | None, llm_setting
     if spec is None:
         return Check("cascade backbone", "skip", "no registry entry; pass --cascade-llm to check one")
     llm = make_llm(spec, **settings)
-    name, want = str(llm.backbone).lower(), str(backend.backbone).lower()
+    # A release's registered cascade LLM carries the registry's backbone (Qwen-7B-Chat is Qwen2-Audio's Qwen-7B),
+    # as in a run (run.build.system_backbone); any other LLM its own name.
+    name, want = str(registered_backbone(spec) or llm.backbone).lower(), str(backend.backbone).lower()
     if info is not None and cascade_llm is None:
-        want = name  # the registry pairs them by declaration (e.g. Qwen-7B-Chat for Qwen-7B)
+        want = name  # the registry's own pairing
     if name != want:
         return Check(
             "cascade backbone",
             "fail",
-            f"{spec} is backbone {llm.backbone!r}, the speech LLM's is {backend.backbone!r}",
+            f"{spec} is backbone {name!r}, the speech LLM's is {backend.backbone!r}",
         )
-    return Check("cascade backbone", "pass", f"{spec} loads (backbone {llm.backbone!r})")
+    return Check("cascade backbone", "pass", f"{spec} loads (backbone {name!r})")
 
 
 def run_checks(
