@@ -120,14 +120,14 @@ def test_models_record_keeps_resolved_dtype_device_and_merges_starts(tmp_path: P
 
     class Api:
         def __init__(self) -> None:
-            self.settings = {"model": "gemini-2.5-flash", "thinking_budget": 0}
+            self.settings = {"model": "gemini-2.5-flash", "thinking_budget": 0, "api_key": "sk-secret"}
 
     rec = backend_record(Speech(), "speech")
     assert rec["weights"] == [
         {"path": "/w/llm", "dtype": "bfloat16", "device": "cuda:0", "unused_tensors": 0},
         {"path": "/w/enc", "dtype": "float32", "device": "cuda:0", "unused_tensors": 0},
     ]
-    assert backend_record(Api(), "speech")["settings"]["thinking_budget"] == 0
+    assert backend_record(Api(), "speech")["settings"] == {"model": "gemini-2.5-flash", "thinking_budget": 0}
     write_models(tmp_path, {"A": {"speech": rec}})
     write_models(tmp_path, {"B": {"llm": backend_record(Api())}})  # a later start that loaded only B
     systems = read_models(tmp_path)

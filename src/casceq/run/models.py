@@ -33,13 +33,20 @@ def backend_record(backend: Any, role: str = "") -> dict[str, Any]:
             out[attr] = value
     settings = getattr(backend, "settings", None)
     if isinstance(settings, Mapping):  # an API model's request settings (Gemini's thinking budget)
-        out["settings"] = dict(settings)
+        out["settings"] = _public(settings)
     describe = getattr(backend, "describe", None)
     if role == "asr" and callable(describe):  # ASR back ends describe their decoding settings as a dict
         desc = describe()
         if isinstance(desc, Mapping):
-            out["settings"] = dict(desc)
+            out["settings"] = _public(desc)
     return out
+
+
+def _public(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings without any that could hold a secret (the names ``config.SECRET_SETTING`` refuses in a config)."""
+    from casceq.run.config import SECRET_SETTING
+
+    return {k: v for k, v in settings.items() if not SECRET_SETTING.search(str(k))}
 
 
 def loaded_models(systems: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,8 +1,9 @@
 """Run an experiment: systems × tasks × conditions into a run folder, batched and resumable.
 
-A run folder holds ``config.toml``/``config.json`` with the config hash, ``store.sqlite`` (predictions, one row
-per (run, system, task, condition, example)), ``predictions.jsonl`` (interchange format), ``compare.json`` and
-``report.md``. Every prediction row carries a cache key covering the system spec, the example and its audio
+A run folder holds ``config.toml``/``config.json`` with the config hash, ``pairing.json`` (each speech LLM's
+backbone and its matched/mismatched systems), ``models.json`` (resolved dtype/device of each loaded model),
+``store.sqlite`` (predictions, one row per (run, system, task, condition, example)), ``predictions.jsonl``
+(interchange format), ``compare.json`` and ``report.md``. Every prediction row carries a cache key covering the system spec, the example and its audio
 under the condition; a second start of the same run skips every row whose key is already stored, and loads no
 model when nothing is left to do.
 """
