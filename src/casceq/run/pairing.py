@@ -16,6 +16,7 @@ from typing import Any
 from casceq.run.config import ExperimentConfig, SystemSpec
 
 PAIRING_JSON = "pairing.json"
+_SOURCE = {"declared": "declared", "registry": "from the registry", "checkpoint": "from the checkpoint"}
 
 
 @dataclass(frozen=True)
@@ -77,12 +78,13 @@ class Pairing:
         for p in self.speech_llms:
             reg = p.registry
             where = (
-                f"registry: {reg.backbone}, matched-cascade LLM {reg.matched_llm or 'none (' + reg.note + ')'}"
+                f"registry backbone {reg.backbone}, matched-cascade LLM "
+                f"{reg.matched_llm or 'none (' + reg.note + ')'}"
                 if reg
                 else "not a registered release"
             )
             out.append(
-                f"pairing: {p.system} ({p.model}) -> backbone {p.backbone!r} [{p.source}; {where}]; "
+                f"pairing: {p.system} ({p.model}) -> backbone {p.backbone!r} [{_SOURCE[p.source]}; {where}]; "
                 f"matched: {', '.join(p.matched) or 'none'}; mismatched: {', '.join(p.mismatched) or 'none'}"
             )
         return out + [f"warning: {w}" for w in self.warnings]
