@@ -216,3 +216,23 @@ backbone = "other-lm"
     clear_shared()
     run_experiment(cfg, out, show_progress=False)
     assert (out / "models.json").read_text() == before
+
+
+def test_a_run_start_prints_the_mismatch_warning_and_keeps_it_in_pairing_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from casceq.run.runner import start_pairing
+
+    text = PAIR_CONFIG.replace(
+        'model = "qwen2-audio:Qwen/Qwen2-Audio-7B-Instruct"',
+        'model = "qwen2-audio:Qwen/Qwen2-Audio-7B-Instruct"\nbackbone = "llama-3.1-8b-instruct"',
+    )
+    start_pairing(_cfg(text), tmp_path)  # what run_experiment does first, before any model loads
+    printed = capsys.readouterr().out
+    assert (
+        "warning: Speech: " in printed
+        and "'llama-3.1-8b-instruct' differs from the registry's 'Qwen-7B'" in printed
+    )
+    saved = json.loads((tmp_path / "pairing.json").read_text())
+    assert saved["speech_llms"][0]["registry"]["matched_llm"] == "hf:Qwen/Qwen-7B-Chat"
+    assert any("'Qwen-7B'" in w and "'llama-3.1-8b-instruct'" in w for w in saved["warnings"])
