@@ -236,3 +236,26 @@ def test_a_run_start_prints_the_mismatch_warning_and_keeps_it_in_pairing_json(
     saved = json.loads((tmp_path / "pairing.json").read_text())
     assert saved["speech_llms"][0]["registry"]["matched_llm"] == "hf:Qwen/Qwen-7B-Chat"
     assert any("'Qwen-7B'" in w and "'llama-3.1-8b-instruct'" in w for w in saved["warnings"])
+
+
+def test_a_native_checkpoints_recorded_backbone_pairs_it_without_a_declaration(tmp_path: Path) -> None:
+    """``projector.json`` names the backbone (``backbone_name``), as ``make_speech_llm`` reads it: a run does too."""
+    from casceq.run.build import system_backbone
+    from casceq.run.config import SystemSpec
+
+    folder = tmp_path / "projector"
+    folder.mkdir()
+    (folder / "projector.json").write_text(json.dumps({"model": {"backbone_name": "SmolLM2-135M-Instruct"}}))
+    spec = SystemSpec("Speech", "speech_llm", model=f"ultravox-native:{folder}")
+    assert system_backbone(spec) == "smollm2-135m-instruct"
+    cfg = _cfg(
+        f'name = "n"\n[tasks.sst2]\n[[systems]]\nname = "Speech"\nkind = "speech_llm"\nmodel = "ultravox-native:{folder}"\n'
+        '[[systems]]\nname = "Text"\nkind = "text"\nllm = "smollm2-135m-instruct"\n'
+    )
+    (speech,) = run_pairing(cfg).speech_llms
+    assert (speech.source, speech.matched) == ("checkpoint", ("Text",))
+    from casceq.errors import InputError
+
+    (folder / "projector.json").write_text(json.dumps({"model": {}}))  # nothing recorded: still asks for it
+    with pytest.raises(InputError, match="set backbone"):
+        system_backbone(spec)

@@ -194,12 +194,18 @@ def projector_digest(model_spec: str | None) -> str | None:
 
 
 def _speech_backbone(model_spec: str) -> str:
-    """The backbone of a released speech LLM (``KNOWN_BACKBONES``), lower-cased; else a config error."""
+    """The backbone of a speech LLM, lower-cased; a config error when it is not known.
+
+    A released model's from the registry (``KNOWN_BACKBONES``); a native checkpoint's from its
+    ``projector.json`` (``backbone_name``, as ``make_speech_llm`` reads it).
+    """
     from casceq.errors import InputError
     from casceq.systems.speech_llm import default_backbone
 
     family, _, model = model_spec.partition(":")
     known = default_backbone(model)
+    if known is None and family == "ultravox-native":
+        known = _recorded_backbone(model_spec)
     if known is None and family == "ultravox-native" and model == "bundled":
         from casceq.systems.llm.bundled import DEFAULT_BACKBONE
 
@@ -210,3 +216,19 @@ def _speech_backbone(model_spec: str) -> str:
             "table (the id its matched cascade's LLM has)"
         )
     return backbone_of(known)
+
+
+def _recorded_backbone(model_spec: str) -> str | None:
+    """``backbone_name`` from a native checkpoint's ``projector.json`` (None when absent or unreadable)."""
+    folder = native_folder(model_spec)
+    try:
+        record = json.loads((folder / "projector.json").read_text(encoding="utf-8"))
+        name = record["model"]["backbone_name"]
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+    ):  # no checkpoint there yet: the config error says what to do
+        return None
+    return name if isinstance(name, str) and name.strip() else None
