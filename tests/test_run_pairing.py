@@ -254,8 +254,15 @@ def test_a_native_checkpoints_recorded_backbone_pairs_it_without_a_declaration(t
     )
     (speech,) = run_pairing(cfg).speech_llms
     assert (speech.source, speech.matched) == ("checkpoint", ("Text",))
+    from dataclasses import replace
+
     from casceq.errors import InputError
 
+    declared = replace(
+        cfg, systems=(replace(cfg.systems[0], backbone="llama-3.1-8b-instruct"), *cfg.systems[1:])
+    )
+    (warning,) = [w for w in run_pairing(declared).warnings if "projector.json" in w]
+    assert "'llama-3.1-8b-instruct'" in warning and "'SmolLM2-135M-Instruct'" in warning
     (folder / "projector.json").write_text(json.dumps({"model": {}}))  # nothing recorded: still asks for it
     with pytest.raises(InputError, match="set backbone"):
         system_backbone(spec)

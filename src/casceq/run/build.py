@@ -205,7 +205,7 @@ def _speech_backbone(model_spec: str) -> str:
     family, _, model = model_spec.partition(":")
     known = default_backbone(model)
     if known is None and family == "ultravox-native":
-        known = _recorded_backbone(model_spec)
+        known = recorded_backbone(model_spec)
     if known is None and family == "ultravox-native" and model == "bundled":
         from casceq.systems.llm.bundled import DEFAULT_BACKBONE
 
@@ -218,7 +218,7 @@ def _speech_backbone(model_spec: str) -> str:
     return backbone_of(known)
 
 
-def _recorded_backbone(model_spec: str) -> str | None:
+def recorded_backbone(model_spec: str) -> str | None:
     """``backbone_name`` from a native checkpoint's ``projector.json`` (None when absent or unreadable)."""
     folder = native_folder(model_spec)
     try:

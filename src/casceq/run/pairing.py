@@ -107,7 +107,7 @@ def _speech_pairing(
     spec: SystemSpec, others: Sequence[tuple[SystemSpec, str]], warnings: list[str]
 ) -> SpeechPairing:
     """Pair one speech LLM with the run's cascade/text systems; add what contradicts the registry to warnings."""
-    from casceq.run.build import system_backbone
+    from casceq.run.build import recorded_backbone, system_backbone
     from casceq.systems.speech_llm.registry import backbone_mismatch, registered_backbone
 
     assert spec.model is not None
@@ -117,6 +117,12 @@ def _speech_pairing(
     problem = backbone_mismatch(spec.model.partition(":")[2], spec.backbone)
     if problem:
         warnings.append(f"{spec.name}: {problem}")
+    recorded = recorded_backbone(spec.model) if spec.model.startswith("ultravox-native:") else None
+    if spec.backbone and recorded and recorded.lower() != backbone:
+        warnings.append(
+            f"{spec.name}: declared backbone {spec.backbone!r} differs from {recorded!r}, the one its checkpoint "
+            "was trained on (projector.json); the pair is matched on the declared id"
+        )
     matched = tuple(o.name for o, b in others if b == backbone)
     mismatched = tuple(o.name for o, b in others if b != backbone)
     if not matched:
