@@ -211,11 +211,19 @@ backbone = "other-lm"
     assert "## Models loaded" in report and "| Text-M | llm |" in report
     # a resumed start loads nothing and keeps the record of the start that did
     before = (out / "models.json").read_text()
-    from casceq.run.build import clear_shared
+    import sqlite3
 
+    from casceq.run.build import clear_shared
+    from casceq.run.store import Store
+
+    with sqlite3.connect(out / "store.sqlite") as db:  # rows of a start that spelled the declared id as given
+        db.execute("UPDATE predictions SET backbone = 'Tiny-Llama' WHERE system = 'Speech'")
     clear_shared()
     run_experiment(cfg, out, show_progress=False)
     assert (out / "models.json").read_text() == before
+    with Store(out / "store.sqlite") as store:
+        rows = store.predictions(run="t")
+    assert {p.backbone for p in rows if p.system == "Speech"} == {"tiny-llama"}  # one id per system again
 
 
 def test_a_run_start_prints_the_mismatch_warning_and_keeps_it_in_pairing_json(

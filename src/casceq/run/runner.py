@@ -392,6 +392,7 @@ def run_experiment(
         for s in ctx.system_specs:
             sys_ = ctx.systems[s.name]
             store.register_system(cfg.name, s.name, sys_.backbone, s.kind, sys_.spec)
+            store.relabel_backbone(cfg.name, s.name, sys_.backbone)  # one id per system across starts
         try:
             calibrate_run(ctx)
         except LeakageError:  # fitting on evaluated items or shots: stop, never answer with those offsets
