@@ -83,6 +83,7 @@ def test_doctor_passes_gemini_answers_that_are_there(monkeypatch: pytest.MonkeyP
     backend = GeminiBackend(FakeGemini(["yes", "no"] + ["x"] * 10), "gemini-2.5-flash")
     by = _by_name(run_checks(backend, model="gemini-2.5-flash", clips=_noise()))
     assert by["answers"].status == "pass"
+    assert "API" in by["label scores"].detail and "API" in by["batch 1 = batch 4"].detail
 
 
 def test_doctor_fails_on_a_mismatched_backbone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,3 +170,20 @@ def test_a_backbone_read_from_a_checkpoint_is_not_called_declared() -> None:
 
     assert "from the checkpoint" in check_backbone("runs/projector", None, "gemma-3-270m").detail
     assert "as declared" in check_backbone("runs/projector", "gemma-3-270m", "gemma-3-270m").detail
+
+
+def test_ultravox_hub_code_is_not_called_an_api_model() -> None:
+    """A local model outside ``HFSpeechLLM`` (Ultravox through its hub code) skips for its own reason."""
+    from casceq.systems.speech_llm import doctor
+    from casceq.systems.speech_llm.ultravox_remote import UltravoxRemoteBackend
+
+    backend = UltravoxRemoteBackend.__new__(UltravoxRemoteBackend)  # loaded weights are not needed to skip
+    clips = _noise()
+    skipped = [
+        *doctor.check_processor(backend, clips, None),
+        doctor.check_scores(backend, clips),
+        doctor.check_batches(backend, clips),
+    ]
+    assert all(c.status == "skip" for c in skipped)
+    assert not any("API" in c.detail for c in skipped), skipped
+    assert all("hub code" in c.detail for c in skipped)

@@ -145,14 +145,34 @@ def _official_processor(backend: HFSpeechLLM, path: str | None) -> Any:
     return None
 
 
+HUB_CODE = {
+    "processor ids": "Ultravox hub code: its own processor builds the inputs (not re-checked)",
+    "audio features": "Ultravox hub code: its own processor builds the inputs (not re-checked)",
+    "label scores": "Ultravox hub code: scored by one plain forward per option already",
+    "batch 1 = batch 4": "Ultravox hub code: one example at a time",
+}
+"""Skip reasons for a local model run by its repository's code (``ultravox_remote``), which has no ``encode``."""
+API = {
+    "processor ids": "API",
+    "audio features": "API",
+    "label scores": "the API returns no likelihoods (one-hot scores)",
+    "batch 1 = batch 4": "API model: one request per example",
+}
+
+
+def _not_hf(backend: Any, name: str) -> Check:
+    """The skip of a check that needs ``HFSpeechLLM`` internals, with the reason for this kind of back end."""
+    reasons = HUB_CODE if getattr(backend, "family", "") == "ultravox" else API
+    return Check(name, "skip", reasons[name])
+
+
 def check_processor(backend: Any, clips: Clips, path: str | None) -> list[Check]:
     """Input ids and audio features equal the official processor's for the same prompt and clip."""
     names = ("processor ids", "audio features")
-    if not isinstance(backend, HFSpeechLLM) or backend.family == "ultravox-native":
-        reason = (
-            "no official processor (casceq's native model)" if isinstance(backend, HFSpeechLLM) else "API"
-        )
-        return [Check(n, "skip", reason) for n in names]
+    if not isinstance(backend, HFSpeechLLM):
+        return [_not_hf(backend, n) for n in names]
+    if backend.family == "ultravox-native":
+        return [Check(n, "skip", "no official processor (casceq's native model)") for n in names]
     try:
         proc = _official_processor(backend, path)
     except Exception as exc:
@@ -207,7 +227,7 @@ def _naive_scores(backend: HFSpeechLLM, audios: Sequence[np.ndarray], options: S
 def check_scores(backend: Any, clips: Clips) -> Check:
     """``score_options`` equals a plain forward pass over prompt + option."""
     if not isinstance(backend, HFSpeechLLM):
-        return Check("label scores", "skip", "the API returns no likelihoods (one-hot scores)")
+        return _not_hf(backend, "label scores")
     audios = list(clips.audios[:2])
     got = backend.score_options(audios, [LABEL_PROMPT] * len(audios), [list(OPTIONS)] * len(audios))
     want = _naive_scores(backend, audios, OPTIONS)
@@ -223,7 +243,7 @@ def check_scores(backend: Any, clips: Clips) -> Check:
 def check_batches(backend: Any, clips: Clips) -> Check:
     """Option-score predictions and greedy answers are the same with batch size 1 and 4."""
     if not isinstance(backend, HFSpeechLLM):
-        return Check("batch 1 = batch 4", "skip", "API model: one request per example")
+        return _not_hf(backend, "batch 1 = batch 4")
     audios = _four(clips)
     prompts, options = [LABEL_PROMPT] * 4, [list(OPTIONS)] * 4
     keep = backend.batch_size
