@@ -83,6 +83,7 @@ def test_doctor_passes_gemini_answers_that_are_there(monkeypatch: pytest.MonkeyP
     backend = GeminiBackend(FakeGemini(["yes", "no"] + ["x"] * 10), "gemini-2.5-flash")
     by = _by_name(run_checks(backend, model="gemini-2.5-flash", clips=_noise()))
     assert by["answers"].status == "pass"
+    assert "API" in by["label scores"].detail and "API" in by["batch 1 = batch 4"].detail
 
 
 def test_doctor_fails_on_a_mismatched_backbone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,3 +142,48 @@ def test_doctor_reports_a_model_that_does_not_load_as_a_load_failure(tmp_path: P
     checks, _ = diagnose(SpeechLLMSpec("qwen2-audio", str(tmp_path / "absent"), backbone="t"), clips=_noise())
     assert [c.name for c in checks] == ["load", "other checks"]
     assert checks[0].status == "fail" and checks[1].status == "skip"
+
+
+def test_the_registered_cascade_llm_passes_as_the_docs_example_gives_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--backbone qwen-7b --cascade-llm hf:Qwen/Qwen-7B-Chat`` (docs/speech_llms.md): Qwen-7B-Chat's own name
+    is 'qwen-7b-chat', but the registry makes it Qwen2-Audio's matched cascade; another LLM still fails."""
+    import casceq.systems.llm as llm_pkg
+    from casceq.run.build import backbone_of
+    from casceq.systems.speech_llm.doctor import check_cascade
+
+    class Loaded:
+        def __init__(self, spec: str) -> None:
+            self.backbone = backbone_of(spec)  # what HFCausalLM names a hub id: 'qwen-7b-chat'
+
+    monkeypatch.setattr(llm_pkg, "make_llm", lambda spec, **settings: Loaded(spec))
+    speech = type("Speech", (), {"backbone": "qwen-7b"})()
+    ok = check_cascade(speech, "./my-finetune", "hf:Qwen/Qwen-7B-Chat", {})
+    assert ok.status == "pass", ok
+    other = check_cascade(speech, "./my-finetune", "hf:meta-llama/Llama-3.1-8B-Instruct", {})
+    assert other.status == "fail" and "'llama-3.1-8b-instruct'" in other.detail
+
+
+def test_a_backbone_read_from_a_checkpoint_is_not_called_declared() -> None:
+    from casceq.systems.speech_llm.doctor import check_backbone
+
+    assert "from the checkpoint" in check_backbone("runs/projector", None, "gemma-3-270m").detail
+    assert "as declared" in check_backbone("runs/projector", "gemma-3-270m", "gemma-3-270m").detail
+
+
+def test_ultravox_hub_code_is_not_called_an_api_model() -> None:
+    """A local model outside ``HFSpeechLLM`` (Ultravox through its hub code) skips for its own reason."""
+    from casceq.systems.speech_llm import doctor
+    from casceq.systems.speech_llm.ultravox_remote import UltravoxRemoteBackend
+
+    backend = UltravoxRemoteBackend.__new__(UltravoxRemoteBackend)  # loaded weights are not needed to skip
+    clips = _noise()
+    skipped = [
+        *doctor.check_processor(backend, clips, None),
+        doctor.check_scores(backend, clips),
+        doctor.check_batches(backend, clips),
+    ]
+    assert all(c.status == "skip" for c in skipped)
+    assert not any("API" in c.detail for c in skipped), skipped
+    assert all("hub code" in c.detail for c in skipped)

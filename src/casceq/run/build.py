@@ -50,6 +50,26 @@ def backbone_of(llm_spec: str) -> str:
     return name.lower()
 
 
+def system_backbone(spec: SystemSpec) -> str:
+    """The backbone id a system carries in a run (what decides matched pairs), without loading anything.
+
+    A declared ``backbone`` is lower-cased (ids are compared lower-cased everywhere, and ``compare`` matches
+    them exactly). Otherwise a cascade or text system running a release's registered matched-cascade LLM takes
+    the registry's backbone (``hf:Qwen/Qwen-7B-Chat`` -> ``qwen-7b``, Qwen2-Audio's), any other LLM its name
+    (``backbone_of``); a speech LLM takes the registry's backbone of its release.
+    """
+    if spec.backbone:
+        return spec.backbone.strip().lower()
+    if spec.kind in ("cascade", "text"):
+        from casceq.systems.speech_llm.registry import registered_backbone
+
+        assert spec.llm is not None
+        known = registered_backbone(spec.llm)
+        return known.lower() if known else backbone_of(spec.llm)
+    assert spec.model is not None
+    return _speech_backbone(spec.model)
+
+
 def run_settings(model: str | None, settings: dict[str, Any], seed: int) -> dict[str, Any]:
     """A system's back-end settings in a run with ``seed``: its own settings plus the shots' ranking seed.
 
@@ -78,7 +98,6 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
             key = "llm:" + json.dumps([llm_spec, settings], sort_keys=True, default=str)
             return _shared(key, lambda: make_llm(llm_spec, **settings))
 
-        backbone = spec.backbone or backbone_of(llm_spec)
     else:
         assert spec.model is not None
         model_spec = spec.model
@@ -96,7 +115,8 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
             key = "speech:" + json.dumps(parts, sort_keys=True, default=str)
             return _shared(key, lambda: make_speech_llm(parsed))
 
-        backbone = spec.backbone or _speech_backbone(model_spec)
+    backbone = system_backbone(spec)
+    if spec.kind == "speech_llm":
         _check_shots(spec, backbone, cfg)
     if spec.kind == "cascade":
         assert spec.asr is not None
@@ -137,7 +157,7 @@ def _check_shots(spec: SystemSpec, backbone: str, cfg: ExperimentConfig) -> None
     for other in cfg.systems:
         if other.kind not in ("cascade", "text") or other.llm is None:
             continue
-        if (other.backbone or backbone_of(other.llm)).lower() != backbone.lower():
+        if system_backbone(other) != backbone.lower():
             continue
         problem = shot_mismatch(mine, (other.name, other.settings.get("few_shot", 0)), tasks)
         if problem:
@@ -174,12 +194,18 @@ def projector_digest(model_spec: str | None) -> str | None:
 
 
 def _speech_backbone(model_spec: str) -> str:
-    """The backbone of a released speech LLM (``KNOWN_BACKBONES``), lower-cased; else a config error."""
+    """The backbone of a speech LLM, lower-cased; a config error when it is not known.
+
+    A released model's from the registry (``KNOWN_BACKBONES``); a native checkpoint's from its
+    ``projector.json`` (``backbone_name``, as ``make_speech_llm`` reads it).
+    """
     from casceq.errors import InputError
     from casceq.systems.speech_llm import default_backbone
 
     family, _, model = model_spec.partition(":")
     known = default_backbone(model)
+    if known is None and family == "ultravox-native":
+        known = recorded_backbone(model_spec)
     if known is None and family == "ultravox-native" and model == "bundled":
         from casceq.systems.llm.bundled import DEFAULT_BACKBONE
 
@@ -190,3 +216,19 @@ def _speech_backbone(model_spec: str) -> str:
             "table (the id its matched cascade's LLM has)"
         )
     return backbone_of(known)
+
+
+def recorded_backbone(model_spec: str) -> str | None:
+    """``backbone_name`` from a native checkpoint's ``projector.json`` (None when absent or unreadable)."""
+    folder = native_folder(model_spec)
+    try:
+        record = json.loads((folder / "projector.json").read_text(encoding="utf-8"))
+        name = record["model"]["backbone_name"]
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+    ):  # no checkpoint there yet: the config error says what to do
+        return None
+    return name if isinstance(name, str) and name.strip() else None

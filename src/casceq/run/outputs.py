@@ -83,6 +83,28 @@ def input_failure_lines(summary: Any) -> list[str]:
     return [*lines, ""]
 
 
+def models_lines(out: Path) -> list[str]:
+    """Markdown table of the weights each system loaded (``models.json``): path, resolved dtype and device."""
+    from casceq.run.models import read_models
+
+    rows = [
+        f"| {name} | {role} | {w['path']} | {w['dtype']} | {w['device']} |"
+        for name, roles in read_models(out).items()
+        for role, rec in roles.items()
+        if isinstance(rec, dict)
+        for w in rec.get("weights", [])
+    ]
+    if not rows:
+        return []
+    head = [
+        "## Models loaded (models.json)",
+        "",
+        "| system | role | weights | dtype | device |",
+        "|---|---|---|---|---|",
+    ]
+    return [*head, *rows, ""]
+
+
 def _fmt(x: float | None, nd: int = 3) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
@@ -93,6 +115,10 @@ def markdown_summary(ctx: Any, summary: Any, data: dict[str, Any]) -> str:
     if summary.failed:
         lines += ["## Failed systems", ""] + [f"- **{k}**: {v}" for k, v in summary.failed.items()] + [""]
     lines += input_failure_lines(summary)
+    from casceq.run.pairing import pairing_markdown
+
+    lines += pairing_markdown(getattr(summary, "pairing", None))
+    lines += models_lines(ctx.out)
     lines += [
         "## Accuracy (95% Wilson CI, item-aware)",
         "",

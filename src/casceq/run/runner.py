@@ -1,8 +1,9 @@
 """Run an experiment: systems × tasks × conditions into a run folder, batched and resumable.
 
-A run folder holds ``config.toml``/``config.json`` with the config hash, ``store.sqlite`` (predictions, one row
-per (run, system, task, condition, example)), ``predictions.jsonl`` (interchange format), ``compare.json`` and
-``report.md``. Every prediction row carries a cache key covering the system spec, the example and its audio
+A run folder holds ``config.toml``/``config.json`` with the config hash, ``pairing.json`` (each speech LLM's
+backbone and its matched/mismatched systems), ``models.json`` (resolved dtype/device of each loaded model),
+``store.sqlite`` (predictions, one row per (run, system, task, condition, example)), ``predictions.jsonl``
+(interchange format), ``compare.json`` and ``report.md``. Every prediction row carries a cache key covering the system spec, the example and its audio
 under the condition; a second start of the same run skips every row whose key is already stored, and loads no
 model when nothing is left to do.
 """
@@ -64,6 +65,7 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     input_failures: list[InputFailureGroup] = field(default_factory=list)
     seconds: float = 0.0
+    pairing: Any = None  # run.pairing.Pairing: each speech LLM's registry backbone and matched systems
 
     def worst_input_failure_share(self) -> float:
         """The largest failed share of any (system, task, condition); 0 when every input was usable."""
@@ -374,7 +376,7 @@ def run_experiment(
     t0 = time.perf_counter()
     open_run_dir(cfg, out)
     ctx = RunContext(cfg, out, limit=limit, only_systems=only_systems, only_tasks=only_tasks, jobs=jobs)
-    summary = RunSummary(out)
+    summary = RunSummary(out, pairing=start_pairing(cfg, out))
     from casceq.errors import LeakageError
     from casceq.run.calibrate import calibrate_run
     from casceq.run.leakage import check_not_trained_on
@@ -390,6 +392,7 @@ def run_experiment(
         for s in ctx.system_specs:
             sys_ = ctx.systems[s.name]
             store.register_system(cfg.name, s.name, sys_.backbone, s.kind, sys_.spec)
+            store.relabel_backbone(cfg.name, s.name, sys_.backbone)  # one id per system across starts
         try:
             calibrate_run(ctx)
         except LeakageError:  # fitting on evaluated items or shots: stop, never answer with those offsets
@@ -406,13 +409,27 @@ def run_experiment(
         else:
             _run_local(ctx, units, store, summary, show_progress)
         summary.input_failures = input_failure_groups(ctx, store.input_failures(cfg.name))
+    from casceq.run.models import loaded_models, write_models
     from casceq.run.outputs import outputs_current, write_outputs
+
+    write_models(out, loaded_models(ctx.systems))  # resolved dtype/device of what this start loaded
 
     if sum(summary.written.values()) or summary.input_failures or not outputs_current(out):
         write_outputs(ctx, summary)
     summary.seconds = time.perf_counter() - t0
     _record_failures(out, summary)
     return summary
+
+
+def start_pairing(cfg: ExperimentConfig, out: Path) -> Any:
+    """Record the run's pairing in ``pairing.json`` and print it with its warnings (runs with speech LLMs)."""
+    from casceq.run.pairing import run_pairing, write_pairing
+
+    pairing = run_pairing(cfg)
+    write_pairing(out, pairing)
+    for line in pairing.lines():
+        print(line)
+    return pairing
 
 
 ERRORS_SHOWN = 3

@@ -286,6 +286,19 @@ class Store:
                 (run, name, backbone, kind, cfg),
             )
 
+    def relabel_backbone(self, run: str, system: str, backbone: str) -> int:
+        """Give a system's stored rows the backbone it has now; returns the rows changed.
+
+        The backbone is the system's metadata, not part of a row's cache key: rows kept from an earlier start
+        whose id was spelled otherwise (before ids were lower-cased) would otherwise mix two ids in one system.
+        """
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE predictions SET backbone = ? WHERE run = ? AND system = ? AND backbone IS NOT ?",
+                (backbone, run, system, backbone),
+            )
+            return int(cur.rowcount)
+
     def systems(self, run: str | None = None) -> list[SystemInfo]:
         """Return the registered systems (of one run, or of all runs), ordered by run and name."""
         where, args = self._where(run, None, None, None)

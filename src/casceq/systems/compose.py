@@ -95,6 +95,11 @@ class _Lazy:
         self._factory = factory
         self._obj: Any = None
 
+    @property
+    def loaded(self) -> Any:
+        """The back end if it was built, else None (never builds it)."""
+        return self._obj
+
     def get(self) -> Any:
         if self._obj is None:
             self._obj = self._factory()

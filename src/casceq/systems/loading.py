@@ -59,6 +59,17 @@ def resolve_dtype_device(dtype: str = AUTO, device: str = AUTO) -> tuple[str, st
     return dtype, device
 
 
+def load_reports(backend: Any) -> list[LoadReport]:
+    """The load reports of a loaded back end's parts (itself, ``model``, ``encoder``), each once, in that order."""
+    parts = [backend, getattr(backend, "model", None), getattr(backend, "encoder", None)]
+    found = [getattr(p, "load_report", None) for p in parts if p is not None]
+    out: list[LoadReport] = []
+    for report in found:
+        if isinstance(report, LoadReport) and report not in out:
+            out.append(report)
+    return out
+
+
 def _names(keys: Any) -> tuple[str, ...]:
     # mismatched_keys holds (name, checkpoint shape, model shape) tuples; the others hold names
     return tuple(sorted(str(k[0] if isinstance(k, tuple) else k) for k in keys or ()))

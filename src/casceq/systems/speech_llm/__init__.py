@@ -13,6 +13,7 @@ from casceq.systems.speech_llm.registry import (
     backbone_mismatch,
     default_backbone,
     make_speech_llm,
+    registered_backbone,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "backbone_mismatch",
     "default_backbone",
     "make_speech_llm",
+    "registered_backbone",
 ]

@@ -102,9 +102,9 @@ def _four(clips: Clips) -> list[np.ndarray]:
 # ---- checks on a transformers adapter -----------------------------------------------------------------------
 def check_weights(backend: Any) -> Check:
     """Every part's load report (``checked_load``) lists no missing or newly initialised weights."""
-    parts = [getattr(backend, "model", None), getattr(backend, "encoder", None)]
-    found = [getattr(p, "load_report", None) for p in parts if p is not None]
-    reports: list[Any] = [r for r in found if r is not None]
+    from casceq.systems.loading import load_reports
+
+    reports = load_reports(backend)
     if not reports:
         return Check("weights", "skip", "no local weights (API model)")
     bad = [r for r in reports if not r.ok]
@@ -126,7 +126,8 @@ def check_backbone(model: str, declared: str | None, backbone: str) -> Check:
         return Check("backbone", "fail", problem)
     info = backbone_info(model)
     if info is None:
-        return Check("backbone", "skip", f"not a release in the registry; backbone {backbone!r} as declared")
+        given = "as declared" if declared else "from the checkpoint"
+        return Check("backbone", "skip", f"not a release in the registry; backbone {backbone!r} {given}")
     return Check("backbone", "pass", f"{info.name} (matched cascade: {info.llm or 'none'}; {info.note})")
 
 
@@ -144,14 +145,34 @@ def _official_processor(backend: HFSpeechLLM, path: str | None) -> Any:
     return None
 
 
+HUB_CODE = {
+    "processor ids": "Ultravox hub code: its own processor builds the inputs (not re-checked)",
+    "audio features": "Ultravox hub code: its own processor builds the inputs (not re-checked)",
+    "label scores": "Ultravox hub code: scored by one plain forward per option already",
+    "batch 1 = batch 4": "Ultravox hub code: one example at a time",
+}
+"""Skip reasons for a local model run by its repository's code (``ultravox_remote``), which has no ``encode``."""
+API = {
+    "processor ids": "API",
+    "audio features": "API",
+    "label scores": "the API returns no likelihoods (one-hot scores)",
+    "batch 1 = batch 4": "API model: one request per example",
+}
+
+
+def _not_hf(backend: Any, name: str) -> Check:
+    """The skip of a check that needs ``HFSpeechLLM`` internals, with the reason for this kind of back end."""
+    reasons = HUB_CODE if getattr(backend, "family", "") == "ultravox" else API
+    return Check(name, "skip", reasons[name])
+
+
 def check_processor(backend: Any, clips: Clips, path: str | None) -> list[Check]:
     """Input ids and audio features equal the official processor's for the same prompt and clip."""
     names = ("processor ids", "audio features")
-    if not isinstance(backend, HFSpeechLLM) or backend.family == "ultravox-native":
-        reason = (
-            "no official processor (casceq's native model)" if isinstance(backend, HFSpeechLLM) else "API"
-        )
-        return [Check(n, "skip", reason) for n in names]
+    if not isinstance(backend, HFSpeechLLM):
+        return [_not_hf(backend, n) for n in names]
+    if backend.family == "ultravox-native":
+        return [Check(n, "skip", "no official processor (casceq's native model)") for n in names]
     try:
         proc = _official_processor(backend, path)
     except Exception as exc:
@@ -206,7 +227,7 @@ def _naive_scores(backend: HFSpeechLLM, audios: Sequence[np.ndarray], options: S
 def check_scores(backend: Any, clips: Clips) -> Check:
     """``score_options`` equals a plain forward pass over prompt + option."""
     if not isinstance(backend, HFSpeechLLM):
-        return Check("label scores", "skip", "the API returns no likelihoods (one-hot scores)")
+        return _not_hf(backend, "label scores")
     audios = list(clips.audios[:2])
     got = backend.score_options(audios, [LABEL_PROMPT] * len(audios), [list(OPTIONS)] * len(audios))
     want = _naive_scores(backend, audios, OPTIONS)
@@ -222,7 +243,7 @@ def check_scores(backend: Any, clips: Clips) -> Check:
 def check_batches(backend: Any, clips: Clips) -> Check:
     """Option-score predictions and greedy answers are the same with batch size 1 and 4."""
     if not isinstance(backend, HFSpeechLLM):
-        return Check("batch 1 = batch 4", "skip", "API model: one request per example")
+        return _not_hf(backend, "batch 1 = batch 4")
     audios = _four(clips)
     prompts, options = [LABEL_PROMPT] * 4, [list(OPTIONS)] * 4
     keep = backend.batch_size
@@ -292,7 +313,7 @@ def check_transcription(backend: Any, clips: Clips) -> Check:
 def check_cascade(backend: Any, model: str, cascade_llm: str | None, llm_settings: dict[str, Any]) -> Check:
     """The matched cascade's LLM loads and carries the speech LLM's backbone id."""
     from casceq.systems.llm import make_llm
-    from casceq.systems.speech_llm.registry import backbone_info
+    from casceq.systems.speech_llm.registry import backbone_info, registered_backbone
 
     info = backbone_info(model)
     spec = cascade_llm
@@ -308,16 +329,18 @@ def check_cascade(backend: Any, model: str, cascade_llm: str | None, llm_setting
     if spec is None:
         return Check("cascade backbone", "skip", "no registry entry; pass --cascade-llm to check one")
     llm = make_llm(spec, **settings)
-    name, want = str(llm.backbone).lower(), str(backend.backbone).lower()
+    # A release's registered cascade LLM carries the registry's backbone (Qwen-7B-Chat is Qwen2-Audio's Qwen-7B),
+    # as in a run (run.build.system_backbone); any other LLM its own name.
+    name, want = str(registered_backbone(spec) or llm.backbone).lower(), str(backend.backbone).lower()
     if info is not None and cascade_llm is None:
-        want = name  # the registry pairs them by declaration (e.g. Qwen-7B-Chat for Qwen-7B)
+        want = name  # the registry's own pairing
     if name != want:
         return Check(
             "cascade backbone",
             "fail",
-            f"{spec} is backbone {llm.backbone!r}, the speech LLM's is {backend.backbone!r}",
+            f"{spec} is backbone {name!r}, the speech LLM's is {backend.backbone!r}",
         )
-    return Check("cascade backbone", "pass", f"{spec} loads (backbone {llm.backbone!r})")
+    return Check("cascade backbone", "pass", f"{spec} loads (backbone {name!r})")
 
 
 def run_checks(

@@ -124,6 +124,25 @@ def default_backbone(model: str) -> str | None:
     return info.name if info else None
 
 
+def _hub_id(llm_spec: str) -> str:
+    """An LLM spec without its back-end prefix, lower-cased: ``"vllm:Qwen/Qwen-7B-Chat"`` -> ``"qwen/qwen-7b-chat"``."""
+    family, sep, rest = llm_spec.partition(":")
+    return (rest if sep and family in ("hf", "vllm") else llm_spec).strip().rstrip("/").lower()
+
+
+def registered_backbone(llm_spec: str) -> str | None:
+    """The registry's backbone name of a text LLM spec that is some release's matched-cascade LLM, else None.
+
+    ``"hf:Qwen/Qwen-7B-Chat"`` -> ``"Qwen-7B"`` (Qwen2-Audio's backbone, whose name differs from the chat
+    model's); the ``hf:`` and ``vllm:`` back ends of the same weights count alike.
+    """
+    want = _hub_id(llm_spec)
+    for info in BACKBONES.values():
+        if info.llm is not None and _hub_id(info.llm) == want:
+            return info.name
+    return None
+
+
 def backbone_mismatch(model: str, declared: str | None) -> str | None:
     """A warning when a declared ``backbone=`` differs from the registry's backbone of ``model`` (else None)."""
     known = default_backbone(model)
