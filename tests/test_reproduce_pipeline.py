@@ -31,7 +31,15 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Any:
     whisper = tm.tiny_whisper(root / "whisper")
     lm = tm.tiny_causal_lm(root / "tiny-lm-a")
     other = tm.tiny_causal_lm(root / "tiny-lm-b", seed=tm.SEED + 1)
-    cfg = UltravoxNativeConfig(encoder=str(whisper), backbone=str(lm), hidden_dim=64, encoder_mode="unpadded")
+    # Asked as the shipped model is: the matched cascade's prompt and its shots (a pair must show the same shots).
+    cfg = UltravoxNativeConfig(
+        encoder=str(whisper),
+        backbone=str(lm),
+        hidden_dim=64,
+        encoder_mode="unpadded",
+        prompt="matched",
+        few_shot={"sst2": 4, "ag_news": 4},
+    )
     ckpt = UltravoxNativeBackend.create(cfg, seed=7).save(root / "speech-llm")
     return Models(
         asr_strong="faster-whisper:tiny.en",
