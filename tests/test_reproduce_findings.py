@@ -329,7 +329,10 @@ def test_text_insufficient_below_chance_speech_llm_is_not_reproduced() -> None:
     # the review's case: the speech LLM at 5% on RAVDESS (below 1/8) made (d) "reproduced"
     claim = cb.claim_text_insufficient(_text_insufficient("below"), ["sst2"], ["ravdess"])
     assert claim.verdict != REPRODUCED
-    assert claim.tasks[0].verdict == NOT_TESTABLE and "at chance on ravdess" in claim.tasks[0].reason
+    assert (
+        claim.tasks[0].verdict == NOT_TESTABLE
+        and "not shown above chance on ravdess" in claim.tasks[0].reason
+    )
 
 
 def _table(drop_speech: float, drop_casc: float, base: float = 0.9, n: int = 200) -> dict:
@@ -698,7 +701,9 @@ def test_implicit_rule_counts_the_voices_of_an_item_once() -> None:
         "rows": [{**r, "id": f"y{i}@v{v}"} for i, r in enumerate(res["rows"]) for v in (1, 2)],
     }
     judged = cm.claim_implicit({"results": [voiced]}, "")
-    assert judged.tasks[0].verdict == NOT_TESTABLE and "speech at chance" in judged.tasks[0].reason
+    assert (
+        judged.tasks[0].verdict == NOT_TESTABLE and "speech not shown above chance" in judged.tasks[0].reason
+    )
 
 
 def test_erasure_rule_counts_the_spread_of_random_draws() -> None:

@@ -112,7 +112,14 @@ def claim_ceiling(
             out.append(TaskVerdict(t, NOT_TESTABLE, "missing systems", nums))
             continue
         if not ok:
-            out.append(TaskVerdict(t, NOT_TESTABLE, f"a system is at chance: {words}", nums))
+            out.append(
+                TaskVerdict(
+                    t,
+                    NOT_TESTABLE,
+                    f"a system is not shown above chance (95% lower bound ≤ chance): {words}",
+                    nums,
+                )
+            )
             continue
         q_vs = q.get((SPEECH, STRONG, t, CLEAN), q.get((STRONG, SPEECH, t, CLEAN), vs["q_value"]))
         verdicts = []
@@ -175,7 +182,9 @@ def claim_confound(cmp: CompareView, text_tasks: Sequence[str]) -> Claim:
         nums = f"κ matched {fmt(row['kappa_matched'])}, κ mismatched {fmt(row['kappa_mismatched'])}"
         if not ok:
             out.append(
-                TaskVerdict(t, NOT_TESTABLE, f"a system is at chance, κ is uninformative: {words}", nums)
+                TaskVerdict(
+                    t, NOT_TESTABLE, f"a system is not shown above chance, κ is uninformative: {words}", nums
+                )
             )
             continue
         out.append(directional(t, row["delta_kappa"], se_from_ci(*row["delta_ci"]), ref, nums, "Δκ"))
@@ -291,7 +300,14 @@ def claim_overlap(
         if c < 3:
             out.append(TaskVerdict(t, NOT_TESTABLE, "2 classes: every shared error is the same error", nums))
         elif not ok:
-            out.append(TaskVerdict(t, NOT_TESTABLE, f"a system is at chance: {words}", nums))
+            out.append(
+                TaskVerdict(
+                    t,
+                    NOT_TESTABLE,
+                    f"a system is not shown above chance (95% lower bound ≤ chance): {words}",
+                    nums,
+                )
+            )
         elif bias is None or m == 0:
             why = "no shared errors" if m == 0 else "no predictions to compute the label-bias null"
             out.append(TaskVerdict(t, NOT_TESTABLE, why, nums))
@@ -350,7 +366,10 @@ def claim_text_insufficient(
                 # a speech LLM at chance on the emotion task departs from any cascade trivially
                 out.append(
                     TaskVerdict(
-                        name, NOT_TESTABLE, f"the speech LLM is at chance on {s_task}: {words_r}", nums
+                        name,
+                        NOT_TESTABLE,
+                        f"the speech LLM is not shown above chance on {s_task}: {words_r}",
+                        nums,
                     )
                 )
                 continue
@@ -451,7 +470,14 @@ def claim_noise(
             f"({d.n} clips, {d.n_items} items)"
         )
         if not ok:
-            out.append(TaskVerdict(t, NOT_TESTABLE, f"a model at chance cannot degrade: {words}", nums))
+            out.append(
+                TaskVerdict(
+                    t,
+                    NOT_TESTABLE,
+                    f"a model not shown above chance cannot be shown to degrade: {words}",
+                    nums,
+                )
+            )
             continue
         out.append(directional(t, d.diff, se_from_ci(*d.diff_ci), ref, nums, "difference of drops"))
     if reversal_sentences:

@@ -222,7 +222,14 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
             else wilson_low(round(none["accuracy"] * none["n"]), none["n"])
         )
         if low <= chance:
-            out.append(TaskVerdict(task, NOT_TESTABLE, f"unerased accuracy is at chance {fmt(chance)}", nums))
+            out.append(
+                TaskVerdict(
+                    task,
+                    NOT_TESTABLE,
+                    f"unerased accuracy is not shown above chance {fmt(chance)} (95% lower bound)",
+                    nums,
+                )
+            )
             continue
         tests = [
             directional(
@@ -320,7 +327,7 @@ def claim_implicit(implicit: Mapping[str, Any] | None, missing: str) -> Claim:
         chance = chance_of_labels([row["gold"] for row in r["rows"]], c) if r.get("rows") else 1 / c
         low = [s for s in ("speech", "cascade") if _accuracy_low(r, s) <= chance]
         if low:
-            why = f"{' and '.join(low)} at chance ({fmt(chance)}): κ is uninformative"
+            why = f"{' and '.join(low)} not shown above chance ({fmt(chance)}): κ is uninformative"
             out.append(TaskVerdict(task, NOT_TESTABLE, why, nums))
             continue
         if r["kappa_impl"] is None or r["kappa_casc"] is None:
