@@ -758,3 +758,13 @@ def test_judge_recomputes_clip_level_statistics_of_runs_made_before_items(tmp_pa
     from casceq.reproduce.findings import item_statistics
 
     assert item_statistics(item.data, items, plan) is item.data
+
+
+def test_task_verdicts_hold_python_scalars_for_the_json_writer() -> None:
+    """A rule computing ``powered`` as ``np.float64 <= float`` gives a numpy bool, which ``json`` refuses."""
+    verdict = TaskVerdict("sst2", INCONCLUSIVE, "why", mde=np.float64(0.2), powered=np.float64(0.2) <= 0.1)
+    assert type(verdict.powered) is bool and type(verdict.mde) is float
+    assert json.loads(json.dumps({"powered": verdict.powered, "mde": verdict.mde})) == {
+        "powered": False,
+        "mde": 0.2,
+    }

@@ -79,6 +79,14 @@ class TaskVerdict:
     mde: float | None = None
     powered: bool | None = None
 
+    def __post_init__(self) -> None:
+        # Rules compute these from numpy values; the JSON writer takes only Python scalars (a numpy bool here
+        # once made the findings writer fail after an 85-minute run).
+        if self.mde is not None:
+            object.__setattr__(self, "mde", float(self.mde))
+        if self.powered is not None:
+            object.__setattr__(self, "powered", bool(self.powered))
+
 
 @dataclass(frozen=True)
 class Claim:
