@@ -37,8 +37,6 @@ the evaluated items must be different items (checked: an overlap is an error nam
 from __future__ import annotations
 
 import dataclasses
-import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -46,9 +44,7 @@ from typing import Any, Literal
 import numpy as np
 
 from casceq.errors import InputError
-
-MIN_POSITIONS_PER_DIM = 10
-"""LEACE estimates a D x D covariance: warn below this many fitting positions per dimension."""
+from casceq.mech.leace import fit_eraser
 
 Positions = Literal["all", "audio"]
 
@@ -164,41 +160,6 @@ def collect_layers(
                 raise InputError(f"utterance {clip.id!r}: NaN or infinite states at layer {layer}")
             out[layer].append(x[k])
     return out
-
-
-def fit_eraser(
-    states: Sequence[np.ndarray],
-    targets: Sequence[np.ndarray],
-    *,
-    affine: bool = False,
-    n_utterances: int = 0,
-) -> Any:
-    """Fit a ``LeaceEraser`` on per-utterance states [P, D] and targets [P, k] (streamed into ``LeaceFitter``)."""
-    import torch
-    from concept_erasure import LeaceFitter
-
-    d, k = states[0].shape[1], targets[0].shape[1]
-    n = sum(len(x) for x in states)
-    if n < MIN_POSITIONS_PER_DIM * d:
-        mean_p = n / max(n_utterances or len(states), 1)
-        need = MIN_POSITIONS_PER_DIM * d
-        warnings.warn(
-            f"LEACE fitted on {n} positions for {d} dimensions: want >= {need} positions "
-            f"(about {math.ceil(need / max(mean_p, 1e-9))} utterances at {mean_p:.0f} positions each)",
-            stacklevel=2,
-        )
-    fitter = LeaceFitter(d, k, affine=affine, dtype=torch.float32)
-    for x, z in zip(states, targets, strict=True):
-        fitter.update(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(z))
-    return fitter.eraser
-
-
-def apply_eraser(eraser: Any, states: np.ndarray) -> np.ndarray:
-    """Erased copy of states [N, D] (float32)."""
-    import torch
-
-    with torch.no_grad():
-        return eraser(torch.from_numpy(np.ascontiguousarray(states, dtype=np.float32))).numpy()
 
 
 def clip_frames(layout: Any, clips: Sequence[FitClip]) -> list[np.ndarray]:

@@ -4,7 +4,7 @@
   of the fitting set or ``<other>``; every position of the utterance carries it.
 - ``ctc``: the character at each position, from a *uniform alignment* of the normalised transcript over the
   utterance's positions (position p of P gets character ``floor(p * n_chars / P)``). The paper uses the CTC
-  probe's per-position predictions; ``casceq.mech.probes_text.ctc_layer`` does not expose its trained head, so
+  probe's per-position predictions; ``casceq.mech.probes.ctc_layer`` does not expose its trained head, so
   this uses the alignment targets instead (said so in every result's ``ctc_targets``).
 - ``boc`` (bag of characters): the utterance's character frequencies over ``ALPHABET`` (continuous, summing
   to 1), every position.
@@ -216,7 +216,7 @@ def heldout_check(
 
     xtr, ztr, ytr = rows(train, PROBE_MAX_ROWS)
     xte, _, yte = rows(sorted(test), PROBE_MAX_ROWS)
-    from casceq.mech.erasure import apply_eraser, fit_eraser
+    from casceq.mech.leace import apply_eraser, fit_eraser
 
     eraser = fit_eraser([xtr], [ztr], affine=affine, n_utterances=len(train))
 

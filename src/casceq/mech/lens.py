@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import InputError
-from casceq.mech.lens_tokens import LayerTally, TokenNormaliser, lens_text, normalise_text
+from casceq.mech.lens_tokens import LayerTally, LensLayer, TokenNormaliser, lens_text, normalise_text
 
 __all__ = [
     "LayerTally",
@@ -60,29 +60,6 @@ CHUNK_POSITIONS = 64
 
 N_EXAMPLES = 5
 """Utterances whose lens text is kept in the result (per layer), for people to read."""
-
-
-@dataclass(frozen=True)
-class LensLayer:
-    """Lens statistics of one layer.
-
-    Attributes:
-        layer: Layer index (0 = embeddings, n_layers = last layer output).
-        n_tokens: Lens tokens scored (content tokens after normalisation).
-        n_hits: Scored tokens found in the reference bag.
-        precision: ``n_hits / n_tokens`` (None when nothing was scored).
-        identity: Text mode: fraction of positions whose lens token is the input token there (else None).
-        next_token: Text mode: fraction whose lens token is the next input token (else None).
-        top_tokens: The most frequent normalised lens tokens with their counts.
-    """
-
-    layer: int
-    n_tokens: int
-    n_hits: int
-    precision: float | None
-    identity: float | None = None
-    next_token: float | None = None
-    top_tokens: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,33 @@ from __future__ import annotations
 import string
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class LensLayer:
+    """Lens statistics of one layer.
+
+    Attributes:
+        layer: Layer index (0 = embeddings, n_layers = last layer output).
+        n_tokens: Lens tokens scored (content tokens after normalisation).
+        n_hits: Scored tokens found in the reference bag.
+        precision: ``n_hits / n_tokens`` (None when nothing was scored).
+        identity: Text mode: fraction of positions whose lens token is the input token there (else None).
+        next_token: Text mode: fraction whose lens token is the next input token (else None).
+        top_tokens: The most frequent normalised lens tokens with their counts.
+    """
+
+    layer: int
+    n_tokens: int
+    n_hits: int
+    precision: float | None
+    identity: float | None = None
+    next_token: float | None = None
+    top_tokens: tuple[tuple[str, int], ...] = ()
 
 
 class TokenNormaliser:
@@ -89,8 +113,6 @@ class LayerTally:
 
     def result(self, text_mode: bool) -> Any:
         """Return the layer's ``LensLayer`` (identity/next-token rates only in text mode)."""
-        from casceq.mech.lens import LensLayer
-
         ratio = (lambda a, b: a / b if b else None) if text_mode else (lambda a, b: None)
         return LensLayer(
             self.layer,

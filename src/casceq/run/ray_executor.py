@@ -17,43 +17,8 @@ EPYC, 3 Dec 2026) faster-whisper tiny.en transcribed an espeak clip as "This mas
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
-
-
-def _run_group(cfg_dict: dict[str, Any], out: str, limit: int | None, units: list[tuple[str, str, str]]):  # type: ignore[no-untyped-def]
-    from pathlib import Path
-
-    from casceq.run.calibrate import calibrate_run
-    from casceq.run.config import parse_config
-    from casceq.run.runner import RunContext, Unit, run_unit
-    from casceq.run.store import Store
-
-    cfg = parse_config(_to_toml_shape(cfg_dict))
-    systems = sorted({u[0] for u in units})
-    ctx = RunContext(cfg, Path(out), limit=limit, only_systems=systems)
-    calibrate_run(ctx)  # loads the offsets the driver saved
-    results: list[tuple[int, int, str | None]] = []
-    with Store(Path(out) / "store.sqlite") as store:
-        for s, t, c in units:
-            try:
-                w, sk = run_unit(ctx, Unit(s, t, c), store)
-                results.append((w, sk, None))
-            except Exception as exc:  # reported per unit, other units go on
-                results.append((0, 0, f"{type(exc).__name__}: {exc}"))
-    return results
-
-
-def _to_toml_shape(d: dict[str, Any]) -> dict[str, Any]:
-    """Turn ``ExperimentConfig.to_dict()`` back into the TOML-shaped dict ``parse_config`` validates."""
-    out = {k: v for k, v in d.items() if k not in ("systems", "tasks")}
-    out["systems"] = [{k: v for k, v in s.items() if v is not None} for s in d["systems"]]
-    out["tasks"] = {
-        t["name"]: {k: v for k, v in t.items() if k != "name" and v is not None} for t in d["tasks"]
-    }
-    for key in ("voices", "conditions"):
-        out[key] = list(out[key])
-    return out
 
 
 def task_cpus(ray: Any) -> int:
@@ -65,15 +30,20 @@ def task_cpus(ray: Any) -> int:
 
 
 def run_units_ray(
-    ctx: Any, units: Sequence[Any], address: str | None = None
+    ctx: Any, units: Sequence[Any], work: Callable[..., Any], address: str | None = None
 ) -> list[tuple[int, int, str | None]]:
-    """Run ``units`` as Ray tasks (one per system); returns (written, skipped, error) per unit, in order."""
+    """Run ``units`` as Ray tasks (one per system); returns (written, skipped, error) per unit, in order.
+
+    ``work(cfg_dict, out, limit, [(system, task, condition), ...])`` runs in a worker and returns one
+    (written, skipped, error) per unit: the runner passes its own ``run_unit_group``, so this module needs
+    nothing from the runner.
+    """
     from casceq.errors import require
 
     ray = require("ray", "the Ray executor", extra="ray")
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=task_cpus(ray))(_run_group)
+    remote = ray.remote(num_cpus=task_cpus(ray))(work)
     groups: dict[str, list[int]] = {}
     for i, u in enumerate(units):
         groups.setdefault(u.system, []).append(i)

@@ -403,7 +403,7 @@ def run_experiment(
         if executor == "ray":
             from casceq.run.ray_executor import run_units_ray
 
-            results = run_units_ray(ctx, units)
+            results = run_units_ray(ctx, units, run_unit_group)
             for unit, (w, sk, err) in zip(units, results, strict=True):
                 _tally(summary, unit, w, sk, err)
         else:
@@ -511,3 +511,41 @@ def _run_local(ctx: RunContext, units: list[Unit], store: Any, summary: RunSumma
             bar.update(tid, completed=n, visible=written > 0)
             bar.advance(overall, skipped)  # the callback counted only the pending rows
             _tally(summary, unit, written, skipped, None)
+
+
+# --- the Ray executor's worker side (casceq.run.ray_executor dispatches it) ------------------------------
+
+
+def run_unit_group(
+    cfg_dict: dict[str, Any], out: str, limit: int | None, units: list[tuple[str, str, str]]
+) -> list[tuple[int, int, str | None]]:
+    """A Ray worker's share of a run: rebuild the context from the config, run ``units``, one result each."""
+    from casceq.run.calibrate import calibrate_run
+    from casceq.run.config import parse_config
+    from casceq.run.store import Store
+
+    cfg = parse_config(_to_toml_shape(cfg_dict))
+    systems = sorted({u[0] for u in units})
+    ctx = RunContext(cfg, Path(out), limit=limit, only_systems=systems)
+    calibrate_run(ctx)  # loads the offsets the driver saved
+    results: list[tuple[int, int, str | None]] = []
+    with Store(Path(out) / "store.sqlite") as store:
+        for s, t, c in units:
+            try:
+                w, sk = run_unit(ctx, Unit(s, t, c), store)
+                results.append((w, sk, None))
+            except Exception as exc:  # reported per unit, other units go on
+                results.append((0, 0, f"{type(exc).__name__}: {exc}"))
+    return results
+
+
+def _to_toml_shape(d: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``ExperimentConfig.to_dict()`` back into the TOML-shaped dict ``parse_config`` validates."""
+    out = {k: v for k, v in d.items() if k not in ("systems", "tasks")}
+    out["systems"] = [{k: v for k, v in s.items() if v is not None} for s in d["systems"]]
+    out["tasks"] = {
+        t["name"]: {k: v for k, v in t.items() if k != "name" and v is not None} for t in d["tasks"]
+    }
+    for key in ("voices", "conditions"):
+        out[key] = list(out[key])
+    return out

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from casceq.train.align import finish_step, start_state
+from casceq.train.checkpoint import finish_step, start_state
 from casceq.train.config import TrainConfig, use_bf16
 
 BUCKET_ROWS = 8

@@ -1,0 +1,66 @@
+"""Checkpoint, resume and per-step logging of the two alignment stages.
+
+The embedding-CTC stage (``align``) and the CTC-head stage (``ctc``) drive their optimiser steps through these,
+so neither imports the other for them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "align_state.pt"
+LOG_FILE = "align_log.jsonl"
+
+
+def start_state(projector: Any, optim: Any, out: Path, resume: bool) -> int:
+    """Load ``out/align_state.pt`` into projector and optimiser when resuming (log cut to match); return its step.
+
+    Without ``resume`` (or with no state yet) the log is started afresh and the step is 0.
+    """
+    import torch
+
+    state_path, log_path = out / STATE_FILE, out / LOG_FILE
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        projector.load_state_dict(state["projector"])
+        optim.load_state_dict(state["optim"])
+        step = int(state["step"])
+        if log_path.exists():
+            keep = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] < step]
+            log_path.write_text("".join(ln + "\n" for ln in keep))
+        return step
+    if log_path.exists():
+        log_path.unlink()
+    return 0
+
+
+def finish_step(
+    projector: Any, optim: Any, loss: Any, step: int, row: dict[str, float], total: int, every: int, out: Path
+) -> int:
+    """Backward, clip at 1, step; log ``row`` as step ``step``; checkpoint every ``every`` steps and at ``total``.
+
+    Returns the next step. Shared by the embedding-CTC stage and the CTC-head stage (``casceq.train.ctc``).
+    """
+    import torch
+
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
+    optim.step()
+    with (out / LOG_FILE).open("a") as f:
+        f.write(json.dumps({"step": step, **row}) + "\n")
+    step += 1
+    if step % every == 0 or step == total:
+        save_state(projector, optim, step, out / STATE_FILE)
+    return step
+
+
+def save_state(projector: Any, optim: Any, step: int, state_path: Path) -> None:
+    """Write the resumable state atomically (a kill mid-write leaves the previous one)."""
+    import torch
+
+    tmp = state_path.with_suffix(".tmp")
+    torch.save({"projector": projector.state_dict(), "optim": optim.state_dict(), "step": step}, tmp)
+    tmp.replace(state_path)
