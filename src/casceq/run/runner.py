@@ -66,6 +66,7 @@ class RunSummary:
     input_failures: list[InputFailureGroup] = field(default_factory=list)
     seconds: float = 0.0
     pairing: Any = None  # run.pairing.Pairing: each speech LLM's registry backbone and matched systems
+    compare: Any = None  # stats.results.CompareResult: this start's statistics (None: outputs were current)
 
     def worst_input_failure_share(self) -> float:
         """The largest failed share of any (system, task, condition); 0 when every input was usable."""
@@ -415,7 +416,7 @@ def run_experiment(
     write_models(out, loaded_models(ctx.systems))  # resolved dtype/device of what this start loaded
 
     if sum(summary.written.values()) or summary.input_failures or not outputs_current(out):
-        write_outputs(ctx, summary)
+        summary.compare = write_outputs(ctx, summary)
     summary.seconds = time.perf_counter() - t0
     _record_failures(out, summary)
     return summary
