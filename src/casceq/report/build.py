@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from casceq.errors import InputError, MissingDependency
 from casceq.report.analysis import Attribution, Reversal
-from casceq.report.context import ReportContext, SectionFn, make_context, mech_dirs_of
+from casceq.report.context import ReportContext, make_context, mech_dirs_of
 from casceq.report.data import load_report_data
 from casceq.report.explorer import MAX_CLIPS, explorer_data
-from casceq.report.mech import lens_section, probe_section, read_mech
+from casceq.report.mech import MechResults, lens_section, probe_section, read_mech
 from casceq.report.mech_effects import erasure_section, implicit_section
 from casceq.report.sections import Section, accuracy_section, agreement_section, overlap_section, overview
 from casceq.report.sections_errors import confound_section, cost_section, noise_section, shared_error_section
@@ -74,22 +74,26 @@ def _can_draw(formats: Sequence[str]) -> tuple[bool, str | None]:
     return True, None
 
 
-def probes(ctx: ReportContext) -> Section:
+SectionFn = Callable[[ReportContext[MechResults]], Section]
+"""The one signature of a report section."""
+
+
+def probes(ctx: ReportContext[MechResults]) -> Section:
     """Table 4 / Figure 4: probes of the speech LLM and the Whisper control."""
     return probe_section(ctx.mech, ctx.draw, ctx.book)
 
 
-def lens(ctx: ReportContext) -> Section:
+def lens(ctx: ReportContext[MechResults]) -> Section:
     """Table 5 / Figure 5: the logit lens."""
     return lens_section(ctx.mech, ctx.draw, ctx.book)
 
 
-def implicit(ctx: ReportContext) -> Section:
+def implicit(ctx: ReportContext[MechResults]) -> Section:
     """Table 6: the implicit cascade."""
     return implicit_section(ctx.mech, ctx.book)
 
 
-def erasure(ctx: ReportContext) -> Section:
+def erasure(ctx: ReportContext[MechResults]) -> Section:
     """Table 7 / Figure 6: LEACE erasure."""
     return erasure_section(ctx.mech, ctx.draw, ctx.book)
 
@@ -116,7 +120,7 @@ BUILT_FIRST: tuple[SectionFn, ...] = (noise_section,)
 (S1, S2, ...); Figure 3's table has always been numbered first, and a report's source numbers stay stable."""
 
 
-def sections_of(ctx: ReportContext) -> list[Section]:
+def sections_of(ctx: ReportContext[MechResults]) -> list[Section]:
     """Every section of the report, in the order of :data:`SECTIONS` (built in :data:`BUILT_FIRST` order)."""
     order = (*BUILT_FIRST, *(f for f in SECTIONS if f not in BUILT_FIRST))
     built = {section: section(ctx) for section in order}

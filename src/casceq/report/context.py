@@ -1,6 +1,6 @@
 """What every report section reads: one :class:`ReportContext`, built once per report.
 
-A section is a function ``section(ctx: ReportContext) -> Section`` (``casceq.report.build.SECTIONS`` lists
+A section is a function ``section(ctx: ReportContext[MechResults]) -> Section`` (``casceq.report.build.SECTIONS`` lists
 them in the paper's order). The context holds the inputs (predictions and their metadata), the one
 ``compare()`` result, the mechanistic result files, the source book every cited number is registered in,
 and the analyses more than one section or the caller need (attributions of shared errors, ranking reversals).
@@ -8,23 +8,23 @@ and the analyses more than one section or the caller need (attributions of share
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 from casceq.report.analysis import Attribution, Reversal, attributions, noise_points, reversals
 from casceq.report.data import ReportData
 from casceq.report.tables import SourceBook
 from casceq.stats.results import CompareResult
 
-if TYPE_CHECKING:  # report.mech builds sections, which read this context: a type-only name, not an import
-    from casceq.report.mech import MechResults
-    from casceq.report.sections import Section
+M = TypeVar("M")
+"""The type of the mechanistic results (``casceq.report.mech.MechResults``: that module builds sections, so this
+one, which every section reads, names it only as a parameter)."""
 
 
 @dataclass(frozen=True)
-class ReportContext:
+class ReportContext(Generic[M]):
     """The inputs of every section.
 
     Attributes:
@@ -40,16 +40,12 @@ class ReportContext:
 
     data: ReportData
     result: CompareResult
-    mech: MechResults
+    mech: M
     book: SourceBook
     draw: bool
     no_figures: str | None
     attributions: tuple[Attribution, ...]
     reversals: tuple[Reversal, ...]
-
-
-SectionFn = Callable[[ReportContext], "Section"]
-"""The one signature of a report section."""
 
 
 def noise_reversals(data: ReportData, result: CompareResult) -> list[Reversal]:
@@ -63,11 +59,11 @@ def noise_reversals(data: ReportData, result: CompareResult) -> list[Reversal]:
 def make_context(
     data: ReportData,
     result: CompareResult,
-    mech: MechResults,
+    mech: M,
     book: SourceBook,
     draw: bool,
     no_figures: str | None = None,
-) -> ReportContext:
+) -> ReportContext[M]:
     """The context of one report: the shared analyses computed once."""
     return ReportContext(
         data,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from casceq.report.analysis import missing
 from casceq.report.context import ReportContext
@@ -60,7 +61,7 @@ def pair_label(a: str, b: str) -> str:
     return f"{a} – {b}"
 
 
-def overview(ctx: ReportContext) -> Section:
+def overview(ctx: ReportContext[Any]) -> Section:
     """Describe the inputs: systems with kinds and backbones, what is missing, small-n warnings, compare's notes."""
     data, result = ctx.data, ctx.result
     rows = []
@@ -88,7 +89,7 @@ def overview(ctx: ReportContext) -> Section:
     return Section("overview", "Overview", tuple(paras), (systems,), (), tuple(warnings))
 
 
-def accuracy_section(ctx: ReportContext) -> Section:
+def accuracy_section(ctx: ReportContext[Any]) -> Section:
     """Table 2: accuracy per system (rows) and task (columns) under the primary condition, Wilson CIs."""
     result, data, book = ctx.result, ctx.data, ctx.book
     cond = primary_condition(result)
@@ -149,7 +150,7 @@ def no_pairs_reason(data: ReportData, result: CompareResult) -> str | None:
     return "No two systems share a classification task and condition: there are no pairs to compare."
 
 
-def agreement_section(ctx: ReportContext) -> Section:
+def agreement_section(ctx: ReportContext[Any]) -> Section:
     """Figure 1 (kappa heatmap of the primary condition) and the full pair table of every condition."""
     result, data, book, draw = ctx.result, ctx.data, ctx.book, ctx.draw
     reason = no_pairs_reason(data, result)
@@ -206,7 +207,7 @@ def agreement_section(ctx: ReportContext) -> Section:
     return Section("agreement", "Figure 1: agreement (Cohen's κ)", paras, (table,), figs)
 
 
-def overlap_section(ctx: ReportContext) -> Section:
+def overlap_section(ctx: ReportContext[Any]) -> Section:
     """Figure 2: conditional error overlap of each pair on multi-class tasks (chance line 1/(C-1))."""
     result, data, draw = ctx.result, ctx.data, ctx.draw
     reason = no_pairs_reason(data, result)

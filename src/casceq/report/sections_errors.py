@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from casceq.report.analysis import NoisePoint, costs, noise_points
 from casceq.report.context import ReportContext
@@ -28,7 +29,7 @@ def _clip(text: str | None, width: int = 90) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def shared_error_section(ctx: ReportContext) -> Section:
+def shared_error_section(ctx: ReportContext[Any]) -> Section:
     """Table 3: shared errors of (non-cascade, cascade) pairs, attributed to ASR or LLM by transcript WER."""
     result, data, book = ctx.result, ctx.data, ctx.book
     title = "Table 3: shared errors — ASR-induced or LLM?"
@@ -125,7 +126,7 @@ def _with_backbone(system: str, data: ReportData) -> str:
     return f"{system} ({data.backbones.get(system) or 'no backbone'})"
 
 
-def confound_section(ctx: ReportContext) -> Section:
+def confound_section(ctx: ReportContext[Any]) -> Section:
     """Tabulate the backbone confound: Δκ = κ(speech LLM, matched cascade) − κ(speech LLM, mismatched cascade)."""
     result, data, book = ctx.result, ctx.data, ctx.book
     title = "Backbone confound (Δκ matched − mismatched)"
@@ -192,7 +193,7 @@ def _expected_snrs(data: ReportData) -> list[str]:
     return [c for c in PAPER_CONDITIONS if c not in have]
 
 
-def noise_section(ctx: ReportContext) -> Section:
+def noise_section(ctx: ReportContext[Any]) -> Section:
     """Figure 3 (accuracy vs SNR) with the ranking reversals in words, and accuracy per condition.
 
     The reversals are the context's (``noise_reversals``): the caller reports them too.
@@ -248,7 +249,7 @@ def _condition_table(points: Sequence[NoisePoint], result: CompareResult, book: 
     )
 
 
-def cost_section(ctx: ReportContext) -> Section:
+def cost_section(ctx: ReportContext[Any]) -> Section:
     """Seconds per item and per audio second next to accuracy clean and at the lowest SNR."""
     data, book = ctx.data, ctx.book
     rows, measured = [], costs(data, ctx.result)
