@@ -270,6 +270,9 @@ def estimate_minutes(plan: Plan, costs: Costs | None = None) -> dict[str, float]
     }
 
 
+EXPERIMENT_TOML = "experiment.toml"
+"""The behavioural experiment as a TOML file in the reproduction folder (``casceq run`` can re-run it)."""
+
 EXPERIMENT_COMMENT = "casceq reproduce: the behavioural experiment (written by casceq.reproduce.plan)."
 """First line of the ``experiment.toml`` a reproduction folder holds."""
 
