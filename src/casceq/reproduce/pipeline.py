@@ -42,9 +42,6 @@ from casceq.stages.reproduce import (
     full_report,
 )
 
-PipelineResult = ReproduceResult
-"""What ``run_pipeline`` returns (``casceq.stages.reproduce.ReproduceResult``)."""
-
 PLAN_FILE = "plan.json"
 TIMINGS_FILE = "timings.json"
 
@@ -107,7 +104,7 @@ def run_pipeline(
     limit_minutes: float | None = None,
     show_progress: bool = True,
     log: Callable[[str], None] = print,
-) -> PipelineResult:
+) -> ReproduceResult:
     """Run (or resume) every stage of the plan into ``out`` and write the findings page.
 
     Args:
