@@ -15,7 +15,7 @@ import pytest
 
 from casceq.errors import CasceqError, InputError
 from casceq.reproduce.plan import default_plan, experiment_config, experiment_toml
-from casceq.run.config import ExperimentConfig, SystemSpec, load_config, parse_config
+from casceq.run.config import ExperimentConfig, SystemSpec, TaskSpec, load_config, parse_config
 from casceq.run.demo import demo_config, demo_config_toml
 from casceq.run.runner import CONFIG_JSON, open_run_dir
 from casceq.train.evaluate import eval_config, eval_config_toml
@@ -98,6 +98,10 @@ def test_to_toml_round_trips_every_field(tmp_path: Path) -> None:
     )
     path = tmp_path / "c.toml"
     path.write_text(cfg.to_toml("first line\nsecond line"))
+    specs = ExperimentConfig.build(
+        "t", cfg.systems, [TaskSpec("sst2", 4, split="train", data_dir="data/sst2")]
+    )
+    assert load_config(_written(tmp_path / "t.toml", specs.to_toml())) == specs
     assert path.read_text().startswith("# first line\n# second line\n")
     back = load_config(path)
     assert back == cfg and back.hash() == cfg.hash()
@@ -110,3 +114,8 @@ def test_build_validates_like_a_toml_file() -> None:
         ExperimentConfig.build("x", [SystemSpec.text("T", "a"), SystemSpec.text("T", "b")], {"sst2": 3})
     with pytest.raises(InputError, match="babble@x"):
         ExperimentConfig.build("x", [SystemSpec.text("T", "a")], {"sst2": 3}, conditions=("babble@x",))
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -142,7 +142,7 @@ class ExperimentConfig:
         cls,
         name: str,
         systems: Sequence[SystemSpec],
-        tasks: Mapping[str, int | None],
+        tasks: Mapping[str, int | None] | Sequence[TaskSpec],
         **options: Any,
     ) -> ExperimentConfig:
         """A config built in code and validated as a TOML config is (the same checks, the same canonical form).
@@ -150,13 +150,16 @@ class ExperimentConfig:
         Args:
             name: Run name.
             systems: The systems (``SystemSpec.cascade``, ``.text``, ``.speech_llm``).
-            tasks: Items per task, in table order (None: the whole split).
+            tasks: Items per task, in table order (None: the whole split), or ``TaskSpec``s (split, data folder).
             **options: Any other field (``seed``, ``voices``, ``conditions``, ``calibration_n``, ...).
 
         Raises:
             InputError: Whatever ``parse_config`` refuses (unknown task, voice or condition, missing key).
         """
-        raw = cls(name, tuple(systems), tuple(TaskSpec(t, n) for t, n in tasks.items()), **options)
+        specs = (
+            tuple(TaskSpec(t, n) for t, n in tasks.items()) if isinstance(tasks, Mapping) else tuple(tasks)
+        )
+        raw = cls(name, tuple(systems), specs, **options)
         return cls.from_dict(raw.to_dict())
 
     def to_toml(self, comment: str = "") -> str:

@@ -1,7 +1,7 @@
 """The trained speech LLM against its matched cascade on the demo's clean items: config and accuracy table.
 
-``eval_config`` builds the experiment ``casceq run`` executes (``eval_config_toml``: as a TOML file): the demo's tasks, items (seed, n), first two
-default voices and the clean condition; the matched cascade Cascade-S (Whisper base -> the default backbone,
+``eval_config`` builds the experiment (``eval_config_toml``: the same as a TOML file for ``casceq run``): the
+demo's tasks, items (seed, n), first two default voices and the clean condition; the matched cascade Cascade-S (Whisper base -> the default backbone,
 score mode, held-out calibration) with the backbone's default prompt settings (``DEFAULT_LLM_SETTINGS``: the
 prompt the shipped speech LLM reads), the text ceiling, and the speech LLM. ``accuracy_table`` reads the run
 back: accuracy per system and task with 95% Wilson intervals; ``accuracy_gaps`` the paired accuracy gaps.
