@@ -119,10 +119,8 @@ def run_pipeline(
     """
     out = Path(out)
     open_out(out, plan, resume)
-    experiment = experiment_config(plan)
-    (out / EXPERIMENT_TOML).write_text(
-        experiment.to_toml(EXPERIMENT_COMMENT)
-    )  # for `casceq run`; not read back
+    # the behavioural experiment as a file for `casceq run`; the stages use the config object, never this file
+    (out / EXPERIMENT_TOML).write_text(experiment_config(plan).to_toml(EXPERIMENT_COMMENT))
     meta = provenance(argv or ["casceq", "reproduce"])
     timings_path = out / TIMINGS_FILE
     old = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
