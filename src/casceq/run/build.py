@@ -172,7 +172,7 @@ def native_folder(model_spec: str | None) -> Any:
         return None
     model = model_spec.partition(":")[2]
     if model == "bundled":
-        from casceq.train.shipped import shipped_folder
+        from casceq.systems.speech_llm.shipped import shipped_folder
 
         return shipped_folder()
     return Path(model)

@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-MARK = "\x00AUDIO\x00"
-"""Stands for the query text while a prompt is rendered; never produced by a task's text."""
+from casceq.systems.speech_llm.matched_prompt import MARK, split_rendered
 
 
 @dataclass(frozen=True)
@@ -48,14 +47,6 @@ class PromptParts:
     prefix: tuple[int, ...]
     suffix: tuple[int, ...]
     option_sep: str = " "
-
-
-def split_rendered(rendered: str) -> tuple[str, str]:
-    """Cut a prompt rendered with ``MARK`` as the query into (before, after); the space before it goes too."""
-    before, sep, after = rendered.partition(MARK)
-    if not sep:
-        raise ValueError("the rendered prompt does not contain the query mark")
-    return before.removesuffix(" "), after
 
 
 def prompt_parts(tokenizer: Any, task_name: str, shots: Sequence[tuple[str, str]]) -> PromptParts:

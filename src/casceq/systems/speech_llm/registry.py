@@ -179,7 +179,7 @@ def make_speech_llm(spec: SpeechLLMSpec | str) -> Any:
 
     dtype, device = resolve_dtype_device(spec.dtype, spec.device)
     if spec.family == "ultravox-native" and spec.model == "bundled":
-        from casceq.train.shipped import load_shipped  # the trained checkpoint shipped as package data
+        from casceq.systems.speech_llm.shipped import load_shipped
 
         return load_shipped(dtype=dtype, device=device, **options)
     if spec.family == "ultravox-native":

@@ -72,7 +72,7 @@ class UltravoxNativeConfig:
         norm: ``"rms"`` or ``"layer"``.
         prompt: ``"chat"``: the user turn ``"<|audio|>\n{instruction}"`` in the backbone's chat template (or
             plain). ``"matched"``: the prompt the matched cascade gives the backbone, k shots included, with the
-            audio where the cascade puts the transcript (``casceq.train.matched``).
+            audio where the cascade puts the transcript (``casceq.systems.speech_llm.matched_prompt``).
         few_shot: Task -> k shots of the ``"matched"`` prompt (the cascade's ``few_shot`` setting).
     """
 
@@ -355,7 +355,7 @@ class UltravoxNativeBackend(HFSpeechLLM):
         ``"The input is the audio."`` (training prompts) is read the same way.
         """
         from casceq.systems.llm.prompting import PromptFormat, render, task_of_prompt
-        from casceq.train.matched import MARK, split_rendered
+        from casceq.systems.speech_llm.matched_prompt import MARK, split_rendered
 
         task = task_of_prompt(prompt)
         if task is not None and AUDIO_SLOT in prompt:  # Task.prompt(AUDIO_SLOT): the runner's speech prompt
