@@ -31,7 +31,7 @@ def outputs_current(out: Path) -> bool:
 def write_outputs(ctx: Any, summary: Any) -> dict[str, Any] | None:
     """Export the store, compute the behavioural statistics and write the short report. Returns compare JSON."""
     from casceq.io.interchange import write_predictions
-    from casceq.run.store import Store
+    from casceq.io.store import Store
 
     out: Path = ctx.out
     with Store(out / "store.sqlite") as store:

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import CasceqError, InputError
+from casceq.io.store import InputFailure
 from casceq.redact import redact
 from casceq.run.config import ExperimentConfig
 from casceq.run.items import Item
-from casceq.run.store import InputFailure
 from casceq.tasks.base import Task
 from casceq.types import CLEAN, Prediction
 
@@ -378,9 +378,9 @@ def run_experiment(
     ctx = RunContext(cfg, out, limit=limit, only_systems=only_systems, only_tasks=only_tasks, jobs=jobs)
     summary = RunSummary(out, pairing=start_pairing(cfg, out))
     from casceq.errors import LeakageError
+    from casceq.io.store import Store
     from casceq.run.calibrate import calibrate_run
     from casceq.run.leakage import check_not_trained_on
-    from casceq.run.store import Store
 
     for t in ctx.task_specs:  # synthesise (or find) all audio first: workers then only read it
         items = ctx.items(t.name)
@@ -520,9 +520,9 @@ def run_unit_group(
     cfg_dict: dict[str, Any], out: str, limit: int | None, units: list[tuple[str, str, str]]
 ) -> list[tuple[int, int, str | None]]:
     """A Ray worker's share of a run: rebuild the context from the config, run ``units``, one result each."""
+    from casceq.io.store import Store
     from casceq.run.calibrate import calibrate_run
     from casceq.run.config import parse_config
-    from casceq.run.store import Store
 
     cfg = parse_config(_to_toml_shape(cfg_dict))
     systems = sorted({u[0] for u in units})
