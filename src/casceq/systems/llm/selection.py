@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from casceq.systems.llm import make_llm
+from casceq.tasks import get_task
+
 METHODS = ("none", "content_free", "heldout")
 
 
@@ -183,16 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--table-n", type=int, default=None, help="table on the first-n items of every record")
     args = ap.parse_args(argv)
     if not args.table_only:
-        from casceq.systems.llm.hf import HFCausalLM
-        from casceq.tasks import get_task
-
         done = {(r["model"], r["task"], r["shots"]) for r in load_records(args.out)}
         llms: dict[str, Any] = {}
         for task in args.tasks:
             for model in args.models:
                 for k in args.shots:
                     if model not in llms:
-                        llms[model] = HFCausalLM(
+                        llms[model] = make_llm(
                             model, dtype=args.dtype, threads=args.threads, batch_size=args.batch_size
                         )
                     if (llms[model].backbone, get_task(task).name, k) in done:

@@ -15,6 +15,7 @@ from typing import Any
 from casceq.errors import InputError
 from casceq.systems.asr.hf_whisper import resolve_hf_whisper
 from casceq.systems.llm.bundled import resolve_llm
+from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend
 from casceq.systems.speech_llm.ultravox_projector import read_checkpoint_record
 
 SHIPPED_NAME = "bundled"
@@ -28,15 +29,13 @@ def shipped_folder() -> Path:
 
 def load_shipped(
     folder: str | Path | None = None, *, dtype: str = "float32", device: str = "cpu", **options: Any
-) -> Any:
+) -> UltravoxNativeBackend:
     """Load the shipped (or a ``ship``-ed) checkpoint with its bundled encoder and backbone.
 
     Raises:
         InputError: No checkpoint in the folder, or the installed weights differ from the fingerprints.
         MissingDependency: A weight package is not installed.
     """
-    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend  # imports torch
-
     folder = Path(folder) if folder is not None else shipped_folder()
     record = read_checkpoint_record(folder)
     model = record.get("model") or {}
