@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from casceq.errors import CasceqError
+from casceq.io.store import Store
 from casceq.run.config import load_config
 from casceq.run.runner import run_experiment
-from casceq.run.store import Store
 from casceq.stages.run import RunConfig
 from casceq.stages.run import run as run_stage
 from casceq.types import INVALID

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from casceq.stages.train import TrainStageConfig, train
     from casceq.train.config import load_config
-    from casceq.train.shipped import shipped_folder
+    from casceq.systems.speech_llm.shipped import shipped_folder
 
     if args.what == "evaluate":
         return _evaluate(args)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from casceq.io.interchange import is_store
-from casceq.run.store import Store
+from casceq.io.store import Store
 from casceq.stats.compare import KINDS
 from casceq.stats.results import CompareResult
 

@@ -41,7 +41,7 @@ def write_outputs(ctx: Any, summary: Any) -> CompareResult | None:
     Returns the statistics (None without predictions): ``casceq.stages.run`` builds the full report from them.
     """
     from casceq.io.interchange import write_predictions
-    from casceq.run.store import Store
+    from casceq.io.store import Store
 
     out: Path = ctx.out
     with Store(out / "store.sqlite") as store:
