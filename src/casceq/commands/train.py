@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from casceq.stages.train import TrainStageConfig, train
-    from casceq.train.config import load_config
     from casceq.systems.speech_llm.shipped import shipped_folder
+    from casceq.train.config import load_config
 
     if args.what == "evaluate":
         return _evaluate(args)
