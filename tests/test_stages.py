@@ -279,3 +279,43 @@ def test_older_files_without_the_later_fields_load(tmp_path: Path) -> None:
     }  # fmt: skip
     back = ImplicitResults.from_json({"kind": "implicit", "version": 1, "results": [res]})
     assert back.results[0].offsets_speech is None and math.isnan(back.results[0].kappa_casc)
+
+
+def test_report_sections_read_typed_results_old_and_new(tmp_path: Path) -> None:
+    from casceq.report.mech import MechResults, lens_section, probe_section
+    from casceq.report.mech_effects import erasure_section, implicit_section
+    from casceq.report.tables import SourceBook
+
+    erasure = _erasure_result().to_json()
+    old = {k: v for k, v in erasure.items() if k not in ("gold", "items", "fit_items", "calibration")}
+    old["accuracy"] = [{k: v for k, v in a.items() if k != "correct"} for a in old["accuracy"]]
+    broken = {"kind": "erasure", "model": "x", "accuracy": [{"task": "sst2"}]}
+    mech = MechResults(erasure=(("new.json", erasure), ("old.json", old), ("broken.json", broken)))
+    section = erasure_section(mech, False, SourceBook({}))
+    rows = [(r[2].text, r[4].text) for r in section.tables[0].rows]
+    assert rows == [("none", "1.000"), ("text", "0.500")] * 2  # old and new files alike
+    assert len(section.paragraphs) == 1 and "broken.json: malformed erasure results" in section.paragraphs[0]
+    implicit = _implicit_results().to_json()
+    implicit["results"][0]["kappa_impl"] = None  # an undefined kappa: printed as a missing number, no crash
+    table = implicit_section(MechResults(implicit=(("i.json", implicit),)), SourceBook({})).tables[0]
+    assert [c.text for c in table.rows[0]][4:6] == [section_fmt(math.nan), "0.250"]
+    lens = lens_section(MechResults(lens=(("l.json", _lens_result().to_json()),)), False, SourceBook({}))
+    assert [[c.text for c in r] for r in lens.tables[0].rows] == [
+        ["0", "10", "0.200"],
+        ["4", "0", section_fmt(None)],
+    ]
+    from casceq.mech.probes import LayerScore, ProbeResults
+
+    scores = (LayerScore("energy", 0, 0.5, 3, 1, 30, 10, 64, 1.0),)
+    probes = json.loads(ProbeResults("m", "f", "c", (0,), scores, 0, "utterance", 4, "t", "v").to_json())
+    with_kind = {**probes, "kind": "probes"}  # the reader contract: "kind" optional
+    t4 = probe_section(MechResults(probes=(("p.json", probes), ("q.json", with_kind))), False, SourceBook({}))
+    assert [[c.text for c in t.rows[0]] for t in t4.tables] == [["0", "0.500"]] * 2
+
+
+def section_fmt(x: Any) -> str:
+    """How the report prints a missing number (``casceq.report.tables.fmt`` of NaN)."""
+    from casceq.report.mech import num_or_nan
+    from casceq.report.tables import fmt
+
+    return fmt(num_or_nan(x))
