@@ -56,20 +56,20 @@ def test_one_context_loads_the_speech_llm_once_for_capture_lens_and_implicit(
     checkpoint: Path, clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from casceq.mech.shards import CaptureReader
+    from casceq.stages import context
     from casceq.stages.capture import CaptureConfig, run_capture
     from casceq.stages.context import ContextConfig, ItemsConfig, StageContext
     from casceq.stages.implicit import ImplicitConfig, run_implicit
     from casceq.stages.lens import LensConfig, run_lens
-    from casceq.systems.speech_llm import registry
 
     loads: list[str] = []
-    real = registry.make_speech_llm
+    real = context.make_speech_llm
 
     def counting(spec: Any) -> Any:
         loads.append(spec.model)
         return real(spec)
 
-    monkeypatch.setattr(registry, "make_speech_llm", counting)
+    monkeypatch.setattr(context, "make_speech_llm", counting)
     spec = f"ultravox-native:{checkpoint}"
     config = ContextConfig(model=spec, dtype="float32", items=ItemsConfig(file=str(clips / "items.jsonl")))
     ctx = StageContext(config)

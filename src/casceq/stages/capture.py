@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -216,13 +216,7 @@ def prepare_out(
         log(f"capture: continuing the unfinished capture in {out} ({len(reader.utterances)} utterances kept)")
     done = frozenset(r.id for r in reader.utterances)
     first = (max(n for n, _ in reader.shards) + 1) if reader.shards else 0
-    return done, first, _with_layers(config, tuple(reader.meta.layers))
-
-
-def _with_layers(config: CaptureConfig, layers: tuple[int, ...]) -> CaptureConfig:
-    from dataclasses import replace
-
-    return replace(config, layers=layers)
+    return done, first, replace(config, layers=tuple(reader.meta.layers))
 
 
 def run_capture(

@@ -29,9 +29,18 @@ from typing import Any
 
 from casceq.audio.io import load_audio
 from casceq.errors import InputError
+from casceq.io.interchange import read_predictions
+from casceq.run.build import build_system
 from casceq.run.calibrate import check_not_fitted, run_offsets
+from casceq.run.config import load_run_config
 from casceq.run.items import natural_items, spoken_items
 from casceq.run.leakage import check_not_trained_on
+from casceq.systems.asr import make_asr
+from casceq.systems.asr.bundled import BUNDLED
+from casceq.systems.asr.convert import converted_whisper
+from casceq.systems.llm import make_llm
+from casceq.systems.llm.bundled import resolve_llm
+from casceq.systems.speech_llm.registry import SPEECH_LLM_FAMILIES, SpeechLLMSpec, make_speech_llm
 from casceq.tasks import get_task, load_examples, sample_rank
 from casceq.types import AudioRef, Example
 
@@ -135,8 +144,6 @@ class StageContext:
         Raises:
             InputError: No run folder given, or not a run folder.
         """
-        from casceq.run.config import load_run_config
-
         if self.run_dir is None:
             raise InputError("no calibration run folder given")
         if self._run_config is None:
@@ -203,8 +210,6 @@ class StageContext:
         Raises:
             InputError: The run holds no calibration of that system.
         """
-        from casceq.run.build import build_system
-
         found = run_offsets(str(self.run_dir)).get(spec.name)
         if not found:
             raise InputError(f"the run holds no calibration of {spec.name!r}", path=str(self.run_dir))
@@ -261,8 +266,6 @@ class StageContext:
         Raises:
             InputError: A malformed spec, or a folder that is not a model (named).
         """
-        from casceq.systems.speech_llm.registry import SPEECH_LLM_FAMILIES
-
         spec = spec or self.config.model
         if spec not in self._models:
             family, sep, target = spec.partition(":")
@@ -284,8 +287,6 @@ class StageContext:
         return self.model().obj
 
     def _load_speech(self, spec: str) -> Any:
-        from casceq.systems.speech_llm.registry import SpeechLLMSpec, make_speech_llm
-
         if spec == self.config.model:
             system, _ = self.speech_calibration()
             if system is not None:
@@ -300,8 +301,6 @@ class StageContext:
 
     def text_llm(self, spec: str, settings: Mapping[str, Any] | None = None) -> Any:
         """A text LLM back end (``casceq.systems.llm.make_llm``) with ``settings``, built as a run builds it."""
-        from casceq.systems.llm import make_llm
-
         return make_llm(spec, **dict(settings or {}))
 
     # -- items and transcripts --------------------------------------------------------------------------------
@@ -369,8 +368,6 @@ class StageContext:
         found: dict[str, str] = {}
         predictions = self.run_dir / "predictions.jsonl" if self.run_dir else None
         if cfg.transcript_system and predictions is not None and predictions.is_file():
-            from casceq.io.interchange import read_predictions
-
             for p in read_predictions([predictions]):
                 if (
                     p.system == cfg.transcript_system
@@ -381,8 +378,6 @@ class StageContext:
                     found[p.example_id] = p.transcript
         missing = [i for i, ex in enumerate(examples) if ex.id not in found]
         if missing:
-            from casceq.systems.asr import make_asr
-
             asr = make_asr(cfg.asr)
             for i, t in zip(missing, asr.transcribe([audios[i] for i in missing]), strict=True):
                 found[examples[i].id] = t.text
@@ -424,9 +419,6 @@ def _load_whisper(target: str) -> LoadedModel:
     """A Whisper model (bundled name, CTranslate2 or transformers folder) and its feature extractor."""
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-    from casceq.systems.asr.bundled import BUNDLED
-    from casceq.systems.asr.convert import converted_whisper
-
     folder = Path(target)
     if target in BUNDLED or (folder / "model.bin").is_file():
         folder = converted_whisper(target)
@@ -440,8 +432,6 @@ def _load_text_lm(spec: str, dtype: str) -> LoadedModel:
     """A transformers causal LM of a text LLM spec (``resolve_llm``: bundled names, folders, ``.gguf``, hub ids)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from casceq.systems.llm.bundled import resolve_llm
 
     path, _ = resolve_llm(spec)
     torch_dtype = getattr(torch, "float32" if dtype == "auto" else dtype)
