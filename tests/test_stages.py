@@ -82,7 +82,7 @@ def test_one_context_loads_the_speech_llm_once_for_capture_lens_and_implicit(
     assert cap.n_utterances == 4 and len(CaptureReader(tmp_path / "cap").utterances) == 4
     lens = run_lens(LensConfig(model=spec, out=str(tmp_path / "lens"), capture=str(tmp_path / "cap")), ctx)
     assert [r.layer for r in lens.layers] == [1, 2] and lens.n_utterances == 4
-    implicit, _ = run_implicit(ImplicitConfig(tasks=("sst2",), out=str(tmp_path / "impl"), layer=1), ctx)
+    implicit = run_implicit(ImplicitConfig(tasks=("sst2",), out=str(tmp_path / "impl"), layer=1), ctx)
     assert implicit.results[0].n == 4
     assert loads == [str(checkpoint)]  # one load shared by the three stages
     # positive control: a second context loads it again (the counter sees every load)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from casceq.commands.implicit import add_item_arguments, context_config
 
@@ -49,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit the erasers, answer the tasks under each condition, write the results."""
+    from casceq.mech.erasure_concepts import ERASURE_FILE
     from casceq.stages.context import StageContext
     from casceq.stages.erase import EraseConfig, run_erase
 
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         n_random=args.n_random,
         argv=("casceq", "erase", *sys.argv[2:]),
     )
-    result, path = run_erase(config, StageContext(context_config(args)))
+    result = run_erase(config, StageContext(context_config(args)))
     print(result.markdown(), end="")
-    print(f"wrote {path}")
+    print(f"wrote {Path(args.out) / ERASURE_FILE}")
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -97,6 +98,7 @@ def context_config(args: argparse.Namespace, **extra: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run the implicit and explicit cascades against the speech LLM for each task."""
+    from casceq.mech.implicit import IMPLICIT_FILE
     from casceq.stages.context import StageContext
     from casceq.stages.implicit import ImplicitConfig, run_implicit
 
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         cascade=args.cascade,
         argv=("casceq", "implicit", *sys.argv[2:]),
     )
-    result, path = run_implicit(config, StageContext(context_config(args, asr=args.asr)))
+    result = run_implicit(config, StageContext(context_config(args, asr=args.asr)))
     print(result.markdown(), end="")
-    print(f"wrote {path}")
+    print(f"wrote {Path(args.out) / IMPLICIT_FILE}")
     return 0

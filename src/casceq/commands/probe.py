@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the probes and write the results."""
+    from casceq.mech.probes_report import probe_table
     from casceq.stages.probe import ProbeConfig, run_probe
 
     config = ProbeConfig(
@@ -48,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         title=args.title,
     )
-    _, table = run_probe(config, progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
-    print(table)
+    results = run_probe(config, progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    print(probe_table(results))
     return 0

@@ -112,8 +112,8 @@ def task_clips(config: EraseConfig, ctx: StageContext, evaluations: list[Any]) -
     return clips
 
 
-def run_erase(config: EraseConfig, ctx: StageContext) -> tuple[ErasureResult, Path]:
-    """Fit the erasers, answer the tasks under each condition, write the result; returns it and its path.
+def run_erase(config: EraseConfig, ctx: StageContext) -> ErasureResult:
+    """Fit the erasers, answer the tasks under each condition, write and return the result.
 
     Raises:
         InputError: See :func:`task_clips` and the context; ``LeakageError`` when evaluated items overlap the
@@ -147,4 +147,5 @@ def run_erase(config: EraseConfig, ctx: StageContext) -> tuple[ErasureResult, Pa
         n_random=config.n_random,
     )
     result = dataclasses.replace(result, extra=prov)
-    return result, result.write(config.out)
+    result.write(config.out)
+    return result

@@ -91,8 +91,8 @@ def read_implicit(path: str | Path) -> ImplicitResults:
     return ImplicitResults.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def run_implicit(config: ImplicitConfig, ctx: StageContext) -> tuple[ImplicitResults, Path]:
-    """Answer every task with the speech LLM, the implicit and the explicit cascade; write the results.
+def run_implicit(config: ImplicitConfig, ctx: StageContext) -> ImplicitResults:
+    """Answer every task with the speech LLM, the implicit and the explicit cascade; write and return the results.
 
     Configuration errors (calibration, cascade) are raised before any model is loaded.
 
@@ -138,5 +138,5 @@ def run_implicit(config: ImplicitConfig, ctx: StageContext) -> tuple[ImplicitRes
                 text_offsets=text_off.get(name),
             )
         )
-    path = write_results(config.out, results, prov)
-    return ImplicitResults(tuple(results), prov), path
+    write_results(config.out, results, prov)
+    return ImplicitResults(tuple(results), prov)

@@ -54,8 +54,8 @@ def read_probes(path: str | Path) -> ProbeResults:
     return ProbeResults.from_json(p.read_text(encoding="utf-8"))
 
 
-def run_probe(config: ProbeConfig, progress: Callable[[str], None] | None = None) -> tuple[ProbeResults, str]:
-    """Run the probes, write ``probes.json``, ``table.md`` and the figure; returns the results and the table."""
+def run_probe(config: ProbeConfig, progress: Callable[[str], None] | None = None) -> ProbeResults:
+    """Run the probes, write ``probes.json``, ``table.md`` and the figure; returns the results."""
     limiter = None
     if config.threads is not None:
         try:
@@ -92,7 +92,7 @@ def run_probe(config: ProbeConfig, progress: Callable[[str], None] | None = None
         (out / PROBES_FILE).write_text(results.to_json(), encoding="utf-8")
         (out / "table.md").write_text(table, encoding="utf-8")
         probe_figure(results, out / "figure", title=config.title)
-    return results, table
+    return results
 
 
 def _atomic_text(path: Path, text: str) -> None:
