@@ -319,3 +319,36 @@ def section_fmt(x: Any) -> str:
     from casceq.report.tables import fmt
 
     return fmt(num_or_nan(x))
+
+
+def _run_folder(tmp_path: Path, fitted: list[str]) -> Path:
+    """A run folder (config.json) whose calibration was fitted on the sst2 items ``fitted``."""
+    from casceq.reproduce.plan import default_plan, experiment_toml
+    from casceq.run.config import load_config
+
+    tmp_path.mkdir(parents=True)
+    (tmp_path / "e.toml").write_text(
+        experiment_toml(default_plan(4, 4, tasks=["sst2"], conditions=["clean"]))
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"config": load_config(tmp_path / "e.toml").to_dict()}))
+    (run / "calibration_items.json").write_text(json.dumps({"Speech-LLM": {"sst2": fitted}}))
+    return run
+
+
+@pytest.mark.parametrize("required", [True, False])
+def test_context_items_refuse_the_runs_calibration_items(clips: Path, tmp_path: Path, required: bool) -> None:
+    from casceq.errors import LeakageError
+    from casceq.stages.context import ContextConfig, ItemsConfig, StageContext
+
+    items = ItemsConfig(file=str(clips / "items.jsonl"))
+
+    def context(fitted: list[str]) -> StageContext:
+        run = _run_folder(tmp_path / "-".join(fitted or ["none"]), fitted)
+        return StageContext(ContextConfig(model="hf:x", run_dir=str(run), run_required=required, items=items))
+
+    with pytest.raises(LeakageError, match="sst2"):
+        context(["e1", "e3"]).items("sst2")
+    examples, audios = context(["other"]).items("sst2")  # positive control: disjoint items load
+    assert [e.id for e in examples] == ["e0", "e1", "e2", "e3"] and len(audios) == 4
