@@ -5,12 +5,18 @@ relies on is at chance. Behavioural inputs go through the real ``compare()``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from casceq.mech.erasure_concepts import ErasureResult, TaskAccuracy
+from casceq.mech.implicit import ImplicitResult, ImplicitRow
+from casceq.mech.lens import LensResult
+from casceq.mech.lens_tokens import LensLayer
 from casceq.reproduce import claims_behaviour as cb
 from casceq.reproduce import claims_mech as cm
 from casceq.reproduce.rules import (
@@ -23,6 +29,7 @@ from casceq.reproduce.rules import (
     combine,
     wilson_low,
 )
+from casceq.stages.lens import LensControl
 from casceq.stats.compare import compare
 from casceq.types import Prediction
 
@@ -198,23 +205,8 @@ def test_one_chance_definition() -> None:
     assert chance_level([70, 30], 2) == 0.7 and chance_level([10, 10, 10, 10], 4) == 0.25
     assert chance_of_labels(["a"] * 7 + ["b"] * 3, 2) == 0.7
     n = 100
-    rows = [
-        {"speech": g, "implicit": g, "cascade": g, "gold": g} for g in ["negative"] * 70 + ["positive"] * 30
-    ]
-    res = {
-        "results": [
-            {
-                "task": "sst2",
-                "n": n,
-                "kappa_impl": 1.0,
-                "kappa_casc": 1.0,
-                "accuracy_speech": 0.76,
-                "accuracy_implicit": 0.76,
-                "accuracy_cascade": 0.76,
-                "rows": rows,
-            }
-        ]
-    }
+    rows = [_row(f"r{i}", g, g, g, g) for i, g in enumerate(["negative"] * 70 + ["positive"] * 30)]
+    res = [_implicit_result("sst2", n, (1.0, 1.0), (0.76, 0.76, 0.76), rows)]
     # 0.76 has a Wilson lower bound ~0.67 > 0.5 but < 0.7: at chance under the one definition
     assert cm.claim_implicit(res, "").tasks[0].verdict == NOT_TESTABLE
 
@@ -380,12 +372,24 @@ def test_degradation_matches_direct_computation_and_noise_rule() -> None:
     assert cb.claim_noise(cmp, ["sst2"], {"sst2": None}).verdict == INCONCLUSIVE
 
 
-def _lens(prec: dict[int, float]) -> dict:
-    return {"n_utterances": 40, "layers": [{"layer": k, "precision": v} for k, v in prec.items()]}
+LENS_TOKENS = 1000
+"""Tokens scored per layer in the lens fixtures: more than the 40 utterances, so the utterances bound the units."""
+
+
+def _layers(prec: dict[int, float]) -> tuple[LensLayer, ...]:
+    return tuple(LensLayer(k, LENS_TOKENS, round(v * LENS_TOKENS), v) for k, v in prec.items())
+
+
+def _lens(prec: dict[int, float]) -> LensResult:
+    return LensResult("m:x", "speech:m", "f", "capture", 40, 0, _layers(prec))
+
+
+def _control(prec: dict[int, float]) -> LensControl:
+    return LensControl(_layers(prec))
 
 
 def test_lens_rule() -> None:
-    control = _lens({0: 0.05, 9: 0.05, 17: 0.06})
+    control = _control({0: 0.05, 9: 0.05, 17: 0.06})
     assert cm.claim_lens(_lens({0: 0.05, 9: 0.2, 17: 0.35}), control, "").verdict == REPRODUCED
     # present from the first layer on and falling (the committed run's 0.824 at layer 0): does not *emerge*
     assert cm.claim_lens(_lens({0: 0.824, 9: 0.01, 17: 0.02}), control, "").verdict == CONTRADICTED
@@ -407,8 +411,9 @@ def test_lens_rule() -> None:
     )
     # a layer that scored 4 tokens holds at most 4 observations, however many utterances there are
     few = _lens({0: 0.05, 9: 0.2, 17: 0.35})
-    for r in few["layers"]:
-        r["n_tokens"] = 4
+    few = dataclasses.replace(
+        few, layers=tuple(dataclasses.replace(r, n_tokens=4, n_hits=0) for r in few.layers)
+    )
     assert cm.claim_lens(few, control, "").verdict == INCONCLUSIVE
     skipped = cm.claim_lens(None, None, "mechanistic suite skipped (--skip-mech)")
     assert skipped.verdict == INCONCLUSIVE and "skip-mech" in skipped.reason
@@ -416,7 +421,7 @@ def test_lens_rule() -> None:
 
 def _erasure(
     none: float, text: float, randoms: list[float], acoustic: float, n: int = 48, seed: int = 0
-) -> dict:
+) -> ErasureResult:
     """Per-item correctness with these accuracies (items right under ``none`` lose answers under erasure)."""
     rng = np.random.default_rng(seed)
     base = np.zeros(n, bool)
@@ -431,22 +436,11 @@ def _erasure(
     conds = {"none": base.tolist(), "text": erased(text), "acoustic": erased(acoustic)}
     conds.update({("random" if j == 0 else f"random-{j + 1}"): erased(a) for j, a in enumerate(randoms)})
     gold = ["negative"] * (n // 2) + ["positive"] * (n - n // 2)
-    return {
-        "gold": {"sst2": gold},
-        "items": {"sst2": [f"x{i}@v" for i in range(n)]},
-        "fit_items": [f"f{i}" for i in range(40)],
-        "accuracy": [
-            {
-                "task": "sst2",
-                "condition": c,
-                "n": n,
-                "accuracy": float(np.mean(v)),
-                "same_as_none": 1.0,
-                "correct": v,
-            }
-            for c, v in conds.items()
-        ],
-    }
+    accuracy = tuple(TaskAccuracy("sst2", c, n, float(np.mean(v)), 1.0, tuple(v)) for c, v in conds.items())
+    return ErasureResult(
+        "m", (), "all", False, "chars", 40, accuracy, (),
+        gold={"sst2": gold}, items={"sst2": [f"x{i}@v" for i in range(n)]}, fit_items=[f"f{i}" for i in range(40)],
+    )  # fmt: skip
 
 
 def test_erasure_rule_three_outcomes() -> None:
@@ -463,52 +457,66 @@ def test_erasure_rule_three_outcomes() -> None:
 
 
 def test_erasure_rule_reads_old_results_without_items() -> None:
-    old = _erasure(0.9, 0.3, [0.88], 0.85, n=200)
-    for r in old["accuracy"]:
-        del r["correct"]
-    del old["gold"], old["items"], old["fit_items"]
+    new = _erasure(0.9, 0.3, [0.88], 0.85, n=200)
+    # as read from a file written before the per-clip answers, gold labels, item ids and fitting items
+    old = dataclasses.replace(
+        new,
+        accuracy=tuple(dataclasses.replace(r, correct=()) for r in new.accuracy),
+        gold={},
+        items={},
+        fit_items=[],
+    )
     judged = cm.claim_erasure(old, "")
     assert judged.tasks[0].verdict == INCONCLUSIVE and "predates" in judged.reason  # cannot show disjointness
     assert (
         "text − random drop 0.580" in judged.tasks[0].numbers
     )  # independent-binomial interval still printed
-    leaked = _erasure(0.9, 0.3, [0.88], 0.85, n=200)
-    leaked["fit_items"] = ["x1", "x2", "f3"]  # two evaluated items among the fitting utterances
+    # two evaluated items among the fitting utterances
+    leaked = dataclasses.replace(_erasure(0.9, 0.3, [0.88], 0.85, n=200), fit_items=["x1", "x2", "f3"])
     assert "2 evaluated items are the erasers' fitting" in cm.claim_erasure(leaked, "").reason
 
 
-def _implicit(speech: list[str], implicit: list[str], cascade: list[str], gold: list[str]) -> dict:
+def _row(id_: str, speech: str, implicit: str, cascade: str, gold: str) -> ImplicitRow:
+    """One implicit-cascade row (one clip per item: ``id_`` without a voice)."""
+    return ImplicitRow(id_, gold, speech, cascade, implicit, "", "")
+
+
+def _implicit_result(
+    task: str,
+    n: int,
+    kappas: tuple[float | None, float | None],
+    accuracies: tuple[float, float, float],
+    rows: list[ImplicitRow],
+) -> ImplicitResult:
+    """A Table 6 row: ``kappas`` (impl, casc; None: undefined), ``accuracies`` (speech, cascade, implicit)."""
+    k_impl, k_casc = (math.nan if k is None else k for k in kappas)
+    return ImplicitResult(
+        "m", "b", task, 0, "score", "reference", n, *accuracies, k_impl, k_casc, tuple(rows)
+    )
+
+
+def _implicit(
+    speech: list[str], implicit: list[str], cascade: list[str], gold: list[str]
+) -> list[ImplicitResult]:
     from casceq.stats.agreement import kappa
 
     rows = [
-        {"speech": s, "implicit": i, "cascade": c, "gold": g}
-        for s, i, c, g in zip(speech, implicit, cascade, gold, strict=True)
+        _row(f"r{j}", s, i, c, g)
+        for j, (s, i, c, g) in enumerate(zip(speech, implicit, cascade, gold, strict=True))
     ]
 
     def acc(labels: list[str]) -> float:
         return float(np.mean([s == g for s, g in zip(labels, gold, strict=True)]))
 
-    return {
-        "results": [
-            {
-                "task": "sst2",
-                "n": len(rows),
-                "kappa_impl": kappa(implicit, speech),
-                "kappa_casc": kappa(cascade, speech),
-                "accuracy_speech": acc(speech),
-                "accuracy_implicit": acc(implicit),
-                "accuracy_cascade": acc(cascade),
-                "rows": rows,
-            }
-        ]
-    }
+    kappas = (kappa(implicit, speech), kappa(cascade, speech))
+    return [_implicit_result("sst2", len(rows), kappas, (acc(speech), acc(cascade), acc(implicit)), rows)]
 
 
 def test_implicit_rule_three_outcomes() -> None:
     rng = np.random.default_rng(5)
     labels = LABELS["sst2"]
 
-    def world(n: int, impl_flip: float | None) -> dict:
+    def world(n: int, impl_flip: float | None) -> list[ImplicitResult]:
         gold = [str(x) for x in rng.choice(labels, n)]
         speech = _noisy(rng, gold, labels, 0.1)
         impl = (
@@ -531,13 +539,13 @@ def test_kappa_difference_ci_matches_an_independent_bootstrap() -> None:
 
     rng = np.random.default_rng(2)
     s = [str(x) for x in rng.choice(["a", "b", "c"], 300)]
-    rows = [{"speech": x, "implicit": x, "cascade": str(rng.choice(["a", "b", "c"]))} for x in s]
+    rows = [_row(f"r{i}", x, x, str(rng.choice(["a", "b", "c"])), "") for i, x in enumerate(s)]
     lo, hi = cm.kappa_difference_ci(rows, n_boot=300, seed=7)
     # the same resamples (default_rng(7).integers), kappas from scikit-learn, percentiles by hand
     idx = np.random.default_rng(7).integers(0, len(rows), size=(300, len(rows)))
     sp = np.array(s)
-    im = np.array([r["implicit"] for r in rows])
-    ca = np.array([r["cascade"] for r in rows])
+    im = np.array([r.implicit for r in rows])
+    ca = np.array([r.cascade for r in rows])
     diffs = np.sort([cohen_kappa_score(im[i], sp[i]) - cohen_kappa_score(ca[i], sp[i]) for i in idx])
     ref = np.percentile(diffs, [2.5, 97.5])
     assert (lo, hi) == pytest.approx(tuple(ref), abs=1e-9)
@@ -635,17 +643,20 @@ def test_compare_bh_family_option_matches_statsmodels() -> None:
         compare(preds, n_bootstrap=0, kinds=KINDS, bh_family="all")
 
 
-def _voiced_erasure(result: dict, voices: int = 2) -> dict:
+def _voiced_erasure(result: ErasureResult, voices: int = 2) -> ErasureResult:
     """The erasure result with every evaluated clip spoken by ``voices`` voices answering alike (one item)."""
-    out = json.loads(json.dumps(result))
-    out["items"] = {
-        t: [f"{i.split('@')[0]}@v{v}" for i in ids for v in range(voices)] for t, ids in out["items"].items()
-    }
-    out["gold"] = {t: [g for g in gold for _ in range(voices)] for t, gold in out["gold"].items()}
-    for r in out["accuracy"]:
-        r["correct"] = [c for c in r["correct"] for _ in range(voices)]
-        r["n"] *= voices
-    return out
+    return dataclasses.replace(
+        result,
+        items={
+            t: [f"{i.split('@')[0]}@v{v}" for i in ids for v in range(voices)]
+            for t, ids in result.items.items()
+        },
+        gold={t: [g for g in gold for _ in range(voices)] for t, gold in result.gold.items()},
+        accuracy=tuple(
+            dataclasses.replace(r, correct=tuple(c for c in r.correct for _ in range(voices)), n=r.n * voices)
+            for r in result.accuracy
+        ),
+    )
 
 
 def test_erasure_rule_counts_the_voices_of_an_item_once() -> None:
@@ -657,7 +668,7 @@ def test_erasure_rule_counts_the_voices_of_an_item_once() -> None:
     # independent reference: the SD of the per-item paired differences over √G, times z_.975 + z_.8; for the
     # random control plus the between-draw variance of its 3 draws' accuracies over 3; the task's MDE is the
     # larger of its two tests' (random draws' mean, acoustic)
-    acc = {r["condition"]: np.array(r["correct"], float) for r in one["accuracy"]}
+    acc = {r.condition: np.array(r.correct, float) for r in one.accuracy}
     draws = [acc[c] for c in ("random", "random-2", "random-3")]
     paired = [
         (ctrl - acc["text"]).std(ddof=1) / np.sqrt(len(ctrl))
@@ -680,11 +691,13 @@ def test_implicit_rule_counts_the_voices_of_an_item_once() -> None:
     gold = [str(x) for x in rng.choice(labels, 80)]
     speech = _noisy(rng, gold, labels, 0.1)
     base = _implicit(speech, _noisy(rng, speech, labels, 0.2), _noisy(rng, speech, labels, 0.1), gold)
-    rows = [{**r, "id": f"x{i}@v{v}"} for i, r in enumerate(base["results"][0]["rows"]) for v in (1, 2)]
+    rows = [dataclasses.replace(r, id=f"x{i}@v{v}") for i, r in enumerate(base[0].rows) for v in (1, 2)]
     lo, hi = cm.kappa_difference_ci(rows, n_boot=200, seed=4)
     # independent item bootstrap: draw items, take both voices of each, kappas from scikit-learn
     idx = np.random.default_rng(4).integers(0, 80, size=(200, 80))
-    col = {k: np.array([r[k] for r in rows]).reshape(80, 2) for k in ("speech", "implicit", "cascade")}
+    col = {
+        k: np.array([getattr(r, k) for r in rows]).reshape(80, 2) for k in ("speech", "implicit", "cascade")
+    }
     diffs = [
         cohen_kappa_score(col["implicit"][i].ravel(), col["speech"][i].ravel())
         - cohen_kappa_score(col["cascade"][i].ravel(), col["speech"][i].ravel())
@@ -694,13 +707,13 @@ def test_implicit_rule_counts_the_voices_of_an_item_once() -> None:
     # the chance gate reads items: 30 of 48 right is at chance (0.5) however many voices repeat it
     g48 = ["negative"] * 24 + ["positive"] * 24
     at = [g if i < 30 else ("positive" if g == "negative" else "negative") for i, g in enumerate(g48)]
-    res = _implicit(at, at, g48, g48)["results"][0]
-    voiced = {
-        **res,
-        "n": 96,
-        "rows": [{**r, "id": f"y{i}@v{v}"} for i, r in enumerate(res["rows"]) for v in (1, 2)],
-    }
-    judged = cm.claim_implicit({"results": [voiced]}, "")
+    res = _implicit(at, at, g48, g48)[0]
+    voiced = dataclasses.replace(
+        res,
+        n=96,
+        rows=tuple(dataclasses.replace(r, id=f"y{i}@v{v}") for i, r in enumerate(res.rows) for v in (1, 2)),
+    )
+    judged = cm.claim_implicit([voiced], "")
     assert (
         judged.tasks[0].verdict == NOT_TESTABLE and "speech not shown above chance" in judged.tasks[0].reason
     )
@@ -768,3 +781,33 @@ def test_task_verdicts_hold_python_scalars_for_the_json_writer() -> None:
         "powered": False,
         "mde": 0.2,
     }
+
+
+def test_judge_reads_the_mechanistic_results_through_their_typed_readers(tmp_path: Path) -> None:
+    from casceq.mech.implicit import write_results
+    from casceq.reproduce.findings import judge
+    from casceq.reproduce.plan import default_plan
+
+    mech = tmp_path / "mech"
+    lens, control = _lens({0: 0.05, 9: 0.2, 17: 0.35}), _control({0: 0.05, 9: 0.05, 17: 0.06})
+    erasure = _erasure(0.9, 0.3, [0.88, 0.86, 0.9], 0.85, n=200)
+    rng = np.random.default_rng(5)
+    gold = [str(x) for x in rng.choice(LABELS["sst2"], 1000)]
+    speech = _noisy(rng, gold, LABELS["sst2"], 0.1)
+    copies = [_noisy(rng, speech, LABELS["sst2"], 0.05) for _ in range(2)]
+    implicit = _implicit(speech, copies[0], copies[1], gold)
+    lens.write(mech / "lens")
+    (mech / "lens" / "lens_control.json").write_text(json.dumps(control.to_json()))
+    erasure.write(mech / "erasure")
+    write_results(mech / "implicit", implicit)
+    plan = default_plan(4, 4, mech=True)
+    timings = {s: {"status": "done"} for s in ("behavioural", "lens", "erasure", "implicit")}
+    claims = {c.key: c for c in judge(tmp_path, plan, timings)}
+    # the same verdicts and numbers as the rules on the objects themselves (files are read, not skipped)
+    assert claims["f"] == cm.claim_lens(lens, control, "") and claims["f"].verdict == REPRODUCED
+    assert claims["g"] == cm.claim_erasure(erasure, "") and claims["g"].verdict == REPRODUCED
+    assert claims["h"] == cm.claim_implicit(implicit, "") and claims["h"].verdict == REPRODUCED
+    # a file of another shape: the claim names it instead of the whole page failing
+    (mech / "erasure" / "mech" / "erasure.json").write_text(json.dumps({"kind": "erasure", "accuracy": [{}]}))
+    bad = {c.key: c for c in judge(tmp_path, plan, timings)}["g"]
+    assert bad.verdict == INCONCLUSIVE and "unreadable result" in bad.reason and "erasure.json" in bad.reason

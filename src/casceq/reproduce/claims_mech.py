@@ -1,17 +1,21 @@
-"""Mechanistic claims (f-h), judged from the JSON results of the lens, erasure and implicit stages.
+"""Mechanistic claims (f-h), judged from the typed results of the lens, erasure and implicit stages.
 
-Each function takes the parsed result (None when the stage did not run) and a reason to give when it is
-missing (``"stage skipped (--skip-mech)"``, ``"stage failed: ..."``).
+Each function takes the stage's result as read back by its reader (``casceq.stages.lens.read_lens`` and
+``LensControl``, ``casceq.stages.erase.read_erasure``, ``casceq.stages.implicit.read_implicit``; None when the
+stage did not run) and a reason to give when it is missing (``"stage skipped (--skip-mech)"``,
+``"stage failed: ..."``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
+from casceq.mech.erasure_concepts import ErasureResult, TaskAccuracy
+from casceq.mech.implicit import ImplicitResult, ImplicitRow
+from casceq.mech.lens import LensResult
 from casceq.reproduce.rules import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -28,7 +32,11 @@ from casceq.reproduce.rules import (
     item_of,
     wilson_low,
 )
+from casceq.stages.lens import LensControl
+from casceq.stats.agreement import bootstrap_pairwise_kappa, encode
+from casceq.stats.cluster import clustered_proportion_ci, item_index, paired_difference_ci, per_item_sums
 from casceq.stats.power import se_from_ci
+from casceq.tasks import get_task
 
 LENS_MARGIN = REFERENCE["f"]
 """Reference rise of lens precision: the best upper-half layer over the control and over the first layer."""
@@ -53,7 +61,7 @@ def _lens_se(p_a: float, p_b: float, n_a: int, n_b: int) -> float:
     return math.sqrt(pa * (1 - pa) / (n_a + 2) + pb * (1 - pb) / (n_b + 2))
 
 
-def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None, missing: str) -> Claim:
+def claim_lens(lens: LensResult | None, control: LensControl | None, missing: str) -> Claim:
     """(f) Lens precision at audio positions rises with depth above the deranged-transcript control."""
     rule = (
         "Bag-of-tokens precision of lens tokens vs the utterance's transcript (casceq.mech.lens), per captured "
@@ -66,19 +74,19 @@ def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None
     )
     if lens is None or control is None:
         return Claim("f", "Logit lens", LENS_CLAIM, rule, INCONCLUSIVE, missing)
-    prec = {r["layer"]: r["precision"] for r in lens["layers"] if r["precision"] is not None}
-    ctrl = {r["layer"]: r["precision"] for r in control["layers"] if r["precision"] is not None}
+    prec = {r.layer: r.precision for r in lens.layers if r.precision is not None}
+    ctrl = {r.layer: r.precision for r in control.layers if r.precision is not None}
     if not prec:
         return Claim("f", "Logit lens", LENS_CLAIM, rule, INCONCLUSIVE, "no lens token was scored")
-    tokens = {r["layer"]: r.get("n_tokens") for r in lens["layers"]}
+    tokens = {r.layer: r.n_tokens for r in lens.layers}
     layers = sorted(prec)
     upper = [la for la in layers if la >= layers[-1] / 2]
     best = max(upper, key=lambda la: prec[la])
     first = layers[0]
-    n = lens.get("n_utterances")
-    name = f"{n if n is not None else '?'} utterances"
+    n = lens.n_utterances
+    name = f"{n} utterances"
     nums = ", ".join(f"L{la} {fmt(prec[la])} (control {fmt(ctrl.get(la))})" for la in layers)
-    if not isinstance(n, int) or n < 2 or best not in ctrl:
+    if n < 2 or best not in ctrl:
         why = "no utterance count or no control at the best layer: no interval"
         return Claim(
             "f",
@@ -109,16 +117,12 @@ def claim_lens(lens: Mapping[str, Any] | None, control: Mapping[str, Any] | None
 
 def _clusters(ids: Sequence[str] | None, n: int) -> np.ndarray:
     """Item codes of n clips from their example ids (``example@voice``); every clip its own item without ids."""
-    from casceq.stats.cluster import item_index
-
     names = [item_of(i) for i in ids] if ids is not None and len(ids) == n else [str(i) for i in range(n)]
     return item_index(names)[0]
 
 
 def _item_low(correct: Sequence[bool], ids: Sequence[str] | None) -> float:
     """Lower end of the item-clustered 95% Wilson interval of an accuracy (``clustered_proportion_ci``)."""
-    from casceq.stats.cluster import clustered_proportion_ci, per_item_sums
-
     x = np.asarray(correct, dtype=np.int64)
     clusters = _clusters(ids, len(x))
     sums = per_item_sums(np.vstack([x, np.ones_like(x)]), clusters)
@@ -126,14 +130,14 @@ def _item_low(correct: Sequence[bool], ids: Sequence[str] | None) -> float:
 
 
 def _drop_difference(
-    none: Mapping[str, Any],
-    text: Mapping[str, Any],
-    controls: Sequence[Mapping[str, Any]],
+    none: TaskAccuracy,
+    text: TaskAccuracy,
+    controls: Sequence[TaskAccuracy],
     ids: Sequence[str] | None = None,
 ) -> tuple[float, float | None]:
     """(text drop) − (mean control drop) = mean control accuracy − text accuracy, with its standard error.
 
-    Paired over items when the rows hold per-clip ``correct`` lists (the clips are the same in every condition):
+    Paired over items when the rows hold per-clip ``correct`` answers (the clips are the same in every condition):
     the Obuchowski variance of ``casceq.stats.cluster.paired_difference_ci``, with the clips of one item (``ids``,
     ``example@voice``) as one cluster; with one clip per item it is the sample SD of the paired differences over
     √n. Otherwise the independent-binomial standard error, which overstates it (answers under two erasures of
@@ -143,13 +147,11 @@ def _drop_difference(
     between-draw variance of their accuracies over k is added (a draw that happens to hit the task's directions
     shifts every item at once, which the per-item variance cannot see).
     """
-    from casceq.stats.cluster import paired_difference_ci, per_item_sums
-
-    est = float(np.mean([c["accuracy"] for c in controls])) - text["accuracy"]
-    n = int(text["n"])
-    if text.get("correct") and all(c.get("correct") for c in controls) and n > 1:
-        ctrl = np.mean([np.asarray(c["correct"], dtype=float) for c in controls], axis=0)
-        txt = np.asarray(text["correct"], dtype=float)
+    est = float(np.mean([c.accuracy for c in controls])) - text.accuracy
+    n = int(text.n)
+    if text.correct and all(c.correct for c in controls) and n > 1:
+        ctrl = np.mean([np.asarray(c.correct, dtype=float) for c in controls], axis=0)
+        txt = np.asarray(text.correct, dtype=float)
         clusters = _clusters(ids, len(txt))
         sums = per_item_sums(np.vstack([ctrl, txt, np.ones_like(txt)]), clusters)
         if len(sums[2]) < 2:
@@ -157,22 +159,20 @@ def _drop_difference(
         se = paired_difference_ci(sums[0], sums[1], sums[2]).se
         se = float(np.sqrt(se**2 + _between_draws(controls)))
         return est, se if se > 0 else None
-    pc = float(np.mean([c["accuracy"] for c in controls]))
-    var = (pc * (1 - pc) / len(controls) + text["accuracy"] * (1 - text["accuracy"])) / max(n, 1)
+    pc = float(np.mean([c.accuracy for c in controls]))
+    var = (pc * (1 - pc) / len(controls) + text.accuracy * (1 - text.accuracy)) / max(n, 1)
     var += _between_draws(controls)
     return est, float(np.sqrt(var)) if var > 0 else None
 
 
-def _between_draws(controls: Sequence[Mapping[str, Any]]) -> float:
+def _between_draws(controls: Sequence[TaskAccuracy]) -> float:
     """Variance of the mean of k control draws' accuracies, ``s^2 / k`` (0 for a single control)."""
-    accs = [float(c["accuracy"]) for c in controls]
+    accs = [float(c.accuracy) for c in controls]
     return float(np.var(accs, ddof=1)) / len(accs) if len(accs) > 1 else 0.0
 
 
-def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
+def claim_erasure(erasure: ErasureResult | None, missing: str) -> Claim:
     """(g) LEACE text erasure costs much more accuracy than random-subspace (and acoustic) erasure."""
-    from casceq.tasks import get_task
-
     ref = REFERENCE["g"]
     claim = (
         "LEACE erasure of text representations collapses the speech LLM's accuracy (text is causally necessary), "
@@ -188,11 +188,11 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
     )
     if erasure is None:
         return Claim("g", "Erasure", claim, rule, INCONCLUSIVE, missing)
-    acc: dict[str, dict[str, Mapping[str, Any]]] = {}
-    for r in erasure["accuracy"]:
-        acc.setdefault(r["task"], {})[r["condition"]] = r
-    gold = erasure.get("gold", {})
-    fit = set(erasure.get("fit_items") or ())
+    acc: dict[str, dict[str, TaskAccuracy]] = {}
+    for r in erasure.accuracy:
+        acc.setdefault(r.task, {})[r.condition] = r
+    gold = erasure.gold
+    fit = set(erasure.fit_items)
     out = []
     for task, rows in acc.items():
         none = rows.get("none")
@@ -200,15 +200,15 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
         if none is None or "text" not in rows or not randoms:
             out.append(TaskVerdict(task, NOT_TESTABLE, "no unerased, text-erased or random-erased answers"))
             continue
-        drops = {c: none["accuracy"] - r["accuracy"] for c, r in rows.items() if c != "none"}
-        rand = [none["accuracy"] - r["accuracy"] for r in randoms]
-        nums = f"none {fmt(none['accuracy'])} (n {none['n']}); text drop {fmt(drops['text'])}; " + (
+        drops = {c: none.accuracy - r.accuracy for c, r in rows.items() if c != "none"}
+        rand = [none.accuracy - r.accuracy for r in randoms]
+        nums = f"none {fmt(none.accuracy)} (n {none.n}); text drop {fmt(drops['text'])}; " + (
             f"random drop over {len(rand)} draws mean {fmt(float(np.mean(rand)))} "
             f"(min {fmt(min(rand))}, max {fmt(max(rand))})"
         )
         if "acoustic" in drops:
             nums += f"; acoustic drop {fmt(drops['acoustic'])}"
-        ids = erasure.get("items", {}).get(task)
+        ids = erasure.items.get(task)
         evaluated = {item_of(i) for i in ids or ()}
         if fit & evaluated:
             why = f"{len(fit & evaluated)} evaluated items are the erasers' fitting utterances"
@@ -217,9 +217,9 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
         c = len(get_task(task).labels)
         chance = chance_of_labels(gold[task], c) if gold.get(task) else 1 / c
         low = (
-            _item_low(none["correct"], ids)
-            if none.get("correct")
-            else wilson_low(round(none["accuracy"] * none["n"]), none["n"])
+            _item_low(none.correct, ids)
+            if none.correct
+            else wilson_low(round(none.accuracy * none.n), none.n)
         )
         if low <= chance:
             out.append(
@@ -272,7 +272,7 @@ def claim_erasure(erasure: Mapping[str, Any] | None, missing: str) -> Claim:
 
 
 def kappa_difference_ci(
-    rows: Sequence[Mapping[str, str]], n_boot: int = 1000, seed: int = 0
+    rows: Sequence[ImplicitRow], n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
     """95% percentile item bootstrap CI of κ(implicit, speech) − κ(cascade, speech) (NaN resamples dropped).
 
@@ -280,13 +280,10 @@ def kappa_difference_ci(
     (``casceq.stats.agreement.bootstrap_pairwise_kappa``). With one row per item this is the row bootstrap of
     ``default_rng(seed).integers(0, n, size=(n_boot, n))``.
     """
-    from casceq.stats.agreement import bootstrap_pairwise_kappa, encode
-
     systems = ("speech", "implicit", "cascade")
-    categories = sorted({str(r[s]) for r in rows for s in systems})
-    codes = np.stack([encode([str(r[s]) for r in rows], categories) for s in systems])
-    ids = [str(r["id"]) for r in rows] if all("id" in r for r in rows) else None
-    clusters = _clusters(ids, len(rows))
+    categories = sorted({str(getattr(r, s)) for r in rows for s in systems})
+    codes = np.stack([encode([str(getattr(r, s)) for r in rows], categories) for s in systems])
+    clusters = _clusters([str(r.id) for r in rows], len(rows))
     boot = bootstrap_pairwise_kappa(
         codes, np.array([[1, 0], [2, 0]]), len(categories), clusters, n_boot, seed
     )
@@ -298,10 +295,11 @@ def kappa_difference_ci(
     return float(lo), float(hi)
 
 
-def claim_implicit(implicit: Mapping[str, Any] | None, missing: str) -> Claim:
-    """(h) The implicit cascade (lens text → backbone) agrees with the speech LLM as well as the explicit one."""
-    from casceq.tasks import get_task
+def claim_implicit(implicit: Sequence[ImplicitResult] | None, missing: str) -> Claim:
+    """(h) The implicit cascade (lens text → backbone) agrees with the speech LLM as well as the explicit one.
 
+    ``implicit``: every task's result (``read_implicit(path).results``).
+    """
     margin = REFERENCE["h"]
     claim = (
         "Implicit cascade: decoding the speech LLM's own hidden states with the logit lens and giving that text to "
@@ -317,42 +315,42 @@ def claim_implicit(implicit: Mapping[str, Any] | None, missing: str) -> Claim:
     if implicit is None:
         return Claim("h", "Implicit cascade", claim, rule, INCONCLUSIVE, missing)
     out = []
-    for r in implicit["results"]:
-        n, task = r["n"], r["task"]
+    for r in implicit:
+        n, task = r.n, r.task
         nums = (
-            f"κ_impl {fmt(r['kappa_impl'])}, κ_casc {fmt(r['kappa_casc'])}; accuracy speech "
-            f"{fmt(r['accuracy_speech'])}, implicit {fmt(r['accuracy_implicit'])}, cascade {fmt(r['accuracy_cascade'])} (n {n})"
+            f"κ_impl {fmt(r.kappa_impl)}, κ_casc {fmt(r.kappa_casc)}; accuracy speech "
+            f"{fmt(r.accuracy_speech)}, implicit {fmt(r.accuracy_implicit)}, cascade {fmt(r.accuracy_cascade)} (n {n})"
         )
         c = len(get_task(task).labels)
-        chance = chance_of_labels([row["gold"] for row in r["rows"]], c) if r.get("rows") else 1 / c
+        chance = chance_of_labels([row.gold for row in r.rows], c) if r.rows else 1 / c
         low = [s for s in ("speech", "cascade") if _accuracy_low(r, s) <= chance]
         if low:
             why = f"{' and '.join(low)} not shown above chance ({fmt(chance)}): κ is uninformative"
             out.append(TaskVerdict(task, NOT_TESTABLE, why, nums))
             continue
-        if r["kappa_impl"] is None or r["kappa_casc"] is None:
+        if math.isnan(r.kappa_impl) or math.isnan(r.kappa_casc):  # undefined (null in the file)
             out.append(TaskVerdict(task, NOT_TESTABLE, "κ_impl or κ_casc undefined", nums))
             continue
-        se = se_from_ci(*kappa_difference_ci(r["rows"]))
+        se = se_from_ci(*kappa_difference_ci(r.rows))
         out.append(
             equivalence(
-                task, r["kappa_impl"] - r["kappa_casc"], se, margin, nums, "κ_impl − κ_casc", two_sided=True
+                task, r.kappa_impl - r.kappa_casc, se, margin, nums, "κ_impl − κ_casc", two_sided=True
             )
         )
     verdict, reason = combine(out)
     return Claim("h", "Implicit cascade", claim, rule, verdict, reason, tuple(out))
 
 
-def _accuracy_low(result: Mapping[str, Any], system: str) -> float:
+def _accuracy_low(result: ImplicitResult, system: str) -> float:
     """Lower end of the 95% interval of an implicit result's accuracy, item-clustered from its rows.
 
     Rows carry labels and ``id``; their correctness (label = gold) must give back the stored accuracy, else
     (open-answer scoring, older results) the clip-level Wilson bound of the stored accuracy is used.
     """
-    n, acc = int(result["n"]), float(result[f"accuracy_{system}"])
-    rows = result.get("rows") or ()
-    if len(rows) == n and n and all("id" in row for row in rows):
-        correct = [row[system] == row["gold"] for row in rows]
+    n, acc = int(result.n), float(getattr(result, f"accuracy_{system}"))
+    rows = result.rows
+    if len(rows) == n and n:
+        correct = [getattr(row, system) == row.gold for row in rows]
         if abs(float(np.mean(correct)) - acc) < 1e-9:
-            return _item_low(correct, [str(row["id"]) for row in rows])
+            return _item_low(correct, [str(row.id) for row in rows])
     return wilson_low(round(acc * n), n)

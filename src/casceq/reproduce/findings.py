@@ -1,19 +1,32 @@
 """The findings page: every claim of the paper with our numbers and a verdict, as ``findings.md`` and ``.json``.
 
 ``judge(out, plan, timings)`` reads the reproduction folder (``run/compare.json``, ``run/predictions.jsonl``,
-``mech/lens/``, ``mech/implicit/``, ``mech/erasure/``) and applies the rules of ``claims_behaviour`` and
-``claims_mech``; ``write_findings`` writes the page with a header recording how it was made.
+``mech/lens/``, ``mech/implicit/``, ``mech/erasure/``; the mechanistic results through their stages' typed
+readers) and applies the rules of ``claims_behaviour`` and ``claims_mech``; ``write_findings`` writes the page
+with a header recording how it was made.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from casceq.io.interchange import read_predictions
+from casceq.mech.erasure_concepts import ERASURE_FILE
+from casceq.mech.implicit import IMPLICIT_FILE
+from casceq.mech.lens import LENS_FILE
+from casceq.report.analysis import noise_points, reversals, snr_of
+from casceq.reproduce import claims_behaviour as cb
+from casceq.reproduce import claims_mech as cm
 from casceq.reproduce.plan import SPEECH_TASKS, TEXT_TASKS, Plan
-from casceq.reproduce.rules import INCONCLUSIVE, REFERENCE, Claim, CompareView
+from casceq.reproduce.rules import INCONCLUSIVE, REFERENCE, Claim, CompareView, item_of
+from casceq.stages.erase import read_erasure
+from casceq.stages.implicit import read_implicit
+from casceq.stages.lens import LENS_CONTROL_FILE, LensControl, read_lens
+from casceq.stats.compare import compare
 from casceq.stats.results import CompareResult
 
 FINDINGS_MD = "findings.md"
@@ -25,6 +38,31 @@ def _read(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+
+
+T = TypeVar("T")
+
+
+def _read_typed(path: Path, reader: Callable[[Path], T]) -> tuple[T | None, str | None]:
+    """A stage's result read by its typed reader, and why it could not be read.
+
+    ``(result, None)``; ``(None, None)`` when the file is absent or not JSON (the stage did not finish, as
+    before); ``(None, why)`` naming the file when it is JSON the reader cannot take (a claim then says so
+    instead of failing the whole findings page).
+    """
+    if not path.is_file():
+        return None, None
+    try:
+        return reader(path), None
+    except (OSError, json.JSONDecodeError):
+        return None, None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return None, f"unreadable result {path}: {type(exc).__name__}: {exc}"
+
+
+def _read_control(path: Path) -> LensControl:
+    """Read a ``lens_control.json`` file."""
+    return LensControl.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
 def _missing(stage: str, timings: Mapping[str, Mapping[str, Any]], plan: Plan) -> str:
@@ -50,9 +88,6 @@ def judge(
     ``compare_result``: the statistics of ``out/run``'s predictions when a stage of this call computed them
     (the noise claim reads their accuracies); None: computed here.
     """
-    from casceq.reproduce import claims_behaviour as cb
-    from casceq.reproduce import claims_mech as cm
-
     text = [t for t in TEXT_TASKS if t in plan.n]
     speech = [t for t in SPEECH_TASKS if t in plan.n]
     data = _read(out / "run" / "compare.json")
@@ -64,8 +99,6 @@ def judge(
         claims += [Claim("d", "Text-insufficient tasks", "", "", INCONCLUSIVE, why)]
         claims += [Claim("e", "Noise", "", "", INCONCLUSIVE, why)]
     else:
-        from casceq.io.interchange import read_predictions
-
         pred_file = out / "run" / "predictions.jsonl"
         preds = read_predictions([pred_file]) if pred_file.is_file() else []
         data = item_statistics(data, preds, plan)
@@ -78,20 +111,23 @@ def judge(
             cb.claim_text_insufficient(cmp, text, speech),
             _noise(out, plan, cmp, text, compare_result),
         ]
-    mech = out / "mech"
-    lens, control = _read(mech / "lens" / "mech" / "lens.json"), _read(mech / "lens" / "lens_control.json")
-    claims.append(cm.claim_lens(lens, control, _missing("lens", timings, plan)))
-    claims.append(
-        cm.claim_erasure(
-            _read(mech / "erasure" / "mech" / "erasure.json"), _missing("erasure", timings, plan)
-        )
-    )
-    claims.append(
+    return claims + _mech_claims(out / "mech", plan, timings)
+
+
+def _mech_claims(mech: Path, plan: Plan, timings: Mapping[str, Mapping[str, Any]]) -> list[Claim]:
+    """Claims (f-h) from the lens, erasure and implicit results under ``mech`` (the stages' typed readers)."""
+    lens, bad_lens = _read_typed(mech / "lens" / LENS_FILE, read_lens)
+    control, bad_control = _read_typed(mech / "lens" / LENS_CONTROL_FILE, _read_control)
+    erasure, bad_erasure = _read_typed(mech / "erasure" / ERASURE_FILE, read_erasure)
+    implicit, bad_implicit = _read_typed(mech / "implicit" / IMPLICIT_FILE, read_implicit)
+    return [
+        cm.claim_lens(lens, control, bad_lens or bad_control or _missing("lens", timings, plan)),
+        cm.claim_erasure(erasure, bad_erasure or _missing("erasure", timings, plan)),
         cm.claim_implicit(
-            _read(mech / "implicit" / "mech" / "implicit.json"), _missing("implicit", timings, plan)
-        )
-    )
-    return claims
+            implicit.results if implicit is not None else None,
+            bad_implicit or _missing("implicit", timings, plan),
+        ),
+    ]
 
 
 SYSTEM_KINDS = {
@@ -113,11 +149,6 @@ def item_statistics(data: Mapping[str, Any], preds: Sequence[Any], plan: Plan) -
     ``predictions.jsonl`` with each such clip's item set to its example (the id before "@"), with the plan's
     resamples and seed, as the run computes them. Statistics only: no model output is recomputed.
     """
-    import dataclasses
-
-    from casceq.reproduce.rules import item_of
-    from casceq.stats.compare import compare
-
     unnamed = [p for p in preds if p.item is None and "@" in p.example_id]
     old = any("n_items" not in r for r in (*data.get("accuracy", ()), *data.get("pairs", ())))
     if not preds or not (unnamed or old):
@@ -134,11 +165,6 @@ def _noise(
     out: Path, plan: Plan, cmp: CompareView, text: Sequence[str], result: CompareResult | None = None
 ) -> Claim:
     """Claim (e); ``result``: the run's statistics (only their accuracies are read: any resamples, any kinds)."""
-    from casceq.io.interchange import read_predictions
-    from casceq.report.analysis import noise_points, reversals, snr_of
-    from casceq.reproduce import claims_behaviour as cb
-    from casceq.stats.compare import compare
-
     noisy = [c for c in plan.conditions if c != "clean"]
     if not noisy:
         return cb.claim_noise(cmp, text, {})
