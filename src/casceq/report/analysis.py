@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from casceq.audio.conditions import SOURCES, parse_condition
 from casceq.report.data import Key, ReportData
 from casceq.report.wer import transcript_right, wer
 from casceq.stats.results import CompareResult
@@ -134,8 +135,6 @@ class NoisePoint:
 
 def snr_of(condition: str) -> float | None:
     """SNR in dB of a default-source babble condition, None for clean; raises ValueError for any other."""
-    from casceq.audio.conditions import SOURCES, parse_condition
-
     c = parse_condition(condition)
     if c.kind == CLEAN:
         return None

@@ -10,6 +10,7 @@ Output folder layout (default ``RUN_DIR/report/``, or ``./casceq-report/`` for a
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -21,11 +22,13 @@ from casceq.report.analysis import Attribution, Reversal
 from casceq.report.context import ReportContext, make_context, mech_dirs_of
 from casceq.report.data import load_report_data
 from casceq.report.explorer import MAX_CLIPS, explorer_data
+from casceq.report.html import render_html
 from casceq.report.mech import MechResults, lens_section, probe_section, read_mech
 from casceq.report.mech_effects import erasure_section, implicit_section
 from casceq.report.sections import Section, accuracy_section, agreement_section, overlap_section, overview
 from casceq.report.sections_errors import confound_section, cost_section, noise_section, shared_error_section
 from casceq.report.tables import Source, SourceBook, md_text, sources_markdown, to_latex, to_markdown
+from casceq.stats.compare import compare
 from casceq.stats.results import CompareResult
 
 FORMATS = ("md", "tex", "html", "png", "svg")
@@ -63,8 +66,6 @@ def _write(path: Path, data: str | bytes) -> Path:
 
 def _can_draw(formats: Sequence[str]) -> tuple[bool, str | None]:
     """Whether to draw figures, and if not, why (said in the overview)."""
-    import importlib.util
-
     if not {"png", "svg", "html"} & set(formats):
         return False, "Figures were not drawn (no PNG, SVG or HTML format requested)."
     if importlib.util.find_spec("matplotlib") is None:
@@ -184,8 +185,6 @@ def build_report(
         InputError: Unknown format, unreadable inputs, or inconsistent predictions (from ``compare``).
         MissingDependency: PNG or SVG asked for without matplotlib (HTML alone goes on without figures).
     """
-    from casceq.stats.compare import compare
-
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise InputError(f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
@@ -231,8 +230,6 @@ def build_report(
                         _write(out_dir / "figures" / f"{f.key}.{ext}", f.png if ext == "png" else f.svg)
                     )
     if "html" in formats:
-        from casceq.report.html import render_html
-
         explorer = explorer_data(data, result, max_clips)
         page = render_html(
             f"casceq report: {data.title}",

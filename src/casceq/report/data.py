@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from casceq.audio.tts.manifest import MANIFEST_NAME, Manifest
 from casceq.errors import InputError
+from casceq.io.interchange import is_store, read_predictions
+from casceq.io.records import RecordError, canonical_condition
+from casceq.io.store import Store
+from casceq.stats.align import system_info
+from casceq.stats.compare import KINDS, infer_kinds
+from casceq.tasks import canonical_name
 from casceq.types import Prediction
 
 Key = tuple[str, str, str, str]
@@ -100,8 +107,6 @@ def base_id(example_id: str) -> str:
 
 
 def _canonical_task(name: str) -> str:
-    from casceq.tasks import canonical_name
-
     try:
         return canonical_name(name)
     except InputError:
@@ -110,8 +115,6 @@ def _canonical_task(name: str) -> str:
 
 def jsonl_locations(path: Path, label: str | None = None) -> dict[Key, tuple[str, int | None]]:
     """Map each record of an interchange file to ``(label or path, line)``; unparsable records are skipped."""
-    from casceq.io.records import RecordError, canonical_condition
-
     out: dict[Key, tuple[str, int | None]] = {}
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
@@ -155,8 +158,6 @@ def load_manifests(
         InputError: A malformed manifest line, or a path outside the allowed folders or to no file (each
             named by manifest file and line).
     """
-    from casceq.audio.tts.manifest import MANIFEST_NAME, Manifest
-
     texts: dict[tuple[str, str], tuple[str, str]] = {}
     audio: dict[tuple[str, str], ItemAudio] = {}
     allowed = [r.resolve() for r in roots]
@@ -221,9 +222,6 @@ def _run_config(root: Path) -> dict[str, Any] | None:
 
 def _registered(paths: Sequence[Path], run: str | None) -> dict[str, tuple[str | None, str | None]]:
     """(backbone, kind) of systems registered in the stores among ``paths``."""
-    from casceq.io.interchange import is_store
-    from casceq.io.store import Store
-
     out: dict[str, tuple[str | None, str | None]] = {}
     for p in paths:
         if is_store(p):
@@ -251,10 +249,6 @@ def load_report_data(
     Raises:
         InputError: Unreadable inputs (named by file and line), or no predictions.
     """
-    from casceq.io.interchange import read_predictions
-    from casceq.stats.align import system_info
-    from casceq.stats.compare import KINDS, infer_kinds
-
     paths = [Path(p) for p in inputs]
     if not paths:
         raise InputError("no inputs given")

@@ -18,6 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from casceq.audio.conditions import render
+from casceq.audio.io import SAMPLE_RATE, load_audio
+from casceq.errors import InputError
+from casceq.paths import cache_dir
 from casceq.report.analysis import prediction_index
 from casceq.report.data import ItemAudio, ReportData
 from casceq.stats.results import CompareResult
@@ -59,9 +63,6 @@ def encode_clip(path: str, condition: str, item_id: str, seed: int, where: str =
     Raises:
         InputError: The file does not decode as audio (named with the manifest line ``where``).
     """
-    from casceq.audio.io import SAMPLE_RATE, load_audio
-    from casceq.errors import InputError
-
     try:
         wav = load_audio(path, sr=SAMPLE_RATE)
     except InputError as exc:
@@ -75,17 +76,12 @@ def encode_clip(path: str, condition: str, item_id: str, seed: int, where: str =
 
 
 def _noisy(wav: Any, condition: str, item_id: str, seed: int) -> Any:
-    from casceq.audio.conditions import render
-    from casceq.paths import cache_dir
-
     voice = item_id.split("@", 1)[1] if "@" in item_id else None
     return render(condition, wav, item_id, seed, cache_dir(), speaker=voice)
 
 
 def _flac_uri(wav: Any) -> str:
     import soundfile as sf
-
-    from casceq.audio.io import SAMPLE_RATE
 
     buf = io.BytesIO()
     # Clipped to [-1, 1]: decoded float audio may overshoot slightly, and FLAC stores integers.
@@ -147,8 +143,6 @@ def explorer_data(data: ReportData, result: CompareResult, max_clips: int = MAX_
 
 
 def _size(audio: ItemAudio) -> int:
-    from casceq.errors import InputError
-
     try:
         return Path(audio.path).stat().st_size
     except OSError as exc:  # checked when the manifest was read; gone since

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from casceq.audio.conditions import PAPER_CONDITIONS
 from casceq.report.analysis import NoisePoint, costs, noise_points
 from casceq.report.context import ReportContext
 from casceq.report.data import ReportData
@@ -187,8 +188,6 @@ def confound_section(ctx: ReportContext[Any]) -> Section:
 
 
 def _expected_snrs(data: ReportData) -> list[str]:
-    from casceq.audio.conditions import PAPER_CONDITIONS
-
     have = set(data.conditions)
     return [c for c in PAPER_CONDITIONS if c not in have]
 

@@ -7,6 +7,7 @@ text and in docs/reproduce.md; ``casceq.reproduce.rules`` says how task verdicts
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,16 @@ from casceq.reproduce.rules import (
     fmt_ci,
     item_of,
 )
-from casceq.stats.power import se_from_ci
+from casceq.stats.cluster import (
+    cluster_bootstrap_weights,
+    clustered_proportion_ci,
+    design_effect,
+    item_index,
+    paired_difference_ci,
+    per_item_sums,
+)
+from casceq.stats.power import mde, se_from_ci
+from casceq.tasks import get_task
 
 SPEECH, STRONG, WEAK, MISMATCHED = "Speech-LLM", "Cascade-S", "Cascade-W", "Cascade-M"
 CASCADES = (STRONG, WEAK, MISMATCHED)
@@ -46,8 +56,6 @@ Items = Mapping[str, str]
 
 def n_classes(task: str) -> int:
     """Number of labels of a registered task."""
-    from casceq.tasks import get_task
-
     return len(get_task(task).labels)
 
 
@@ -75,8 +83,6 @@ def clustered_difference(
     correct: Correctness, a: str, b: str, task: str, condition: str, items: Items | None
 ) -> tuple[float, float | None] | None:
     """acc(a) − acc(b) on the clips both answered, with its item-clustered standard error (Obuchowski)."""
-    from casceq.stats.cluster import paired_difference_ci
-
     ca, cb_ = correct.get((a, task, condition)), correct.get((b, task, condition))
     ids = [i for i in ca or {} if i in (cb_ or {})]
     if not ca or not cb_ or len(ids) < 2:
@@ -213,8 +219,6 @@ def per_item(
     values: Mapping[str, Sequence[float]], items: Items | None
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Sum aligned per-clip value lists over items: (per-item sums of each list, clips per item)."""
-    from casceq.stats.cluster import item_index, per_item_sums
-
     ids = list(values)
     clusters, g = item_index([item_of(i, (items or {}).get(i)) for i in ids])
     arr = np.array([values[i] for i in ids], dtype=np.float64).T  # [k, n]
@@ -239,7 +243,6 @@ def bias_overlap_null(a: Mapping[str, tuple[str, str]], b: Mapping[str, tuple[st
     get wrong (None when there is none). 0.6 of both systems' wrong answers on one of three wrong labels gives
     0.6^2 + 0.2^2 + 0.2^2 = 0.44.
     """
-    from collections import Counter
 
     def shares(sys: Mapping[str, tuple[str, str]]) -> dict[str, dict[str, float]]:
         by_gold: dict[str, Counter[str]] = {}
@@ -264,8 +267,6 @@ def overlap_interval(
     ``casceq.stats.cluster.clustered_proportion_ci``: the clips of one item count once their correlation is
     accounted for (design effect); with one clip per item it is the plain Wilson interval.
     """
-    from casceq.stats.cluster import clustered_proportion_ci, design_effect
-
     both = {i: [float(a[i][0] == b[i][0])] for i in a if i in b and a[i][0] != a[i][1] and b[i][0] != b[i][1]}
     if not both:
         return 0, 0, 0, (float("nan"), float("nan")), 1.0
@@ -278,8 +279,6 @@ def claim_overlap(
     cmp: CompareView, text_tasks: Sequence[str], labels: LabelTable | None = None, items: Items | None = None
 ) -> Claim:
     """(c) P(same wrong | both wrong) of the speech LLM and Cascade-S above both 1/(C-1) and the label-bias null."""
-    from casceq.stats.power import mde
-
     ref = REFERENCE["c"]
     out = []
     for t in text_tasks:
@@ -431,8 +430,6 @@ def degradation(
     used, resampled by item (all voices of an item together, ``items``; default: the id before "@") and
     paired across systems and conditions (``casceq.stats.cluster.cluster_bootstrap_weights``).
     """
-    from casceq.stats.cluster import cluster_bootstrap_weights, item_index
-
     cells = [correct.get((s, task, c)) or {} for s in (a, b) for c in (CLEAN, low)]
     ids = sorted(set.intersection(*[set(c) for c in cells]))
     if not ids:

@@ -21,6 +21,7 @@ failing stage is recorded with its error and the stages that do not depend on it
 from __future__ import annotations
 
 import json
+import platform
 import time
 import traceback
 from collections.abc import Callable
@@ -30,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from casceq.errors import InputError
+from casceq.reproduce import mech as mc
 from casceq.reproduce.findings import FINDINGS_JSON, judge, write_findings
 from casceq.reproduce.plan import EXPERIMENT_COMMENT, EXPERIMENT_TOML, Plan, experiment_config, plan_from_dict
 from casceq.reproduce.rules import Claim
+from casceq.stages.context import provenance as base
 from casceq.stages.reproduce import (
     BehaviourConfig,
     FullReportConfig,
@@ -85,10 +88,6 @@ def open_out(out: Path, plan: Plan, resume: bool) -> None:
 
 def provenance(argv: list[str]) -> dict[str, Any]:
     """Command line, git commit, machine, CPU count, torch threads, date (the findings header)."""
-    import platform
-
-    from casceq.stages.context import provenance as base
-
     meta = base(argv)
     meta["platform"] = platform.platform()
     meta["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -189,8 +188,6 @@ def build_stages(
 
     ``shared`` receives the behavioural run's and the report's results (the statistics are computed once).
     """
-    from casceq.reproduce import mech as mc
-
     run_dir = out / "run"
     shared = shared if shared is not None else Shared()
     experiment = BehaviourConfig(experiment_config(plan), run_dir, show_progress)

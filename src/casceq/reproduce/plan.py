@@ -18,8 +18,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from casceq.audio.tts import DEFAULT_VOICES
 from casceq.errors import InputError
+from casceq.run.build import backbone_of
 from casceq.run.config import ExperimentConfig, SystemSpec
+from casceq.systems.asr.bundled import BUNDLED as ASR_BUNDLED
+from casceq.systems.llm.bundled import BUNDLED as LLM_BUNDLED
+from casceq.systems.llm.bundled import default_backend_kwargs
 
 TEXT_TASKS = ("ag_news", "sst2", "csqa")
 """Text-sufficient tasks: spoken by TTS voices, answerable from a transcript."""
@@ -91,8 +96,6 @@ class Models:
 
     def backbone(self) -> str:
         """The speech LLM's backbone id (what matches it with Cascade-S)."""
-        from casceq.run.build import backbone_of
-
         return self.speech_backbone or backbone_of(self.llm)
 
 
@@ -159,9 +162,6 @@ def default_plan(
     voices: Sequence[str] | None = None,
 ) -> Plan:
     """The reproduction plan with the measured defaults, optionally smaller (``--n``, dev flags)."""
-    from casceq.audio.tts import DEFAULT_VOICES
-    from casceq.systems.llm.bundled import default_backend_kwargs
-
     chosen = tuple(tasks) if tasks else (*TEXT_TASKS, *SPEECH_TASKS)
     unknown = [t for t in chosen if t not in (*TEXT_TASKS, *SPEECH_TASKS)]
     if unknown:
@@ -314,8 +314,6 @@ def check_offline(models: Models) -> None:
     Raises:
         InputError: Naming the spec and what ``--offline`` accepts.
     """
-    from casceq.systems.asr.bundled import BUNDLED as ASR_BUNDLED
-    from casceq.systems.llm.bundled import BUNDLED as LLM_BUNDLED
 
     def local(target: str) -> bool:
         return Path(target).expanduser().exists()

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from casceq.reproduce.plan import TEXT_TASKS, Costs, Plan, estimate_minutes, measured_costs
+from casceq.reproduce.rules import REFERENCE
+from casceq.stats.power import mde, required_n, tost_mde, tost_required_n
 
 EQUIVALENCE = {"a": "one-sided", "h": "two-sided"}
 """Claims of no difference and their equivalence test (the others are directional)."""
@@ -94,8 +96,6 @@ class PowerRow:
 
 def items_needed(key: str, sd: float, reference: float) -> int:
     """Items for 80% power: directional tests at 0.025 one-sided; equivalence by TOST at 0.05 (true effect 0)."""
-    from casceq.stats.power import required_n, tost_required_n
-
     kind = EQUIVALENCE.get(key)
     if kind == "two-sided":
         return tost_required_n(reference, sd)
@@ -108,8 +108,6 @@ def from_findings(path: str | Path) -> dict[str, tuple[float, str]]:
     Uses the largest MDE over a claim's tested tasks (the hardest task decides the n) and the n of that task
     (items for text tasks and the mechanistic suite, as printed in its numbers).
     """
-    from casceq.stats.power import mde, tost_mde
-
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     n_items = _items_of(data.get("plan", {}))
     out = {}
@@ -137,8 +135,6 @@ def power_table(
     plan: Plan, costs: Costs | None = None, measured: Mapping[str, tuple[float, str]] | None = None
 ) -> list[PowerRow]:
     """Every claim's items for 80% power and the wall minutes of the plan at that n."""
-    from casceq.reproduce.rules import REFERENCE
-
     rows = []
     for key in "abcdefgh":
         ref = REFERENCE.get(key)

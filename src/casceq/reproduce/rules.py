@@ -23,9 +23,13 @@ it; every system a claim relies on is gated.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from casceq.stats.power import POWER, mde, tost, tost_mde
+from casceq.stats.tests import benjamini_hochberg
 
 REPRODUCED = "reproduced"
 CONTRADICTED = "contradicted"
@@ -163,8 +167,6 @@ def chance_level(gold_counts: Sequence[int], n_classes: int) -> float:
 
 def chance_of_labels(gold: Sequence[str], n_classes: int) -> float:
     """``chance_level`` from gold labels."""
-    from collections import Counter
-
     return chance_level(list(Counter(gold).values()), n_classes)
 
 
@@ -191,8 +193,6 @@ def directional(
     Reproduced when the 95% interval lies above 0; contradicted when it lies below ``reference`` (the effect
     the claim means) and does not exclude 0; else inconclusive with the MDE.
     """
-    from casceq.stats.power import mde
-
     if se is None or not se > 0 or not math.isfinite(estimate):
         return TaskVerdict(task, NOT_TESTABLE, f"no interval for {what}", numbers)
     lo, hi = estimate - Z95 * se, estimate + Z95 * se
@@ -220,8 +220,6 @@ def equivalence(
     the 90% interval lies inside; contradicted when it lies wholly beyond a margin; else inconclusive with the
     smallest margin this n could establish with 80% power when the true effect is 0.
     """
-    from casceq.stats.power import POWER, mde, tost, tost_mde
-
     if se is None or not se > 0 or not math.isfinite(estimate):
         return TaskVerdict(task, NOT_TESTABLE, f"no interval for {what}", numbers)
     t = tost(estimate, se, -margin if two_sided else -math.inf, margin, alpha=ALPHA)
@@ -253,8 +251,6 @@ def family_q_values(
     ``family="paper"``: within each (task, condition), the tests of ``speech`` against each of ``cascades``;
     ``"call"``: all rows together. Returns ``{(a, b, task, condition): q}`` for the rows in the family.
     """
-    from casceq.stats.tests import benjamini_hochberg
-
     if family not in BH_FAMILIES:
         raise ValueError(f"unknown BH family {family!r}; use one of {', '.join(BH_FAMILIES)}")
     groups: dict[Any, list[Mapping[str, Any]]] = {}

@@ -31,7 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from casceq.audio.conditions import parse_condition
+from casceq.audio.tts.registry import voice_info
 from casceq.errors import InputError
+from casceq.tasks import get_task, register_tasks_file
 
 KINDS = ("cascade", "speech_llm", "text")
 MODES = ("score", "generate")
@@ -319,7 +322,6 @@ def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentCon
         tasks_raw = {t: {} for t in tasks_raw}
     if not isinstance(tasks_raw, dict) or not tasks_raw:
         raise _err(path, "needs [tasks] (a table of task names, e.g. [tasks.sst2] n = 100)")
-    from casceq.tasks import get_task
 
     tasks_file = _tasks_file(data, path)
     tasks = []
@@ -347,7 +349,6 @@ def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentCon
     calib = data.get("calibration", "heldout")
     if calib not in CALIBRATION:
         raise _err(path, f"calibration must be one of {CALIBRATION}")
-    from casceq.audio.conditions import parse_condition
 
     conditions = tuple(data.get("conditions", ("clean",)))
     for c in conditions:
@@ -362,7 +363,6 @@ def parse_config(data: dict[str, Any], path: str | None = None) -> ExperimentCon
     voices = data.get("voices", ())
     if not isinstance(voices, list | tuple) or not all(isinstance(v, str) for v in voices):
         raise _err(path, f"voices must be a list of voice names, got {voices!r}")
-    from casceq.audio.tts.registry import voice_info
 
     for v in voices:  # checked even in a text-only run: a typo should not wait for the first audio run
         try:
@@ -392,7 +392,6 @@ def _tasks_file(data: dict[str, Any], path: str | None) -> str | None:
         return None
     base = Path(path).parent if path is not None else Path.cwd()
     resolved = (base / raw).resolve()
-    from casceq.tasks import register_tasks_file
 
     try:
         register_tasks_file(resolved)

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from casceq.stats.results import CompareResult
+from casceq.io.interchange import write_predictions
+from casceq.io.store import Store
+from casceq.run.models import read_models
+from casceq.run.pairing import pairing_markdown
+from casceq.stats.compare import compare
+from casceq.stats.results import CompareResult
 
 PREDICTIONS = "predictions.jsonl"
 COMPARE = "compare.json"
@@ -40,9 +44,6 @@ def write_outputs(ctx: Any, summary: Any) -> CompareResult | None:
 
     Returns the statistics (None without predictions): ``casceq.stages.run`` builds the full report from them.
     """
-    from casceq.io.interchange import write_predictions
-    from casceq.io.store import Store
-
     out: Path = ctx.out
     with Store(out / "store.sqlite") as store:
         preds = store.predictions(run=ctx.cfg.name)
@@ -53,7 +54,6 @@ def write_outputs(ctx: Any, summary: Any) -> CompareResult | None:
         )
         _atomic_write(out / REPORT, text + "\n")
         return None
-    from casceq.stats.compare import compare
 
     present = {p.system for p in preds}
     kinds = {s.name: s.kind for s in ctx.cfg.systems if s.name in present}
@@ -89,8 +89,6 @@ def input_failure_lines(summary: Any) -> list[str]:
 
 def models_lines(out: Path) -> list[str]:
     """Markdown table of the weights each system loaded (``models.json``): path, resolved dtype and device."""
-    from casceq.run.models import read_models
-
     rows = [
         f"| {name} | {role} | {w['path']} | {w['dtype']} | {w['device']} |"
         for name, roles in read_models(out).items()
@@ -119,7 +117,6 @@ def markdown_summary(ctx: Any, summary: Any, data: dict[str, Any]) -> str:
     if summary.failed:
         lines += ["## Failed systems", ""] + [f"- **{k}**: {v}" for k, v in summary.failed.items()] + [""]
     lines += input_failure_lines(summary)
-    from casceq.run.pairing import pairing_markdown
 
     lines += pairing_markdown(getattr(summary, "pairing", None))
     lines += models_lines(ctx.out)

@@ -10,13 +10,21 @@ back: accuracy per system and task with 95% Wilson intervals; ``accuracy_gaps`` 
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from casceq.audio.tts import DEFAULT_VOICES
+from casceq.errors import MissingDependency
+from casceq.io.interchange import read_predictions
 from casceq.run.config import ExperimentConfig, SystemSpec
+from casceq.stats.agreement import percentile_interval
+from casceq.stats.cluster import cluster_bootstrap_weights, clustered_proportion_ci, item_index, per_item_sums
 from casceq.systems.llm.bundled import DEFAULT_BACKBONE, DEFAULT_LLM_SETTINGS
 
 
@@ -93,11 +101,6 @@ def accuracy_table(run_dirs: Sequence[str | Path], condition: str = "clean") -> 
     The interval is item-clustered (``casceq.stats.cluster.clustered_proportion_ci``): the voices of one item
     are not independent evidence.
     """
-    from collections import Counter
-
-    from casceq.io.interchange import read_predictions
-    from casceq.stats.cluster import clustered_proportion_ci, item_index, per_item_sums
-
     preds = [p for p in read_predictions([str(d) for d in run_dirs]) if p.condition == condition]
     groups: dict[tuple[str, str], list[object]] = {}
     for p in preds:
@@ -154,12 +157,6 @@ def accuracy_gaps(
     for both systems (``casceq.stats.cluster.cluster_bootstrap_weights``), so it is the interval of a paired
     difference with the item as the unit; with one clip per item it is the clip bootstrap.
     """
-    import numpy as np
-
-    from casceq.io.interchange import read_predictions
-    from casceq.stats.agreement import percentile_interval
-    from casceq.stats.cluster import cluster_bootstrap_weights, item_index
-
     preds = [p for p in read_predictions([str(d) for d in run_dirs]) if p.condition == condition]
     by: dict[tuple[str, str], dict[str, bool]] = {}
     items: dict[str, str] = {}
@@ -198,10 +195,6 @@ def plot_losses(out: str | Path, png: str | Path) -> Path:
     Raises:
         MissingDependency: matplotlib is not installed (extra ``report``).
     """
-    import json
-
-    from casceq.errors import MissingDependency
-
     try:
         import matplotlib
 
