@@ -73,6 +73,78 @@ def test_a_layer_does_not_import_a_higher_one(folder: str, higher: str) -> None:
     assert bad == []
 
 
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("types", "errors", "paths", "redact", "jsonlines"),
+    ("tasks",),
+    ("audio", "stats"),
+    ("systems", "io"),
+    ("mech", "run"),
+    ("report", "train"),
+    ("stages",),
+    ("reproduce",),
+    ("commands",),
+    ("cli",),
+)
+"""The layer order of docs/architecture.md, bottom to top (a folder, or a module of the package's top)."""
+
+LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+
+
+def _unit(module: str) -> str:
+    """The folder (or top module) of a ``casceq.x.y`` module name."""
+    return module.split(".")[1]
+
+
+def _upward_imports(path: Path, unit: str) -> list[str]:
+    """Imports in ``path`` (a module of ``unit``) of another unit that is not in a lower layer.
+
+    The base layer (types, errors, ...) may import within itself; any other layer only strictly downwards, so two
+    folders of one layer do not import each other.
+    """
+    bad = []
+    for node, _ in _imports(path):
+        names = _targets(node)
+        if isinstance(node, ast.ImportFrom) and node.module == "casceq":  # ``from casceq import paths``
+            names = [f"casceq.{a.name}" for a in node.names]
+        for name in names:
+            if name == "casceq" or _unit(name) == unit:
+                continue
+            target = _unit(name)
+            if LEVEL[target] > LEVEL[unit] or (LEVEL[target] == LEVEL[unit] and LEVEL[unit] > 0):
+                bad.append(f"{node.lineno}: {name}")
+    return bad
+
+
+def test_every_import_runs_down_the_documented_layers() -> None:
+    """Each module imports only from lower layers of ``LAYERS`` (the package's face, ``__init__.py``, aside)."""
+    units = {p.relative_to(SRC).parts[0].removesuffix(".py") for p in SRC.rglob("*.py")} - {"__init__"}
+    assert units == set(LEVEL)  # every folder has its place in the order
+    bad = [
+        f"{path.relative_to(SRC)}:{line}"
+        for path in sorted(SRC.rglob("*.py"))
+        if (unit := path.relative_to(SRC).parts[0].removesuffix(".py")) != "__init__"
+        for line in _upward_imports(path, unit)
+    ]
+    assert bad == []
+
+
+def test_the_layer_check_sees_an_upward_or_sideways_import(tmp_path: Path) -> None:
+    """Positive control: io importing run (up) or systems (same layer) is found; io importing tasks is not."""
+    path = tmp_path / "m.py"
+    path.write_text(
+        "from casceq.tasks import get_task\n"
+        "from casceq.run.config import ExperimentConfig\n"
+        "def f():\n    import casceq.systems.base\n"
+        "from casceq import reproduce\n"
+    )
+    assert _upward_imports(path, "io") == [
+        "2: casceq.run.config",
+        "4: casceq.systems.base",
+        "5: casceq.reproduce",
+    ]
+    assert _upward_imports(path, "stages") == ["5: casceq.reproduce"]
+
+
 def test_own_modules_are_imported_at_module_top() -> None:
     """Inside a function only a registry's lazy factory imports an own module (marked so)."""
     bad = []
