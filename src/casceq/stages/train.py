@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from casceq.stages.run import RunConfig, RunResult, run
+from casceq.train import pipeline
 from casceq.train.config import TrainConfig
 from casceq.train.evaluate import (
     EVAL_COMMENT,
@@ -22,7 +23,6 @@ from casceq.train.evaluate import (
     accuracy_table,
     eval_config,
 )
-from casceq.train.pipeline import train_speech_llm
 
 EVAL_TOML = "evaluation.toml"
 """The evaluation experiment as a TOML file, written into its run folder (``casceq run`` can re-run it)."""
@@ -55,7 +55,9 @@ class TrainResult:
 
 def train(config: TrainStageConfig, progress: Callable[[str], None] = print) -> TrainResult:
     """Train and export the speech LLM of ``config.recipe`` into ``config.out``."""
-    return TrainResult(train_speech_llm(config.recipe, config.out, resume=config.resume, progress=progress))
+    return TrainResult(
+        pipeline.train_speech_llm(config.recipe, config.out, resume=config.resume, progress=progress)
+    )
 
 
 @dataclass(frozen=True)
