@@ -6,6 +6,7 @@ Stages (each resumable; timings are written to ``out/timings.json``):
 1. ``speech``: synthesise the training texts (``casceq.train.data``), one voice each.
 2. ``frames``: babble-mix and run the frozen encoder once per clip (``out/frames``, ``out/clips.json``).
 3. ``teacher``: the text backbone's calibrated label distributions (``out/teacher.npz``).
+3b. ``imitate``: an ``"embed"`` projector taught by a CTC head (``casceq.train.continuous``; no backbone pass).
 4. ``align``: embedding-CTC pre-alignment of the projector (``casceq.train.align``; no backbone pass).
 5. ``train``: distillation through the frozen backbone (``out/checkpoint``, ``out/log.jsonl``).
 6. ``export``: the checkpoint the toolkit loads (``out/model``: fp16 projector, config, fingerprints).
@@ -118,6 +119,8 @@ def train_speech_llm(
 
         texts = spoken_targets([c.id for c in clips], texts)  # a CTC head transcribes what was said
         backend.use_ctc_head(ctc_vocab(backend.tokenizer, texts, cfg.ctc_min_count)[0], seed=cfg.seed)
+    if cfg.imitate:
+        return _train_continuous(cfg, out, backend, clips, texts, resume, timed, progress)
     if cfg.head == "ctc" and cfg.steps == 0:
         return _train_ctc_only(cfg, out, backend, clips, texts, resume, timed, progress)
     if cfg.prompt == "matched":
@@ -260,3 +263,53 @@ def _train_matched(
     )
     timed("train", t0)
     return _finish(backend, cfg, out, result, len(clips), progress)
+
+
+def load_teacher(cfg: TrainConfig, backend: Any) -> Any:
+    """The ``"ctc"``-head projector named by ``cfg.imitate``, checked against ``backend``'s encoder and backbone."""
+    from casceq.systems.speech_llm.ultravox_projector import load_projector, weights_fingerprint
+    from casceq.train.shipped import SHIPPED_NAME, shipped_folder
+
+    folder = shipped_folder() if cfg.imitate == SHIPPED_NAME else Path(cfg.imitate)
+    teacher, pcfg = load_projector(
+        folder,
+        encoder_hash=weights_fingerprint(backend.encoder),
+        backbone_hash=weights_fingerprint(backend.model),
+    )
+    if pcfg.head != "ctc":
+        raise ValueError(f"imitate names a {pcfg.head!r} projector ({folder}); it must be a 'ctc' head")
+    teacher = teacher.float()
+    teacher.attach_table(backend.model.get_input_embeddings()(teacher.vocab_ids).float())
+    return teacher
+
+
+def _train_continuous(
+    cfg: TrainConfig,
+    out: Path,
+    backend: Any,
+    clips: list[Any],
+    spoken: list[str],
+    resume: bool,
+    timed: Callable[[str, float], None],
+    progress: Callable[[str], None],
+) -> Path:
+    """Imitation of a CTC head by the ``"embed"`` projector, then (``steps > 0``) the matched distillation."""
+    import numpy as np
+    import torch
+
+    from casceq.train.continuous import run_imitate
+    from casceq.train.loop import TrainResult
+
+    teacher = load_teacher(cfg, backend)
+    frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
+    t0 = time.perf_counter()
+    steps = 0
+    if not (out / "checkpoint").exists():  # once distillation has started, its checkpoint holds the projector
+        steps = run_imitate(backend.projector, teacher, frames, cfg, out, resume=resume, progress=progress)
+    timed("imitate", t0)
+    del frames
+    if cfg.steps > 0:
+        return _train_matched(cfg, out, backend, clips, spoken, resume, timed, progress)
+    return _finish(
+        backend, cfg, out, TrainResult(steps, time.perf_counter() - t0, False), len(clips), progress
+    )
