@@ -1,0 +1,167 @@
+"""The acoustic control: a speech LLM that provably uses the audio beyond its words.
+
+RAVDESS actors speak two fixed sentences in eight emotions, so its words carry no information about the label:
+a cascade (which hears only the words) can only guess, and any speech LLM above chance on it reads the voice.
+This stage fine-tunes a continuous-interface projector (``casceq.train.continuous``) through the frozen backbone
+with the gold emotion labels of RAVDESS *training actors* only (``ACTOR_SPLITS["train"]``, casceq's
+actor-disjoint split: actors 1-16 train, 17-24 test; 8 and 4 of each sex), in the exact prompt the model answers at
+inference (the speech LLM's matched prompt of the ``ravdess`` task, audio where the transcript goes). Its
+expected verdict on the text-insufficient claim is therefore known: on held-out actors it departs from its
+matched cascade.
+
+The loss is the cross-entropy of the gold label over the task's options as scored at inference (each option a
+single backbone token after a space: the log-probability of that token at the answer position, the same
+number ``score_options`` sums), plus ``imitate_weight`` times the imitation loss on the general training clips,
+so the projector keeps the text interface it had. The checkpoint records the training clips' ids
+(``training_ids.txt``): a run evaluating any of them is refused (``casceq.run.leakage``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from casceq.errors import InputError
+from casceq.train.checkpoint import finish_step, start_state
+
+STATE_FILE = "emotion_state.pt"
+LOG_FILE = "emotion_log.jsonl"
+
+
+@dataclass(frozen=True)
+class EmotionConfig:
+    """The acoustic control's fine-tuning.
+
+    Attributes:
+        split: RAVDESS actor split trained on (``casceq.tasks.speech_loaders.ACTOR_SPLITS``).
+        steps: Optimiser steps (AdamW, warm-up, cosine down to 10%).
+        batch: Clips per step.
+        lr: Peak learning rate.
+        warmup: Linear warm-up steps.
+        imitate_weight: Weight of the imitation loss on general training clips (0: emotion only).
+        imitate_batch: General clips per step for that term.
+        checkpoint_every: Steps between resumable checkpoints.
+        threads: torch threads.
+        seed: Seeds the batches.
+    """
+
+    split: str = "train"
+    steps: int = 240
+    batch: int = 8
+    lr: float = 3e-4
+    warmup: int = 20
+    imitate_weight: float = 1.0
+    imitate_batch: int = 8
+    checkpoint_every: int = 20
+    threads: int = 2
+    seed: int = 0
+
+
+def answer_parts(backend: Any, task_name: str = "ravdess") -> tuple[list[int], list[int], list[int]]:
+    """(prefix ids, suffix ids, option token ids) of ``task_name``'s speech prompt exactly as inference builds it.
+
+    Raises:
+        InputError: An option is not a single backbone token after a space.
+    """
+    from casceq.systems.compose import AUDIO_SLOT
+    from casceq.tasks import get_task
+
+    task = get_task(task_name)
+    pieces = backend._pieces(task.prompt(AUDIO_SLOT))
+    ids = backend.prompt_ids(pieces, 1)
+    cut = ids.index(backend.audio_token_id)
+    options = [backend._tokens(backend.option_text(o)) for o in task.labels]
+    if any(len(o) != 1 for o in options):
+        raise InputError(f"{task_name}: every option must be one backbone token to train on (got {options})")
+    return ids[:cut], ids[cut + 1 :], [o[0] for o in options]
+
+
+def option_logits(
+    backend: Any, projector: Any, cache: Any, parts: tuple[Any, Any, Any], frames: Sequence[Any]
+) -> Any:
+    """Log-probabilities [B, C] of each option's token at the answer position (differentiable in ``projector``)."""
+    import torch
+
+    from casceq.train.matched import logits_of, run_rows
+
+    prefix, suffix, options = parts
+    lm = backend.model
+    suffix_emb = lm.get_input_embeddings()(torch.tensor(suffix)).float()
+    audio = [projector(f.float()) for f in frames]
+    out = run_rows(lm, cache, len(prefix), [torch.cat([a, suffix_emb]) for a in audio], hidden=False)
+    last = torch.tensor([int(a.shape[0]) + len(suffix) - 1 for a in audio])
+    final = out.last_hidden_state[torch.arange(len(audio)), last]
+    return logits_of(lm, final).log_softmax(-1)[:, options]
+
+
+def run_emotion(
+    backend: Any,
+    clips: Sequence[tuple[Any, int]],
+    general: Sequence[Any],
+    teacher: Any,
+    cfg: EmotionConfig,
+    out: Path,
+    *,
+    imitate_target: str = "groups",
+    resume: bool = False,
+    progress: Callable[[str], None] = print,
+) -> int:
+    """Fine-tune ``backend.projector`` on ``clips`` ((frames, label index) pairs); return the steps done.
+
+    ``general`` are encoder frames of the projector's general training clips and ``teacher`` the CTC head it
+    imitated (``imitate_weight``: 0 skips both).
+    """
+    import torch
+
+    from casceq.train.continuous import imitation_loss
+    from casceq.train.matched import prefix_cache
+
+    torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "emotion_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    projector = backend.projector.float().train()
+    parts = answer_parts(backend)
+    cache = prefix_cache(backend.model, parts[0])
+    optim = torch.optim.AdamW(projector.parameters(), lr=cfg.lr, weight_decay=0.01)
+    step = start_state(projector, optim, out, resume, state=STATE_FILE, log=LOG_FILE)
+    while step < cfg.steps:
+        rng = np.random.default_rng([cfg.seed, 12, step])
+        picks = rng.choice(len(clips), size=cfg.batch, replace=False)
+        logp = option_logits(backend, projector, cache, parts, [clips[int(i)][0] for i in picks])
+        gold = torch.tensor([clips[int(i)][1] for i in picks])
+        ce = torch.nn.functional.cross_entropy(logp, gold)
+        row = {"ce": ce.item(), "acc": float((logp.argmax(-1) == gold).float().mean())}
+        loss = ce
+        if cfg.imitate_weight > 0 and general:
+            chosen = [
+                general[int(i)] for i in rng.choice(len(general), size=cfg.imitate_batch, replace=False)
+            ]
+            imit = imitation_loss(projector, teacher, chosen, chosen, imitate_target)
+            loss = loss + cfg.imitate_weight * imit
+            row["imitate"] = imit.item()
+        frac = step / max(1, cfg.steps - 1)
+        warm = min(1.0, (step + 1) / max(1, cfg.warmup))
+        for group in optim.param_groups:
+            group["lr"] = cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        step = finish_step(
+            projector,
+            optim,
+            loss,
+            step,
+            row,
+            cfg.steps,
+            cfg.checkpoint_every,
+            out,
+            state=STATE_FILE,
+            log=LOG_FILE,
+        )
+        if step % 20 == 0:
+            progress(f"emotion step {step}/{cfg.steps}: " + " ".join(f"{k} {v:.3f}" for k, v in row.items()))
+    projector.eval()
+    return step
