@@ -165,3 +165,101 @@ def run_emotion(
             progress(f"emotion step {step}/{cfg.steps}: " + " ".join(f"{k} {v:.3f}" for k, v in row.items()))
     projector.eval()
     return step
+
+
+def ravdess_clips(backend: Any, split: str, out: Path, progress: Callable[[str], None] = print) -> list[Any]:
+    """(frames, label index, example id) of every RAVDESS clip of ``split``; frames cached in ``out/frames``."""
+    import torch
+
+    from casceq.audio.io import load_audio
+    from casceq.systems.speech_llm.ultravox_native import encoder_frames
+    from casceq.tasks import get_task, load_examples
+
+    labels = list(get_task("ravdess").labels)
+    cache = out / "frames"
+    cache.mkdir(parents=True, exist_ok=True)
+    clips = []
+    examples = load_examples("ravdess", split=split)
+    progress(f"emotion: encoder frames of {len(examples)} RAVDESS {split} clips")
+    for ex in examples:
+        path = cache / f"{ex.id}.npy"
+        if not path.exists():
+            if ex.audio is None:
+                raise InputError(f"ravdess example {ex.id} has no audio")
+            audio = load_audio(ex.audio.path)
+            chunks = encoder_frames(
+                backend.encoder, backend.feature_extractor, audio, backend.config.encoder_mode
+            )
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, torch.cat(chunks).to(torch.float16).numpy())
+            tmp.replace(path)
+        clips.append((torch.from_numpy(np.load(path)), labels.index(ex.label), ex.id))
+    return clips
+
+
+def train_acoustic_control(
+    model: str | Path,
+    out: Path,
+    cfg: EmotionConfig,
+    *,
+    general: Path | None = None,
+    resume: bool = False,
+    progress: Callable[[str], None] = print,
+) -> Path:
+    """Fine-tune the continuous checkpoint ``model`` into the acoustic control; export it to ``out/model``.
+
+    ``general`` is a ``casceq train speech-llm`` folder whose cached frames (``clips.json``) feed the imitation
+    term (its teacher is the checkpoint's recorded ``imitate`` head); None or ``imitate_weight = 0``: emotion only.
+    """
+    import shutil
+
+    import torch
+
+    from casceq.run.leakage import TRAINING_TEXTS_FILE, write_training_ids
+    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend
+    from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, read_checkpoint_record
+    from casceq.train.config import TrainConfig
+
+    record = read_checkpoint_record(model)
+    train_cfg = TrainConfig(**_config_fields(record))
+    if not train_cfg.imitate:
+        raise InputError(
+            "the acoustic control starts from a continuous (imitation-trained) checkpoint", path=str(model)
+        )
+    backend = UltravoxNativeBackend.from_checkpoint(model, dtype="float32", device="cpu")
+    clips = ravdess_clips(backend, cfg.split, out, progress)
+    frames, teacher = [], None
+    if general is not None and cfg.imitate_weight > 0:
+        from casceq.train.data import read_index
+        from casceq.train.pipeline import load_teacher
+
+        teacher = load_teacher(train_cfg, backend)
+        index = read_index(general)
+        rng = np.random.default_rng([cfg.seed, 13])
+        frames = [
+            torch.from_numpy(np.load(index[int(i)].frames))
+            for i in rng.choice(len(index), 2000, replace=False)
+        ]
+    pairs = [(f, y) for f, y, _ in clips]
+    steps = run_emotion(
+        backend, pairs, frames, teacher, cfg, out, imitate_target=train_cfg.imitate_target, resume=resume,
+        progress=progress,
+    )  # fmt: skip
+    folder = out / "model"
+    backend.save(folder)
+    rec = json.loads((folder / CONFIG_FILE).read_text())
+    rec["training"] = {**record.get("training", {}), "acoustic_control": {**asdict(cfg), "steps_done": steps}}
+    (folder / CONFIG_FILE).write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
+    if (Path(model) / TRAINING_TEXTS_FILE).is_file():
+        shutil.copyfile(Path(model) / TRAINING_TEXTS_FILE, folder / TRAINING_TEXTS_FILE)
+    write_training_ids(folder, "ravdess", [i for _, _, i in clips])
+    return folder
+
+
+def _config_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The ``TrainConfig`` fields recorded in a checkpoint's training record (tuples restored from JSON lists)."""
+    from casceq.train.config import TrainConfig
+
+    saved = (record.get("training") or {}).get("config") or {}
+    names = TrainConfig.__dataclass_fields__
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names}

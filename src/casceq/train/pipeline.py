@@ -283,6 +283,18 @@ def load_teacher(cfg: TrainConfig, backend: Any) -> Any:
     return teacher
 
 
+def _add_teacher_keys(cfg: TrainConfig, model: Path) -> None:
+    """Add the teacher's training-text keys to the student's: what the teacher learnt from, the student imitates."""
+    from casceq.systems.speech_llm.ultravox_projector import TRAINING_TEXTS_FILE
+    from casceq.train.shipped import SHIPPED_NAME, shipped_folder
+
+    source = (shipped_folder() if cfg.imitate == SHIPPED_NAME else Path(cfg.imitate)) / TRAINING_TEXTS_FILE
+    mine = model / TRAINING_TEXTS_FILE
+    if source.is_file():
+        keys = set(source.read_text().split()) | (set(mine.read_text().split()) if mine.is_file() else set())
+        mine.write_text("".join(k + "\n" for k in sorted(keys)))
+
+
 def _train_continuous(
     cfg: TrainConfig,
     out: Path,
@@ -301,6 +313,7 @@ def _train_continuous(
     from casceq.train.loop import TrainResult
 
     teacher = load_teacher(cfg, backend)
+    _add_teacher_keys(cfg, out / "model")
     frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
     t0 = time.perf_counter()
     steps = 0
