@@ -9,7 +9,7 @@ import pytest
 
 from casceq.errors import InputError
 from casceq.io.interchange import MAX_ERRORS, read_predictions, write_predictions
-from casceq.run.store import Store
+from casceq.io.store import Store
 from casceq.types import INVALID, Prediction
 
 

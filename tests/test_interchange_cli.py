@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from casceq.cli import main
-from casceq.run.store import Store
+from casceq.io.store import Store
 
 RECORDS_A = [
     {"system": "cascade", "task": "sst2", "condition": "clean", "example_id": "0", "prediction": "positive",

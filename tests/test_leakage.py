@@ -41,10 +41,10 @@ def test_shipped_checkpoint_list_matches_the_recipe_and_catches_the_reviewed_see
     import json
 
     from casceq.run.leakage import training_keys
+    from casceq.systems.speech_llm.shipped import shipped_folder
     from casceq.tasks import load_examples
     from casceq.train.config import config_from_dict
     from casceq.train.data import training_texts
-    from casceq.train.shipped import shipped_folder
 
     folder = shipped_folder()
     cfg = config_from_dict(json.loads((folder / "projector.json").read_text())["training"]["config"])

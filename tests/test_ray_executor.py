@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from casceq.io.store import Store
 from casceq.paths import datasets_dir
 from casceq.run.config import load_config
 from casceq.run.runner import run_experiment
-from casceq.run.store import Store
 from tests.tiny_models import tiny_causal_lm
 
 ray = pytest.importorskip("ray", reason="the Ray executor needs `pip install 'casceq[ray]'`")

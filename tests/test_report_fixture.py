@@ -21,8 +21,8 @@ import soundfile as sf
 
 from casceq.audio.tts.manifest import Manifest, ManifestEntry
 from casceq.io.interchange import write_predictions
+from casceq.io.store import Store
 from casceq.run.config import ExperimentConfig, SystemSpec, TaskSpec
-from casceq.run.store import Store
 from casceq.types import INVALID, Prediction
 
 CONDITIONS = ("clean", "babble@15", "babble@10", "babble@5", "babble@0")

@@ -253,3 +253,57 @@ def test_capture_stage_resumes_and_redoes_a_float16_start(models: Any, tmp_path:
         assert sorted(ids) == sorted(e.id for e in examples) and len(set(ids)) == 5
         assert reader.meta.dtype == "float32" and len(reader.shards) == shards  # float16 start: redone in one
         assert capture_complete(ctx, folder, "ravdess")
+
+
+def test_one_comparison_and_one_report_per_call(
+    models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run's statistics go on to the report and the findings: compare() once per run folder and call, and
+    # one report (DIR/report, none inside the run folder). A resumed call with nothing new computes them once,
+    # for its report, and the findings read that. Counted where every compare() and every report passes.
+    import importlib
+
+    import casceq.report.build as build
+
+    stats = importlib.import_module("casceq.stats.compare")  # the module (casceq.stats exports the function)
+    from casceq.reproduce.pipeline import run_pipeline
+    from casceq.reproduce.plan import default_plan
+
+    counts = {"compare": 0, "report": 0}
+
+    def counting(name: str, fn: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            counts[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(stats, "align", counting("compare", stats.align))  # compare() aligns exactly once
+    monkeypatch.setattr(build, "sections_of", counting("report", build.sections_of))  # once per report
+    plan = default_plan(
+        2,
+        5,
+        conditions=["clean", "babble@0"],
+        tasks=["sst2"],
+        mech=False,
+        models=models,
+        voices=["espeak-us"],
+    )
+    out = tmp_path / "r"
+    result = run_pipeline(plan, out, show_progress=False, log=lambda _m: None)
+    assert result.failed == []
+    assert counts == {"compare": 1, "report": 1}
+    assert (out / "report" / "report.md").is_file() and not (out / "run" / "report").exists()
+    findings = json.loads((out / "findings.json").read_text())
+    counts.update(compare=0, report=0)
+    again = run_pipeline(plan, out, resume=True, show_progress=False, log=lambda _m: None)
+    assert again.timings["behavioural"]["detail"].startswith("0 rows written")
+    assert counts == {"compare": 1, "report": 1}
+    # the shared statistics give the verdicts a separate computation gives (``--rejudge`` computes its own)
+    assert json.loads((out / "findings.json").read_text())["claims"] == findings["claims"]
+    from casceq.reproduce.pipeline import rejudge
+
+    _, claims = rejudge(out, ["casceq", "reproduce", "--rejudge"])
+    assert [(c.key, c.verdict, c.reason) for c in claims] == [
+        (c["key"], c["verdict"], c["reason"]) for c in findings["claims"]
+    ]

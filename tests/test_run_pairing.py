@@ -213,8 +213,8 @@ backbone = "other-lm"
     before = (out / "models.json").read_text()
     import sqlite3
 
+    from casceq.io.store import Store
     from casceq.run.build import clear_shared
-    from casceq.run.store import Store
 
     with sqlite3.connect(out / "store.sqlite") as db:  # rows of a start that spelled the declared id as given
         db.execute("UPDATE predictions SET backbone = 'Tiny-Llama' WHERE system = 'Speech'")

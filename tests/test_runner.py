@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from casceq.errors import CasceqError
+from casceq.io.store import Store
 from casceq.run.config import load_config
 from casceq.run.runner import run_experiment
-from casceq.run.store import Store
+from casceq.stages.run import RunConfig
+from casceq.stages.run import run as run_stage
 from casceq.types import INVALID
 from tests.tiny_models import tiny_causal_lm
 
@@ -210,7 +212,7 @@ def test_sigkill_then_resume_gives_every_prediction_exactly_once(tmp_path, llm_d
 def test_full_report_is_written_with_the_run(tmp_path, llm_dir):
     cfg = load_config(_config(tmp_path, llm_dir, n=3, conditions=("clean",)))
     out = tmp_path / "run"
-    run_experiment(cfg, out, show_progress=False)
+    run_stage(RunConfig(cfg, out, show_progress=False))  # the run stage builds the full report
     html = (out / "report" / "report.html").read_text()
     assert "Cascade" in html and "Text" in html
     assert (out / "report" / "report.md").exists()

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from casceq.errors import InputError
-from casceq.run.store import SCHEMA_VERSION, Store, WriteResult, config_hash
+from casceq.io.store import SCHEMA_VERSION, Store, WriteResult, config_hash
 from casceq.types import Prediction
 
 

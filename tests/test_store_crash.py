@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from casceq.run.store import Store
+from casceq.io.store import Store
 
 TOTAL, BATCH = 30000, 50
 KEY = ("run", "sys", "sst2", "clean")
@@ -18,7 +18,7 @@ KEY = ("run", "sys", "sst2", "clean")
 # transaction spans many pages and a kill can land inside one).
 WRITER = f"""
 import sys
-from casceq.run.store import Store
+from casceq.io.store import Store
 from casceq.types import Prediction
 with Store(sys.argv[1]) as s:
     done = s.done(*{KEY!r})

@@ -61,7 +61,7 @@ def test_run_an_audiofolder_task_with_a_cascade(tmp_path):
 
     from casceq.cli import main
     from casceq.errors import MissingDependency
-    from casceq.run.store import Store
+    from casceq.io.store import Store
     from casceq.systems.asr.bundled import bundled_whisper_dir
 
     pytest.importorskip("faster_whisper")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from casceq.train.shipped import shipped_folder
+from casceq.systems.speech_llm.shipped import shipped_folder
 
 
 def test_shipped_checkpoint_is_small_fp16_and_names_bundled_parts() -> None:

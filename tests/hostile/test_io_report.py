@@ -18,7 +18,7 @@ import pytest
 
 from casceq.cli import main
 from casceq.io.interchange import read_predictions
-from casceq.run.store import Store
+from casceq.io.store import Store
 
 SECRET = b"TOP-SECRET-CONTENT-xyz\n"
 

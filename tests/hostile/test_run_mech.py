@@ -20,10 +20,10 @@ import pytest
 
 from casceq.cli import main
 from casceq.errors import CasceqError, InputError
+from casceq.io.store import Store
 from casceq.paths import datasets_dir
 from casceq.run.config import load_config
 from casceq.run.runner import run_experiment
-from casceq.run.store import Store
 from casceq.systems.base import Transcript
 from casceq.types import INVALID
 

@@ -19,7 +19,7 @@ from casceq import tasks
 from casceq.cli import main
 from casceq.errors import InputError
 from casceq.io.harness import read_harness
-from casceq.run.store import Store
+from casceq.io.store import Store
 from tests.hostile.test_run_mech import stand_ins  # noqa: F401  (fixture: stand-in ASR and LLM)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "user_task"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from casceq.audio.io import SAMPLE_RATE, is_silent
+from casceq.audio.io import SAMPLE_RATE, file_sha256, is_silent, load_audio
 from casceq.errors import InputError
 
 _RAVDESS_NAME = re.compile(r"^\d\d-\d\d-\d\d-\d\d-\d\d-\d\d-(\d\d)$")
@@ -123,16 +123,12 @@ class RecordedBabble(BabbleSource):
     def fingerprint(self) -> str:
         """SHA-256 over the recordings' contents and the sample rate."""
         if self._fingerprint is None:
-            from casceq.audio.io import file_sha256
-
             self._fingerprint = _digest(["recorded", str(self.sr), *(file_sha256(f) for f in self.files)])
         return self._fingerprint
 
     def signals(self) -> list[np.ndarray]:
         """Return the recordings at ``sr``, each with unit RMS (loaded once)."""
         if self._signals is None:
-            from casceq.audio.io import load_audio
-
             loaded = []
             for f in self.files:
                 wav = load_audio(f, self.sr)
@@ -210,8 +206,6 @@ class TalkerBabble(BabbleSource):
 
     def _clip(self, path: Path) -> np.ndarray | None:
         if path not in self._cache:
-            from casceq.audio.io import load_audio
-
             clip: np.ndarray | None = None
             try:
                 wav = trim_silence(load_audio(path, self.sr), self.sr)

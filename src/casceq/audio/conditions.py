@@ -31,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from casceq import paths  # module attribute: tests point datasets_dir elsewhere
 from casceq.audio.babble import BabbleSource, RecordedBabble, TalkerBabble, speaker_key
 from casceq.audio.io import SAMPLE_RATE, file_sha256, load_audio, write_flac
 from casceq.audio.noise import MixResult, mix_at_snr
 from casceq.errors import InputError
+from casceq.paths import cache_dir as default_cache
 from casceq.types import CLEAN, AudioRef, Example
 
 MIX_VERSION = "mix-v1"
@@ -105,12 +107,10 @@ def default_source(source: str, sr: int = SAMPLE_RATE) -> BabbleSource:
     Raises:
         InputError: Its folder is not found (set ``$CASCEQ_BABBLE_DIR`` / ``$CASCEQ_TALKERS_DIR``).
     """
-    from casceq.paths import datasets_dir
-
     env = {"recorded": "CASCEQ_BABBLE_DIR", "talkers": "CASCEQ_TALKERS_DIR"}[source]
     sub = {"recorded": "babble", "talkers": "ravdess"}[source]
     root = os.environ.get(env)
-    folder = Path(root) if root else (datasets_dir() or Path("<no datasets folder>")) / sub
+    folder = Path(root) if root else (paths.datasets_dir() or Path("<no datasets folder>")) / sub
     if not folder.is_dir():
         raise InputError(f"no folder for babble source {source!r}: set ${env}", path=str(folder))
     if source == "recorded":
@@ -246,8 +246,6 @@ def condition_path(
     if cond.kind == "clean":
         return src_path
     if cache_dir is None:
-        from casceq.paths import cache_dir as default_cache
-
         cache_dir = default_cache()
     src = _source(cond, sources, sr)
     audio_hash = file_sha256(src_path)

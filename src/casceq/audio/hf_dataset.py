@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from casceq.audio.tts.manifest import Manifest
 from casceq.errors import InputError, require
+from casceq.tasks import load_examples
 from casceq.types import CLEAN
 
 COLUMNS = ("audio", "text", "spoken_text", "label", "voice", "condition", "item", "task")
@@ -51,9 +53,6 @@ def _clip_path(folder: Path, name: object, example_id: str, voice: str) -> Path:
 
 
 def _rows(synth_dirs: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
-    from casceq.audio.tts.manifest import Manifest
-    from casceq.tasks import load_examples
-
     rows: list[dict[str, Any]] = []
     golds: dict[str, dict[str, str]] = {}
     for folder in map(Path, synth_dirs):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from casceq.audio.io import is_silent, load_audio
 from casceq.errors import InputError
 from casceq.types import AudioRef, Example
 
@@ -141,8 +142,6 @@ def attach_audio(
 
 
 def _check(path: Path) -> str | None:
-    from casceq.audio.io import is_silent, load_audio
-
     try:
         wav = load_audio(path)
     except InputError as exc:

@@ -37,6 +37,7 @@ from casceq.audio.tts.manifest import (
     write_flac_atomic,
 )
 from casceq.errors import CasceqError, InputError, MissingDependency, require
+from casceq.tasks import canonical_name, load_examples
 from casceq.types import Example
 
 __all__ = [
@@ -248,8 +249,6 @@ def synthesize_task(
     Returns:
         The manifest as written to ``out``.
     """
-    from casceq.tasks import canonical_name, load_examples
-
     examples = load_examples(task, n=n, seed=seed, split=split, data_dir=data_dir)
     request = {"task": canonical_name(task), "n": n, "split": split}
     return synthesize_examples(

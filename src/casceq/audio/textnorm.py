@@ -24,6 +24,7 @@ from collections.abc import Callable, Hashable, Sequence
 from functools import cache
 
 from casceq.errors import require
+from casceq.paths import BUNDLED_DATA
 
 PTB_TASKS = frozenset({"sst2"})
 """Tasks whose text is Penn-Treebank tokenised (detokenised before synthesis)."""
@@ -188,8 +189,6 @@ def english_normalizer() -> Callable[[str], str]:
         package="transformers",
         extra="wer",
     )
-    from casceq.paths import BUNDLED_DATA
-
     mapping = json.loads((BUNDLED_DATA / WHISPER_SPELLING).read_text(encoding="utf-8"))
     normalizer: Callable[[str], str] = module.EnglishTextNormalizer(mapping)
     return normalizer

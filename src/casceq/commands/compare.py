@@ -27,13 +27,6 @@ WIDE = 200
 """Console width used when the output is not a terminal."""
 
 
-BH_TEXT = {
-    "call": "over all pairs, tasks and conditions",
-    "speech_vs_cascade": "per task and condition over the speech LLMs' tests against cascades (other pairs apart)",
-}
-"""How the printed legend names each ``--bh-family``."""
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``compare`` options."""
     parser.add_argument(
@@ -119,94 +112,12 @@ def _write_json(path: str, text: str) -> None:
         raise
 
 
-def _f(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None or x != x else f"{x:.{digits}f}"
-
-
-def _ci(ci: Any, digits: int = 3) -> str:
-    return "" if ci is None else f" [{_f(ci[0], digits)}, {_f(ci[1], digits)}]"
-
-
-def _p(x: float) -> str:
-    return f"{x:.2e}" if x < 1e-3 else f"{x:.3f}"
-
-
-def _print_tables(result: Any, console: Any, bh_family: str = "call") -> None:
-    """Print the tables; every name (system, task, condition) is text, never rich markup."""
-    from rich.markup import escape as e
-    from rich.table import Table
-
-    invalid = {(r.system, r.task, r.condition): r for r in result.invalid}
-    acc = Table(
-        title="Accuracy [Wilson 95% CI, item-aware] and share of INVALID answers", title_justify="left"
-    )
-    for col in ("system", "task", "condition", "items / clips", "accuracy [95% CI]", "INVALID"):
-        acc.add_column(col, justify="left" if col in ("system", "task", "condition") else "right")
-    for r in result.accuracy:
-        inv = invalid[(r.system, r.task, r.condition)]
-        acc.add_row(
-            e(r.system), e(r.task), e(r.condition), f"{r.n_items} / {r.n_clips}", _f(r.accuracy) + _ci(r.ci),
-            f"{inv.share:.1%}",
-        )  # fmt: skip
-    console.print(acc)
-    boot = f"{result.n_bootstrap} resamples, seed {result.seed}" if result.n_bootstrap else "no bootstrap"
-    groups: dict[tuple[str, str], list[Any]] = {}
-    for r in result.pairs:
-        groups.setdefault((r.task, r.condition), []).append(r)
-    if groups:
-        console.print(
-            f"\nPairs: kappa of predicted labels [95% percentile bootstrap CI over items, {boot}]; overlap = "
-            "same wrong / both wrong (vs chance 1/(C-1)); a+b- / a-b+ = discordant clips; McNemar p clustered "
-            f"by item (exact McNemar with one clip per item); BH q {BH_TEXT[bh_family]}. "
-            "Every interval and test treats the item as the unit (docs/statistics.md).",
-            highlight=False,
-        )
-    for (task, condition), rows in groups.items():
-        where = f"{task} / {condition} ({rows[0].n_items} items, {rows[0].n_clips} clips)"
-        table = Table(title=e(where), title_justify="left")
-        for col in (
-            "a",
-            "b",
-            "kappa [95% CI]",
-            "overlap",
-            "chance",
-            "ratio",
-            "a+b- / a-b+",
-            "p",
-            "q",
-            "matched",
-        ):
-            table.add_column(col, justify="left" if col in ("a", "b") else "right")
-        for r in rows:
-            table.add_row(
-                e(r.a), e(r.b), _f(r.kappa) + _ci(r.kappa_ci), f"{_f(r.overlap)} ({r.same_wrong}/{r.both_wrong})",
-                _f(r.overlap_chance), _f(r.overlap_ratio, 2), f"{r.a_right_b_wrong} / {r.a_wrong_b_right}",
-                _p(r.mcnemar_p), _p(r.q_value), "yes" if r.matched else "",
-            )  # fmt: skip
-        console.print(table)
-    if result.backbone_confound:
-        conf = Table(
-            title="Backbone confound: Δκ = κ(speech LLM, matched cascade) − κ(speech LLM, mismatched cascade)",
-            title_justify="left",
-        )
-        for col in ("speech LLM", "task", "condition", "matched", "mismatched", "κ matched", "κ mismatched"):
-            conf.add_column(col)
-        conf.add_column("Δκ [95% CI]", justify="right")
-        for c in result.backbone_confound:
-            conf.add_row(
-                e(c.speech_llm), e(c.task), e(c.condition), e(c.matched), e(c.mismatched), _f(c.kappa_matched),
-                _f(c.kappa_mismatched), _f(c.delta_kappa) + _ci(c.delta_ci),
-            )  # fmt: skip
-        console.print(conf)
-    for note in result.notes:
-        console.print(f"note: {note}", highlight=False, markup=False)
-
-
 def run(args: argparse.Namespace) -> int:
     """Read the predictions, compute the statistics, print tables and optionally write JSON."""
     from rich.console import Console
 
     from casceq.io.interchange import read_predictions
+    from casceq.report.console import print_tables, stored_kinds
     from casceq.stats.compare import compare
 
     predictions = read_predictions(args.files, run=args.run)
@@ -218,41 +129,18 @@ def run(args: argparse.Namespace) -> int:
         n_bootstrap=args.bootstrap,
         seed=args.seed,
         intersect=args.intersect,
-        kinds={**_stored_kinds(args.files, args.run, systems), **_kinds(args.kind)} or None,
+        kinds={**stored_kinds(args.files, args.run, systems), **_kinds(args.kind)} or None,
         bh_family=args.bh_family,
     )
     to_stdout = args.json == "-"
     out = sys.stderr if to_stdout else sys.stdout
     # Piped or redirected output gets wide lines rather than rich's 80-column wrapping of long system names.
-    _print_tables(result, Console(file=out, width=None if out.isatty() else WIDE), args.bh_family)
+    print_tables(result, Console(file=out, width=None if out.isatty() else WIDE), args.bh_family)
     if to_stdout:
         print(result.to_json())
     elif args.json:
         _write_json(args.json, result.to_json())
     return _nothing_compared(result)
-
-
-def _stored_kinds(files: list[str], run: str | None, systems: list[str]) -> dict[str, str]:
-    """Kinds recorded with ``systems`` in the stores among ``files`` (``import --kind``, run configs).
-
-    A registered system without predictions (one that failed in a run) is left out.
-
-    ``report`` reads them too, so both commands see the same kinds; ``--kind`` on the command line wins.
-    """
-    from casceq.io.interchange import is_store
-    from casceq.run.store import Store
-    from casceq.stats.compare import KINDS
-
-    out: dict[str, str] = {}
-    for f in map(Path, files):
-        if is_store(f):
-            with Store(f, read_only=True) as store:
-                for s in store.systems(run):
-                    if (
-                        s.kind in KINDS and s.name in systems
-                    ):  # kind 'imported' (interchange) declares nothing
-                        out.setdefault(s.name, s.kind)
-    return out
 
 
 def _nothing_compared(result: Any) -> int:

@@ -23,23 +23,21 @@ def run(args: argparse.Namespace) -> int:
     """Build the demo config, run it, print the statistics."""
     from pathlib import Path
 
-    from casceq.run.config import load_config
-    from casceq.run.demo import demo_config_toml, print_results
-    from casceq.run.runner import run_experiment
+    from casceq.stages.demo import DemoConfig, demo, write_config
 
-    text = demo_config_toml(n=args.n)
     if args.write_config:
-        Path(args.write_config).write_text(text)
+        write_config(Path(args.write_config), args.n)
         print(f"wrote {args.write_config}")
         return 0
+    from rich.console import Console
+
+    from casceq.report.console import print_tables
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / "experiment.toml"
-    cfg_path.write_text(text)
-    cfg = load_config(cfg_path)
-    summary = run_experiment(cfg, out, show_progress=not args.no_progress)
-    print_results(out)
-    for name, err in summary.failed.items():
+    result = demo(DemoConfig(out, args.n, show_progress=not args.no_progress))
+    if result.compare is not None:  # the accuracy and pair tables (the numbers of compare.json)
+        print_tables(result.compare, Console(width=160))
+    for name, err in result.failed.items():
         print(f"FAILED {name}: {err}")
-    print(f"\nrun folder: {out.resolve()}  ({summary.seconds:.0f} s; report: {out / 'report.md'})")
-    return 1 if summary.failed else 0
+    print(f"\nrun folder: {out.resolve()}  ({result.seconds:.0f} s; report: {out / 'report.md'})")
+    return 1 if result.failed else 0

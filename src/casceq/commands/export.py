@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from casceq.errors import InputError
     from casceq.io.interchange import write_predictions
     from casceq.io.records import RecordError, canonical_condition
-    from casceq.run.store import Store
+    from casceq.io.store import Store
 
     try:  # stored conditions are in their one spelling: --condition BABBLE@+15.0 means babble@15
         conditions = [canonical_condition(c) for c in args.condition] if args.condition else None

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
     from casceq.io.interchange import check_import, read_for_import, rows_from
     from casceq.io.records import to_record
-    from casceq.run.store import Store
+    from casceq.io.store import Store
 
     configs: dict[str, dict[str, Any]] = {}
     if getattr(args, "harness", None):

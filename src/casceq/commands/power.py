@@ -23,27 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mech-n", type=int, help="mechanistic items of the plan (default 40)")
 
 
-def table(plan: object, source: str | None) -> str:
-    """The power table of ``plan``, with variances and costs from ``source`` when given."""
-    from pathlib import Path
-
-    from casceq.reproduce.plan import Costs, measured_costs
-    from casceq.reproduce.powerplan import format_table, from_findings, power_table
-
-    costs, measured = Costs(), None
-    if source:
-        folder = Path(source)
-        if (folder / "timings.json").is_file():
-            costs = measured_costs(folder)
-        if (folder / "findings.json").is_file():
-            measured = from_findings(folder / "findings.json")
-    return format_table(power_table(plan, costs, measured), plan, costs)  # type: ignore[arg-type]
-
-
 def run(args: argparse.Namespace) -> int:
     """Print the table."""
     from casceq.reproduce.plan import default_plan
+    from casceq.reproduce.powerplan import plan_table
 
-    plan = default_plan(args.n, args.n_ravdess, mech_n=args.mech_n)
-    print(table(plan, args.source))
+    print(plan_table(default_plan(args.n, args.n_ravdess, mech_n=args.mech_n), args.source))
     return 0

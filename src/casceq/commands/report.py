@@ -60,28 +60,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the report and print the files written and any ranking reversal."""
     from casceq.errors import InputError
-    from casceq.report.build import build_report
+    from casceq.stages.report import ReportConfig, report
 
     if args.audio_clips < 0:
         raise InputError(f"--audio-clips must be >= 0, got {args.audio_clips}")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    result = build_report(
-        args.inputs,
-        out=args.out,
-        mech_dirs=args.mech,
-        audio_dirs=args.audio,
-        audio_roots=args.audio_root,
-        formats=formats,
-        run=args.run,
-        n_bootstrap=args.bootstrap,
-        seed=args.seed,
-        max_clips=args.audio_clips,
+    result = report(
+        ReportConfig(
+            tuple(args.inputs),
+            out=args.out,
+            mech_dirs=tuple(args.mech),
+            audio_dirs=tuple(args.audio),
+            audio_roots=tuple(args.audio_root),
+            formats=tuple(formats),
+            run=args.run,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
+            max_clips=args.audio_clips,
+        )
     )
-    for r in result.reversals:
-        print(r.sentence())
-    for s in result.sections:
-        for w in s.warnings:
-            print(f"warning: {w}")
+    for sentence in result.reversals:
+        print(sentence)
+    for w in result.warnings:
+        print(f"warning: {w}")
     print(f"wrote {len(result.files)} file(s) to {result.out}:")
     for f in result.files:
         print(f"  {f}")

@@ -78,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
         f"(behavioural {est['behavioural']:.0f}, mechanistic {est['mechanistic']:.0f})"
     )
     if args.dry_run:
-        from casceq.commands.power import table
+        from casceq.reproduce.powerplan import plan_table
 
         out.mkdir(parents=True, exist_ok=True)
         (out / "experiment.toml").write_text(experiment_toml(plan))
-        print(table(plan, str(out)))
+        print(plan_table(plan, str(out)))
         print(f"wrote {out / 'experiment.toml'}")
         return 0
     from casceq.reproduce.findings import FINDINGS_JSON
@@ -109,29 +109,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _rejudge(out: object) -> int:
     """Judge the claims again from a finished folder's stored results and rewrite the findings page."""
-    import json
     import sys
     from pathlib import Path
 
-    from casceq.errors import InputError
-    from casceq.reproduce.findings import FINDINGS_JSON, judge, write_findings
-    from casceq.reproduce.pipeline import PLAN_FILE, TIMINGS_FILE, provenance
-    from casceq.reproduce.plan import plan_from_dict
+    from casceq.reproduce.pipeline import rejudge
 
-    folder = Path(str(out))
-    try:
-        plan = plan_from_dict(json.loads((folder / PLAN_FILE).read_text())["plan"])
-        timings = json.loads((folder / TIMINGS_FILE).read_text())
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a finished reproduction ({exc})", path=str(folder)) from exc
-    old = json.loads((folder / FINDINGS_JSON).read_text()) if (folder / FINDINGS_JSON).is_file() else {}
-    now = provenance(["casceq", "reproduce", *sys.argv[2:]])
-    meta = {**now, **old.get("meta", {})}  # the run's machine and command; the re-judging call is added
-    meta["command"] = (
-        f"{meta.get('command', '?')}` (findings re-judged by `{now['command']}` at {now.get('commit')})`"
-    )
-    claims = judge(folder, plan, timings)
-    path = write_findings(folder, plan, claims, meta, timings)
+    path, claims = rejudge(Path(str(out)), ["casceq", "reproduce", *sys.argv[2:]])
     for c in claims:
         print(f"({c.key}) {c.title}: {c.verdict} — {c.reason}")
     print(f"\nfindings: {path}")

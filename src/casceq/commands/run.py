@@ -49,18 +49,19 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from casceq.run.config import load_config
-    from casceq.run.runner import run_experiment
+    from casceq.stages.run import RunConfig, run
 
-    cfg = load_config(args.config)
-    s = run_experiment(
-        cfg,
-        Path(args.out),
-        limit=args.limit,
-        only_systems=args.only_systems,
-        only_tasks=args.only_tasks,
-        executor=args.executor,
-        show_progress=not args.no_progress,
-        jobs=args.jobs,
+    s = run(
+        RunConfig(
+            load_config(args.config),
+            Path(args.out),
+            limit=args.limit,
+            only_systems=tuple(args.only_systems) if args.only_systems is not None else None,
+            only_tasks=tuple(args.only_tasks) if args.only_tasks is not None else None,
+            executor=args.executor,
+            jobs=args.jobs,
+            show_progress=not args.no_progress,
+        )
     )
     total = sum(s.written.values())
     print(
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, err in s.failed.items():
         print(f"FAILED {name}: {err}")
-    return max(1 if s.failed else 0, report_input_failures(s.input_failures, args.max_input_failures))
+    return max(1 if s.failed else 0, report_input_failures(list(s.input_failures), args.max_input_failures))
 
 
 def report_input_failures(groups: list[Any], allowed: float) -> int:

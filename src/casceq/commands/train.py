@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     """Train and export (print the model folder), or evaluate (print the tables)."""
     import dataclasses
 
+    from casceq.stages.train import TrainStageConfig, train
+    from casceq.systems.speech_llm.shipped import shipped_folder
     from casceq.train.config import load_config
-    from casceq.train.pipeline import train_speech_llm
-    from casceq.train.shipped import shipped_folder
 
     if args.what == "evaluate":
         return _evaluate(args)
@@ -69,26 +69,20 @@ def run(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    model = train_speech_llm(cfg, out, resume=args.resume, progress=progress)
-    print(model)
+    print(train(TrainStageConfig(cfg, out, resume=args.resume), progress=progress).model)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     """Run the evaluation experiment into ``--out`` and print its accuracy and gap tables."""
-    from casceq.run.config import load_config
-    from casceq.run.runner import run_experiment
-    from casceq.train.evaluate import accuracy_gaps, accuracy_table, eval_config_toml, markdown
+    from casceq.stages.train import EvaluateConfig, evaluate
+    from casceq.train.evaluate import markdown
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    toml = out / "evaluation.toml"
-    toml.write_text(eval_config_toml(args.model, args.n))
-    summary = run_experiment(load_config(toml), out, show_progress=sys.stderr.isatty())
-    for name, err in summary.failed.items():
+    result = evaluate(EvaluateConfig(args.model, Path(args.out), args.n, show_progress=sys.stderr.isatty()))
+    for name, err in result.run.failed.items():
         print(f"FAILED {name}: {err}", file=sys.stderr)
-    print(markdown(accuracy_table([out])))
+    print(markdown(result.accuracy))
     print("| task | n | Speech-LLM - Cascade-S [95% paired bootstrap CI] |\n|---|---|---|")
-    for g in accuracy_gaps([out], "Speech-LLM", "Cascade-S"):
+    for g in result.gaps:
         print(f"| {g.task} | {g.n} | {100 * g.gap:+.1f} points [{100 * g.low:+.1f}, {100 * g.high:+.1f}] |")
-    return 1 if summary.failed else 0
+    return 1 if result.run.failed else 0

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from casceq.errors import InputError
 from casceq.io.records import RecordError, canonical_condition, from_record, to_record
+from casceq.io.store import STORE_FILENAME, Store
 from casceq.jsonlines import DuplicateKey, no_duplicate_keys
+from casceq.tasks import register_run_tasks
 from casceq.types import Prediction
 
 MAX_ERRORS = 20
@@ -92,8 +94,6 @@ def _show(gold: tuple[str, ...]) -> str:
 
 def is_store(path: Path) -> bool:
     """Whether ``path`` is a store: a run folder holding ``store.sqlite``, or an SQLite file."""
-    from casceq.run.store import STORE_FILENAME
-
     if path.is_dir():
         return (path / STORE_FILENAME).is_file()
     try:
@@ -136,9 +136,6 @@ def _read_jsonl(path: Path, check: _Checker) -> None:
 
 
 def _read_store(path: Path, run: str | None, check: _Checker) -> None:
-    from casceq.run.store import Store
-    from casceq.tasks import register_run_tasks
-
     if path.is_dir():
         register_run_tasks(path)  # a run of user-defined tasks names its tasks file in config.json
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+import casceq.tasks as tasks
+from casceq.audio.conditions import parse_condition
 from casceq.errors import CasceqError
 from casceq.tasks.base import Task
 from casceq.types import CLEAN, INVALID, Example, Prediction
@@ -37,8 +39,6 @@ def canonical_condition(name: str) -> str:
     The parser is the runner's (``casceq.audio.conditions.parse_condition``), so a file and a run folder
     that spell a condition differently still line up in ``compare``.
     """
-    from casceq.audio.conditions import parse_condition
-
     try:
         return parse_condition(name).name
     except CasceqError as exc:
@@ -48,8 +48,6 @@ def canonical_condition(name: str) -> str:
 @cache
 def load_task(name: str) -> Task:
     """Look up a registered task by name; an unknown name raises RecordError listing the known tasks."""
-    import casceq.tasks as tasks
-
     try:
         return tasks.get_task(name)
     except (LookupError, CasceqError) as exc:

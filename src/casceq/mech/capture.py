@@ -23,9 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from casceq.audio import features as F
+from casceq.audio.io import load_audio
 from casceq.errors import InputError
 from casceq.mech.adapters import ModelLayout, layout_of
 from casceq.mech.shards import FRAME_COLUMNS, CaptureMeta, ShardWriter, UtteranceRecord
+from casceq.systems.speech_llm.ultravox_projector import weights_fingerprint
 
 SAMPLE_RATE = 16_000
 DEFAULT_PROMPT = "Transcribe the audio."
@@ -164,8 +167,6 @@ def position_frames(
     audio: np.ndarray, layout: ModelLayout, n: int, *, pitch: bool = True
 ) -> tuple[np.ndarray, str, str]:
     """Per-position times and features [n, 5] (``FRAME_COLUMNS``), tracker name and voicing rule."""
-    from casceq.audio import features as F
-
     assert layout.seconds_per_position is not None
     starts, ends = layout.spans_of(audio, n)
     if len(starts) != n:
@@ -196,8 +197,6 @@ def position_frames(
 
 def fingerprint(obj: Any, layout: ModelLayout) -> str:
     """SHA-256 over the weights of the model run (and a native Ultravox's encoder and projector)."""
-    from casceq.systems.speech_llm.ultravox_projector import weights_fingerprint
-
     parts = [layout.model, getattr(obj, "encoder", None), getattr(obj, "projector", None)]
     digest = hashlib.sha256()
     for part in parts:
@@ -244,8 +243,6 @@ def capture(
     Raises:
         InputError: NaN/inf states (naming the utterance), states overflowing float16, bad layers, a full disk.
     """
-    from casceq.audio.io import load_audio
-
     layout = layout_of(obj)
     if layout.seconds_per_position is None:
         raise InputError(f"{layout.key} takes no audio: capture needs an encoder or a speech LLM")

@@ -43,8 +43,22 @@ from typing import Any, Literal
 
 import numpy as np
 
-from casceq.errors import InputError
+from casceq.errors import InputError, LeakageError
+from casceq.mech.adapters import layout_of
+from casceq.mech.capture import SAMPLE_RATE, position_frames, run_clip
+from casceq.mech.erasure_concepts import (
+    CONCEPTS,
+    CTC_TARGETS,
+    ErasureResult,
+    TaskAccuracy,
+    define_concept,
+    eraser_rank,
+    heldout_check,
+    random_eraser,
+)
 from casceq.mech.leace import fit_eraser
+from casceq.systems.answer import answer_batch, check_offsets
+from casceq.systems.compose import speech_prompt
 
 Positions = Literal["all", "audio"]
 
@@ -148,8 +162,6 @@ def collect_layers(
     backend: Any, layout: Any, clips: Sequence[FitClip], layers: Sequence[int]
 ) -> dict[int, list[np.ndarray]]:
     """Like ``collect_states`` for several layers from one pass per clip: ``{layer: [states [P, D]]}``."""
-    from casceq.mech.capture import SAMPLE_RATE, run_clip
-
     limit = int(layout.window_s * SAMPLE_RATE) if layout.window_s else None
     chosen = list(layout.check_layers(layers))
     out: dict[int, list[np.ndarray]] = {layer: [] for layer in chosen}
@@ -164,8 +176,6 @@ def collect_layers(
 
 def clip_frames(layout: Any, clips: Sequence[FitClip]) -> list[np.ndarray]:
     """Per-position frames [P, 5] of each clip (energy and F0, ``casceq.mech.capture.position_frames``)."""
-    from casceq.mech.capture import SAMPLE_RATE, position_frames
-
     limit = int(layout.window_s * SAMPLE_RATE) if layout.window_s else None
     out = []
     for clip in clips:
@@ -182,8 +192,6 @@ def conform_frames(layout: Any, clip: FitClip, frames: np.ndarray | None, n: int
     """
     if frames is None or len(frames) == n:
         return frames
-    from casceq.mech.capture import SAMPLE_RATE, position_frames
-
     limit = int(layout.window_s * SAMPLE_RATE) if layout.window_s else None
     return position_frames(clip.audio[:limit], layout, n)[0]
 
@@ -214,9 +222,6 @@ def fit_erasers(
     Returns:
         ``({layer: eraser}, [ProbeCheck per layer])``.
     """
-    from casceq.mech.adapters import layout_of
-    from casceq.mech.erasure_concepts import heldout_check
-
     layout = layout_of(backend)
     chosen = layout.check_layers(layers)
     fr = list(frames) if frames is not None else [None] * len(clips)
@@ -246,9 +251,6 @@ def answer_labels(
 
     ``offsets``: [C] calibration offsets subtracted from the label scores before argmax (score mode).
     """
-    from casceq.systems.answer import answer_batch
-    from casceq.systems.compose import speech_prompt
-
     prompts = [speech_prompt(task, ex) for ex in examples]
     wavs = list(audios)
     got = answer_batch(
@@ -299,18 +301,6 @@ def run_erasure(
     Raises:
         InputError: Unknown concepts, ``n_random < 1``, or fitting utterances that are evaluated items.
     """
-    from casceq.mech.adapters import layout_of
-    from casceq.mech.erasure_concepts import (
-        CONCEPTS,
-        CTC_TARGETS,
-        ErasureResult,
-        TaskAccuracy,
-        define_concept,
-        eraser_rank,
-        random_eraser,
-    )
-    from casceq.systems.answer import check_offsets
-
     check_disjoint(clips, evaluations)
     if n_random < 1:
         raise InputError(f"n_random must be >= 1, got {n_random}")
@@ -381,8 +371,6 @@ def check_disjoint(clips: Sequence[FitClip], evaluations: Sequence[tuple[Any, Se
     Raises:
         LeakageError: Naming how many evaluated items the erasers would be fitted on.
     """
-    from casceq.errors import LeakageError
-
     fit = {c.id.split("@")[0] for c in clips}
     evaluated = {ex.id.split("@")[0] for _, examples, _ in evaluations for ex in examples}
     both = fit & evaluated

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from casceq.errors import InputError
+from casceq.errors import InputError, require
+from casceq.mech.leace import apply_eraser, fit_eraser
 from casceq.mech.probes import ALPHABET, normalise_text
 
 ERASURE_FILE = "mech/erasure.json"
@@ -171,8 +172,6 @@ def probe_score(concept: Any, xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray,
     Features are used as they are: standardising would blow the near-constant directions up (an erased
     direction's rounding noise, a norm's dead dimensions) to unit variance; measured to ruin the probe here.
     """
-    from casceq.errors import require
-
     require("sklearn", "held-out erasure probes", package="scikit-learn", extra="mech")
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.metrics import r2_score
@@ -216,8 +215,6 @@ def heldout_check(
 
     xtr, ztr, ytr = rows(train, PROBE_MAX_ROWS)
     xte, _, yte = rows(sorted(test), PROBE_MAX_ROWS)
-    from casceq.mech.leace import apply_eraser, fit_eraser
-
     eraser = fit_eraser([xtr], [ztr], affine=affine, n_utterances=len(train))
 
     if concept.categorical:

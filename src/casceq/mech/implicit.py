@@ -39,6 +39,12 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import InputError
+from casceq.mech.adapters import layout_of
+from casceq.mech.capture import run_clip
+from casceq.mech.lens import lens_text, lens_token_ids
+from casceq.stats.agreement import kappa
+from casceq.systems.answer import answer_batch, check_offsets
+from casceq.systems.compose import speech_prompt
 from casceq.tasks.base import Task
 from casceq.types import Example
 
@@ -197,10 +203,6 @@ def lens_transcripts(
     Raises:
         InputError: Layer out of range (valid range named), NaN states (the utterance named).
     """
-    from casceq.mech.adapters import layout_of
-    from casceq.mech.capture import run_clip
-    from casceq.mech.lens import lens_text, lens_token_ids
-
     layout = layout_of(backend)
     chosen = layout.check_layers([layout.n_layers if layer is None else layer])[0]
     names = list(ids) if ids is not None else [str(i) for i in range(len(audios))]
@@ -245,11 +247,6 @@ def implicit_cascade(
         speech_offsets: [C] calibration offsets of the speech LLM's label scores (score mode), or None.
         text_offsets: [C] calibration offsets of the text copy's label scores (score mode), or None.
     """
-    from casceq.mech.adapters import layout_of
-    from casceq.stats.agreement import kappa
-    from casceq.systems.answer import answer_batch, check_offsets
-    from casceq.systems.compose import speech_prompt
-
     if task.open_answer:
         raise InputError(f"{task.name} is open-answer: kappa needs a classification task")
     if not (len(examples) == len(audios) == len(transcripts)) or not examples:

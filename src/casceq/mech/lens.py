@@ -37,7 +37,10 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import InputError
+from casceq.mech.adapters import layout_of
+from casceq.mech.capture import LayerTap, fingerprint
 from casceq.mech.lens_tokens import LayerTally, LensLayer, TokenNormaliser, lens_text, normalise_text
+from casceq.mech.shards import CaptureReader
 
 __all__ = [
     "LayerTally",
@@ -150,10 +153,6 @@ def lens_capture(
     Raises:
         InputError: Another model's capture, a layer not captured, an encoder-only model, NaN states.
     """
-    from casceq.mech.adapters import layout_of
-    from casceq.mech.capture import fingerprint
-    from casceq.mech.shards import CaptureReader
-
     reader = CaptureReader(folder)
     layout = layout_of(obj)
     if layout.lm_head is None:
@@ -220,9 +219,6 @@ def lens_texts(
     """
     import torch
 
-    from casceq.mech.adapters import layout_of
-    from casceq.mech.capture import LayerTap
-
     layout = layout_of(model)
     chosen = layout.check_layers(layers if layers is not None else range(layout.n_layers + 1))
     if not texts:
@@ -255,8 +251,6 @@ def lens_texts(
                 examples.append(LensExample(f"text-{k}", text, layer, lens_text(tokenizer, lens[content])))
         if progress is not None:
             progress(k)
-    from casceq.mech.capture import fingerprint
-
     return LensResult(
         name,
         layout.key,

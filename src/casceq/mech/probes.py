@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from casceq.audio.textnorm import edit_distance as levenshtein
 from casceq.errors import InputError
 from casceq.mech.ridge import RidgeFitter
 from casceq.mech.shards import CaptureReader, UtteranceRecord
@@ -327,8 +328,6 @@ def greedy_decode(pred: np.ndarray) -> str:
 
 def edit_distance(a: str, b: str) -> int:
     """Levenshtein distance between two strings (unit costs), by rapidfuzz."""
-    from casceq.audio.textnorm import edit_distance as levenshtein
-
     return levenshtein(a, b)
 
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from casceq.errors import InputError, MissingDependency
-from casceq.report.analysis import Attribution, Reversal, attributions, costs, missing
-from casceq.report.data import ReportData, load_report_data
+from casceq.report.analysis import Attribution, Reversal
+from casceq.report.context import ReportContext, make_context, mech_dirs_of
+from casceq.report.data import load_report_data
 from casceq.report.explorer import MAX_CLIPS, explorer_data
-from casceq.report.mech import lens_section, probe_section, read_mech
+from casceq.report.mech import MechResults, lens_section, probe_section, read_mech
 from casceq.report.mech_effects import erasure_section, implicit_section
 from casceq.report.sections import Section, accuracy_section, agreement_section, overlap_section, overview
 from casceq.report.sections_errors import confound_section, cost_section, noise_section, shared_error_section
@@ -73,38 +74,57 @@ def _can_draw(formats: Sequence[str]) -> tuple[bool, str | None]:
     return True, None
 
 
-def sections_of(
-    data: ReportData,
-    result: CompareResult,
-    mech_dirs: Sequence[Path],
-    draw: bool,
-    book: SourceBook,
-    no_figures: str | None = None,
-) -> tuple[list[Section], list[Reversal], list[Attribution]]:
-    """Every section of the report, in the paper's order, and the reversals and attributions found.
+SectionFn = Callable[[ReportContext[MechResults]], Section]
+"""The one signature of a report section."""
 
-    ``book`` collects the source of every referenced number.
-    """
-    atts = attributions(data, result)
-    noise, found = noise_section(result, data, book, draw)
-    sections = [
-        overview(data, result, missing(data), no_figures),
-        accuracy_section(result, data, book),
-        agreement_section(result, data, book, draw),
-        overlap_section(result, data, draw),
-        shared_error_section(result, data, book, atts),
-        confound_section(result, data, book),
-        noise,
-        cost_section(costs(data, result), data, book),
-    ]
-    mech = read_mech(mech_dirs)
-    sections += [
-        probe_section(mech, draw, book),
-        lens_section(mech, draw, book),
-        implicit_section(mech, book),
-        erasure_section(mech, draw, book),
-    ]
-    return sections, found, atts
+
+def probes(ctx: ReportContext[MechResults]) -> Section:
+    """Table 4 / Figure 4: probes of the speech LLM and the Whisper control."""
+    return probe_section(ctx.mech, ctx.draw, ctx.book)
+
+
+def lens(ctx: ReportContext[MechResults]) -> Section:
+    """Table 5 / Figure 5: the logit lens."""
+    return lens_section(ctx.mech, ctx.draw, ctx.book)
+
+
+def implicit(ctx: ReportContext[MechResults]) -> Section:
+    """Table 6: the implicit cascade."""
+    return implicit_section(ctx.mech, ctx.book)
+
+
+def erasure(ctx: ReportContext[MechResults]) -> Section:
+    """Table 7 / Figure 6: LEACE erasure."""
+    return erasure_section(ctx.mech, ctx.draw, ctx.book)
+
+
+SECTIONS: tuple[SectionFn, ...] = (
+    overview,
+    accuracy_section,
+    agreement_section,
+    overlap_section,
+    shared_error_section,
+    confound_section,
+    noise_section,
+    cost_section,
+    probes,
+    lens,
+    implicit,
+    erasure,
+)
+"""Every section of the report in the paper's order: each ``section(ctx) -> Section``. A new section is a
+function of the context added here."""
+
+BUILT_FIRST: tuple[SectionFn, ...] = (noise_section,)
+"""Sections built before the others. The order sections are built in numbers the sources their cells cite
+(S1, S2, ...); Figure 3's table has always been numbered first, and a report's source numbers stay stable."""
+
+
+def sections_of(ctx: ReportContext[MechResults]) -> list[Section]:
+    """Every section of the report, in the order of :data:`SECTIONS` (built in :data:`BUILT_FIRST` order)."""
+    order = (*BUILT_FIRST, *(f for f in SECTIONS if f not in BUILT_FIRST))
+    built = {section: section(ctx) for section in order}
+    return [built[section] for section in SECTIONS]
 
 
 def markdown_report(
@@ -182,10 +202,11 @@ def build_report(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot use as the output folder ({exc.strerror})", path=str(out_dir)) from exc
-    mdirs = ([data.root / "mech"] if data.root else []) + [Path(d) for d in mech_dirs]
     draw, no_figures = _can_draw(formats)
     book = SourceBook(data.locations)
-    sections, found, atts = sections_of(data, result, mdirs, draw, book, no_figures)
+    ctx = make_context(data, result, read_mech(mech_dirs_of(data, mech_dirs)), book, draw, no_figures)
+    sections = sections_of(ctx)
+    found, atts = ctx.reversals, ctx.attributions
     sources = book.sources()
     subtitle = (
         f"casceq report of {data.title} — {len(data.predictions)} prediction rows. Every number links "

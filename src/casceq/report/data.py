@@ -222,7 +222,7 @@ def _run_config(root: Path) -> dict[str, Any] | None:
 def _registered(paths: Sequence[Path], run: str | None) -> dict[str, tuple[str | None, str | None]]:
     """(backbone, kind) of systems registered in the stores among ``paths``."""
     from casceq.io.interchange import is_store
-    from casceq.run.store import Store
+    from casceq.io.store import Store
 
     out: dict[str, tuple[str | None, str | None]] = {}
     for p in paths:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from casceq.report.analysis import missing
+from casceq.report.context import ReportContext
 from casceq.report.data import Key, ReportData
 from casceq.report.figures import Figure, HeatRow, OverlapBar, kappa_heatmap, overlap_bars
-from casceq.report.tables import SMALL_N, Cell, SourceBook, Table, fmt, fmt_ci, small
+from casceq.report.tables import SMALL_N, Cell, Table, fmt, fmt_ci, small
 from casceq.stats.results import Agreement, CompareResult
 from casceq.types import CLEAN
 
@@ -58,10 +61,9 @@ def pair_label(a: str, b: str) -> str:
     return f"{a} – {b}"
 
 
-def overview(
-    data: ReportData, result: CompareResult, missing: Sequence[str], no_figures: str | None = None
-) -> Section:
+def overview(ctx: ReportContext[Any]) -> Section:
     """Describe the inputs: systems with kinds and backbones, what is missing, small-n warnings, compare's notes."""
+    data, result = ctx.data, ctx.result
     rows = []
     for s in data.systems:
         n = sum(p.system == s for p in data.predictions)
@@ -77,18 +79,19 @@ def overview(
     # compare() sees every kind as declared (the report passes them); the loader's note says why each is so.
     notes = (*data.notes, *(n for n in result.notes if not n.startswith("system kinds")))
     paras += [f"Note: {n}" for n in dict.fromkeys(notes)]
-    warnings = [f"Missing: {m}." for m in missing]
+    warnings = [f"Missing: {m}." for m in missing(data)]
     tiny = sorted({(r.task, r.condition, r.n_items) for r in result.accuracy if r.n_items < SMALL_N})
     warnings += [
         f"Only n = {n} items on {t} ({c}): intervals are wide; numbers are marked †." for t, c, n in tiny
     ]
-    if no_figures:
-        warnings.append(no_figures)
+    if ctx.no_figures:
+        warnings.append(ctx.no_figures)
     return Section("overview", "Overview", tuple(paras), (systems,), (), tuple(warnings))
 
 
-def accuracy_section(result: CompareResult, data: ReportData, book: SourceBook) -> Section:
+def accuracy_section(ctx: ReportContext[Any]) -> Section:
     """Table 2: accuracy per system (rows) and task (columns) under the primary condition, Wilson CIs."""
+    result, data, book = ctx.result, ctx.data, ctx.book
     cond = primary_condition(result)
     acc = {(r.system, r.task): r for r in result.accuracy if r.condition == cond}
     tasks = [t for t in data.tasks if any(k[1] == t for k in acc)]
@@ -147,8 +150,9 @@ def no_pairs_reason(data: ReportData, result: CompareResult) -> str | None:
     return "No two systems share a classification task and condition: there are no pairs to compare."
 
 
-def agreement_section(result: CompareResult, data: ReportData, book: SourceBook, draw: bool) -> Section:
+def agreement_section(ctx: ReportContext[Any]) -> Section:
     """Figure 1 (kappa heatmap of the primary condition) and the full pair table of every condition."""
+    result, data, book, draw = ctx.result, ctx.data, ctx.book, ctx.draw
     reason = no_pairs_reason(data, result)
     if reason:
         return Section("agreement", "Figure 1: agreement (Cohen's κ)", (reason,))
@@ -203,8 +207,9 @@ def agreement_section(result: CompareResult, data: ReportData, book: SourceBook,
     return Section("agreement", "Figure 1: agreement (Cohen's κ)", paras, (table,), figs)
 
 
-def overlap_section(result: CompareResult, data: ReportData, draw: bool) -> Section:
+def overlap_section(ctx: ReportContext[Any]) -> Section:
     """Figure 2: conditional error overlap of each pair on multi-class tasks (chance line 1/(C-1))."""
+    result, data, draw = ctx.result, ctx.data, ctx.draw
     reason = no_pairs_reason(data, result)
     title = "Figure 2: conditional error overlap"
     if reason:

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from casceq.report.analysis import (
-    Attribution,
-    Cost,
-    NoisePoint,
-    Reversal,
-    attributions,
-    noise_points,
-    reversals,
-)
+from casceq.report.analysis import NoisePoint, costs, noise_points
+from casceq.report.context import ReportContext
 from casceq.report.data import ReportData
 from casceq.report.figures import noise_curves
 from casceq.report.sections import Section, group_keys, no_pairs_reason, primary_condition
@@ -35,15 +29,14 @@ def _clip(text: str | None, width: int = 90) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def shared_error_section(
-    result: CompareResult, data: ReportData, book: SourceBook, atts: Sequence[Attribution] | None = None
-) -> Section:
+def shared_error_section(ctx: ReportContext[Any]) -> Section:
     """Table 3: shared errors of (non-cascade, cascade) pairs, attributed to ASR or LLM by transcript WER."""
+    result, data, book = ctx.result, ctx.data, ctx.book
     title = "Table 3: shared errors — ASR-induced or LLM?"
     reason = no_pairs_reason(data, result)
     if reason:
         return Section("shared", title, (reason,))
-    atts = list(atts if atts is not None else attributions(data, result))
+    atts = list(ctx.attributions)
     if not atts:
         return Section(
             "shared",
@@ -133,8 +126,9 @@ def _with_backbone(system: str, data: ReportData) -> str:
     return f"{system} ({data.backbones.get(system) or 'no backbone'})"
 
 
-def confound_section(result: CompareResult, data: ReportData, book: SourceBook) -> Section:
+def confound_section(ctx: ReportContext[Any]) -> Section:
     """Tabulate the backbone confound: Δκ = κ(speech LLM, matched cascade) − κ(speech LLM, mismatched cascade)."""
+    result, data, book = ctx.result, ctx.data, ctx.book
     title = "Backbone confound (Δκ matched − mismatched)"
     reason = no_pairs_reason(data, result)
     if reason:
@@ -199,10 +193,12 @@ def _expected_snrs(data: ReportData) -> list[str]:
     return [c for c in PAPER_CONDITIONS if c not in have]
 
 
-def noise_section(
-    result: CompareResult, data: ReportData, book: SourceBook, draw: bool
-) -> tuple[Section, list[Reversal]]:
-    """Figure 3 (accuracy vs SNR) with the ranking reversals in words, and accuracy per condition."""
+def noise_section(ctx: ReportContext[Any]) -> Section:
+    """Figure 3 (accuracy vs SNR) with the ranking reversals in words, and accuracy per condition.
+
+    The reversals are the context's (``noise_reversals``): the caller reports them too.
+    """
+    result, data, book, draw = ctx.result, ctx.data, ctx.book, ctx.draw
     title = "Figure 3: accuracy under babble noise"
     points = noise_points(result)
     absent = _expected_snrs(data)
@@ -218,8 +214,8 @@ def noise_section(
             "Figure 3 needs clean audio and at least one babble@SNR condition; this run has "
             f"{', '.join(data.conditions)}."
         )
-        return Section("noise", title, tuple(paras)), []
-    found = reversals(points, dict(data.kinds))
+        return Section("noise", title, tuple(paras))
+    found = ctx.reversals
     if found:
         paras += [r.sentence() for r in found]
     else:
@@ -228,7 +224,7 @@ def noise_section(
         )
     tasks = list(dict.fromkeys(p.task for p in points))
     figs = (noise_curves(points, data.systems, data.kinds, tasks),) if draw else ()
-    return Section("noise", title, tuple(paras), (_condition_table(points, result, book),), figs), found
+    return Section("noise", title, tuple(paras), (_condition_table(points, result, book),), figs)
 
 
 def _condition_table(points: Sequence[NoisePoint], result: CompareResult, book: SourceBook) -> Table:
@@ -253,10 +249,11 @@ def _condition_table(points: Sequence[NoisePoint], result: CompareResult, book: 
     )
 
 
-def cost_section(costs: Sequence[Cost], data: ReportData, book: SourceBook) -> Section:
+def cost_section(ctx: ReportContext[Any]) -> Section:
     """Seconds per item and per audio second next to accuracy clean and at the lowest SNR."""
-    rows = []
-    for c in costs:
+    data, book = ctx.data, ctx.book
+    rows, measured = [], costs(data, ctx.result)
+    for c in measured:
         keys = [
             (p.system, p.task, p.condition, p.example_id)
             for p in data.predictions
@@ -282,11 +279,11 @@ def cost_section(costs: Sequence[Cost], data: ReportData, book: SourceBook) -> S
         "shared over its voices and conditions). Per audio second = compute seconds over seconds of input audio "
         "(durations from the synthesis manifest)."
     ]
-    if not any(c.audio_seconds for c in costs):
+    if not any(c.audio_seconds for c in measured):
         paras.append(
             "No audio durations known (no synthesis manifest): the per-audio-second column is empty."
         )
-    if all(c.per_item == 0 for c in costs):
+    if all(c.per_item == 0 for c in measured):
         paras.append("All stored timings are 0: these predictions carry no wall time (e.g. imported files).")
     table = Table(
         "cost",

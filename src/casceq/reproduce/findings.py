@@ -14,6 +14,7 @@ from typing import Any
 
 from casceq.reproduce.plan import SPEECH_TASKS, TEXT_TASKS, Plan
 from casceq.reproduce.rules import INCONCLUSIVE, REFERENCE, Claim, CompareView
+from casceq.stats.results import CompareResult
 
 FINDINGS_MD = "findings.md"
 FINDINGS_JSON = "findings.json"
@@ -37,11 +38,17 @@ def _missing(stage: str, timings: Mapping[str, Mapping[str, Any]], plan: Plan) -
 
 
 def judge(
-    out: Path, plan: Plan, timings: Mapping[str, Mapping[str, Any]], bh_family: str = "paper"
+    out: Path,
+    plan: Plan,
+    timings: Mapping[str, Mapping[str, Any]],
+    bh_family: str = "paper",
+    compare_result: CompareResult | None = None,
 ) -> list[Claim]:
     """Every claim's verdict from the reproduction folder ``out`` (stored results only: no model runs).
 
     ``bh_family`` names the Benjamini-Hochberg family of the McNemar q-values (``casceq.reproduce.rules``).
+    ``compare_result``: the statistics of ``out/run``'s predictions when a stage of this call computed them
+    (the noise claim reads their accuracies); None: computed here.
     """
     from casceq.reproduce import claims_behaviour as cb
     from casceq.reproduce import claims_mech as cm
@@ -69,7 +76,7 @@ def judge(
             cb.claim_confound(cmp, text),
             cb.claim_overlap(cmp, text, labels or None, items),
             cb.claim_text_insufficient(cmp, text, speech),
-            _noise(out, plan, cmp, text),
+            _noise(out, plan, cmp, text, compare_result),
         ]
     mech = out / "mech"
     lens, control = _read(mech / "lens" / "mech" / "lens.json"), _read(mech / "lens" / "lens_control.json")
@@ -123,7 +130,10 @@ def item_statistics(data: Mapping[str, Any], preds: Sequence[Any], plan: Plan) -
     return {**data, **{k: fresh[k] for k in ("accuracy", "pairs", "backbone_confound", "label_distribution")}}
 
 
-def _noise(out: Path, plan: Plan, cmp: CompareView, text: Sequence[str]) -> Claim:
+def _noise(
+    out: Path, plan: Plan, cmp: CompareView, text: Sequence[str], result: CompareResult | None = None
+) -> Claim:
+    """Claim (e); ``result``: the run's statistics (only their accuracies are read: any resamples, any kinds)."""
     from casceq.io.interchange import read_predictions
     from casceq.report.analysis import noise_points, reversals, snr_of
     from casceq.reproduce import claims_behaviour as cb
@@ -140,7 +150,7 @@ def _noise(out: Path, plan: Plan, cmp: CompareView, text: Sequence[str]) -> Clai
         t: cb.degradation(table, t, cb.SPEECH, cb.STRONG, low, plan.bootstrap, plan.seed, items) for t in text
     }
     audio = {cb.SPEECH, cb.STRONG, cb.WEAK, cb.MISMATCHED}
-    result = compare(preds, n_bootstrap=0, intersect=True)
+    result = result or compare(preds, n_bootstrap=0, intersect=True)
     found = [r for r in reversals(noise_points(result)) if {r.a, r.b} <= audio and cb.SPEECH in (r.a, r.b)]
     return cb.claim_noise(cmp, text, drops, [r.sentence() for r in found])
 

@@ -4,7 +4,7 @@ Folder layout of ``DIR``::
 
     plan.json            the plan and its hash (a resumed folder must hold the same plan)
     experiment.toml      the behavioural experiment (``casceq run`` config)
-    run/                 the run folder (store, predictions.jsonl, compare.json, report.md, report/)
+    run/                 the run folder (store, predictions.jsonl, compare.json, report.md)
     mech/captures/<m>-<task>/   capture folders (speech LLM and Whisper control, SST-2 and RAVDESS)
     mech/probes/<m>-<task>/     probes.json, table.md, figure
     mech/lens/           mech/lens.json (+ lens_control.json)
@@ -24,13 +24,23 @@ import json
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from casceq.errors import InputError
-from casceq.reproduce.plan import Plan, experiment_toml
+from casceq.reproduce.findings import FINDINGS_JSON, judge, write_findings
+from casceq.reproduce.plan import EXPERIMENT_COMMENT, EXPERIMENT_TOML, Plan, experiment_config, plan_from_dict
+from casceq.reproduce.rules import Claim
+from casceq.stages.reproduce import (
+    BehaviourConfig,
+    FullReportConfig,
+    ReproduceResult,
+    Shared,
+    behavioural,
+    full_report,
+)
 
 PLAN_FILE = "plan.json"
 TIMINGS_FILE = "timings.json"
@@ -48,20 +58,6 @@ class Stage:
     done: Callable[[], bool]
     run: Callable[[], Any]
     needs: tuple[str, ...] = ()
-
-
-@dataclass
-class PipelineResult:
-    """What a pipeline call did: each stage's record (status, seconds, detail) and the findings path."""
-
-    out: Path
-    timings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    findings: Path | None = None
-
-    @property
-    def failed(self) -> list[str]:
-        """Stages that raised."""
-        return [k for k, v in self.timings.items() if str(v.get("status", "")).startswith("failed")]
 
 
 def open_out(out: Path, plan: Plan, resume: bool) -> None:
@@ -108,7 +104,7 @@ def run_pipeline(
     limit_minutes: float | None = None,
     show_progress: bool = True,
     log: Callable[[str], None] = print,
-) -> PipelineResult:
+) -> ReproduceResult:
     """Run (or resume) every stage of the plan into ``out`` and write the findings page.
 
     Args:
@@ -123,23 +119,25 @@ def run_pipeline(
     """
     out = Path(out)
     open_out(out, plan, resume)
-    (out / "experiment.toml").write_text(experiment_toml(plan))
+    # the behavioural experiment as a file for `casceq run`; the stages use the config object, never this file
+    (out / EXPERIMENT_TOML).write_text(experiment_config(plan).to_toml(EXPERIMENT_COMMENT))
     meta = provenance(argv or ["casceq", "reproduce"])
     timings_path = out / TIMINGS_FILE
     old = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-    result = PipelineResult(out)
+    timings: dict[str, dict[str, Any]] = {}
+    shared = Shared()
     t_start = time.perf_counter()
     deadline = None if limit_minutes is None else t_start + 60 * limit_minutes
 
     def record(name: str, status: str, seconds: float, detail: str = "") -> None:
-        result.timings[name] = {"status": status, "seconds": round(seconds, 1), "detail": detail}
-        timings_path.write_text(json.dumps(result.timings, indent=1))
+        timings[name] = {"status": status, "seconds": round(seconds, 1), "detail": detail}
+        timings_path.write_text(json.dumps(timings, indent=1))
 
-    for stage in build_stages(plan, out, meta, show_progress):
+    for stage in build_stages(plan, out, meta, show_progress, shared):
         missing = [
             n
             for n in stage.needs
-            if not str(result.timings.get(n, {}).get("status", "")).startswith(("done", "complete"))
+            if not str(timings.get(n, {}).get("status", "")).startswith(("done", "complete"))
         ]
         if missing:
             record(stage.name, "skipped", 0.0, f"needs {', '.join(missing)}")
@@ -171,13 +169,10 @@ def run_pipeline(
             continue
         record(stage.name, "done", time.perf_counter() - t0, str(detail))
         log(f"reproduce: stage {stage.name} done in {time.perf_counter() - t0:.0f} s")
-    from casceq.reproduce.findings import judge, write_findings
-
     t0 = time.perf_counter()
-    claims = judge(out, plan, result.timings)
+    claims = judge(out, plan, timings, compare_result=shared.compare)
     record("findings", "done", time.perf_counter() - t0)
-    result.findings = write_findings(out, plan, claims, meta, result.timings)
-    return result
+    return ReproduceResult(out, timings, write_findings(out, plan, claims, meta, timings))
 
 
 def _safe(check: Callable[[], bool]) -> bool:
@@ -187,12 +182,19 @@ def _safe(check: Callable[[], bool]) -> bool:
         return False
 
 
-def build_stages(plan: Plan, out: Path, meta: dict[str, Any], show_progress: bool) -> list[Stage]:
-    """The stages of the plan, in order (mechanistic ones only when ``plan.mech``)."""
+def build_stages(
+    plan: Plan, out: Path, meta: dict[str, Any], show_progress: bool, shared: Shared | None = None
+) -> list[Stage]:
+    """The stages of the plan, in order (mechanistic ones only when ``plan.mech``).
+
+    ``shared`` receives the behavioural run's and the report's results (the statistics are computed once).
+    """
     from casceq.reproduce import mech as mc
 
     run_dir = out / "run"
-    stages = [Stage("behavioural", lambda: False, lambda: _behavioural(plan, out, show_progress))]
+    shared = shared if shared is not None else Shared()
+    experiment = BehaviourConfig(experiment_config(plan), run_dir, show_progress)
+    stages = [Stage("behavioural", lambda: False, partial(_behavioural, experiment, shared))]
     ctx = mc.MechContext(plan, out, run_dir)
     caps = ctx.mech_dir / "captures"
     if plan.mech:
@@ -248,31 +250,43 @@ def build_stages(plan: Plan, out: Path, meta: dict[str, Any], show_progress: boo
                     ("capture-speech-sst2",),
                 )
             )
-    stages.append(Stage("report", lambda: False, lambda: _report(out)))
+    stages.append(Stage("report", lambda: False, partial(_report, out, shared)))
     return stages
 
 
-def _behavioural(plan: Plan, out: Path, show_progress: bool) -> str:
-    """The ``casceq run`` experiment, resumable; frees the run's models afterwards."""
-    from casceq.run.build import clear_shared
-    from casceq.run.config import load_config
-    from casceq.run.runner import run_experiment
-
-    cfg = load_config(out / "experiment.toml")
-    try:
-        summary = run_experiment(cfg, out / "run", show_progress=show_progress)
-    finally:
-        clear_shared()  # the mechanistic stages load their own copies; free ~2 GB
-    if summary.failed:
-        raise RuntimeError("systems failed: " + "; ".join(f"{k}: {v}" for k, v in summary.failed.items()))
-    return f"{sum(summary.written.values())} rows written, {sum(summary.skipped.values())} already done"
+def _behavioural(config: BehaviourConfig, shared: Shared) -> str:
+    """The ``casceq run`` experiment, resumable (the run stage without a report of its own)."""
+    shared.run = behavioural(config)
+    return f"{sum(shared.run.written.values())} rows written, {sum(shared.run.skipped.values())} already done"
 
 
-def _report(out: Path) -> str:
-    """The full report over the run and the mechanistic results."""
-    from casceq.report.build import build_report
-
+def _report(out: Path, shared: Shared) -> str:
+    """The full report over the run and the mechanistic results, from the run's statistics when computed."""
     if not (out / "run" / "predictions.jsonl").is_file():
         raise StageSkipped("no predictions to report on")
-    built = build_report([out / "run"], out=out / "report", mech_dirs=[out / "mech"])
-    return f"{len(built.files)} files"
+    config = FullReportConfig(out / "run", out / "report", (out / "mech",))
+    shared.report = full_report(config, shared.compare)
+    return f"{len(shared.report.files)} files"
+
+
+def rejudge(out: Path, argv: list[str]) -> tuple[Path, list[Claim]]:
+    """Judge the claims again from a finished folder's stored results and rewrite the findings page.
+
+    The header keeps the run's machine and command; ``argv`` (the re-judging call) is added to the command.
+
+    Raises:
+        InputError: ``out`` holds no finished reproduction.
+    """
+    try:
+        plan = plan_from_dict(json.loads((out / PLAN_FILE).read_text())["plan"])
+        timings = json.loads((out / TIMINGS_FILE).read_text())
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise InputError(f"not a finished reproduction ({exc})", path=str(out)) from exc
+    old = json.loads((out / FINDINGS_JSON).read_text()) if (out / FINDINGS_JSON).is_file() else {}
+    now = provenance(argv)
+    meta = {**now, **old.get("meta", {})}  # the run's machine and command; the re-judging call is added
+    meta["command"] = (
+        f"{meta.get('command', '?')}` (findings re-judged by `{now['command']}` at {now.get('commit')})`"
+    )
+    claims = judge(out, plan, timings)
+    return write_findings(out, plan, claims, meta, timings), claims

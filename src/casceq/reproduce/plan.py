@@ -1,7 +1,7 @@
 """What ``casceq reproduce`` runs: the models, the items per task, the conditions and the mechanistic sizes.
 
-The plan is data (frozen dataclasses); ``experiment_toml`` turns it into the behavioural experiment that
-``casceq run`` executes, so the reproduction is an ordinary run folder anyone can re-run or extend.
+The plan is data (frozen dataclasses); ``experiment_config`` turns it into the behavioural experiment that
+``casceq run`` executes (``experiment_toml``: the same as a TOML file), so the reproduction is an ordinary run folder anyone can re-run or extend.
 
 Default sizes come from per-clip costs measured on this 2-core machine (docs/reproduce.md, "Budget"): every
 clip is transcribed by two Whisper models and answered by four systems under each of the five conditions, so
@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from casceq.errors import InputError
+from casceq.run.config import ExperimentConfig, SystemSpec
 
 TEXT_TASKS = ("ag_news", "sst2", "csqa")
 """Text-sufficient tasks: spoken by TTS voices, answerable from a transcript."""
@@ -269,42 +270,42 @@ def estimate_minutes(plan: Plan, costs: Costs | None = None) -> dict[str, float]
     }
 
 
-def _toml_str(s: str) -> str:
-    return json.dumps(s)  # a JSON string is a valid TOML basic string
+EXPERIMENT_TOML = "experiment.toml"
+"""The behavioural experiment as a TOML file in the reproduction folder (``casceq run`` can re-run it)."""
+
+EXPERIMENT_COMMENT = "casceq reproduce: the behavioural experiment (written by casceq.reproduce.plan)."
+"""First line of the ``experiment.toml`` a reproduction folder holds."""
+
+
+def experiment_config(plan: Plan) -> ExperimentConfig:
+    """The behavioural experiment of the plan (what ``casceq run`` would read from ``experiment_toml``)."""
+    m = plan.models
+    shots = {"few_shot": dict(plan.few_shot)} if plan.few_shot else {}
+    systems = [
+        SystemSpec.cascade("Cascade-S", m.asr_strong, m.llm, settings=shots),
+        SystemSpec.cascade("Cascade-W", m.asr_weak, m.llm, settings=shots),
+        SystemSpec.cascade("Cascade-M", m.asr_strong, m.llm_other, settings=shots),
+        SystemSpec.speech_llm("Speech-LLM", m.speech_llm, backbone=m.backbone()),
+        SystemSpec.text("Text", m.llm, settings=shots),
+    ]
+    return ExperimentConfig.build(
+        "reproduce",
+        systems,
+        {t: plan.n[t] for t in plan.tasks},
+        seed=plan.seed,
+        batch_size=plan.batch_size,
+        answer_mode="score",
+        calibration="heldout",
+        calibration_n=plan.calibration_n,
+        bootstrap=plan.bootstrap,
+        voices=tuple(plan.voices),
+        conditions=tuple(plan.conditions),
+    )
 
 
 def experiment_toml(plan: Plan) -> str:
-    """The behavioural experiment of the plan as a ``casceq run`` TOML config."""
-    m = plan.models
-    shots = ", ".join(f"{t} = {k}" for t, k in plan.few_shot.items())
-    settings = f"settings = {{ few_shot = {{ {shots} }} }}" if shots else ""
-    lines = [
-        "# casceq reproduce: the behavioural experiment (written by casceq.reproduce.plan).",
-        'name = "reproduce"',
-        f"seed = {plan.seed}",
-        f"batch_size = {plan.batch_size}",
-        'answer_mode = "score"',
-        'calibration = "heldout"',
-        f"calibration_n = {plan.calibration_n}",
-        f"bootstrap = {plan.bootstrap}",
-        "voices = [" + ", ".join(_toml_str(v) for v in plan.voices) + "]",
-        "conditions = [" + ", ".join(_toml_str(c) for c in plan.conditions) + "]",
-        "",
-    ]
-    for t in plan.tasks:
-        lines += [f"[tasks.{t}]", f"n = {plan.n[t]}", ""]
-    systems = [
-        ("Cascade-S", "cascade", {"asr": m.asr_strong, "llm": m.llm}),
-        ("Cascade-W", "cascade", {"asr": m.asr_weak, "llm": m.llm}),
-        ("Cascade-M", "cascade", {"asr": m.asr_strong, "llm": m.llm_other}),
-        ("Speech-LLM", "speech_llm", {"model": m.speech_llm, "backbone": m.backbone()}),
-        ("Text", "text", {"llm": m.llm}),
-    ]
-    for name, kind, keys in systems:
-        lines += ["[[systems]]", f"name = {_toml_str(name)}", f"kind = {_toml_str(kind)}"]
-        lines += [f"{k} = {_toml_str(v)}" for k, v in keys.items()]
-        lines += [settings, ""] if kind != "speech_llm" and settings else [""]
-    return "\n".join(lines)
+    """The behavioural experiment of the plan as a ``casceq run`` TOML config (the folder's ``experiment.toml``)."""
+    return experiment_config(plan).to_toml(EXPERIMENT_COMMENT)
 
 
 def check_offline(models: Models) -> None:

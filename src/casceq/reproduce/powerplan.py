@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from casceq.reproduce.plan import TEXT_TASKS, Costs, Plan, estimate_minutes
+from casceq.reproduce.plan import TEXT_TASKS, Costs, Plan, estimate_minutes, measured_costs
 
 EQUIVALENCE = {"a": "one-sided", "h": "two-sided"}
 """Claims of no difference and their equivalence test (the others are directional)."""
@@ -181,3 +181,15 @@ def format_table(rows: Sequence[PowerRow], plan: Plan, costs: Costs | None = Non
             f"{r.conditions} | {num(r.minutes, '.0f')} | {powered} | {r.source} |"
         )
     return "\n".join(lines)
+
+
+def plan_table(plan: Plan, source: str | Path | None = None) -> str:
+    """The power table of ``plan``; variances and costs from the finished reproduction ``source`` when given."""
+    costs, measured = Costs(), None
+    if source:
+        folder = Path(source)
+        if (folder / "timings.json").is_file():
+            costs = measured_costs(folder)
+        if (folder / "findings.json").is_file():
+            measured = from_findings(folder / "findings.json")
+    return format_table(power_table(plan, costs, measured), plan, costs)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
+from casceq.errors import InputError
 from casceq.run.config import ExperimentConfig, SystemSpec
-from casceq.systems.compose import ComposedSystem
+from casceq.systems import asr as asr_registry  # make_* looked up at call time: tests replace them
+from casceq.systems import llm as llm_registry
+from casceq.systems.compose import ComposedSystem, shot_mismatch, speech_shots
+from casceq.systems.llm.bundled import DEFAULT_BACKBONE
+from casceq.systems.speech_llm import SpeechLLMSpec, default_backbone, make_speech_llm, registered_backbone
+from casceq.systems.speech_llm.shipped import SHIPPED_NAME, shipped_folder
 
-_PREFIXES = ("hf:", "gguf:", "vllm:", "openai:", "bundled:")
 _SHARED: dict[str, Any] = {}
 
 
@@ -37,7 +43,7 @@ def backbone_of(llm_spec: str) -> str:
     these agree; set ``backbone`` in the config where names differ but the weights are the same.
     """
     s = llm_spec
-    for p in _PREFIXES:
+    for p in llm_registry.PREFIXES:
         if s.startswith(p):
             s = s[len(p) :]
     if s.startswith("openai") or "@" in s:
@@ -61,8 +67,6 @@ def system_backbone(spec: SystemSpec) -> str:
     if spec.backbone:
         return spec.backbone.strip().lower()
     if spec.kind in ("cascade", "text"):
-        from casceq.systems.speech_llm.registry import registered_backbone
-
         assert spec.llm is not None
         known = registered_backbone(spec.llm)
         return known.lower() if known else backbone_of(spec.llm)
@@ -93,18 +97,14 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
         llm_spec = spec.llm
 
         def llm() -> Any:
-            from casceq.systems.llm import make_llm
-
             key = "llm:" + json.dumps([llm_spec, settings], sort_keys=True, default=str)
-            return _shared(key, lambda: make_llm(llm_spec, **settings))
+            return _shared(key, lambda: llm_registry.make_llm(llm_spec, **settings))
 
     else:
         assert spec.model is not None
         model_spec = spec.model
 
         def speech() -> Any:
-            from casceq.systems.speech_llm import SpeechLLMSpec, make_speech_llm
-
             opts = dict(settings)
             dtype, device = str(opts.pop("dtype", "auto")), str(opts.pop("device", "auto"))
             parsed = SpeechLLMSpec.parse(
@@ -123,9 +123,7 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
         asr_spec = spec.asr
 
         def asr() -> Any:
-            from casceq.systems.asr import make_asr
-
-            return _shared("asr:" + asr_spec, lambda: make_asr(asr_spec))
+            return _shared("asr:" + asr_spec, lambda: asr_registry.make_asr(asr_spec))
 
     return ComposedSystem(
         name=spec.name,
@@ -148,9 +146,6 @@ def build_system(spec: SystemSpec, cfg: ExperimentConfig) -> ComposedSystem:
 
 def _check_shots(spec: SystemSpec, backbone: str, cfg: ExperimentConfig) -> None:
     """Refuse a speech LLM whose shots differ from a cascade's or text system's on the same backbone."""
-    from casceq.errors import InputError
-    from casceq.systems.compose import shot_mismatch, speech_shots
-
     assert spec.model is not None
     mine = (spec.name, speech_shots(spec.model, spec.settings))
     tasks = [t.name for t in cfg.tasks]
@@ -166,14 +161,10 @@ def _check_shots(spec: SystemSpec, backbone: str, cfg: ExperimentConfig) -> None
 
 def native_folder(model_spec: str | None) -> Any:
     """The checkpoint folder of a native Ultravox model spec (a ``Path``), or None for other systems."""
-    from pathlib import Path
-
     if not model_spec or not model_spec.startswith("ultravox-native:"):
         return None
     model = model_spec.partition(":")[2]
-    if model == "bundled":
-        from casceq.train.shipped import shipped_folder
-
+    if model == SHIPPED_NAME:
         return shipped_folder()
     return Path(model)
 
@@ -184,8 +175,6 @@ def projector_digest(model_spec: str | None) -> str | None:
     Its spec string (``ultravox-native:bundled`` or a folder) stays the same when the weights are retrained or
     re-shipped, so the cache key of its predictions must include the weights themselves.
     """
-    import hashlib
-
     folder = native_folder(model_spec)
     if folder is None:
         return None
@@ -199,16 +188,11 @@ def _speech_backbone(model_spec: str) -> str:
     A released model's from the registry (``KNOWN_BACKBONES``); a native checkpoint's from its
     ``projector.json`` (``backbone_name``, as ``make_speech_llm`` reads it).
     """
-    from casceq.errors import InputError
-    from casceq.systems.speech_llm import default_backbone
-
     family, _, model = model_spec.partition(":")
     known = default_backbone(model)
     if known is None and family == "ultravox-native":
         known = recorded_backbone(model_spec)
-    if known is None and family == "ultravox-native" and model == "bundled":
-        from casceq.systems.llm.bundled import DEFAULT_BACKBONE
-
+    if known is None and family == "ultravox-native" and model == SHIPPED_NAME:
         known = DEFAULT_BACKBONE
     if known is None:
         raise InputError(

@@ -27,8 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from casceq.errors import InputError
-from casceq.types import Example
+from casceq.errors import InputError, LeakageError
+from casceq.run.build import build_system
+from casceq.run.config import load_run_config
+from casceq.run.items import load_item_audio, natural_items, spoken_items
+from casceq.systems.llm import (
+    calibration as llm_calibration,  # heldout_examples at call time: tests replace it
+)
+from casceq.systems.llm.calibration import CalibrationFitter, fit_calibrator
+from casceq.tasks import get_task, load_examples
+from casceq.types import CLEAN, Example
 
 FILE = "calibration.json"
 ITEMS_FILE = "calibration_items.json"
@@ -58,9 +66,6 @@ def run_offsets(run_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
     Raises:
         InputError: No ``config.json`` (not a run folder), or an unreadable file (named).
     """
-    from casceq.run.build import build_system
-    from casceq.run.config import load_run_config
-
     cfg = load_run_config(run_dir)
     saved_path = Path(run_dir) / FILE
     if cfg.calibration == "none" or not saved_path.is_file():
@@ -94,16 +99,12 @@ def heldout_examples(
     Raises:
         LeakageError: An overlap (a bug in the picking; never silently fitted on).
     """
-    from casceq.errors import LeakageError
-    from casceq.systems.llm.calibration import heldout_examples as pick
-    from casceq.tasks import get_task
-
     t = get_task(task)
     shots: tuple[tuple[str, str], ...] = ()
     shots_for = getattr(llm, "shots_for", None)
     if callable(shots_for):
         shots = tuple(shots_for(t.prompt("x")) or ())
-    held = pick(t, [ex.id for ex in evaluated], n, seed, shots)
+    held = llm_calibration.heldout_examples(t, [ex.id for ex in evaluated], n, seed, shots)
     leaked = {ex.id for ex in held} & {ex.id for ex in evaluated}
     shot_prompts = {p for p, _ in shots}
     as_shots = [ex.id for ex in held if t.prompt(ex.text, ex) in shot_prompts]
@@ -144,10 +145,6 @@ def check_not_fitted(run_dir: str | Path, task: str, example_ids: Sequence[str])
     Raises:
         LeakageError: Naming how many of the evaluated items the offsets were fitted on.
     """
-    from casceq.errors import LeakageError
-    from casceq.run.config import load_run_config
-    from casceq.tasks import load_examples
-
     fitted = fitted_items(run_dir, task)
     if fitted is None:
         cfg = load_run_config(run_dir)
@@ -175,9 +172,6 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
 
     Systems sharing LLM spec and settings share one fit.
     """
-    from casceq.systems.llm.calibration import fit_calibrator
-    from casceq.tasks import get_task
-
     path: Path = ctx.out / FILE
     saved: dict[str, dict[str, list[float]]] = json.loads(path.read_text()) if path.exists() else {}
     if ctx.cfg.calibration == "none":
@@ -226,11 +220,6 @@ def _calibrate_speech(
     ctx: Any, spec: Any, system: Any, saved: dict[str, dict[str, list[float]]], fits: dict[str, Any]
 ) -> bool:
     """Fit a speech LLM's offsets per task on held-out audio; return whether ``saved`` changed."""
-    from casceq.run.items import load_item_audio, natural_items, spoken_items
-    from casceq.systems.llm.calibration import CalibrationFitter
-    from casceq.tasks import get_task
-    from casceq.types import CLEAN
-
     group = group_key(spec, system, "heldout")
     changed = False
     for tspec in ctx.task_specs:

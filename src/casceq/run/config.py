@@ -26,6 +26,7 @@ import json
 import re
 import tomllib
 import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,29 @@ class SystemSpec:
     backbone: str | None = None
     answer_mode: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def cascade(
+        cls,
+        name: str,
+        asr: str,
+        llm: str,
+        *,
+        backbone: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> SystemSpec:
+        """An ASR -> LLM cascade (``settings``: the LLM's, e.g. ``{"few_shot": {"sst2": 4}}``)."""
+        return cls(name, "cascade", asr=asr, llm=llm, backbone=backbone, settings=_plain(settings or {}))
+
+    @classmethod
+    def text(cls, name: str, llm: str, *, settings: Mapping[str, Any] | None = None) -> SystemSpec:
+        """The text ceiling: the LLM answers from the gold text."""
+        return cls(name, "text", llm=llm, settings=_plain(settings or {}))
+
+    @classmethod
+    def speech_llm(cls, name: str, model: str, *, backbone: str | None = None) -> SystemSpec:
+        """An end-to-end speech LLM (a ``make_speech_llm`` spec), with its backbone when the adapter cannot tell."""
+        return cls(name, "speech_llm", model=model, backbone=backbone)
 
 
 @dataclass(frozen=True)
@@ -112,6 +136,94 @@ class ExperimentConfig:
     def hash(self) -> str:
         """SHA-256 of the canonical JSON form: a run folder refuses a different config under the same name."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        systems: Sequence[SystemSpec],
+        tasks: Mapping[str, int | None] | Sequence[TaskSpec],
+        **options: Any,
+    ) -> ExperimentConfig:
+        """A config built in code and validated as a TOML config is (the same checks, the same canonical form).
+
+        Args:
+            name: Run name.
+            systems: The systems (``SystemSpec.cascade``, ``.text``, ``.speech_llm``).
+            tasks: Items per task, in table order (None: the whole split), or ``TaskSpec``s (split, data folder).
+            **options: Any other field (``seed``, ``voices``, ``conditions``, ``calibration_n``, ...).
+
+        Raises:
+            InputError: Whatever ``parse_config`` refuses (unknown task, voice or condition, missing key).
+        """
+        specs = (
+            tuple(TaskSpec(t, n) for t, n in tasks.items()) if isinstance(tasks, Mapping) else tuple(tasks)
+        )
+        raw = cls(name, tuple(systems), specs, **options)
+        return cls.from_dict(raw.to_dict())
+
+    def to_toml(self, comment: str = "") -> str:
+        """The config as a ``casceq run`` TOML file (``load_config`` reads it back to an equal config).
+
+        Args:
+            comment: First lines of the file, each written as a ``#`` comment.
+        """
+        d = self.to_dict()
+        lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+        lines += [f"{k} = {_toml_value(d[k])}" for k in _TOP_LEVEL if k in d]
+        lines.append("")
+        for t in d["tasks"]:
+            lines.append(f"[tasks.{t['name']}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in t.items() if k != "name" and v is not None]
+            lines.append("")
+        for spec in d["systems"]:
+            lines.append("[[systems]]")
+            lines += [
+                f"{k} = {_toml_value(v)}"
+                for k, v in spec.items()
+                if v is not None and not (k == "settings" and not v)
+            ]
+            lines.append("")
+        return "\n".join(lines)
+
+
+_TOP_LEVEL = (
+    "name",
+    "seed",
+    "batch_size",
+    "answer_mode",
+    "calibration",
+    "calibration_n",
+    "bootstrap",
+    "voices",
+    "conditions",
+    "tasks_file",
+)
+"""Top-level keys in the order ``to_toml`` writes them."""
+
+
+def _plain(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as plain nested dicts (what a TOML file parses to)."""
+    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in settings.items()}
+
+
+def _toml_value(v: Any) -> str:
+    """One TOML value: a string, a boolean, a number, an array or an inline table of those."""
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"no TOML form for {type(v).__name__} {v!r}")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
 def _err(path: str | None, msg: str) -> InputError:

@@ -20,7 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from casceq.audio.conditions import render
+from casceq.audio.io import load_audio
+from casceq.audio.synth import synthesize_examples
 from casceq.errors import InputError
+from casceq.paths import cache_dir
 from casceq.types import CLEAN, AudioRef, Example
 
 
@@ -94,8 +98,6 @@ def spoken_items(
     Examples a voice could not speak (empty text, engine failure) are left out here and listed by the
     synthesis manifest's skips; the runner reports how many.
     """
-    from casceq.audio.synth import synthesize_examples
-
     manifest = synthesize_examples(list(examples), list(voices), audio_dir, jobs=jobs)
     by_id = {ex.id: ex for ex in examples}
     items = []
@@ -119,13 +121,8 @@ def spoken_items(
 
 def load_item_audio(item: Item, condition: str, seed: int) -> np.ndarray:
     """The item's 16 kHz waveform under a condition (noise variants are rendered once and cached)."""
-    from casceq.audio.conditions import render
-    from casceq.audio.io import load_audio
-
     if item.audio is None:
         raise InputError(f"item {item.example.id} has no audio")
-    from casceq.paths import cache_dir
-
     wav = load_audio(item.audio.path, sr=16000)
     if condition == CLEAN:
         return wav

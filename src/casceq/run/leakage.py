@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from casceq.errors import LeakageError
+from casceq.run.build import native_folder
 from casceq.systems.speech_llm.ultravox_projector import TRAINING_TEXTS_FILE
 
 __all__ = [
@@ -87,9 +89,6 @@ def check_not_trained_on(model_spec: str | None, examples: Sequence[Any]) -> Non
     Raises:
         LeakageError: Naming how many evaluated items of which task were training text, and the checkpoint.
     """
-    from casceq.errors import LeakageError
-    from casceq.run.build import native_folder
-
     folder = native_folder(model_spec)
     if folder is None or not examples:
         return

@@ -13,13 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from casceq.run.config import SECRET_SETTING
+from casceq.systems.loading import load_reports
+
 MODELS_JSON = "models.json"
 
 
 def backend_record(backend: Any, role: str = "") -> dict[str, Any]:
     """What one loaded back end resolved to: its weights' load reports, an API's settings, an ASR's description."""
-    from casceq.systems.loading import load_reports
-
     out: dict[str, Any] = {"class": type(backend).__name__}
     reports = load_reports(backend)
     if reports:  # weights loaded through checked_load: path, dtype, device (and no missing weights)
@@ -44,8 +45,6 @@ def backend_record(backend: Any, role: str = "") -> dict[str, Any]:
 
 def _public(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Settings without any that could hold a secret (the names ``config.SECRET_SETTING`` refuses in a config)."""
-    from casceq.run.config import SECRET_SETTING
-
     return {k: v for k, v in settings.items() if not SECRET_SETTING.search(str(k))}
 
 

@@ -1,11 +1,18 @@
-"""What a run folder gets after its predictions: interchange JSONL, compare.json, a short Markdown report."""
+"""What a run folder gets after its predictions: interchange JSONL, compare.json, a short Markdown report.
+
+The full report (``report/``) is built above this layer, by ``casceq.stages.run``, from the statistics
+``write_outputs`` returns.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from casceq.stats.results import CompareResult
 
 PREDICTIONS = "predictions.jsonl"
 COMPARE = "compare.json"
@@ -28,10 +35,13 @@ def outputs_current(out: Path) -> bool:
     return min(f.stat().st_mtime for f in files) >= newest_store
 
 
-def write_outputs(ctx: Any, summary: Any) -> dict[str, Any] | None:
-    """Export the store, compute the behavioural statistics and write the short report. Returns compare JSON."""
+def write_outputs(ctx: Any, summary: Any) -> CompareResult | None:
+    """Export the store, compute the behavioural statistics and write the short report.
+
+    Returns the statistics (None without predictions): ``casceq.stages.run`` builds the full report from them.
+    """
     from casceq.io.interchange import write_predictions
-    from casceq.run.store import Store
+    from casceq.io.store import Store
 
     out: Path = ctx.out
     with Store(out / "store.sqlite") as store:
@@ -55,13 +65,7 @@ def write_outputs(ctx: Any, summary: Any) -> dict[str, Any] | None:
     ]
     _atomic_write(out / COMPARE, json.dumps(data, indent=2, allow_nan=False))
     _atomic_write(out / REPORT, markdown_summary(ctx, summary, data))
-    try:  # the full report (tables 2-3, figures 1-3, HTML explorer) next to the short one
-        from casceq.report.build import build_report
-
-        build_report([out], out=out / "report", compare_result=result)
-    except Exception as exc:  # the predictions and statistics are already safe on disk
-        print(f"full report not written ({type(exc).__name__}: {exc}); run `casceq report {out}`")
-    return data
+    return result
 
 
 def input_failure_lines(summary: Any) -> list[str]:

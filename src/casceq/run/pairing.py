@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from casceq.run.build import recorded_backbone, system_backbone
 from casceq.run.config import ExperimentConfig, SystemSpec
+from casceq.systems.speech_llm.registry import backbone_info, backbone_mismatch, registered_backbone
 
 PAIRING_JSON = "pairing.json"
 _SOURCE = {"declared": "declared", "registry": "from the registry", "checkpoint": "from the checkpoint"}
@@ -93,8 +95,6 @@ class Pairing:
 def _registry_entry(model_spec: str) -> RegistryEntry | None:
     from pathlib import PurePosixPath
 
-    from casceq.systems.speech_llm.registry import backbone_info
-
     _, _, model = model_spec.partition(":")
     info = backbone_info(model)
     if info is None:
@@ -107,9 +107,6 @@ def _speech_pairing(
     spec: SystemSpec, others: Sequence[tuple[SystemSpec, str]], warnings: list[str]
 ) -> SpeechPairing:
     """Pair one speech LLM with the run's cascade/text systems; add what contradicts the registry to warnings."""
-    from casceq.run.build import recorded_backbone, system_backbone
-    from casceq.systems.speech_llm.registry import backbone_mismatch, registered_backbone
-
     assert spec.model is not None
     backbone = system_backbone(spec)
     registry = _registry_entry(spec.model)
@@ -141,8 +138,6 @@ def _speech_pairing(
 
 def run_pairing(cfg: ExperimentConfig) -> Pairing:
     """The pairing of every speech LLM in ``cfg`` with its cascade and text systems (nothing is loaded)."""
-    from casceq.run.build import system_backbone
-
     others = [(s, system_backbone(s)) for s in cfg.systems if s.kind in ("cascade", "text")]
     warnings: list[str] = []
     speech = tuple(_speech_pairing(s, others, warnings) for s in cfg.systems if s.kind == "speech_llm")

@@ -20,6 +20,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from casceq.errors import require
+
 
 def task_cpus(ray: Any) -> int:
     """CPUs each Ray task reserves: the driver's thread count, at most the largest node's CPUs."""
@@ -38,8 +40,6 @@ def run_units_ray(
     (written, skipped, error) per unit: the runner passes its own ``run_unit_group``, so this module needs
     nothing from the runner.
     """
-    from casceq.errors import require
-
     ray = require("ray", "the Ray executor", extra="ray")
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)

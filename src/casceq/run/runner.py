@@ -20,11 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from casceq.errors import CasceqError, InputError
+from casceq.errors import CasceqError, InputError, LeakageError
+from casceq.io.store import InputFailure, Store
 from casceq.redact import redact
-from casceq.run.config import ExperimentConfig
-from casceq.run.items import Item
-from casceq.run.store import InputFailure
+from casceq.run.asr_cache import TranscriptCache
+from casceq.run.build import build_system
+from casceq.run.calibrate import calibrate_run
+from casceq.run.config import ExperimentConfig, parse_config
+from casceq.run.items import Item, load_item_audio, natural_items, spoken_items, text_items
+from casceq.run.leakage import check_not_trained_on
+from casceq.run.models import loaded_models, write_models
+from casceq.run.outputs import outputs_current, write_outputs
+from casceq.run.pairing import run_pairing, write_pairing
+from casceq.run.ray_executor import run_units_ray
+from casceq.tasks import get_task, load_examples
 from casceq.tasks.base import Task
 from casceq.types import CLEAN, Prediction
 
@@ -66,6 +75,7 @@ class RunSummary:
     input_failures: list[InputFailureGroup] = field(default_factory=list)
     seconds: float = 0.0
     pairing: Any = None  # run.pairing.Pairing: each speech LLM's registry backbone and matched systems
+    compare: Any = None  # stats.results.CompareResult: this start's statistics (None: outputs were current)
 
     def worst_input_failure_share(self) -> float:
         """The largest failed share of any (system, task, condition); 0 when every input was usable."""
@@ -166,8 +176,6 @@ class RunContext:
         only_tasks: Sequence[str] | None = None,
         jobs: int = 1,
     ) -> None:
-        from casceq.run.build import build_system
-
         self.cfg, self.out, self.limit, self.jobs = cfg, out, limit, jobs
         unknown = set(only_systems or ()) - {s.name for s in cfg.systems}
         if unknown:
@@ -184,9 +192,6 @@ class RunContext:
     def items(self, task_name: str) -> list[Item]:
         """The task's items (examples loaded and audio synthesised on first call, cached after)."""
         if task_name not in self._items:
-            from casceq.run.items import natural_items, spoken_items, text_items
-            from casceq.tasks import load_examples
-
             spec = next(t for t in self.task_specs if t.name == task_name)
             exs = load_examples(
                 task_name, n=spec.n, seed=self.cfg.seed, split=spec.split, data_dir=spec.data_dir
@@ -225,8 +230,6 @@ def _row_key(system_key: str, item: Item, condition: str, seed: int, kind: str) 
 
 def run_unit(ctx: RunContext, unit: Unit, store: Any, progress: Any = None) -> tuple[int, int]:
     """Do the pending part of one unit; returns (rows written, rows already done)."""
-    from casceq.tasks import get_task
-
     system = ctx.systems[unit.system]
     task = get_task(unit.task)
     items = ctx.items(unit.task)
@@ -338,8 +341,6 @@ def _base_of(example_id: str) -> str:
 
 def load_item_audio_checked(item: Item, condition: str, seed: int) -> np.ndarray:
     """Load an item's audio; unreadable, empty or non-finite audio raises InputError naming the file."""
-    from casceq.run.items import load_item_audio
-
     try:
         wav = load_item_audio(item, condition, seed)
     except InputError:
@@ -354,8 +355,6 @@ def load_item_audio_checked(item: Item, condition: str, seed: int) -> np.ndarray
 
 def ctx_transcripts(ctx: RunContext) -> Any:
     """The run's transcript cache, opened once per context on the context's own store file."""
-    from casceq.run.asr_cache import TranscriptCache
-
     if ctx.transcripts is None:
         ctx.transcripts = TranscriptCache(ctx.out / STORE)
     return ctx.transcripts
@@ -377,11 +376,6 @@ def run_experiment(
     open_run_dir(cfg, out)
     ctx = RunContext(cfg, out, limit=limit, only_systems=only_systems, only_tasks=only_tasks, jobs=jobs)
     summary = RunSummary(out, pairing=start_pairing(cfg, out))
-    from casceq.errors import LeakageError
-    from casceq.run.calibrate import calibrate_run
-    from casceq.run.leakage import check_not_trained_on
-    from casceq.run.store import Store
-
     for t in ctx.task_specs:  # synthesise (or find) all audio first: workers then only read it
         items = ctx.items(t.name)
         for spec in ctx.system_specs:  # a speech LLM must not be evaluated on its projector's training text
@@ -401,21 +395,16 @@ def run_experiment(
             print(redact(f"calibration skipped: {type(exc).__name__}: {exc}"))
         units = ctx.units()
         if executor == "ray":
-            from casceq.run.ray_executor import run_units_ray
-
             results = run_units_ray(ctx, units, run_unit_group)
             for unit, (w, sk, err) in zip(units, results, strict=True):
                 _tally(summary, unit, w, sk, err)
         else:
             _run_local(ctx, units, store, summary, show_progress)
         summary.input_failures = input_failure_groups(ctx, store.input_failures(cfg.name))
-    from casceq.run.models import loaded_models, write_models
-    from casceq.run.outputs import outputs_current, write_outputs
-
     write_models(out, loaded_models(ctx.systems))  # resolved dtype/device of what this start loaded
 
     if sum(summary.written.values()) or summary.input_failures or not outputs_current(out):
-        write_outputs(ctx, summary)
+        summary.compare = write_outputs(ctx, summary)
     summary.seconds = time.perf_counter() - t0
     _record_failures(out, summary)
     return summary
@@ -423,8 +412,6 @@ def run_experiment(
 
 def start_pairing(cfg: ExperimentConfig, out: Path) -> Any:
     """Record the run's pairing in ``pairing.json`` and print it with its warnings (runs with speech LLMs)."""
-    from casceq.run.pairing import run_pairing, write_pairing
-
     pairing = run_pairing(cfg)
     write_pairing(out, pairing)
     for line in pairing.lines():
@@ -520,10 +507,6 @@ def run_unit_group(
     cfg_dict: dict[str, Any], out: str, limit: int | None, units: list[tuple[str, str, str]]
 ) -> list[tuple[int, int, str | None]]:
     """A Ray worker's share of a run: rebuild the context from the config, run ``units``, one result each."""
-    from casceq.run.calibrate import calibrate_run
-    from casceq.run.config import parse_config
-    from casceq.run.store import Store
-
     cfg = parse_config(_to_toml_shape(cfg_dict))
     systems = sorted({u[0] for u in units})
     ctx = RunContext(cfg, Path(out), limit=limit, only_systems=systems)

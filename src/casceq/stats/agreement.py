@@ -28,6 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from casceq.stats.cluster import iter_item_weights, per_item_sums
+
 CI_LEVEL = 0.95
 """Coverage of the percentile bootstrap intervals."""
 
@@ -150,8 +152,6 @@ def bootstrap_pairwise_kappa(
     Returns:
         float64 array [B, P]; NaN where a resample's kappa is undefined.
     """
-    from casceq.stats.cluster import iter_item_weights, per_item_sums
-
     s, n = codes.shape
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     clusters = np.asarray(clusters, dtype=np.int64)

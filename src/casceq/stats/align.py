@@ -16,6 +16,7 @@ from typing import Protocol
 
 from casceq.errors import InputError
 from casceq.stats.results import AlignedGroup
+from casceq.tasks import get_task
 from casceq.types import INVALID, Prediction
 
 MAX_LISTED_IDS = 5
@@ -94,11 +95,7 @@ def resolve_tasks(predictions: Sequence[Prediction]) -> tuple[dict[str, TaskLike
 
 def _registered(name: str) -> TaskLike | None:
     try:
-        from casceq.tasks import get_task  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        return get_task(name)  # type: ignore[no-any-return]
+        return get_task(name)
     except (KeyError, LookupError, ValueError, InputError):
         return None
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from casceq.stats.tests import wilson_interval
+
 WEIGHT_BLOCK = 64
 """Fewest resamples per block of bootstrap weights, and the rows counted per bincount (a cache-size choice)."""
 
@@ -271,8 +273,6 @@ def clustered_proportion_ci(
     Returns:
         ``(lower, upper)`` in [0, 1].
     """
-    from casceq.stats.tests import wilson_interval
-
     x, n = _per_item(successes_per_item, clips_per_item)
     if x.size == 0:
         raise ValueError("no items")

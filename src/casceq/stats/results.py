@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from casceq.stats.cluster import item_index
 from casceq.stats.errors import Disagreements, disagreements
 
 Interval = tuple[float, float] | None
@@ -166,8 +167,6 @@ class AlignedGroup:
 
     def clusters(self) -> tuple[np.ndarray, int]:
         """Item code of every example, ``0 .. G-1``, and G (see ``casceq.stats.cluster.item_index``)."""
-        from casceq.stats.cluster import item_index
-
         return item_index(self.items or self.example_ids)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from casceq.errors import InputError
 from casceq.systems.base import AnswerMode
 from casceq.tasks.base import Task
 from casceq.types import INVALID, Example, Prediction
@@ -29,8 +30,6 @@ def check_offsets(task: Task, offsets: Sequence[float] | np.ndarray, what: str =
     Raises:
         InputError: Not one finite number per label of the task (the task named).
     """
-    from casceq.errors import InputError
-
     arr = np.asarray(offsets, dtype=np.float64)
     if arr.shape != (len(task.labels),) or not np.isfinite(arr).all():
         raise InputError(

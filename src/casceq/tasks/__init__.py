@@ -18,9 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from casceq import paths  # module attribute: tests point datasets_dir elsewhere
 from casceq.errors import InputError
 from casceq.tasks.base import Task
 from casceq.tasks.defs import TASKS
+from casceq.tasks.hub import load_hub
+from casceq.tasks.loaders import LOCAL
+from casceq.tasks.userdata import load_user_examples
+from casceq.tasks.userdef import read_tasks_file
 from casceq.types import Example
 
 if TYPE_CHECKING:
@@ -65,8 +70,6 @@ def register_tasks_file(path: str | Path) -> tuple[str, ...]:
     Raises:
         InputError: A bad definition, or a name that is built in or was registered from another file.
     """
-    from casceq.tasks.userdef import read_tasks_file
-
     users = read_tasks_file(path)
     for user in users:
         name = user.task.name
@@ -154,9 +157,7 @@ def _task_folder(name: str, data_dir: str | Path | None) -> Path:
         if (folder / FOLDERS[name]).is_dir():
             folder = folder / FOLDERS[name]  # the datasets root was given: descend into the task's folder
     else:
-        from casceq.paths import datasets_dir
-
-        root = datasets_dir()
+        root = paths.datasets_dir()
         if root is None:
             raise InputError(
                 f"{name}: no datasets folder found; set $CASCEQ_DATASETS, put the official files in "
@@ -196,17 +197,11 @@ def load_examples(
     """
     canonical = canonical_name(name)
     if canonical in _USER:
-        from casceq.tasks.userdata import load_user_examples
-
         return subsample(load_user_examples(_USER[canonical], split), n, seed)
     if source == "hub":
-        from casceq.tasks.hub import load_hub
-
         return subsample(load_hub(canonical, split), n, seed)
     if source not in (None, "files", "local"):
         raise InputError(f"unknown source {source!r} (expected 'files' or 'hub')")
-    from casceq.tasks.loaders import LOCAL
-
     loader, default_split, allowed = LOCAL[canonical]
     split = split or default_split
     if allowed is not None and split not in allowed:

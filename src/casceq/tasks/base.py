@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from casceq.tasks.parsing import alias_match
 from casceq.types import INVALID, Example
 
 Parser = Callable[[str, "Task", Example | None], str]
@@ -71,8 +72,6 @@ class Task:
         if label == INVALID:
             return False
         if self.open_answer:
-            from casceq.tasks.parsing import alias_match
-
             aliases = (
                 example.meta.get("aliases", (example.label,)) if isinstance(example, Example) else (example,)
             )

@@ -27,6 +27,7 @@ import numpy as np
 
 from casceq.train.checkpoint import finish_step, start_state
 from casceq.train.config import TrainConfig
+from casceq.train.ctc import ctc_vocab, run_ctc
 
 
 def _vocab(backend: Any, texts: Sequence[str]) -> tuple[list[int], list[list[int]]]:
@@ -63,8 +64,6 @@ def run_align(
     if cfg.align_steps <= 0:
         return 0
     if backend.projector.config.head == "ctc":
-        from casceq.train.ctc import ctc_vocab, run_ctc
-
         vocab, ctc_targets = ctc_vocab(backend.tokenizer, texts, cfg.ctc_min_count)
         if vocab != backend.projector.vocab_ids.tolist():
             raise ValueError(

@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from casceq.audio.textnorm import spoken_text
 from casceq.train.checkpoint import finish_step, start_state
 from casceq.train.config import TrainConfig, use_bf16
+from casceq.train.matched import query_ids
 
 BUCKET_ROWS = 8
 """A batch is drawn from a window of ``BUCKET_ROWS x batch`` clips adjacent in length order."""
@@ -39,8 +41,6 @@ BUCKET_ROWS = 8
 
 def spoken_targets(clip_ids: Sequence[str], texts: Sequence[str]) -> list[str]:
     """What each clip's voice said: ``spoken_text`` of its text under its task (clip id ``"<task>/<id>"``)."""
-    from casceq.audio.textnorm import spoken_text
-
     return [spoken_text(t, cid.split("/", 1)[0]) for cid, t in zip(clip_ids, texts, strict=True)]
 
 
@@ -51,8 +51,6 @@ def ctc_vocab(tokenizer: Any, texts: Sequence[str], min_count: int = 1) -> tuple
     token seen fewer times is dropped from the targets. The blank itself emits nothing; its id (the
     single-space token) is only what a clip decoded as all blank reads as.
     """
-    from casceq.train.matched import query_ids
-
     blank = list(tokenizer.encode(" ", add_special_tokens=False))
     blank_id = blank[0] if len(blank) == 1 else int(tokenizer.pad_token_id or 0)
     toks = [query_ids(tokenizer, t) for t in texts]

@@ -25,7 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from casceq.audio.babble import RecordedBabble
+from casceq.audio.io import load_audio
+from casceq.audio.noise import mix_at_snr
+from casceq.audio.synth import synthesize_examples
+from casceq.audio.tts.manifest import Manifest
 from casceq.errors import InputError
+from casceq.paths import datasets_dir
+from casceq.systems.speech_llm.ultravox_native import encoder_frames
+from casceq.tasks import load_examples, sample_rank
 from casceq.train.config import TrainConfig
 from casceq.types import Example
 
@@ -57,8 +65,6 @@ class Clip:
 
 def evaluation_ids(task: str, seeds: Sequence[int], n: int) -> set[str]:
     """Ids any evaluation of ``task`` with a seed in ``seeds`` and ``n' <= n`` items can use (items, shots, calibration)."""
-    from casceq.tasks import load_examples, sample_rank
-
     pool = load_examples(task)
     used: set[str] = set()
     for s in seeds:
@@ -75,8 +81,6 @@ def training_texts(cfg: TrainConfig, generated: Sequence[Example] = ()) -> list[
 
     Deterministic in ``cfg.seed`` (and the generated reviews, ``casceq.train.gentext``).
     """
-    from casceq.tasks import load_examples, sample_rank
-
     excluded = evaluation_ids("ag_news", cfg.eval_seeds, cfg.eval_n)
     ag = [ex for ex in load_examples("ag_news") if ex.id not in excluded]
     ag.sort(key=lambda ex: sample_rank(ex.id, cfg.seed + TRAIN_SEED_OFFSET))
@@ -111,8 +115,6 @@ def planned_clips(cfg: TrainConfig, generated: Sequence[Example] = ()) -> list[t
     With ``cfg.max_clips`` the first ``max_clips`` of that order are kept, so a smaller run uses a subset of
     a larger one's clips (same voices, same babble: both are fixed per clip).
     """
-    from casceq.tasks import sample_rank
-
     texts = training_texts(cfg, generated)
     pairs = [(ex, v) for v, exs in assign_voices(texts, cfg).items() for ex in exs]
     pairs.sort(key=lambda p: sample_rank(clip_id(p[0]), cfg.seed + 5))
@@ -126,9 +128,6 @@ def synthesize(
     generated: Sequence[Example] = (),
 ) -> list[tuple[Example, str, Path]]:
     """Speak every planned clip with its voice into ``out/speech`` (cached); return (example, voice, wav path)."""
-    from casceq.audio.synth import synthesize_examples
-    from casceq.audio.tts.manifest import Manifest
-
     root = out / "speech"
     plan = planned_clips(cfg, generated)
     for voice in cfg.voices:
@@ -148,8 +147,6 @@ def synthesize(
 
 def babble_plan(clip_ids: Sequence[str], cfg: TrainConfig) -> dict[str, float | None]:
     """Seeded choice, fixed per clip, of the clips mixed with babble and their SNRs (dB); None = clean."""
-    from casceq.tasks import sample_rank
-
     out: dict[str, float | None] = {}
     for cid in clip_ids:
         rng = np.random.default_rng(list(sample_rank(cid, cfg.seed + 2)[:8]))
@@ -171,13 +168,6 @@ def encode_clips(
     The index ``out/clips.json`` is rewritten after every 50 clips, so an interrupted run keeps its work.
     """
     import torch
-
-    from casceq.audio.babble import RecordedBabble
-    from casceq.audio.io import load_audio
-    from casceq.audio.noise import mix_at_snr
-    from casceq.paths import datasets_dir
-    from casceq.systems.speech_llm.ultravox_native import encoder_frames
-    from casceq.tasks import sample_rank
 
     folder = out / "frames"
     folder.mkdir(parents=True, exist_ok=True)

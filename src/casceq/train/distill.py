@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import InputError
+from casceq.systems.compose import speech_prompt
+from casceq.systems.llm.calibration import CalibrationFitter
+from casceq.systems.speech_llm._hf import AUDIO
+from casceq.tasks import get_task
 from casceq.train.config import ASR_INSTRUCTION, TrainConfig
 from casceq.types import Example
 
@@ -37,9 +41,6 @@ def teacher_targets(
         progress: Progress printer.
     """
     import hashlib
-
-    from casceq.systems.llm.calibration import CalibrationFitter
-    from casceq.tasks import get_task
 
     digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
     path = out / f"teacher-{digest}.npz"
@@ -88,9 +89,6 @@ class Row:
 
 def speech_prompt_for(task_name: str) -> str:
     """The runner's instruction for an audio input of this task (``casceq.systems.compose.speech_prompt``)."""
-    from casceq.systems.compose import speech_prompt
-    from casceq.tasks import get_task
-
     task = get_task(task_name)
     return speech_prompt(task, Example(id="x", task=task.name, text="", label=task.labels[0]))
 
@@ -102,9 +100,6 @@ def asr_prompt() -> str:
 
 def build_rows(backend: Any, clip: int, n_audio: int, kind: str, text: str, cfg: TrainConfig) -> list[Row]:
     """Token rows for one (clip, kind): the backend's own prompt pieces, so training sees what inference sees."""
-    from casceq.systems.speech_llm._hf import AUDIO
-    from casceq.tasks import get_task
-
     prompt = asr_prompt() if kind == "asr" else speech_prompt_for(kind)
     ids: list[int] = []
     for piece in backend._pieces(prompt):

@@ -1,7 +1,7 @@
 """The trained speech LLM against its matched cascade on the demo's clean items: config and accuracy table.
 
-``eval_config_toml`` writes an experiment for ``casceq run``: the demo's tasks, items (seed, n), first two
-default voices and the clean condition; the matched cascade Cascade-S (Whisper base -> the default backbone,
+``eval_config`` builds the experiment (``eval_config_toml``: the same as a TOML file for ``casceq run``): the
+demo's tasks, items (seed, n), first two default voices and the clean condition; the matched cascade Cascade-S (Whisper base -> the default backbone,
 score mode, held-out calibration) with the backbone's default prompt settings (``DEFAULT_LLM_SETTINGS``: the
 prompt the shipped speech LLM reads), the text ceiling, and the speech LLM. ``accuracy_table`` reads the run
 back: accuracy per system and task with 95% Wilson intervals; ``accuracy_gaps`` the paired accuracy gaps.
@@ -14,6 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from casceq.audio.tts import DEFAULT_VOICES
+from casceq.run.config import ExperimentConfig, SystemSpec
+from casceq.systems.llm.bundled import DEFAULT_BACKBONE, DEFAULT_LLM_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -45,51 +49,37 @@ EVAL_N = 60
 """Items per task of the evaluation (x 2 voices = 120 clips per task; docs/speech_llm_training.md)."""
 
 
-def eval_config_toml(model: str = "ultravox-native:bundled", n: int | None = None) -> str:
-    """The evaluation experiment (TOML) for the speech LLM ``model`` (a ``make_speech_llm`` spec)."""
-    from casceq.audio.tts import DEFAULT_VOICES
-    from casceq.systems.llm.bundled import DEFAULT_BACKBONE, DEFAULT_LLM_SETTINGS
+EVAL_COMMENT = "Speech LLM vs its matched cascade on the demo's clean items (casceq.train.evaluate)."
+"""First line of the ``evaluation.toml`` ``casceq train evaluate`` writes."""
 
+
+def eval_config(model: str = "ultravox-native:bundled", n: int | None = None) -> ExperimentConfig:
+    """The evaluation experiment for the speech LLM ``model`` (a ``make_speech_llm`` spec)."""
     n = n or EVAL_N
-    voices = ", ".join(f'"{v}"' for v in DEFAULT_VOICES[:2])
-    shots = ", ".join(
-        f"{t} = {s.few_shot}" for t, s in DEFAULT_LLM_SETTINGS.items() if t in ("sst2", "ag_news")
+    shots = {t: s.few_shot for t, s in DEFAULT_LLM_SETTINGS.items() if t in ("sst2", "ag_news")}
+    settings = {"few_shot": shots}
+    systems = [
+        SystemSpec.cascade("Cascade-S", "faster-whisper:base", DEFAULT_BACKBONE, settings=settings),
+        SystemSpec.text("Text", DEFAULT_BACKBONE, settings=settings),
+        SystemSpec.speech_llm("Speech-LLM", model, backbone=DEFAULT_BACKBONE),
+    ]
+    return ExperimentConfig.build(
+        "speech-llm-eval",
+        systems,
+        {"sst2": n, "ag_news": n},
+        seed=0,
+        batch_size=8,
+        answer_mode="score",
+        calibration="heldout",
+        calibration_n=64,
+        voices=tuple(DEFAULT_VOICES[:2]),
+        conditions=("clean",),
     )
-    return f'''# Speech LLM vs its matched cascade on the demo's clean items (casceq.train.evaluate).
-name = "speech-llm-eval"
-seed = 0
-batch_size = 8
-answer_mode = "score"
-calibration = "heldout"
-calibration_n = 64
-voices = [{voices}]
-conditions = ["clean"]
 
-[tasks.sst2]
-n = {n}
 
-[tasks.ag_news]
-n = {n}
-
-[[systems]]
-name = "Cascade-S"
-kind = "cascade"
-asr = "faster-whisper:base"
-llm = "{DEFAULT_BACKBONE}"
-settings = {{ few_shot = {{ {shots} }} }}
-
-[[systems]]
-name = "Text"
-kind = "text"
-llm = "{DEFAULT_BACKBONE}"
-settings = {{ few_shot = {{ {shots} }} }}
-
-[[systems]]
-name = "Speech-LLM"
-kind = "speech_llm"
-model = "{model}"
-backbone = "{DEFAULT_BACKBONE}"
-'''
+def eval_config_toml(model: str = "ultravox-native:bundled", n: int | None = None) -> str:
+    """The evaluation experiment as a ``casceq run`` TOML file (the run folder's ``evaluation.toml``)."""
+    return eval_config(model, n).to_toml(EVAL_COMMENT)
 
 
 def _item(p: Any) -> str:

@@ -29,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
-MARK = "\x00AUDIO\x00"
-"""Stands for the query text while a prompt is rendered; never produced by a task's text."""
+from casceq.systems.llm.prompting import PromptFormat, render
+from casceq.systems.speech_llm.matched_prompt import MARK, split_rendered
+from casceq.tasks import get_task
+from casceq.train.config import ASR_INSTRUCTION
 
 
 @dataclass(frozen=True)
@@ -50,19 +52,8 @@ class PromptParts:
     option_sep: str = " "
 
 
-def split_rendered(rendered: str) -> tuple[str, str]:
-    """Cut a prompt rendered with ``MARK`` as the query into (before, after); the space before it goes too."""
-    before, sep, after = rendered.partition(MARK)
-    if not sep:
-        raise ValueError("the rendered prompt does not contain the query mark")
-    return before.removesuffix(" "), after
-
-
 def prompt_parts(tokenizer: Any, task_name: str, shots: Sequence[tuple[str, str]]) -> PromptParts:
     """The matched prompt of ``task_name`` in the plain format, with ``shots``, cut around the query."""
-    from casceq.systems.llm.prompting import PromptFormat, render
-    from casceq.tasks import get_task
-
     task = get_task(task_name)
     before, after = split_rendered(render(tokenizer, PromptFormat(chat=False), task.prompt(MARK), shots))
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
@@ -210,8 +201,6 @@ def transcript_parts(tokenizer: Any) -> PromptParts:
     Ultravox's own first signal: after the audio, the frozen backbone must continue with the spoken words,
     which it can only do if every word's embedding got through the projector.
     """
-    from casceq.train.config import ASR_INSTRUCTION
-
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     prefix = bos + list(tokenizer.encode(f"{ASR_INSTRUCTION}\n\nText:", add_special_tokens=False))
     suffix = list(tokenizer.encode(TRANSCRIPT_SUFFIX, add_special_tokens=False))

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from casceq.systems.llm.prompting import few_shot_examples
+from casceq.tasks import get_task
 from casceq.train.config import TrainConfig, use_bf16
 from casceq.train.loop import LOG_FILE, STATE_FILE, TrainResult, _save_state, lr_at, start_or_resume
 from casceq.train.matched import (
@@ -64,9 +66,6 @@ def task_targets(
 ) -> dict[str, TaskTargets]:
     """Teacher suffix states per task, cached in ``out/teacher-<task>-<hash>.npy`` (texts and prompt hashed)."""
     import torch
-
-    from casceq.systems.llm.prompting import few_shot_examples
-    from casceq.tasks import get_task
 
     lm, tok = backend.model, backend.tokenizer
     out.mkdir(parents=True, exist_ok=True)

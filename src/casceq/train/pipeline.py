@@ -20,7 +20,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from casceq.train.config import TrainConfig
+from casceq.audio.textnorm import spoken_text
+from casceq.errors import MissingDependency
+from casceq.run.leakage import write_training_keys
+from casceq.systems.asr.hf_whisper import resolve_hf_whisper
+from casceq.systems.llm import make_llm
+from casceq.systems.llm.bundled import resolve_llm
+from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
+from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, WEIGHTS_FILE
+from casceq.tasks import load_examples
+from casceq.train import data
+from casceq.train.align import run_align
+from casceq.train.config import TrainConfig, use_bf16
+from casceq.train.ctc import ctc_vocab, spoken_targets
+from casceq.train.distill import teacher_targets
+from casceq.train.evaluate import plot_losses
+from casceq.train.gentext import generate_reviews
+from casceq.train.loop import TrainResult, read_log, run_steps
+from casceq.train.matched_loop import run_matched_steps, task_targets
 
 
 def _cpu_seconds() -> float:
@@ -32,10 +49,6 @@ def _cpu_seconds() -> float:
 
 def make_backend(cfg: TrainConfig) -> Any:
     """Load the frozen encoder and backbone named by ``cfg`` with a fresh projector seeded by ``cfg.seed``."""
-    from casceq.systems.asr.hf_whisper import resolve_hf_whisper
-    from casceq.systems.llm.bundled import resolve_llm
-    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
-
     folder, backbone = resolve_llm(cfg.backbone)
     ucfg = UltravoxNativeConfig(
         encoder=resolve_hf_whisper(cfg.encoder),
@@ -54,8 +67,6 @@ def export(backend: Any, folder: Path, cfg: TrainConfig, meta: dict[str, Any]) -
     """Save the trained projector in float16 with its config, fingerprints and training record."""
     from safetensors.torch import load_file, save_file
 
-    from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, WEIGHTS_FILE
-
     backend.save(folder)
     weights = folder / WEIGHTS_FILE
     tensors = load_file(str(weights))
@@ -73,11 +84,6 @@ def train_speech_llm(
     """Run every stage into ``out`` and return the exported model folder (``out/model``)."""
     import numpy as np
     import torch
-
-    from casceq.train import data
-    from casceq.train.align import run_align
-    from casceq.train.distill import teacher_targets
-    from casceq.train.loop import run_steps
 
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,14 +115,10 @@ def train_speech_llm(
     clips = data.encode_clips(cfg, out, spoken, backend.encoder, backend.feature_extractor, progress)
     timed("frames", t0)
     texts = [c.text for c in clips]
-    from casceq.run.leakage import write_training_keys
-
     # shipped beside the weights: what every run checks its evaluated items against (casceq.run.leakage)
     (out / "model").mkdir(parents=True, exist_ok=True)
     write_training_keys(out / "model", texts)
     if cfg.head == "ctc":
-        from casceq.train.ctc import ctc_vocab, spoken_targets
-
         texts = spoken_targets([c.id for c in clips], texts)  # a CTC head transcribes what was said
         backend.use_ctc_head(ctc_vocab(backend.tokenizer, texts, cfg.ctc_min_count)[0], seed=cfg.seed)
     if cfg.imitate:
@@ -127,8 +129,6 @@ def train_speech_llm(
         return _train_matched(cfg, out, backend, clips, texts, resume, timed, progress)
     t0 = time.perf_counter()
     if cfg.tasks:
-        from casceq.systems.llm import make_llm
-
         llm = make_llm(cfg.backbone, few_shot={t: cfg.teacher_few_shot for t in cfg.tasks})
         scored = texts[: cfg.teacher_clips] if cfg.teacher_clips else texts
         teacher = teacher_targets(cfg, scored, llm, out, progress)
@@ -151,11 +151,6 @@ def _generate(cfg: TrainConfig, out: Path, backend: Any, progress: Callable[[str
     """The backbone's own film reviews (``casceq.train.gentext``), none repeating SST-2 text; [] when none asked."""
     if cfg.n_generated <= 0:
         return []
-    from casceq.audio.textnorm import spoken_text
-    from casceq.tasks import load_examples
-    from casceq.train.config import use_bf16
-    from casceq.train.gentext import generate_reviews
-
     sst2 = [ex.text for ex in load_examples("sst2")]
     exclude = sst2 + [spoken_text(t, "sst2") for t in sst2]
     return generate_reviews(
@@ -176,8 +171,6 @@ def _finish(
     """Plot the loss curves and export the model with its training record."""
     import numpy as np
 
-    from casceq.train.loop import read_log
-
     log = read_log(out)
     meta = {
         "steps": result.step,
@@ -193,9 +186,6 @@ def _finish(
 
 def _plot(out: Path, progress: Callable[[str], None]) -> None:
     """Write ``out/loss.png`` (needs matplotlib, extra ``report``; skipped with a note without it)."""
-    from casceq.errors import MissingDependency
-    from casceq.train.evaluate import plot_losses
-
     try:
         plot_losses(out, out / "loss.png")
     except MissingDependency as exc:
@@ -215,9 +205,6 @@ def _train_ctc_only(
     """A ``"ctc"`` head trained by the CTC stage alone (no teacher, no pass through the backbone)."""
     import numpy as np
     import torch
-
-    from casceq.train.align import run_align
-    from casceq.train.loop import TrainResult
 
     frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
     t0 = time.perf_counter()
@@ -245,9 +232,6 @@ def _train_matched(
     """
     import numpy as np
     import torch
-
-    from casceq.train.align import run_align
-    from casceq.train.matched_loop import run_matched_steps, task_targets
 
     t0 = time.perf_counter()
     targets = task_targets(cfg, backend, [c.text for c in clips], out, progress)

@@ -1,9 +1,6 @@
-"""The trained speech LLM that ships with the package: ``make_speech_llm("ultravox-native:bundled")``.
+"""Ship a trained speech LLM as the package's: ``ship`` copies an exported model into the package data.
 
-``casceq/data/speech_llm/`` holds the float16 projector (``projector.safetensors``) and its record
-(``projector.json``: projector shape, the Ultravox config with the *bundled names* of its encoder and backbone,
-their weight fingerprints and the training record). The encoder and backbone are resolved from the weight
-packages (``casceq.systems.asr.bundled``, ``casceq.systems.llm.bundled``) and checked against the fingerprints.
+Loading the shipped checkpoint is runtime code: ``casceq.systems.speech_llm.shipped``.
 """
 
 from __future__ import annotations
@@ -11,49 +8,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
-from casceq.errors import InputError
-
-SHIPPED_NAME = "bundled"
-"""The model part of the spec string: ``"ultravox-native:bundled"``."""
-
-
-def shipped_folder() -> Path:
-    """The package-data folder of the shipped checkpoint."""
-    from importlib.resources import files
-
-    return Path(str(files("casceq") / "data" / "speech_llm"))
-
-
-def load_shipped(
-    folder: str | Path | None = None, *, dtype: str = "float32", device: str = "cpu", **options: Any
-) -> Any:
-    """Load the shipped (or a ``ship``-ed) checkpoint with its bundled encoder and backbone.
-
-    Raises:
-        InputError: No checkpoint in the folder, or the installed weights differ from the fingerprints.
-        MissingDependency: A weight package is not installed.
-    """
-    from casceq.systems.asr.hf_whisper import resolve_hf_whisper
-    from casceq.systems.llm.bundled import resolve_llm
-    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend
-    from casceq.systems.speech_llm.ultravox_projector import read_checkpoint_record
-
-    folder = Path(folder) if folder is not None else shipped_folder()
-    record = read_checkpoint_record(folder)
-    model = record.get("model") or {}
-    if "encoder" not in model or "backbone" not in model:
-        raise InputError("the checkpoint names no encoder/backbone", path=str(folder / "projector.json"))
-    backbone, _ = resolve_llm(model["backbone"])
-    return UltravoxNativeBackend.from_checkpoint(
-        folder,
-        encoder=resolve_hf_whisper(model["encoder"]),
-        backbone=backbone,
-        dtype=dtype,
-        device=device,
-        **options,
-    )
+from casceq.systems.speech_llm.shipped import shipped_folder
+from casceq.systems.speech_llm.ultravox_projector import (
+    CONFIG_FILE,
+    TRAINING_TEXTS_FILE,
+    WEIGHTS_FILE,
+    read_checkpoint_record,
+)
 
 
 def ship(model_folder: str | Path, encoder: str, backbone: str, dest: str | Path | None = None) -> Path:
@@ -62,8 +24,6 @@ def ship(model_folder: str | Path, encoder: str, backbone: str, dest: str | Path
     The exported record holds this machine's cache paths; the shipped one holds the specs (``"base"``,
     ``"gemma-3-270m"``) that ``load_shipped`` resolves on any machine.
     """
-    from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_record
-
     src = Path(model_folder)
     record = read_checkpoint_record(src)
     out = Path(dest) if dest is not None else shipped_folder()
@@ -71,8 +31,6 @@ def ship(model_folder: str | Path, encoder: str, backbone: str, dest: str | Path
     shutil.copyfile(src / WEIGHTS_FILE, out / WEIGHTS_FILE)
     record["model"] = {**record.get("model", {}), "encoder": encoder, "backbone": backbone}
     (out / CONFIG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    from casceq.systems.speech_llm.ultravox_projector import TRAINING_TEXTS_FILE
-
     if (src / TRAINING_TEXTS_FILE).is_file():  # what runs check their evaluated items against
         shutil.copyfile(src / TRAINING_TEXTS_FILE, out / TRAINING_TEXTS_FILE)
     return out

@@ -6,12 +6,38 @@ factory, so importing this package never imports torch, transformers or faster-w
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from casceq.errors import InputError
 from casceq.systems.base import ASRBackend
 
-ASR_KINDS = ("faster-whisper", "hf-whisper", "vllm-whisper")
+
+def _faster_whisper(model: str, options: dict[str, Any]) -> ASRBackend:
+    from casceq.systems.asr.faster_whisper import FasterWhisperASR  # registry: lazy
+
+    return FasterWhisperASR(model, **options)
+
+
+def _hf_whisper(model: str, options: dict[str, Any]) -> ASRBackend:
+    from casceq.systems.asr.hf_whisper import HFWhisperASR  # registry: lazy
+
+    return HFWhisperASR(model, **options)
+
+
+def _vllm_whisper(model: str, options: dict[str, Any]) -> ASRBackend:
+    from casceq.systems.asr.vllm_whisper import VLLMWhisperASR  # registry: lazy
+
+    return VLLMWhisperASR(model, **options)
+
+
+_FACTORIES: Mapping[str, Callable[[str, dict[str, Any]], ASRBackend]] = {
+    # kind -> lazy factory (model, options); adding a back end = one adapter module + one line here
+    "faster-whisper": _faster_whisper,
+    "hf-whisper": _hf_whisper,
+    "vllm-whisper": _vllm_whisper,
+}
+ASR_KINDS = tuple(_FACTORIES)
 
 
 def make_asr(spec: str, **options: Any) -> ASRBackend:
@@ -31,16 +57,7 @@ def make_asr(spec: str, **options: Any) -> ASRBackend:
         kind, model = "faster-whisper", spec
     if not model:
         raise InputError(f"ASR spec '{spec}' names no model (e.g. 'faster-whisper:base')")
-    if kind == "faster-whisper":
-        from casceq.systems.asr.faster_whisper import FasterWhisperASR
-
-        return FasterWhisperASR(model, **options)
-    if kind == "hf-whisper":
-        from casceq.systems.asr.hf_whisper import HFWhisperASR
-
-        return HFWhisperASR(model, **options)
-    if kind == "vllm-whisper":
-        from casceq.systems.asr.vllm_whisper import VLLMWhisperASR
-
-        return VLLMWhisperASR(model, **options)
-    raise InputError(f"unknown ASR kind '{kind}' in '{spec}' (known: {', '.join(ASR_KINDS)})")
+    factory = _FACTORIES.get(kind)
+    if factory is None:
+        raise InputError(f"unknown ASR kind '{kind}' in '{spec}' (known: {', '.join(ASR_KINDS)})")
+    return factory(model, options)

@@ -24,13 +24,12 @@ import numpy as np
 from casceq.errors import require
 from casceq.systems.asr.bundled import BUNDLED
 from casceq.systems.asr.common import N_SAMPLES, SAMPLE_RATE, batches, check_waveforms, is_silent
+from casceq.systems.asr.convert import converted_whisper
 from casceq.systems.base import Transcript
 
 
 def resolve_hf_whisper(spec: str) -> str:
     """Bundled name or CTranslate2 folder -> converted transformers folder; transformers folder or hub id as is."""
-    from casceq.systems.asr.convert import converted_whisper
-
     if spec in BUNDLED:
         return str(converted_whisper(spec))
     path = Path(spec).expanduser()

@@ -13,12 +13,56 @@ Specs (lazy: each back end's heavy imports happen inside its factory, so importi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from casceq.errors import InputError
 from casceq.systems.base import LLMBackend
+from casceq.systems.llm.bundled import BUNDLED
 
-PREFIXES = ("hf:", "gguf:", "bundled:", "openai:", "vllm:")
+
+def _hf(model: str, settings: dict[str, Any]) -> LLMBackend:
+    from casceq.systems.llm.hf import HFCausalLM  # registry: lazy
+
+    return HFCausalLM(model, **settings)
+
+
+def _bundled(name: str, settings: dict[str, Any]) -> LLMBackend:
+    if name not in BUNDLED:
+        raise InputError(f"unknown bundled LLM {name!r}; known: {', '.join(BUNDLED)}")
+    return _hf(name, settings)
+
+
+def _gguf(path: str, settings: dict[str, Any]) -> LLMBackend:
+    if not path.endswith(".gguf"):
+        raise InputError(f"gguf spec {'gguf:' + path!r} must name a .gguf file")
+    return _hf(path, settings)
+
+
+def _openai(target: str, settings: dict[str, Any]) -> LLMBackend:
+    model, sep, base_url = target.partition("@")
+    if not (model and sep and base_url):
+        raise InputError(f"openai spec {'openai:' + target!r} must be 'openai:<model>@<base_url>'")
+    from casceq.systems.llm.openai_http import OpenAIChatLLM  # registry: lazy
+
+    return OpenAIChatLLM(model, base_url, **settings)
+
+
+def _vllm(model: str, settings: dict[str, Any]) -> LLMBackend:
+    from casceq.systems.llm.vllm_llm import VLLMBackend  # registry: lazy
+
+    return VLLMBackend(model, **settings)
+
+
+_FACTORIES: Mapping[str, Callable[[str, dict[str, Any]], LLMBackend]] = {
+    # prefix -> lazy factory (the spec after "<prefix>:", settings); adding a back end = one module + one line
+    "hf": _hf,
+    "gguf": _gguf,
+    "bundled": _bundled,
+    "openai": _openai,
+    "vllm": _vllm,
+}
+PREFIXES = tuple(f"{prefix}:" for prefix in _FACTORIES)
 
 
 def make_llm(spec: str, **settings: Any) -> LLMBackend:
@@ -34,39 +78,14 @@ def make_llm(spec: str, **settings: Any) -> LLMBackend:
         InputError: A malformed spec.
         MissingDependency: The back end's package is not installed.
     """
-    from casceq.systems.llm.bundled import BUNDLED
-
-    if spec in BUNDLED or spec.startswith("bundled:"):
-        name = spec.removeprefix("bundled:")
-        if name not in BUNDLED:
-            raise InputError(f"unknown bundled LLM {name!r}; known: {', '.join(BUNDLED)}")
-        return _hf(name, settings)
-    if spec.startswith("hf:"):
-        return _hf(spec[3:], settings)
-    if spec.startswith("gguf:"):
-        if not spec.endswith(".gguf"):
-            raise InputError(f"gguf spec {spec!r} must name a .gguf file")
-        return _hf(spec[5:], settings)
-    if spec.startswith("openai:"):
-        model, sep, base_url = spec[7:].partition("@")
-        if not (model and sep and base_url):
-            raise InputError(f"openai spec {spec!r} must be 'openai:<model>@<base_url>'")
-        from casceq.systems.llm.openai_http import OpenAIChatLLM
-
-        return OpenAIChatLLM(model, base_url, **settings)
-    if spec.startswith("vllm:"):
-        from casceq.systems.llm.vllm_llm import VLLMBackend
-
-        return VLLMBackend(spec[5:], **settings)
+    if spec in BUNDLED:
+        return _bundled(spec, settings)
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in _FACTORIES:
+        return _FACTORIES[prefix](rest, settings)
     if ":" not in spec.split("/")[0]:
         return _hf(spec, settings)  # a folder, a .gguf path or a hub id without prefix
     raise InputError(f"unknown LLM spec {spec!r}; expected a bundled name or one of the prefixes {PREFIXES}")
-
-
-def _hf(model: str, settings: dict[str, Any]) -> LLMBackend:
-    from casceq.systems.llm.hf import HFCausalLM
-
-    return HFCausalLM(model, **settings)
 
 
 __all__ = ["PREFIXES", "make_llm"]

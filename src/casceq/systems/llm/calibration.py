@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from casceq.systems.base import LLMBackend
+from casceq.tasks import load_examples, sample_rank
 from casceq.tasks.base import Task
 from casceq.types import Example
 
@@ -141,8 +142,6 @@ def heldout_examples(
     Taken from the end of the seeded ranking (``casceq.tasks.sample_rank``) whose start is the run's subsample,
     skipping ``exclude_ids`` and any item whose prompt is one of ``shots``.
     """
-    from casceq.tasks import load_examples, sample_rank
-
     excluded = set(exclude_ids)
     shot_prompts = {p for p, _ in shots}
     pool = sorted(load_examples(task.name), key=lambda ex: sample_rank(ex.id, seed), reverse=True)

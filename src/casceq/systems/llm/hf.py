@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from casceq.systems.llm.batching import common_prefix_len, left_pad, length_sorted_batches, line_done
+from casceq.systems.llm.bundled import resolve_llm
 from casceq.systems.llm.prompting import (
     AutoShots,
     ChatMode,
@@ -29,6 +30,7 @@ from casceq.systems.llm.prompting import (
     option_ids,
     render,
 )
+from casceq.systems.loading import checked_load, resolve_dtype_device
 
 log = logging.getLogger(__name__)
 Precision = Literal["auto", "float32", "bfloat16", "bfloat16-autocast"]
@@ -82,9 +84,6 @@ class HFCausalLM:
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from casceq.systems.llm.bundled import resolve_llm
-        from casceq.systems.loading import checked_load, resolve_dtype_device
 
         if dtype not in ("auto", "float32", "bfloat16", "bfloat16-autocast"):
             raise ValueError(

@@ -19,7 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from casceq.tasks import load_examples, sample_rank
 from casceq.tasks.base import Task
+from casceq.tasks.defs import TASKS
 
 Shot = tuple[str, str]
 """One k-shot example: (user message from ``Task.prompt``, answer text)."""
@@ -131,8 +133,6 @@ def option_ids(tokenizer: Any, fmt: PromptFormat, ctx: str, ctx_ids: Sequence[in
 def task_of_prompt(prompt: str, tasks: Iterable[Task] | None = None) -> Task | None:
     """Return the task whose instruction starts ``prompt`` (every ``Task.prompt`` does), or None."""
     if tasks is None:
-        from casceq.tasks.defs import TASKS
-
         tasks = TASKS
     for task in tasks:
         if task.instruction and prompt.startswith(task.instruction):
@@ -159,8 +159,6 @@ def few_shot_examples(
     Returns:
         k shots, labels cycling in ``task.labels`` order (fewer when the pool is too small).
     """
-    from casceq.tasks import load_examples, sample_rank
-
     if k <= 0:
         return ()
     excluded = set(exclude_ids)

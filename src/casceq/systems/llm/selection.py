@@ -22,6 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from casceq.stats.tests import wilson_interval
+from casceq.systems.llm import make_llm
+from casceq.systems.llm.calibration import CalibrationFitter, Calibrator, content_free_prompts
+from casceq.systems.llm.prompting import few_shot_examples
+from casceq.tasks import get_task, load_examples, sample_rank
+
 METHODS = ("none", "content_free", "heldout")
 
 
@@ -58,9 +64,6 @@ def split_items(
     task_name: str, n: int, seed: int, k: int, heldout_n: int
 ) -> tuple[list[Any], list[Any], list[Any]]:
     """Split a task into (evaluated, shot items, held-out calibration items), pairwise disjoint."""
-    from casceq.systems.llm.prompting import few_shot_examples
-    from casceq.tasks import get_task, load_examples, sample_rank
-
     task = get_task(task_name)
     evaluated = load_examples(task.name, n=n, seed=seed)
     ids = {ex.id for ex in evaluated}
@@ -73,10 +76,6 @@ def split_items(
 
 def evaluate(llm: Any, task_name: str, *, n: int, seed: int, k: int, heldout_n: int) -> dict[str, Any]:
     """Score one task with k shots; return the raw record (ids, scores [n, C], offsets of every method)."""
-    from casceq.systems.llm.calibration import CalibrationFitter, content_free_prompts
-    from casceq.systems.llm.prompting import few_shot_examples
-    from casceq.tasks import get_task
-
     task = get_task(task_name)
     evaluated, _, held = split_items(task.name, n, seed, k, heldout_n)
     shots = few_shot_examples(task, {ex.id for ex in evaluated}, k, seed)
@@ -108,10 +107,6 @@ def results_of(record: dict[str, Any], n: int | None = None) -> list[SettingResu
         n: Restrict to the first-n subsample of the same seed (contained in any larger one), so settings run
             with different n are compared on the same items.
     """
-    from casceq.stats.tests import wilson_interval
-    from casceq.systems.llm.calibration import Calibrator
-    from casceq.tasks import get_task, load_examples
-
     task = get_task(record["task"])
     labels = tuple(task.labels)
     gold_of = {ex.id: ex.label for ex in load_examples(task.name)}
@@ -183,16 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--table-n", type=int, default=None, help="table on the first-n items of every record")
     args = ap.parse_args(argv)
     if not args.table_only:
-        from casceq.systems.llm.hf import HFCausalLM
-        from casceq.tasks import get_task
-
         done = {(r["model"], r["task"], r["shots"]) for r in load_records(args.out)}
         llms: dict[str, Any] = {}
         for task in args.tasks:
             for model in args.models:
                 for k in args.shots:
                     if model not in llms:
-                        llms[model] = HFCausalLM(
+                        llms[model] = make_llm(
                             model, dtype=args.dtype, threads=args.threads, batch_size=args.batch_size
                         )
                     if (llms[model].backbone, get_task(task).name, k) in done:

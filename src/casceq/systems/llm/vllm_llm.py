@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import MissingDependency
+from casceq.systems.llm.bundled import resolve_llm
 from casceq.systems.llm.prompting import (
     AutoShots,
     ChatMode,
@@ -58,8 +59,6 @@ class VLLMBackend:
             import vllm
         except ImportError as exc:
             raise MissingDependency("vllm", "the vLLM back end", extra="vllm") from exc
-        from casceq.systems.llm.bundled import resolve_llm
-
         path, self.backbone = resolve_llm(model)
         engine_kwargs.setdefault("enable_prefix_caching", True)
         self._vllm = vllm

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from casceq.errors import InputError
+from casceq.systems.llm.prompting import AutoShots
 from casceq.systems.loading import AUTO, checked_load
 
 if TYPE_CHECKING:
@@ -135,8 +136,6 @@ class HFSpeechLLM:
         few_shot_seed: int = 0,
         exclude_ids: Sequence[str] = (),
     ) -> None:
-        from casceq.systems.llm.prompting import AutoShots
-
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.feature_extractor = feature_extractor

@@ -24,7 +24,19 @@ from typing import Any, Literal
 
 import numpy as np
 
+from casceq.audio.textnorm import word_error_rate
+from casceq.audio.tts.registry import available_voices, get_voice
+from casceq.systems import llm as llm_registry  # make_llm looked up at call time: tests replace it
+from casceq.systems.answer import MAX_NEW_TOKENS, first_line
+from casceq.systems.llm.bundled import BUNDLED
+from casceq.systems.loading import WeightsError, load_reports
 from casceq.systems.speech_llm._hf import AUDIO_SLOT, HFSpeechLLM
+from casceq.systems.speech_llm.registry import (
+    backbone_info,
+    backbone_mismatch,
+    make_speech_llm,
+    registered_backbone,
+)
 
 Status = Literal["pass", "fail", "skip"]
 MAX_WER = 0.2
@@ -70,8 +82,6 @@ def spoken_clips(n: int = 4) -> Clips:
 
     Falls back to seeded noise (texts unknown: the transcription check is then skipped) when no voice runs.
     """
-    from casceq.audio.tts.registry import available_voices, get_voice
-
     voices = available_voices()
     for name in ("piper-joe", *voices):
         if name not in voices:
@@ -102,8 +112,6 @@ def _four(clips: Clips) -> list[np.ndarray]:
 # ---- checks on a transformers adapter -----------------------------------------------------------------------
 def check_weights(backend: Any) -> Check:
     """Every part's load report (``checked_load``) lists no missing or newly initialised weights."""
-    from casceq.systems.loading import load_reports
-
     reports = load_reports(backend)
     if not reports:
         return Check("weights", "skip", "no local weights (API model)")
@@ -119,8 +127,6 @@ def check_weights(backend: Any) -> Check:
 
 def check_backbone(model: str, declared: str | None, backbone: str) -> Check:
     """A declared backbone agrees with the registry's backbone of the release."""
-    from casceq.systems.speech_llm.registry import backbone_info, backbone_mismatch
-
     problem = backbone_mismatch(model, declared)
     if problem:
         return Check("backbone", "fail", problem)
@@ -263,8 +269,6 @@ def check_batches(backend: Any, clips: Clips) -> Check:
 
 def check_answers(backend: Any, clips: Clips) -> Check:
     """Greedy answers to a label question are not empty (an API: not cut by its token limit either)."""
-    from casceq.systems.answer import MAX_NEW_TOKENS, first_line
-
     audios = list(clips.audios[:2])
     answers = [
         first_line(a)
@@ -288,9 +292,6 @@ def _n_params(backend: Any) -> int | None:
 
 def check_transcription(backend: Any, clips: Clips) -> Check:
     """The prompt ``TRANSCRIBE_PROMPT`` on clips of known text gives a corpus WER below ``MAX_WER``."""
-    from casceq.audio.textnorm import word_error_rate
-    from casceq.systems.answer import first_line
-
     if clips.texts is None:
         return Check("transcribe", "skip", f"clips are {clips.source}: no known text")
     n = _n_params(backend)
@@ -312,9 +313,6 @@ def check_transcription(backend: Any, clips: Clips) -> Check:
 
 def check_cascade(backend: Any, model: str, cascade_llm: str | None, llm_settings: dict[str, Any]) -> Check:
     """The matched cascade's LLM loads and carries the speech LLM's backbone id."""
-    from casceq.systems.llm import make_llm
-    from casceq.systems.speech_llm.registry import backbone_info, registered_backbone
-
     info = backbone_info(model)
     spec = cascade_llm
     settings = dict(llm_settings)
@@ -323,12 +321,10 @@ def check_cascade(backend: Any, model: str, cascade_llm: str | None, llm_setting
         if spec is None:
             return Check("cascade backbone", "skip", f"{info.name}: {info.note}")
     if spec is None and getattr(backend, "config", None) is not None:  # a native model names its backbone
-        from casceq.systems.llm.bundled import BUNDLED
-
         spec = backend.backbone if backend.backbone in BUNDLED else getattr(backend.config, "backbone", None)
     if spec is None:
         return Check("cascade backbone", "skip", "no registry entry; pass --cascade-llm to check one")
-    llm = make_llm(spec, **settings)
+    llm = llm_registry.make_llm(spec, **settings)
     # A release's registered cascade LLM carries the registry's backbone (Qwen-7B-Chat is Qwen2-Audio's Qwen-7B),
     # as in a run (run.build.system_backbone); any other LLM its own name.
     name, want = str(registered_backbone(spec) or llm.backbone).lower(), str(backend.backbone).lower()
@@ -383,14 +379,10 @@ def diagnose(
     Returns:
         The checks and the wall seconds they took.
     """
-    from casceq.systems.speech_llm.registry import make_speech_llm
-
     t0 = time.perf_counter()
     try:
         backend = make_speech_llm(spec)
     except Exception as exc:
-        from casceq.systems.loading import WeightsError
-
         name = "weights" if isinstance(exc, WeightsError) else "load"
         failed = Check(name, "fail", f"{type(exc).__name__}: {exc}")
         return [failed, Check("other checks", "skip", "the model did not load")], time.perf_counter() - t0

@@ -1,19 +1,21 @@
 """A lazy registry of speech-LLM families: ``make_speech_llm(spec)`` imports only the chosen adapter.
 
 Importing this module imports no torch, transformers or SDK (``casceq --help`` stays fast); each factory
-imports its adapter when called. Adding a model family = one adapter file + one line in ``_FACTORIES``.
+imports its adapter when called. Adding a model family = one adapter file + one factory and one line in
+``_FACTORIES``.
 """
 
 from __future__ import annotations
 
-import importlib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
 from casceq.errors import InputError
+from casceq.systems.base import SpeechLLMBackend
+from casceq.systems.loading import resolve_dtype_device
 
 
 @dataclass(frozen=True)
@@ -68,18 +70,6 @@ BACKBONES: Mapping[str, Backbone] = {
 }
 KNOWN_BACKBONES: Mapping[str, str] = {release: b.name for release, b in BACKBONES.items()}
 """Model release -> backbone name (the id a matched cascade declares)."""
-
-# family -> (module under casceq.systems.speech_llm, class, constructor)
-_FACTORIES: Mapping[str, tuple[str, str, str]] = {
-    "qwen2-audio": ("qwen2_audio", "Qwen2AudioBackend", "from_pretrained"),
-    "phi4-mm": ("phi4_mm", "Phi4MMBackend", "from_pretrained"),
-    "voxtral": ("voxtral", "VoxtralBackend", "from_pretrained"),
-    "qwen2.5-omni": ("qwen_omni", "QwenOmniBackend", "from_pretrained"),
-    "ultravox-native": ("ultravox_native", "UltravoxNativeBackend", "from_checkpoint"),
-    "ultravox": ("ultravox_remote", "UltravoxRemoteBackend", "from_pretrained"),
-    "gemini": ("gemini", "GeminiBackend", "from_env"),
-}
-SPEECH_LLM_FAMILIES = tuple(_FACTORIES)
 
 
 @dataclass(frozen=True)
@@ -154,43 +144,103 @@ def backbone_mismatch(model: str, declared: str | None) -> str | None:
     )
 
 
-def make_speech_llm(spec: SpeechLLMSpec | str) -> Any:
-    """Build the ``SpeechLLMBackend`` a spec names, importing only that adapter.
+def _released(spec: SpeechLLMSpec) -> dict[str, Any]:
+    """The constructor arguments of a released model: its backbone (given or known), dtype, device, options.
 
     Raises:
-        InputError: Unknown family, or no backbone given for a model not in ``KNOWN_BACKBONES``.
+        InputError: No backbone given for a model not in ``KNOWN_BACKBONES``.
     """
-    if isinstance(spec, str):
-        spec = SpeechLLMSpec.parse(spec)
-    if spec.family not in _FACTORIES:
-        raise InputError(
-            f"unknown speech LLM family {spec.family!r}; known: {', '.join(SPEECH_LLM_FAMILIES)}"
-        )
-    module_name, class_name, ctor = _FACTORIES[spec.family]
-    module = importlib.import_module(f"casceq.systems.speech_llm.{module_name}")
-    factory = getattr(getattr(module, class_name), ctor)
-    options = dict(spec.options)
-    problem = backbone_mismatch(spec.model, spec.backbone)
-    if problem:
-        warnings.warn(problem, stacklevel=2)
-    if spec.family == "gemini":
-        return factory(spec.model, backbone=spec.backbone, **options)
-    from casceq.systems.loading import resolve_dtype_device
-
     dtype, device = resolve_dtype_device(spec.dtype, spec.device)
-    if spec.family == "ultravox-native" and spec.model == "bundled":
-        from casceq.train.shipped import load_shipped  # the trained checkpoint shipped as package data
-
-        return load_shipped(dtype=dtype, device=device, **options)
-    if spec.family == "ultravox-native":
-        backend = factory(spec.model, dtype=dtype, device=device, **options)
-        if spec.backbone:
-            backend.backbone = spec.backbone
-        return backend
     backbone = spec.backbone or default_backbone(spec.model)
     if backbone is None:
         raise InputError(
             f"no known backbone for {spec.model!r}: give the LLM it is built on (SpeechLLMSpec.backbone), "
             "which is how it is matched with its cascade"
         )
-    return factory(spec.model, backbone=backbone, dtype=dtype, device=device, **options)
+    return {"backbone": backbone, "dtype": dtype, "device": device, **spec.options}
+
+
+# Each factory imports its adapter when called (the registry stays free of torch and SDKs).
+def _qwen2_audio(spec: SpeechLLMSpec) -> SpeechLLMBackend:
+    from casceq.systems.speech_llm.qwen2_audio import Qwen2AudioBackend  # registry: lazy
+
+    return Qwen2AudioBackend.from_pretrained(spec.model, **_released(spec))
+
+
+def _phi4_mm(spec: SpeechLLMSpec) -> SpeechLLMBackend:
+    from casceq.systems.speech_llm.phi4_mm import Phi4MMBackend  # registry: lazy
+
+    return Phi4MMBackend.from_pretrained(spec.model, **_released(spec))
+
+
+def _voxtral(spec: SpeechLLMSpec) -> SpeechLLMBackend:
+    from casceq.systems.speech_llm.voxtral import VoxtralBackend  # registry: lazy
+
+    return VoxtralBackend.from_pretrained(spec.model, **_released(spec))
+
+
+def _qwen_omni(spec: SpeechLLMSpec) -> SpeechLLMBackend:
+    from casceq.systems.speech_llm.qwen_omni import QwenOmniBackend  # registry: lazy
+
+    return QwenOmniBackend.from_pretrained(spec.model, **_released(spec))
+
+
+def _ultravox_remote(spec: SpeechLLMSpec) -> SpeechLLMBackend:
+    from casceq.systems.speech_llm.ultravox_remote import UltravoxRemoteBackend  # registry: lazy
+
+    return UltravoxRemoteBackend.from_pretrained(spec.model, **_released(spec))
+
+
+def _ultravox_native(spec: SpeechLLMSpec) -> SpeechLLMBackend:
+    """A checkpoint folder, or ``"bundled"``: the trained checkpoint shipped as package data."""
+    from casceq.systems.speech_llm.shipped import SHIPPED_NAME, load_shipped  # registry: lazy
+    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend  # registry: lazy
+
+    dtype, device = resolve_dtype_device(spec.dtype, spec.device)
+    if spec.model == SHIPPED_NAME:
+        return load_shipped(dtype=dtype, device=device, **spec.options)
+    backend = UltravoxNativeBackend.from_checkpoint(spec.model, dtype=dtype, device=device, **spec.options)
+    if spec.backbone:
+        backend.backbone = spec.backbone
+    return backend
+
+
+def _gemini(spec: SpeechLLMSpec) -> SpeechLLMBackend:
+    """A hosted model: no dtype or device; the backbone is the model's name unless given."""
+    from casceq.systems.speech_llm.gemini import GeminiBackend  # registry: lazy
+
+    return GeminiBackend.from_env(spec.model, backbone=spec.backbone, **spec.options)
+
+
+_FACTORIES: Mapping[str, Callable[[SpeechLLMSpec], SpeechLLMBackend]] = {
+    # family -> lazy factory
+    "qwen2-audio": _qwen2_audio,
+    "phi4-mm": _phi4_mm,
+    "voxtral": _voxtral,
+    "qwen2.5-omni": _qwen_omni,
+    "ultravox-native": _ultravox_native,
+    "ultravox": _ultravox_remote,
+    "gemini": _gemini,
+}
+SPEECH_LLM_FAMILIES = tuple(_FACTORIES)
+
+
+def make_speech_llm(spec: SpeechLLMSpec | str) -> Any:
+    """Build the ``SpeechLLMBackend`` a spec names, importing only that adapter.
+
+    Typed ``Any``: the mechanistic commands also reach the adapter's own model and tokenizer.
+
+    Raises:
+        InputError: Unknown family, or no backbone given for a model not in ``KNOWN_BACKBONES``.
+    """
+    if isinstance(spec, str):
+        spec = SpeechLLMSpec.parse(spec)
+    factory = _FACTORIES.get(spec.family)
+    if factory is None:
+        raise InputError(
+            f"unknown speech LLM family {spec.family!r}; known: {', '.join(SPEECH_LLM_FAMILIES)}"
+        )
+    problem = backbone_mismatch(spec.model, spec.backbone)
+    if problem:
+        warnings.warn(problem, stacklevel=2)
+    return factory(spec)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from casceq.errors import InputError
+from casceq.systems.llm.prompting import PromptFormat, render, task_of_prompt
 from casceq.systems.loading import checked_load
 from casceq.systems.speech_llm._hf import (
     AUDIO,
@@ -40,6 +41,7 @@ from casceq.systems.speech_llm._hf import (
     Piece,
     Special,
 )
+from casceq.systems.speech_llm.matched_prompt import MARK, split_rendered
 from casceq.systems.speech_llm.ultravox_projector import (
     ProjectorConfig,
     build_projector,
@@ -72,7 +74,7 @@ class UltravoxNativeConfig:
         norm: ``"rms"`` or ``"layer"``.
         prompt: ``"chat"``: the user turn ``"<|audio|>\n{instruction}"`` in the backbone's chat template (or
             plain). ``"matched"``: the prompt the matched cascade gives the backbone, k shots included, with the
-            audio where the cascade puts the transcript (``casceq.train.matched``).
+            audio where the cascade puts the transcript (``casceq.systems.speech_llm.matched_prompt``).
         few_shot: Task -> k shots of the ``"matched"`` prompt (the cascade's ``few_shot`` setting).
     """
 
@@ -354,9 +356,6 @@ class UltravoxNativeBackend(HFSpeechLLM):
         ``Task.prompt(transcript)``, the audio in the transcript's place. The older wording with the line
         ``"The input is the audio."`` (training prompts) is read the same way.
         """
-        from casceq.systems.llm.prompting import PromptFormat, render, task_of_prompt
-        from casceq.train.matched import MARK, split_rendered
-
         task = task_of_prompt(prompt)
         if task is not None and AUDIO_SLOT in prompt:  # Task.prompt(AUDIO_SLOT): the runner's speech prompt
             body = prompt.replace(AUDIO_SLOT, MARK, 1)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import CasceqError, InputError
+from casceq.systems.llm.prompting import AutoShots
 from casceq.systems.loading import checked_load
 from casceq.systems.speech_llm._hf import AUDIO_SLOT, SAMPLE_RATE, check_audios
 
@@ -45,8 +46,6 @@ class UltravoxRemoteBackend:
         few_shot_seed: int = 0,
         exclude_ids: Sequence[str] = (),
     ) -> None:
-        from casceq.systems.llm.prompting import AutoShots
-
         self.model = model.eval()
         self.processor = processor
         self.backbone = backbone

@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import InputError, MissingDependency
+from casceq.systems.llm.prompting import AutoShots
+from casceq.systems.llm.vllm_llm import sum_prompt_logprobs
 from casceq.systems.speech_llm._hf import AUDIO, AUDIO_SLOT, SAMPLE_RATE, Piece, check_audios
+from casceq.systems.speech_llm.phi4_mm import phi4_chat
+from casceq.systems.speech_llm.qwen2_audio import SYSTEM_PROMPT, chatml
+from casceq.systems.speech_llm.qwen_omni import SYSTEM_PROMPT as OMNI_SYSTEM_PROMPT
 
 PLACEHOLDERS: Mapping[str, str] = {
     "qwen2-audio": "Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n",
@@ -74,14 +79,8 @@ def render_prompt(
         messages.append({"role": "user", "content": _text(user, PLACEHOLDERS[family])})
         return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     if family == "phi4-mm":
-        from casceq.systems.speech_llm.phi4_mm import phi4_chat
-
         return _text(phi4_chat(shots, user), PLACEHOLDERS[family])
-    from casceq.systems.speech_llm.qwen2_audio import SYSTEM_PROMPT, chatml
-
-    system = SYSTEM_PROMPT
-    if family == "qwen2.5-omni":
-        from casceq.systems.speech_llm.qwen_omni import SYSTEM_PROMPT as system
+    system = OMNI_SYSTEM_PROMPT if family == "qwen2.5-omni" else SYSTEM_PROMPT
     # The placeholder is the whole audio item (Qwen2-Audio's "Audio 1: <|audio_bos|>...<|audio_eos|>\n")
     return _text(chatml(system, shots, user), PLACEHOLDERS[family])
 
@@ -93,8 +92,6 @@ def engine_settings(family: str, **engine_kwargs: Any) -> dict[str, Any]:
         InputError: The family runs the repository's own code and the caller did not opt in with
             ``trust_remote_code=True`` (remote code is never switched on for the user).
     """
-    from casceq.errors import InputError
-
     out: dict[str, Any] = {"limit_mm_per_prompt": {"audio": 1}, **engine_kwargs}
     if family in REMOTE_CODE and out.get("trust_remote_code") is not True:
         raise InputError(
@@ -124,8 +121,6 @@ class VLLMSpeechLLM:
     engine: Any = None
 
     def __post_init__(self) -> None:
-        from casceq.systems.llm.prompting import AutoShots
-
         self.shots_for = AutoShots(self.few_shot, self.few_shot_seed)
         if self.engine is None:
             try:
@@ -172,8 +167,6 @@ class VLLMSpeechLLM:
         self, audios: Sequence[np.ndarray], prompts: Sequence[str], options: Sequence[Sequence[str]]
     ) -> np.ndarray:
         """Summed log-probability [N, C] of each option's tokens after the prompt (``prompt_logprobs``)."""
-        from casceq.systems.llm.vllm_llm import sum_prompt_logprobs
-
         tokenizer = self.engine.get_tokenizer()
         inputs, lengths = [], []
         for req, opts in zip(self.requests(audios, prompts), options, strict=True):
