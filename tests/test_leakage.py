@@ -78,8 +78,9 @@ def test_calibration_run_refuses_another_seed_and_takes_its_own(tmp_path: Path, 
     import argparse
 
     from casceq.cli import main
-    from casceq.commands.implicit import add_item_arguments, run_speech_system
+    from casceq.commands.implicit import add_item_arguments, context_config
     from casceq.errors import InputError
+    from casceq.stages.context import StageContext
 
     run, model = _run_folder(tmp_path, seed=2)
     argv = [command, "--model", model, "--task", "sst2", "--voice", "espeak-us", "--n", "2"]
@@ -91,9 +92,10 @@ def test_calibration_run_refuses_another_seed_and_takes_its_own(tmp_path: Path, 
     parser = argparse.ArgumentParser()
     add_item_arguments(parser)
     args = parser.parse_args(argv[1:])
+    ctx = StageContext(context_config(args))
     with pytest.raises(InputError, match="no calibration"):
-        run_speech_system(args)
-    assert args.seed == 2
+        ctx.speech_calibration()
+    assert ctx.seed == 2
 
 
 def test_clips_a_checkpoint_was_trained_on_are_refused_by_id(tmp_path: Path) -> None:

@@ -206,11 +206,11 @@ def test_whisper_tiny_energy_is_linearly_decodable_from_real_speech(tmp_path: Pa
         pytest.skip(f"bundled Whisper tiny.en unavailable: {exc}")
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-    from casceq.commands.capture import _subsample, utterances_from_task
     from casceq.mech.capture import capture
+    from casceq.stages.capture import subsample, utterances_from_task
 
     model = WhisperForConditionalGeneration.from_pretrained(str(folder)).eval()
-    utts = _subsample(utterances_from_task("ravdess", None), 40, seed=0)
+    utts = subsample(utterances_from_task("ravdess", None), 40, seed=0)
     capture(
         model,
         utts,

@@ -220,7 +220,6 @@ def test_skip_mech_and_time_limit_are_recorded(models: Any, tmp_path: Path) -> N
 
 
 def test_capture_stage_resumes_and_redoes_a_float16_start(models: Any, tmp_path: Path) -> None:
-    from casceq.commands.capture import load_model
     from casceq.mech.capture import Utterance, capture
     from casceq.mech.shards import CaptureReader
     from casceq.reproduce.mech import MechContext, capture_complete, capture_stage
@@ -229,7 +228,8 @@ def test_capture_stage_resumes_and_redoes_a_float16_start(models: Any, tmp_path:
     plan = default_plan(2, 5, tasks=["ravdess"], mech_n=5, models=models)
     ctx = MechContext(plan, tmp_path, tmp_path / "run")
     examples, _ = ctx.items("ravdess")
-    obj, fe = load_model(models.whisper_control, None)
+    loaded = ctx.model(models.whisper_control)
+    obj, fe = loaded.obj, loaded.feature_extractor
 
     def start(folder: Path, dtype: str) -> None:  # an interrupted earlier capture of the first 2 clips
         utts = [Utterance(e.id, e.audio.path, e.text, {"actor": e.meta["actor"]}) for e in examples[:2]]

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from pathlib import Path
 
-from casceq.commands.implicit import add_item_arguments
+from casceq.commands.implicit import add_item_arguments, context_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,87 +48,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--affine", action="store_true", help="LEACE with bias centering (default: none)")
 
 
-def _fit_clips(args: argparse.Namespace, evaluations: list[Any]) -> tuple[list[Any], Any]:
-    """Fitting clips and the capture's layers (None without --fit)."""
-    from casceq.audio.io import load_audio
-    from casceq.mech.erasure import FitClip
-
-    if args.fit:
-        from casceq.mech.shards import CaptureReader
-
-        reader = CaptureReader(args.fit)
-        clips = [FitClip(r.id, load_audio(r.audio, 16000), r.transcript) for r in reader.utterances]
-        return clips, reader.meta.layers
-    from casceq.errors import InputError
-
-    if args.items or not args.voice or not args.audio_dir:
-        raise InputError(
-            "with --items give --fit CAPTURE_DIR: erasers fitted on the evaluated items would be judged on the "
-            "utterances they were fitted on"
-        )
-    from pathlib import Path
-
-    from casceq.run.items import natural_items, spoken_items
-    from casceq.tasks import load_examples
-
-    # Default: the next --n items of each task's seeded ranking (after the evaluated ones), in the same voices
-    clips = []
-    for task, examples, _ in evaluations:
-        evaluated = {ex.id.split("@")[0] for ex in examples}
-        seed = 0 if args.seed is None else args.seed
-        pool = load_examples(task.name, n=len(evaluated) + args.n, seed=seed, data_dir=args.data_dir)
-        fresh = [ex for ex in pool if ex.id not in evaluated][: args.n]
-        natural = bool(fresh) and fresh[0].audio is not None
-        items = (
-            natural_items(fresh) if natural else spoken_items(fresh, args.voice, Path(args.audio_dir) / "fit")
-        )
-        for it in items:
-            if it.example.audio is not None:
-                clips.append(
-                    FitClip(it.example.id, load_audio(it.example.audio.path, 16000), it.example.text)
-                )
-    missing = [c.id for c in clips if not c.transcript.strip()]
-    if missing or not clips:
-        raise InputError(f"fitting needs transcripts: items {missing[:5]} have no text (use --fit)")
-    return clips, None
-
-
 def run(args: argparse.Namespace) -> int:
     """Fit the erasers, answer the tasks under each condition, write the results."""
-    import dataclasses
+    from casceq.mech.erasure_concepts import ERASURE_FILE
+    from casceq.stages.context import StageContext
+    from casceq.stages.erase import EraseConfig, run_erase
 
-    from casceq.commands.implicit import load_items, run_speech_system
-    from casceq.commands.lens import provenance
-    from casceq.mech.erasure import run_erasure
-    from casceq.tasks import get_task
-
-    prov = provenance(
-        ["casceq", "erase", *sys.argv[2:]]
-    )  # before the run: the checkout may move on meanwhile
-    load, offsets = run_speech_system(args)  # config errors before any model is loaded
-    backend = load()
-    evaluations = []
-    for name in args.task:
-        task = get_task(name)
-        examples, audios = load_items(args, task)
-        evaluations.append((task, examples, audios))
-    clips, captured = _fit_clips(args, evaluations)
-    result = run_erasure(
-        backend,
-        clips,
-        evaluations,
-        layers=args.layers or captured,
-        concepts=args.concepts,
-        affine=args.affine,
+    config = EraseConfig(
+        tasks=tuple(args.task),
+        out=args.out,
+        fit=args.fit,
+        n_fit=args.n,
+        layers=tuple(args.layers) if args.layers else None,
+        concepts=tuple(args.concepts),
         positions=args.positions,
+        affine=args.affine,
         mode=args.mode,
-        seed=args.seed,
-        model=args.model,
-        offsets=offsets,
         n_random=args.n_random,
+        argv=("casceq", "erase", *sys.argv[2:]),
     )
-    result = dataclasses.replace(result, extra=prov)
-    path = result.write(args.out)
+    result = run_erase(config, StageContext(context_config(args)))
     print(result.markdown(), end="")
-    print(f"wrote {path}")
+    print(f"wrote {Path(args.out) / ERASURE_FILE}")
     return 0

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,91 +37,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the lens and write its JSON and markdown table."""
-    from casceq.errors import InputError
-    from casceq.mech.lens import lens_capture, lens_texts
+    from casceq.mech.lens import LENS_FILE
+    from casceq.stages.lens import LensConfig, run_lens
 
-    texts = list(args.text)
-    if args.text_file:
-        path = Path(args.text_file)
-        if not path.is_file():
-            raise InputError("text file not found", path=str(path))
-        texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if bool(texts) == bool(args.capture):
-        raise InputError("give either a capture folder or --text/--text-file (not both)")
-    prov = provenance(["casceq", "lens", *sys.argv[2:]])  # before the run: the checkout may move on meanwhile
-    model, tokenizer = load_model(args.model, dtype=args.dtype)
-    if args.capture:
-        result = lens_capture(model, tokenizer, args.capture, args.layers)
-    else:
-        result = lens_texts(model, tokenizer, texts, layers=args.layers, name=args.model)
-    import dataclasses
-
-    result = dataclasses.replace(result, extra=prov)
-    path = result.write(args.out)
+    config = LensConfig(
+        model=args.model,
+        out=args.out,
+        capture=args.capture,
+        texts=tuple(args.text),
+        text_file=args.text_file,
+        layers=tuple(args.layers) if args.layers else None,
+        dtype=args.dtype,
+        argv=("casceq", "lens", *sys.argv[2:]),
+    )
+    result = run_lens(config)
     print(result.markdown(), end="")
-    print(f"wrote {path}")
+    print(f"wrote {Path(args.out) / LENS_FILE}")
     return 0
-
-
-def load_model(spec: str, *, dtype: str = "float32") -> tuple[Any, Any]:
-    """Load a model for the lens: ``"family:model"`` speech LLMs (``make_speech_llm``) or a text LLM spec.
-
-    Text LLM specs are those of ``casceq.systems.llm.bundled.resolve_llm`` (bundled names, folders, ``.gguf``
-    files, hub ids). Returns ``(model_or_backend, tokenizer)``.
-    """
-    from casceq.systems.speech_llm.registry import SPEECH_LLM_FAMILIES, SpeechLLMSpec, make_speech_llm
-
-    family, sep, _ = spec.partition(":")
-    if sep and family in SPEECH_LLM_FAMILIES:
-        backend = make_speech_llm(SpeechLLMSpec.parse(spec, dtype=dtype))
-        return backend, backend.tokenizer
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from casceq.systems.llm.bundled import resolve_llm
-
-    path, _ = resolve_llm(spec)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
-    return model, AutoTokenizer.from_pretrained(path)
-
-
-def provenance(argv: Sequence[str]) -> dict[str, Any]:
-    """Collect the command line, git commit of the checkout (if any), machine and library versions, for result files."""
-    import os
-    import platform
-    import subprocess
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    import torch
-    import transformers
-
-    return {
-        "command": " ".join(argv),
-        "commit": commit,
-        "machine": f"{platform.machine()} {_cpu_model()}".strip(),
-        "cpus": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
-
-
-def _cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo ('' if none): platform.processor() is empty on Linux."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""

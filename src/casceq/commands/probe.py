@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,39 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the probes and write the results."""
-    from casceq.mech.probes import run_probes
-    from casceq.mech.probes_report import probe_figure, probe_table
+    from casceq.mech.probes_report import probe_table
+    from casceq.stages.probe import ProbeConfig, run_probe
 
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it BLAS uses its own default
-        threadpool_limits = None
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
-    limiter = threadpool_limits(args.threads) if threadpool_limits else None
-
-    def progress(msg: str) -> None:
-        print(f"  {msg}", file=sys.stderr, flush=True)
-
-    try:
-        results = run_probes(
-            args.capture,
-            args.probes,
-            layers=args.layers,
-            seed=args.seed,
-            split_by=args.split_by,
-            ctc_epochs=args.ctc_epochs,
-            progress=progress,
-        )
-    finally:
-        if limiter is not None:
-            limiter.unregister()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "probes.json").write_text(results.to_json(), encoding="utf-8")
-    table = probe_table(results)
-    (out / "table.md").write_text(table, encoding="utf-8")
-    probe_figure(results, out / "figure", title=args.title)
-    print(table)
+    config = ProbeConfig(
+        capture=args.capture,
+        out=args.out,
+        probes=tuple(args.probes),
+        layers=tuple(args.layers) if args.layers else None,
+        seed=args.seed,
+        split_by=args.split_by,
+        ctc_epochs=args.ctc_epochs,
+        threads=args.threads,
+        title=args.title,
+    )
+    results = run_probe(config, progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    print(probe_table(results))
     return 0

@@ -264,6 +264,17 @@ class ErasureResult:
         """Return a JSON-ready dict (schema in the module docstring)."""
         return {"kind": "erasure", "version": 1, **dataclasses.asdict(self)}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ErasureResult:
+        """Inverse of :meth:`to_json` (``kind`` and ``version`` are dropped)."""
+        fields = {k: v for k, v in data.items() if k not in ("kind", "version")}
+        fields["layers"] = tuple(data.get("layers", ()))
+        fields["accuracy"] = tuple(
+            TaskAccuracy(**{**a, "correct": tuple(a.get("correct", ()))}) for a in data.get("accuracy", ())
+        )
+        fields["probes"] = tuple(ProbeCheck(**p) for p in data.get("probes", ()))
+        return cls(**fields)
+
     def markdown(self) -> str:
         """Table 7 (accuracy per task and condition) and the held-out probe table."""
         conds = list(dict.fromkeys(a.condition for a in self.accuracy))

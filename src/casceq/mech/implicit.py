@@ -94,6 +94,18 @@ class ImplicitResult:
             d[k] = None if math.isnan(d[k]) else d[k]
         return d
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImplicitResult:
+        """Inverse of :meth:`to_json` (a null kappa reads back as NaN)."""
+        fields = dict(data)
+        for k in ("kappa_impl", "kappa_casc"):
+            fields[k] = math.nan if fields[k] is None else fields[k]
+        fields["rows"] = tuple(ImplicitRow(**r) for r in data.get("rows", ()))
+        for k in ("offsets_speech", "offsets_text"):
+            if fields.get(k) is not None:
+                fields[k] = tuple(fields[k])
+        return cls(**fields)
+
 
 def table_markdown(results: Sequence[ImplicitResult]) -> str:
     """Table 6: per model and task, kappa_impl, kappa_casc and the three accuracies."""

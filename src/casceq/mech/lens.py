@@ -93,6 +93,14 @@ class LensResult:
         """Return a JSON-ready dict (schema in the module docstring)."""
         return {"kind": "lens", "version": 1, **dataclasses.asdict(self)}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LensResult:
+        """Inverse of :meth:`to_json` (``kind`` and ``version`` are dropped)."""
+        fields = {k: v for k, v in data.items() if k not in ("kind", "version")}
+        fields["layers"] = tuple(layer_from_json(r) for r in data.get("layers", ()))
+        fields["examples"] = tuple(LensExample(**e) for e in data.get("examples", ()))
+        return cls(**fields)
+
     def markdown(self) -> str:
         """Table 5 style: precision (and text-mode identity/next-token rates) per layer."""
         text = self.source == "text"
@@ -113,6 +121,11 @@ class LensResult:
         path.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n")
         path.with_suffix(".md").write_text(self.markdown())
         return path
+
+
+def layer_from_json(data: dict[str, Any]) -> LensLayer:
+    """A :class:`LensLayer` from its JSON dict (``top_tokens`` pairs as tuples)."""
+    return LensLayer(**{**data, "top_tokens": tuple((str(t), int(c)) for t, c in data.get("top_tokens", ()))})
 
 
 def _fmt(x: float | None) -> str:

@@ -15,7 +15,9 @@ folders given with ``--mech`` is read; a file is recognised by its content:
   [{"task", "condition" ("none" or the erased concept), "n", "accuracy", "same_as_none"}], "probes":
   [{"concept", "layer", "metric", "before", "after", "chance", "n_test"}]}``.
 
-Other JSON files are ignored; a recognised file that is malformed is named in the section, never fatal.
+Other JSON files are ignored; a recognised file is read through its typed result's ``from_json``
+(``ProbeResults``, ``LensResult``, ``ImplicitResult``, ``ErasureResult``), and one that does not parse is named in
+the section, never fatal.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from casceq.mech.lens import LensResult
+from casceq.mech.probes import ProbeResults
 from casceq.report.figures import Figure, layer_lines
 from casceq.report.sections import Section
 from casceq.report.tables import Cell, SourceBook, Table, fmt
@@ -114,27 +118,26 @@ def probe_section(mech: MechResults, draw: bool, book: SourceBook) -> Section:
     problems: list[str] = []
     for path, obj in mech.probes:
         try:
-            model = str(obj.get("model", Path(path).parent.name))
-            scores = [(str(s["probe"]), int(s["layer"]), num_or_nan(s.get("score"))) for s in obj["scores"]]
+            res = ProbeResults.from_json(json.dumps({k: v for k, v in obj.items() if k != "kind"}))
+            model = str(res.model)
+            scores = [(str(s.probe), int(s.layer), num_or_nan(s.score)) for s in res.scores]
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"{path}: malformed probe results ({exc!r})")
             continue
         layers = sorted({layer for _, layer, _ in scores})
         cols = [(p, label) for p, label in PROBE_COLUMNS if any(s[0] == p for s in scores)]
         value = {(p, layer): v for p, layer, v in scores}
-        ref = book.add_file(f"probe results of {model}", path, int_or_zero(obj.get("n_utterances")))
+        ref = book.add_file(f"probe results of {model}", path, int_or_zero(res.n_utterances))
         rows = tuple(
             (Cell(str(layer)), *(Cell(fmt(value.get((p, layer))), ref) for p, _ in cols)) for layer in layers
         )
-        first = obj["scores"][0]
+        first = res.scores[0]
         note = (
-            f"{obj.get('n_utterances', '?')} utterances (train {first.get('n_train_utterances', '?')}, test "
-            f"{first.get('n_test_utterances', '?')}, split by {obj.get('split_by', 'utterance')}), "
-            f"D = {first.get('dim', '?')}; source {path}."
+            f"{res.n_utterances} utterances (train {first.n_train_utterances}, test "
+            f"{first.n_test_utterances}, split by {res.split_by}), "
+            f"D = {first.dim}; source {path}."
         )
-        warns = sorted(
-            {f"{s['probe']} layer {s['layer']}: {s['warning']}" for s in obj["scores"] if s.get("warning")}
-        )
+        warns = sorted({f"{s.probe} layer {s.layer}: {s.warning}" for s in res.scores if s.warning})
         tables.append(
             Table(
                 f"table4-{len(tables) + 1}",
@@ -170,17 +173,15 @@ def lens_section(mech: MechResults, draw: bool, book: SourceBook) -> Section:
     problems: list[str] = []
     for path, obj in mech.lens:
         try:
-            model = str(obj.get("model", "?"))
-            layers = [
-                (int(r["layer"]), int(r.get("n_tokens", 0)), num_or_nan(r.get("precision")))
-                for r in obj["layers"]
-            ]
+            res = LensResult.from_json(obj)
+            model = str(res.model)
+            layers = [(int(r.layer), int(r.n_tokens), num_or_nan(r.precision)) for r in res.layers]
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"{path}: malformed lens results ({exc!r})")
             continue
-        ref = book.add_file(f"logit lens of {model}", path, int_or_zero(obj.get("n_utterances")))
+        ref = book.add_file(f"logit lens of {model}", path, int_or_zero(res.n_utterances))
         rows = tuple((Cell(str(layer)), Cell(str(n), ref), Cell(fmt(p), ref)) for layer, n, p in layers)
-        note = f"{obj.get('n_utterances', '?')} utterances, source {obj.get('source', '?')}; file {path}."
+        note = f"{res.n_utterances} utterances, source {res.source}; file {path}."
         tables.append(
             Table(
                 f"table5-{len(tables) + 1}",

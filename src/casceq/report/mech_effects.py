@@ -1,14 +1,16 @@
 """Mechanistic sections with behavioural outcomes: Table 6 (implicit cascade), Table 7 / Figure 6 (erasure).
 
 Formats read (``casceq.mech.implicit`` and ``casceq.mech.erasure_concepts``; see ``casceq.report.mech``):
-``{"kind": "implicit", "results": [...]}`` and ``{"kind": "erasure", "accuracy": [...], "probes": [...]}``.
+``{"kind": "implicit", "results": [...]}``, each result read by ``ImplicitResult.from_json``, and
+``{"kind": "erasure", "accuracy": [...], "probes": [...]}`` read by ``ErasureResult.from_json``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
+from casceq.mech.erasure_concepts import ErasureResult
+from casceq.mech.implicit import ImplicitResult
 from casceq.report.figures import Figure, grouped_bars
 from casceq.report.mech import MechResults, int_or_zero, not_run, num_or_nan
 from casceq.report.sections import Section
@@ -23,30 +25,29 @@ def implicit_section(mech: MechResults, book: SourceBook) -> Section:
     rows: list[tuple[Cell, ...]] = []
     problems: list[str] = []
     for path, obj in mech.implicit:
-        for r in obj.get("results") or []:
+        for raw in obj.get("results") or []:
             try:
-                model, task, n = str(r["model"]), str(r["task"]), int(r["n"])
+                r = ImplicitResult.from_json(raw)
+                model, task, n = str(r.model), str(r.task), int(r.n)
             except (KeyError, TypeError, ValueError) as exc:
                 problems.append(f"{path}: malformed implicit-cascade result ({exc!r})")
                 continue
-            ref = book.add_file(
-                f"implicit cascade of {model} on {task} (layer {r.get('layer', '?')})", path, n
-            )
+            ref = book.add_file(f"implicit cascade of {model} on {task} (layer {r.layer})", path, n)
             nums = [
-                num_or_nan(r.get(k))
-                for k in (
-                    "kappa_impl",
-                    "kappa_casc",
-                    "accuracy_speech",
-                    "accuracy_implicit",
-                    "accuracy_cascade",
+                num_or_nan(x)
+                for x in (
+                    r.kappa_impl,
+                    r.kappa_casc,
+                    r.accuracy_speech,
+                    r.accuracy_implicit,
+                    r.accuracy_cascade,
                 )
             ]
             rows.append(
                 (
                     Cell(model),
                     Cell(task),
-                    Cell(str(r.get("layer", "last"))),
+                    Cell(str(r.layer)),
                     Cell(f"{n}{small(n)}", ref),
                     *tuple(Cell(fmt(x), ref) for x in nums),
                 )
@@ -64,14 +65,14 @@ def implicit_section(mech: MechResults, book: SourceBook) -> Section:
     return Section("implicit", title, tuple(problems), (table,) if rows else ())
 
 
-def _accuracy_rows(path: str, obj: dict[str, Any], book: SourceBook) -> tuple[list[tuple[Cell, ...]], dict]:
-    model = str(obj.get("model", "?"))
+def _accuracy_rows(path: str, res: ErasureResult, book: SourceBook) -> tuple[list[tuple[Cell, ...]], dict]:
+    model = str(res.model)
     rows: list[tuple[Cell, ...]] = []
     groups: dict[str, dict[str, float]] = {}
-    for a in obj["accuracy"]:
-        task, concept, n, acc = str(a["task"]), str(a["condition"]), int(a["n"]), num_or_nan(a["accuracy"])
+    for a in res.accuracy:
+        task, concept, n, acc = str(a.task), str(a.condition), int(a.n), num_or_nan(a.accuracy)
         ref = book.add_file(f"erasure of {concept} in {model} on {task}", path, n)
-        same = num_or_nan(a.get("same_as_none"))
+        same = num_or_nan(a.same_as_none)
         rows.append(
             (
                 Cell(model),
@@ -97,28 +98,29 @@ def erasure_section(mech: MechResults, draw: bool, book: SourceBook) -> Section:
     groups: dict[str, dict[str, float]] = {}
     for path, obj in mech.erasure:
         try:
-            got, g = _accuracy_rows(path, obj, book)
+            res = ErasureResult.from_json(obj)
+            got, g = _accuracy_rows(path, res, book)
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"{path}: malformed erasure results ({exc!r})")
             continue
         rows += got
         groups.update(g)
-        model = str(obj.get("model", "?"))
-        for p in obj.get("probes") or []:
+        model = str(res.model)
+        for p in res.probes:
             ref = book.add_file(
-                f"erasure completeness of {p.get('concept')} at layer {p.get('layer')} in {model}",
+                f"erasure completeness of {p.concept} at layer {p.layer} in {model}",
                 path,
-                int_or_zero(p.get("n_test")),
+                int_or_zero(p.n_test),
             )
             checks.append(
                 (
                     Cell(model),
-                    Cell(str(p.get("concept"))),
-                    Cell(str(p.get("layer"))),
-                    Cell(str(p.get("metric", ""))),
-                    Cell(fmt(num_or_nan(p.get("before"))), ref),
-                    Cell(fmt(num_or_nan(p.get("after"))), ref),
-                    Cell(fmt(num_or_nan(p.get("chance"))), ref),
+                    Cell(str(p.concept)),
+                    Cell(str(p.layer)),
+                    Cell(str(p.metric)),
+                    Cell(fmt(num_or_nan(p.before)), ref),
+                    Cell(fmt(num_or_nan(p.after)), ref),
+                    Cell(fmt(num_or_nan(p.chance)), ref),
                 )
             )
     tables = [

@@ -87,7 +87,7 @@ def provenance(argv: list[str]) -> dict[str, Any]:
     """Command line, git commit, machine, CPU count, torch threads, date (the findings header)."""
     import platform
 
-    from casceq.commands.lens import provenance as base
+    from casceq.stages.context import provenance as base
 
     meta = base(argv)
     meta["platform"] = platform.platform()

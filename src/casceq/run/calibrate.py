@@ -196,7 +196,7 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
             else:
                 items = ctx.items(task.name)
                 evaluated = {it.base_id: it.example for it in items}
-                llm = system._get("llm")
+                llm = system.backend("llm")
                 held = heldout_examples(
                     task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed, llm
                 )
@@ -231,7 +231,7 @@ def _calibrate_speech(
         else:
             evaluated = {it.base_id: it.example for it in ctx.items(task.name)}
             # the speech LLM draws few-shot examples like the cascades: never fit on them
-            backend = system._get("speech")
+            backend = system.backend("speech")
             held = heldout_examples(
                 task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed, backend
             )

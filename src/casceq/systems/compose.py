@@ -146,6 +146,14 @@ class ComposedSystem:
             self._lazy[role] = _Lazy(factory)
         return self._lazy[role].get()
 
+    def backend(self, role: str) -> Any:
+        """The back end of ``role`` (``"asr"``, ``"llm"`` or ``"speech"``), built on first use and then kept.
+
+        Raises:
+            ValueError: The system has no back end of that role.
+        """
+        return self._get(role)
+
     def cache_key(self) -> str:
         """Hash of the spec and answer mode (the runner adds the audio's hash per example)."""
         return _hash({"spec": self.spec, "mode": self.mode, "kind": self.kind})

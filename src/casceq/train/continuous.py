@@ -36,6 +36,7 @@ import numpy as np
 from casceq.errors import InputError
 from casceq.train.checkpoint import finish_step, start_state
 from casceq.train.config import TrainConfig
+from casceq.train.ctc import augment, batch_of
 
 STATE_FILE = "imitate_state.pt"
 LOG_FILE = "imitate_log.jsonl"
@@ -143,8 +144,6 @@ def run_imitate(
     per step in ``out/imitate_log.jsonl``.
     """
     import torch
-
-    from casceq.train.ctc import augment, batch_of
 
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,19 @@ from typing import Any
 
 import numpy as np
 
+from casceq.audio.io import load_audio
 from casceq.errors import InputError
+from casceq.run.leakage import TRAINING_TEXTS_FILE, write_training_ids
+from casceq.systems.compose import AUDIO_SLOT
+from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, encoder_frames
+from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, read_checkpoint_record
+from casceq.tasks import get_task, load_examples
 from casceq.train.checkpoint import finish_step, start_state
+from casceq.train.config import TrainConfig
+from casceq.train.continuous import imitation_loss
+from casceq.train.data import read_index
+from casceq.train.matched import logits_of, prefix_cache, run_rows
+from casceq.train.pipeline import load_teacher
 
 STATE_FILE = "emotion_state.pt"
 LOG_FILE = "emotion_log.jsonl"
@@ -69,9 +80,6 @@ def answer_parts(backend: Any, task_name: str = "ravdess") -> tuple[list[int], l
     Raises:
         InputError: An option is not a single backbone token after a space.
     """
-    from casceq.systems.compose import AUDIO_SLOT
-    from casceq.tasks import get_task
-
     task = get_task(task_name)
     pieces = backend._pieces(task.prompt(AUDIO_SLOT))
     ids = backend.prompt_ids(pieces, 1)
@@ -87,8 +95,6 @@ def option_logits(
 ) -> Any:
     """Log-probabilities [B, C] of each option's token at the answer position (differentiable in ``projector``)."""
     import torch
-
-    from casceq.train.matched import logits_of, run_rows
 
     prefix, suffix, options = parts
     lm = backend.model
@@ -118,9 +124,6 @@ def run_emotion(
     imitated (``imitate_weight``: 0 skips both).
     """
     import torch
-
-    from casceq.train.continuous import imitation_loss
-    from casceq.train.matched import prefix_cache
 
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,10 +174,6 @@ def ravdess_clips(backend: Any, split: str, out: Path, progress: Callable[[str],
     """(frames, label index, example id) of every RAVDESS clip of ``split``; frames cached in ``out/frames``."""
     import torch
 
-    from casceq.audio.io import load_audio
-    from casceq.systems.speech_llm.ultravox_native import encoder_frames
-    from casceq.tasks import get_task, load_examples
-
     labels = list(get_task("ravdess").labels)
     cache = out / "frames"
     cache.mkdir(parents=True, exist_ok=True)
@@ -215,11 +214,6 @@ def train_acoustic_control(
 
     import torch
 
-    from casceq.run.leakage import TRAINING_TEXTS_FILE, write_training_ids
-    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend
-    from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, read_checkpoint_record
-    from casceq.train.config import TrainConfig
-
     record = read_checkpoint_record(model)
     train_cfg = TrainConfig(**_config_fields(record))
     if not train_cfg.imitate:
@@ -230,9 +224,6 @@ def train_acoustic_control(
     clips = ravdess_clips(backend, cfg.split, out, progress)
     frames, teacher = [], None
     if general is not None and cfg.imitate_weight > 0:
-        from casceq.train.data import read_index
-        from casceq.train.pipeline import load_teacher
-
         teacher = load_teacher(train_cfg, backend)
         index = read_index(general)
         rng = np.random.default_rng([cfg.seed, 13])
@@ -258,8 +249,6 @@ def train_acoustic_control(
 
 def _config_fields(record: dict[str, Any]) -> dict[str, Any]:
     """The ``TrainConfig`` fields recorded in a checkpoint's training record (tuples restored from JSON lists)."""
-    from casceq.train.config import TrainConfig
-
     saved = (record.get("training") or {}).get("config") or {}
     names = TrainConfig.__dataclass_fields__
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names}

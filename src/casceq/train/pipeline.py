@@ -26,12 +26,20 @@ from casceq.run.leakage import write_training_keys
 from casceq.systems.asr.hf_whisper import resolve_hf_whisper
 from casceq.systems.llm import make_llm
 from casceq.systems.llm.bundled import resolve_llm
+from casceq.systems.speech_llm.shipped import SHIPPED_NAME, shipped_folder
 from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
-from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, WEIGHTS_FILE
+from casceq.systems.speech_llm.ultravox_projector import (
+    CONFIG_FILE,
+    TRAINING_TEXTS_FILE,
+    WEIGHTS_FILE,
+    load_projector,
+    weights_fingerprint,
+)
 from casceq.tasks import load_examples
 from casceq.train import data
 from casceq.train.align import run_align
 from casceq.train.config import TrainConfig, use_bf16
+from casceq.train.continuous import run_imitate
 from casceq.train.ctc import ctc_vocab, spoken_targets
 from casceq.train.distill import teacher_targets
 from casceq.train.evaluate import plot_losses
@@ -251,9 +259,6 @@ def _train_matched(
 
 def load_teacher(cfg: TrainConfig, backend: Any) -> Any:
     """The ``"ctc"``-head projector named by ``cfg.imitate``, checked against ``backend``'s encoder and backbone."""
-    from casceq.systems.speech_llm.ultravox_projector import load_projector, weights_fingerprint
-    from casceq.train.shipped import SHIPPED_NAME, shipped_folder
-
     folder = shipped_folder() if cfg.imitate == SHIPPED_NAME else Path(cfg.imitate)
     teacher, pcfg = load_projector(
         folder,
@@ -269,9 +274,6 @@ def load_teacher(cfg: TrainConfig, backend: Any) -> Any:
 
 def _add_teacher_keys(cfg: TrainConfig, model: Path) -> None:
     """Add the teacher's training-text keys to the student's: what the teacher learnt from, the student imitates."""
-    from casceq.systems.speech_llm.ultravox_projector import TRAINING_TEXTS_FILE
-    from casceq.train.shipped import SHIPPED_NAME, shipped_folder
-
     source = (shipped_folder() if cfg.imitate == SHIPPED_NAME else Path(cfg.imitate)) / TRAINING_TEXTS_FILE
     mine = model / TRAINING_TEXTS_FILE
     if source.is_file():
@@ -292,9 +294,6 @@ def _train_continuous(
     """Imitation of a CTC head by the ``"embed"`` projector, then (``steps > 0``) the matched distillation."""
     import numpy as np
     import torch
-
-    from casceq.train.continuous import run_imitate
-    from casceq.train.loop import TrainResult
 
     teacher = load_teacher(cfg, backend)
     _add_teacher_keys(cfg, out / "model")
