@@ -226,3 +226,16 @@ def test_teacher_loader_checks_fingerprints_and_head(tmp_path: Path) -> None:
     other = UltravoxNativeBackend.create(dataclasses.replace(ucfg, backbone=str(lm2)), seed=1)
     with pytest.raises(InputError, match="different backbone"):
         load_teacher(_cfg(imitate=str(tmp_path / "teacher")), other)
+
+
+def test_shipped_names_resolve_to_their_own_folders() -> None:
+    from casceq.errors import InputError
+    from casceq.run.build import native_folder
+    from casceq.systems.speech_llm.shipped import SHIPPED, shipped_folder
+
+    folders = {name: shipped_folder(name) for name in SHIPPED}
+    assert len(set(folders.values())) == len(SHIPPED)  # no two names share weights
+    assert native_folder("ultravox-native:continuous") == folders["continuous"]
+    assert native_folder("ultravox-native:bundled") == shipped_folder()
+    with pytest.raises(InputError, match="no shipped speech LLM"):
+        shipped_folder("nope")

@@ -20,7 +20,7 @@ from typing import Any
 
 from casceq.errors import LeakageError
 from casceq.run.build import native_folder
-from casceq.systems.speech_llm.ultravox_projector import TRAINING_TEXTS_FILE
+from casceq.systems.speech_llm.ultravox_projector import TRAINING_IDS_FILE, TRAINING_TEXTS_FILE
 
 __all__ = [
     "TRAINING_IDS_FILE",
@@ -32,8 +32,6 @@ __all__ = [
     "write_training_ids",
     "write_training_keys",
 ]
-TRAINING_IDS_FILE = "training_ids.txt"
-"""``task:example id`` of natural-speech clips a projector was trained on (their words say nothing: RAVDESS)."""
 KEY_HEX = 12
 """Hex digits of a text key: 48 bits, so a chance collision among ~10^4 x 10^4 pairs has odds ~10^-7."""
 

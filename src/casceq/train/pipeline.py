@@ -26,7 +26,7 @@ from casceq.run.leakage import write_training_keys
 from casceq.systems.asr.hf_whisper import resolve_hf_whisper
 from casceq.systems.llm import make_llm
 from casceq.systems.llm.bundled import resolve_llm
-from casceq.systems.speech_llm.shipped import SHIPPED_NAME, shipped_folder
+from casceq.systems.speech_llm.shipped import SHIPPED, shipped_folder
 from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
 from casceq.systems.speech_llm.ultravox_projector import (
     CONFIG_FILE,
@@ -259,7 +259,7 @@ def _train_matched(
 
 def load_teacher(cfg: TrainConfig, backend: Any) -> Any:
     """The ``"ctc"``-head projector named by ``cfg.imitate``, checked against ``backend``'s encoder and backbone."""
-    folder = shipped_folder() if cfg.imitate == SHIPPED_NAME else Path(cfg.imitate)
+    folder = shipped_folder(cfg.imitate) if cfg.imitate in SHIPPED else Path(cfg.imitate)
     teacher, pcfg = load_projector(
         folder,
         encoder_hash=weights_fingerprint(backend.encoder),
@@ -274,7 +274,9 @@ def load_teacher(cfg: TrainConfig, backend: Any) -> Any:
 
 def _add_teacher_keys(cfg: TrainConfig, model: Path) -> None:
     """Add the teacher's training-text keys to the student's: what the teacher learnt from, the student imitates."""
-    source = (shipped_folder() if cfg.imitate == SHIPPED_NAME else Path(cfg.imitate)) / TRAINING_TEXTS_FILE
+    source = (
+        shipped_folder(cfg.imitate) if cfg.imitate in SHIPPED else Path(cfg.imitate)
+    ) / TRAINING_TEXTS_FILE
     mine = model / TRAINING_TEXTS_FILE
     if source.is_file():
         keys = set(source.read_text().split()) | (set(mine.read_text().split()) if mine.is_file() else set())
