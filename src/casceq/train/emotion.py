@@ -186,9 +186,10 @@ def ravdess_clips(backend: Any, split: str, out: Path, progress: Callable[[str],
             if ex.audio is None:
                 raise InputError(f"ravdess example {ex.id} has no audio")
             audio = load_audio(ex.audio.path)
-            chunks = encoder_frames(
-                backend.encoder, backend.feature_extractor, audio, backend.config.encoder_mode
-            )
+            with torch.inference_mode():
+                chunks = encoder_frames(
+                    backend.encoder, backend.feature_extractor, audio, backend.config.encoder_mode
+                )
             tmp = path.with_suffix(".tmp.npy")
             np.save(tmp, torch.cat(chunks).to(torch.float16).numpy())
             tmp.replace(path)
