@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--general",
         help="acoustic-control: the continuous model's training folder (its frames keep the text interface)",
     )
-    parser.add_argument("--steps", type=int, help="acoustic-control: optimiser steps (default 240)")
+    parser.add_argument("--steps", type=int, help="acoustic-control: optimiser steps (default 300)")
     parser.add_argument("--n", type=int, help="evaluate: items per task, each in 2 voices (default 60)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
     parser.add_argument(

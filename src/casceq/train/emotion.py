@@ -63,9 +63,9 @@ class EmotionConfig:
     """
 
     split: str = "train"
-    steps: int = 240
+    steps: int = 300
     batch: int = 8
-    lr: float = 3e-4
+    lr: float = 5e-4
     warmup: int = 20
     imitate_weight: float = 1.0
     imitate_batch: int = 8
