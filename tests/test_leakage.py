@@ -135,3 +135,14 @@ def test_ravdess_actor_splits_are_disjoint_and_cover_the_corpus() -> None:
     assert test == {n for n, a in by_actor.items() if a >= 17}
     assert not train & test and len(train) == 960 and len(test) == 480
     assert {ex.id for ex in load_examples("ravdess")} == train | test
+
+
+@pytest.mark.skipif(datasets_dir() is None, reason="../shared/datasets not found")
+def test_shipped_acoustic_control_is_refused_on_its_training_actors_only() -> None:
+    from casceq.tasks import load_examples
+
+    spec = "ultravox-native:acoustic-control"
+    with pytest.raises(LeakageError, match="clips the speech LLM"):
+        check_not_trained_on(spec, load_examples("ravdess", split="train", n=10))
+    check_not_trained_on(spec, load_examples("ravdess", split="test"))  # held-out actors: every one passes
+    check_not_trained_on("ultravox-native:continuous", load_examples("ravdess", split="train", n=10))
