@@ -96,3 +96,53 @@ def test_calibration_run_refuses_another_seed_and_takes_its_own(tmp_path: Path, 
     with pytest.raises(InputError, match="no calibration"):
         ctx.speech_calibration()
     assert ctx.seed == 2
+
+
+def test_clips_a_checkpoint_was_trained_on_are_refused_by_id(tmp_path: Path) -> None:
+    from casceq.run.leakage import write_training_ids
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    write_training_keys(folder, ["unrelated text"])
+    write_training_ids(folder, "ravdess", ["03-01-05-01-01-01-01", "03-01-05-01-01-01-02"])
+    write_training_ids(folder, "ravdess", ["03-01-05-01-01-01-02"])  # added again: one line
+    assert len((folder / "training_ids.txt").read_text().splitlines()) == 2
+    same_words = "Kids are talking by the door"
+    evaluated = [
+        Example("03-01-05-01-01-01-02", "ravdess", same_words, "angry"),
+        Example("03-01-05-01-01-01-17", "ravdess", same_words, "angry"),
+    ]
+    with pytest.raises(LeakageError, match=r"1 of the evaluated ravdess items are clips .* trained on"):
+        check_not_trained_on(f"ultravox-native:{folder}", evaluated)
+    check_not_trained_on(f"ultravox-native:{folder}", evaluated[1:])  # a held-out actor: passes
+    other = [Example("03-01-05-01-01-01-02", "meld", same_words, "anger")]  # same id, another task
+    check_not_trained_on(f"ultravox-native:{folder}", other)
+
+
+@pytest.mark.skipif(datasets_dir() is None, reason="../shared/datasets not found")
+def test_ravdess_actor_splits_are_disjoint_and_cover_the_corpus() -> None:
+    import re
+
+    from casceq.tasks import load_examples
+
+    root = datasets_dir()
+    assert root is not None
+    names = [p.stem for p in (root / "ravdess").glob("Actor_*/03-01-*")]  # speech files, counted by hand
+    by_actor = {n: int(n.split("-")[-1]) for n in names if re.fullmatch(r"(\d\d-){6}\d\d", n)}
+    train = {ex.id for ex in load_examples("ravdess", split="train")}
+    test = {ex.id for ex in load_examples("ravdess", split="test")}
+    assert train == {n for n, a in by_actor.items() if a <= 16}
+    assert test == {n for n, a in by_actor.items() if a >= 17}
+    assert not train & test and len(train) == 960 and len(test) == 480
+    assert {ex.id for ex in load_examples("ravdess")} == train | test
+
+
+@pytest.mark.skipif(datasets_dir() is None, reason="../shared/datasets not found")
+def test_shipped_acoustic_control_is_refused_on_its_training_actors_only() -> None:
+    from casceq.tasks import load_examples
+
+    spec = "ultravox-native:acoustic-control"
+    with pytest.raises(LeakageError, match="clips the speech LLM"):
+        check_not_trained_on(spec, load_examples("ravdess", split="train", n=10))
+    check_not_trained_on(spec, load_examples("ravdess", split="test"))  # held-out actors: every one passes
+    check_not_trained_on("ultravox-native:continuous", load_examples("ravdess", split="train", n=10))

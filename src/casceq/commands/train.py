@@ -5,6 +5,9 @@ are cached in ``--out``; ``--resume`` continues training from the last checkpoin
 shipped model's recipe (``casceq/data/speech_llm/train.toml``) is used. The exported model (``OUT/model``) loads
 with ``make_speech_llm("ultravox-native:OUT/model")``. The recipe is in docs/speech_llm_training.md.
 
+``casceq train acoustic-control --model CONTINUOUS --general DIR --out DIR``: the acoustic control, the
+continuous model fine-tuned on the emotion labels of RAVDESS actors 1-16 (``casceq.train.emotion``).
+
 ``casceq train evaluate --out DIR [--model SPEC] [--n N]``: the speech LLM (default the shipped one) against
 its matched cascade (Whisper base -> the default backbone) and the text ceiling on N clean items per task of
 SST-2 and AG News in two voices (a ``casceq run`` into DIR, resumable); prints accuracy with 95% Wilson
@@ -22,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``WHAT --config --out --resume --max-minutes``."""
     parser.add_argument(
         "what",
-        choices=["speech-llm", "evaluate"],
-        help="speech-llm: train one; evaluate: compare one with its matched cascade",
+        choices=["speech-llm", "acoustic-control", "evaluate"],
+        help="speech-llm: train one; acoustic-control: fine-tune a continuous one on RAVDESS training actors; "
+        "evaluate: compare one with its matched cascade",
     )
     parser.add_argument(
         "--config", help="TOML file of TrainConfig fields (default: the shipped model's recipe)"
@@ -36,8 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="ultravox-native:bundled",
-        help="evaluate: the speech LLM spec (default: the shipped model)",
+        help="evaluate: the speech LLM spec (default: the shipped model); acoustic-control: the continuous "
+        "checkpoint folder to fine-tune",
     )
+    parser.add_argument(
+        "--general",
+        help="acoustic-control: the continuous model's training folder (its frames keep the text interface)",
+    )
+    parser.add_argument("--steps", type=int, help="acoustic-control: optimiser steps (default 300)")
     parser.add_argument("--n", type=int, help="evaluate: items per task, each in 2 voices (default 60)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
     parser.add_argument(
@@ -55,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.what == "evaluate":
         return _evaluate(args)
+    if args.what == "acoustic-control":
+        return _control(args)
     cfg = load_config(args.config if args.config is not None else shipped_folder() / "train.toml")
     if args.max_minutes is not None:
         cfg = dataclasses.replace(cfg, max_minutes=args.max_minutes)
@@ -86,3 +98,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     for g in result.gaps:
         print(f"| {g.task} | {g.n} | {100 * g.gap:+.1f} points [{100 * g.low:+.1f}, {100 * g.high:+.1f}] |")
     return 1 if result.run.failed else 0
+
+
+def _control(args: argparse.Namespace) -> int:
+    """Fine-tune the acoustic control and print its model folder."""
+    import dataclasses
+
+    from casceq.stages.train import ControlStageConfig, train_control
+    from casceq.train.emotion import EmotionConfig
+
+    if args.model == "ultravox-native:bundled" or args.model.startswith("ultravox-native:"):
+        print("error: acoustic-control --model takes a continuous checkpoint folder", file=sys.stderr)
+        return 2
+    recipe = EmotionConfig() if args.steps is None else dataclasses.replace(EmotionConfig(), steps=args.steps)
+    general = Path(args.general) if args.general else None
+    config = ControlStageConfig(Path(args.model), Path(args.out), recipe, general, resume=args.resume)
+    print(train_control(config, progress=lambda m: print(m, file=sys.stderr, flush=True)).model)
+    return 0

@@ -14,7 +14,7 @@ from casceq.systems import llm as llm_registry
 from casceq.systems.compose import ComposedSystem, shot_mismatch, speech_shots
 from casceq.systems.llm.bundled import DEFAULT_BACKBONE
 from casceq.systems.speech_llm import SpeechLLMSpec, default_backbone, make_speech_llm, registered_backbone
-from casceq.systems.speech_llm.shipped import SHIPPED_NAME, shipped_folder
+from casceq.systems.speech_llm.shipped import SHIPPED, shipped_folder
 
 _SHARED: dict[str, Any] = {}
 
@@ -164,8 +164,8 @@ def native_folder(model_spec: str | None) -> Any:
     if not model_spec or not model_spec.startswith("ultravox-native:"):
         return None
     model = model_spec.partition(":")[2]
-    if model == SHIPPED_NAME:
-        return shipped_folder()
+    if model in SHIPPED:
+        return shipped_folder(model)
     return Path(model)
 
 
@@ -192,7 +192,7 @@ def _speech_backbone(model_spec: str) -> str:
     known = default_backbone(model)
     if known is None and family == "ultravox-native":
         known = recorded_backbone(model_spec)
-    if known is None and family == "ultravox-native" and model == SHIPPED_NAME:
+    if known is None and family == "ultravox-native" and model in SHIPPED:
         known = DEFAULT_BACKBONE
     if known is None:
         raise InputError(

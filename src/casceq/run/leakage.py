@@ -20,9 +20,18 @@ from typing import Any
 
 from casceq.errors import LeakageError
 from casceq.run.build import native_folder
-from casceq.systems.speech_llm.ultravox_projector import TRAINING_TEXTS_FILE
+from casceq.systems.speech_llm.ultravox_projector import TRAINING_IDS_FILE, TRAINING_TEXTS_FILE
 
-__all__ = ["TRAINING_TEXTS_FILE", "check_not_trained_on", "text_key", "training_keys", "write_training_keys"]
+__all__ = [
+    "TRAINING_IDS_FILE",
+    "TRAINING_TEXTS_FILE",
+    "check_not_trained_on",
+    "text_key",
+    "training_ids",
+    "training_keys",
+    "write_training_ids",
+    "write_training_keys",
+]
 KEY_HEX = 12
 """Hex digits of a text key: 48 bits, so a chance collision among ~10^4 x 10^4 pairs has odds ~10^-7."""
 
@@ -39,6 +48,21 @@ def write_training_keys(folder: str | Path, texts: Sequence[str]) -> Path:
     keys = sorted({text_key(t) for t in texts if t.strip()})
     path.write_text("".join(k + "\n" for k in keys), encoding="utf-8")
     return path
+
+
+def write_training_ids(folder: str | Path, task: str, ids: Sequence[str]) -> Path:
+    """Add ``task:id`` lines for ``ids`` to ``folder/training_ids.txt`` (sorted, unique); returns the path."""
+    path = Path(folder) / TRAINING_IDS_FILE
+    old = set(path.read_text(encoding="utf-8").split()) if path.is_file() else set()
+    keys = sorted(old | {f"{task}:{i}" for i in ids})
+    path.write_text("".join(k + "\n" for k in keys), encoding="utf-8")
+    return path
+
+
+def training_ids(folder: str | Path) -> frozenset[str]:
+    """The ``task:id`` keys shipped beside a checkpoint (empty when it ships none)."""
+    path = Path(folder) / TRAINING_IDS_FILE
+    return _keys(str(path), path.stat().st_mtime_ns) if path.is_file() else frozenset()
 
 
 @lru_cache(maxsize=8)
@@ -66,6 +90,14 @@ def check_not_trained_on(model_spec: str | None, examples: Sequence[Any]) -> Non
     folder = native_folder(model_spec)
     if folder is None or not examples:
         return
+    ids = training_ids(folder)
+    clips = sorted({ex.id.split("@")[0] for ex in examples if f"{ex.task}:{ex.id.split('@')[0]}" in ids})
+    if clips:
+        raise LeakageError(
+            f"{len(clips)} of the evaluated {examples[0].task} items are clips the speech LLM {model_spec} was "
+            f'trained on (e.g. {clips[:3]}): evaluate held-out ones (ravdess: split = "test")',
+            path=str(folder),
+        )
     keys = training_keys(folder)
     if keys is None:
         warnings.warn(

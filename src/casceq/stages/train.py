@@ -15,6 +15,7 @@ from pathlib import Path
 from casceq.stages.run import RunConfig, RunResult, run
 from casceq.train import pipeline
 from casceq.train.config import TrainConfig
+from casceq.train.emotion import EmotionConfig, train_acoustic_control
 from casceq.train.evaluate import (
     EVAL_COMMENT,
     AccuracyGap,
@@ -110,4 +111,32 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         result,
         tuple(accuracy_table([config.out])),
         tuple(accuracy_gaps([config.out], "Speech-LLM", "Cascade-S")),
+    )
+
+
+@dataclass(frozen=True)
+class ControlStageConfig:
+    """The acoustic control: fine-tune the continuous checkpoint ``model`` on RAVDESS training actors.
+
+    ``general`` is the continuous model's training folder (its cached frames feed the imitation term).
+    """
+
+    model: Path
+    out: Path
+    recipe: EmotionConfig = field(default_factory=EmotionConfig)
+    general: Path | None = None
+    resume: bool = False
+
+
+def train_control(config: ControlStageConfig, progress: Callable[[str], None] = print) -> TrainResult:
+    """Fine-tune and export the acoustic control into ``config.out/model``."""
+    return TrainResult(
+        train_acoustic_control(
+            config.model,
+            config.out,
+            config.recipe,
+            general=config.general,
+            resume=config.resume,
+            progress=progress,
+        )
     )

@@ -165,5 +165,5 @@ LOCAL: dict[str, tuple[Any, str, tuple[str, ...] | None]] = {
     "triviaqa": (load_triviaqa, "sm_sub", None),
     "meld": (load_meld, "test", ("test", "dev", "train")),
     "mustard": (load_mustard, "all", ("all",)),
-    "ravdess": (load_ravdess, "all", ("all",)),
+    "ravdess": (load_ravdess, "all", ("all", "train", "test")),
 }

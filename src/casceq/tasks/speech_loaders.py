@@ -136,11 +136,25 @@ def _mustard_ok(item: Any) -> bool:
 RAVDESS_STATEMENTS = {1: "Kids are talking by the door", 2: "Dogs are sitting by the door"}
 
 
+ACTOR_SPLITS: dict[str, tuple[int, ...]] = {
+    "all": tuple(range(1, 25)),
+    "train": tuple(range(1, 17)),
+    "test": tuple(range(17, 25)),
+}
+"""casceq's actor-disjoint RAVDESS split (the corpus has none): actors 1-16 (8 male, 8 female) may be trained
+on (the acoustic control, ``casceq.train.emotion``), 17-24 (4 and 4) are held out for evaluation."""
+
+
 def load_ravdess(folder: Path, split: str = "all") -> list[Example]:
     """RAVDESS speech ``Actor_XX/03-01-EE-II-SS-RR-AA.flac|wav``; song files (vocal channel 02) are skipped.
 
     Labels come from the file name fields (emotion, intensity, statement, repetition, actor; odd actor = male).
+    ``split`` picks actors (``ACTOR_SPLITS``); an actor folder outside 1-24 belongs to ``"all"`` only.
     """
+    if split not in ACTOR_SPLITS:
+        raise InputError(
+            f"ravdess: split must be one of {sorted(ACTOR_SPLITS)}, not {split!r}", path=str(folder)
+        )
     actors = sorted(p for p in folder.glob("Actor_*") if p.is_dir())
     if not actors:
         raise InputError("ravdess: expected Actor_01 ... Actor_24 folders", path=str(folder))
@@ -157,6 +171,8 @@ def load_ravdess(folder: Path, split: str = "all") -> list[Example]:
             _modality, channel, emotion, intensity, statement, repetition, actor = map(int, fields)
             if channel == 2:
                 continue  # song, not speech
+            if split != "all" and actor not in ACTOR_SPLITS[split]:
+                continue
             if not (1 <= emotion <= 8 and intensity in (1, 2) and statement in (1, 2) and 1 <= actor <= 99):
                 raise InputError("RAVDESS name fields out of range", path=str(path))
             out.append(

@@ -1,7 +1,7 @@
-"""Checkpoint, resume and per-step logging of the two alignment stages.
+"""Checkpoint, resume and per-step logging of the projector stages that need no backbone pass.
 
-The embedding-CTC stage (``align``) and the CTC-head stage (``ctc``) drive their optimiser steps through these,
-so neither imports the other for them.
+The embedding-CTC stage (``align``), the CTC-head stage (``ctc``) and the imitation stage (``continuous``) drive
+their optimiser steps through these, so none imports another for them.
 """
 
 from __future__ import annotations
@@ -14,19 +14,21 @@ STATE_FILE = "align_state.pt"
 LOG_FILE = "align_log.jsonl"
 
 
-def start_state(projector: Any, optim: Any, out: Path, resume: bool) -> int:
-    """Load ``out/align_state.pt`` into projector and optimiser when resuming (log cut to match); return its step.
+def start_state(
+    projector: Any, optim: Any, out: Path, resume: bool, *, state: str = STATE_FILE, log: str = LOG_FILE
+) -> int:
+    """Load ``out/<state>`` into projector and optimiser when resuming (log cut to match); return its step.
 
     Without ``resume`` (or with no state yet) the log is started afresh and the step is 0.
     """
     import torch
 
-    state_path, log_path = out / STATE_FILE, out / LOG_FILE
+    state_path, log_path = out / state, out / log
     if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=True)
-        projector.load_state_dict(state["projector"])
-        optim.load_state_dict(state["optim"])
-        step = int(state["step"])
+        saved = torch.load(state_path, weights_only=True)
+        projector.load_state_dict(saved["projector"])
+        optim.load_state_dict(saved["optim"])
+        step = int(saved["step"])
         if log_path.exists():
             keep = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] < step]
             log_path.write_text("".join(ln + "\n" for ln in keep))
@@ -37,7 +39,17 @@ def start_state(projector: Any, optim: Any, out: Path, resume: bool) -> int:
 
 
 def finish_step(
-    projector: Any, optim: Any, loss: Any, step: int, row: dict[str, float], total: int, every: int, out: Path
+    projector: Any,
+    optim: Any,
+    loss: Any,
+    step: int,
+    row: dict[str, float],
+    total: int,
+    every: int,
+    out: Path,
+    *,
+    state: str = STATE_FILE,
+    log: str = LOG_FILE,
 ) -> int:
     """Backward, clip at 1, step; log ``row`` as step ``step``; checkpoint every ``every`` steps and at ``total``.
 
@@ -49,11 +61,11 @@ def finish_step(
     loss.backward()
     torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
     optim.step()
-    with (out / LOG_FILE).open("a") as f:
+    with (out / log).open("a") as f:
         f.write(json.dumps({"step": step, **row}) + "\n")
     step += 1
     if step % every == 0 or step == total:
-        save_state(projector, optim, step, out / STATE_FILE)
+        save_state(projector, optim, step, out / state)
     return step
 
 

@@ -79,6 +79,11 @@ class TrainConfig:
         ctc_time_masks: Time masks per clip in ``"ctc"`` head training (``casceq.train.ctc``).
         ctc_mask_frames: Longest time mask, in encoder frames (20 ms each).
         ctc_dropout: Dropout on the encoder frames in ``"ctc"`` head training.
+        imitate: A ``"ctc"``-head checkpoint (folder, or ``"bundled"`` for the shipped one) that an ``"embed"``
+            projector learns to reproduce before any backbone pass (``casceq.train.continuous``); "" = off.
+        imitate_target: Per-group target of the imitation: ``"groups"`` or ``"nonblank"`` (module doc).
+        imitate_steps: Optimiser steps of the imitation stage.
+        imitate_lr: Peak learning rate of the imitation stage (AdamW, warm-up, cosine down to 10%).
         seed: Seeds the projector initialisation, the text choice, voices, babble and the batches.
         eval_seeds: Evaluation seeds whose subsets are excluded from the training text.
         eval_n: Largest evaluation subset size excluded per seed.
@@ -136,6 +141,10 @@ class TrainConfig:
     ctc_time_masks: int = 0
     ctc_mask_frames: int = 10
     ctc_dropout: float = 0.0
+    imitate: str = ""
+    imitate_target: str = "groups"
+    imitate_steps: int = 0
+    imitate_lr: float = 1e-3
     seed: int = 0
     eval_seeds: tuple[int, ...] = (0, 1, 2)
     eval_n: int = 200
@@ -166,7 +175,14 @@ class TrainConfig:
             raise InputError(f"ctc_dropout must lie in [0, 1), not {self.ctc_dropout}")
         if self.head not in ("embed", "ctc"):
             raise InputError(f"head must be 'embed' or 'ctc', not {self.head!r}")
-        if self.steps == 0 and self.head != "ctc":
+        if self.imitate and (self.head != "embed" or self.imitate_steps < 1 or self.align_steps != 0):
+            raise InputError(
+                "imitation trains an 'embed' head in place of the alignment stage: give head = 'embed', "
+                "imitate_steps >= 1 and align_steps = 0"
+            )
+        if self.imitate_target not in ("groups", "nonblank"):
+            raise InputError(f"imitate_target must be 'groups' or 'nonblank', not {self.imitate_target!r}")
+        if self.steps == 0 and self.head != "ctc" and not self.imitate:
             raise InputError(
                 "steps = 0 leaves an 'embed' projector untrained beyond alignment; give steps >= 1"
             )

@@ -6,6 +6,7 @@ Stages (each resumable; timings are written to ``out/timings.json``):
 1. ``speech``: synthesise the training texts (``casceq.train.data``), one voice each.
 2. ``frames``: babble-mix and run the frozen encoder once per clip (``out/frames``, ``out/clips.json``).
 3. ``teacher``: the text backbone's calibrated label distributions (``out/teacher.npz``).
+3b. ``imitate``: an ``"embed"`` projector taught by a CTC head (``casceq.train.continuous``; no backbone pass).
 4. ``align``: embedding-CTC pre-alignment of the projector (``casceq.train.align``; no backbone pass).
 5. ``train``: distillation through the frozen backbone (``out/checkpoint``, ``out/log.jsonl``).
 6. ``export``: the checkpoint the toolkit loads (``out/model``: fp16 projector, config, fingerprints).
@@ -25,12 +26,20 @@ from casceq.run.leakage import write_training_keys
 from casceq.systems.asr.hf_whisper import resolve_hf_whisper
 from casceq.systems.llm import make_llm
 from casceq.systems.llm.bundled import resolve_llm
+from casceq.systems.speech_llm.shipped import SHIPPED, shipped_folder
 from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
-from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, WEIGHTS_FILE
+from casceq.systems.speech_llm.ultravox_projector import (
+    CONFIG_FILE,
+    TRAINING_TEXTS_FILE,
+    WEIGHTS_FILE,
+    load_projector,
+    weights_fingerprint,
+)
 from casceq.tasks import load_examples
 from casceq.train import data
 from casceq.train.align import run_align
 from casceq.train.config import TrainConfig, use_bf16
+from casceq.train.continuous import run_imitate
 from casceq.train.ctc import ctc_vocab, spoken_targets
 from casceq.train.distill import teacher_targets
 from casceq.train.evaluate import plot_losses
@@ -120,6 +129,8 @@ def train_speech_llm(
     if cfg.head == "ctc":
         texts = spoken_targets([c.id for c in clips], texts)  # a CTC head transcribes what was said
         backend.use_ctc_head(ctc_vocab(backend.tokenizer, texts, cfg.ctc_min_count)[0], seed=cfg.seed)
+    if cfg.imitate:
+        return _train_continuous(cfg, out, backend, clips, texts, resume, timed, progress)
     if cfg.head == "ctc" and cfg.steps == 0:
         return _train_ctc_only(cfg, out, backend, clips, texts, resume, timed, progress)
     if cfg.prompt == "matched":
@@ -244,3 +255,59 @@ def _train_matched(
     )
     timed("train", t0)
     return _finish(backend, cfg, out, result, len(clips), progress)
+
+
+def load_teacher(cfg: TrainConfig, backend: Any) -> Any:
+    """The ``"ctc"``-head projector named by ``cfg.imitate``, checked against ``backend``'s encoder and backbone."""
+    folder = shipped_folder(cfg.imitate) if cfg.imitate in SHIPPED else Path(cfg.imitate)
+    teacher, pcfg = load_projector(
+        folder,
+        encoder_hash=weights_fingerprint(backend.encoder),
+        backbone_hash=weights_fingerprint(backend.model),
+    )
+    if pcfg.head != "ctc":
+        raise ValueError(f"imitate names a {pcfg.head!r} projector ({folder}); it must be a 'ctc' head")
+    teacher = teacher.float()
+    teacher.attach_table(backend.model.get_input_embeddings()(teacher.vocab_ids).float())
+    return teacher
+
+
+def _add_teacher_keys(cfg: TrainConfig, model: Path) -> None:
+    """Add the teacher's training-text keys to the student's: what the teacher learnt from, the student imitates."""
+    source = (
+        shipped_folder(cfg.imitate) if cfg.imitate in SHIPPED else Path(cfg.imitate)
+    ) / TRAINING_TEXTS_FILE
+    mine = model / TRAINING_TEXTS_FILE
+    if source.is_file():
+        keys = set(source.read_text().split()) | (set(mine.read_text().split()) if mine.is_file() else set())
+        mine.write_text("".join(k + "\n" for k in sorted(keys)))
+
+
+def _train_continuous(
+    cfg: TrainConfig,
+    out: Path,
+    backend: Any,
+    clips: list[Any],
+    spoken: list[str],
+    resume: bool,
+    timed: Callable[[str, float], None],
+    progress: Callable[[str], None],
+) -> Path:
+    """Imitation of a CTC head by the ``"embed"`` projector, then (``steps > 0``) the matched distillation."""
+    import numpy as np
+    import torch
+
+    teacher = load_teacher(cfg, backend)
+    _add_teacher_keys(cfg, out / "model")
+    frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
+    t0 = time.perf_counter()
+    steps = 0
+    if not (out / "checkpoint").exists():  # once distillation has started, its checkpoint holds the projector
+        steps = run_imitate(backend.projector, teacher, frames, cfg, out, resume=resume, progress=progress)
+    timed("imitate", t0)
+    del frames
+    if cfg.steps > 0:
+        return _train_matched(cfg, out, backend, clips, spoken, resume, timed, progress)
+    return _finish(
+        backend, cfg, out, TrainResult(steps, time.perf_counter() - t0, False), len(clips), progress
+    )

@@ -192,13 +192,13 @@ def _ultravox_remote(spec: SpeechLLMSpec) -> SpeechLLMBackend:
 
 
 def _ultravox_native(spec: SpeechLLMSpec) -> SpeechLLMBackend:
-    """A checkpoint folder, or ``"bundled"``: the trained checkpoint shipped as package data."""
-    from casceq.systems.speech_llm.shipped import SHIPPED_NAME, load_shipped  # registry: lazy
+    """A checkpoint folder, or a shipped name (``"bundled"``, ``"continuous"``, ...): package data."""
+    from casceq.systems.speech_llm.shipped import SHIPPED, load_shipped, shipped_folder  # registry: lazy
     from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend  # registry: lazy
 
     dtype, device = resolve_dtype_device(spec.dtype, spec.device)
-    if spec.model == SHIPPED_NAME:
-        return load_shipped(dtype=dtype, device=device, **spec.options)
+    if spec.model in SHIPPED:
+        return load_shipped(shipped_folder(spec.model), dtype=dtype, device=device, **spec.options)
     backend = UltravoxNativeBackend.from_checkpoint(spec.model, dtype=dtype, device=device, **spec.options)
     if spec.backbone:
         backend.backbone = spec.backbone

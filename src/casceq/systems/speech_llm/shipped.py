@@ -1,6 +1,9 @@
-"""The trained speech LLM that ships with the package: ``make_speech_llm("ultravox-native:bundled")``.
+"""The trained speech LLMs that ship with the package: ``make_speech_llm("ultravox-native:<name>")``.
 
-``casceq/data/speech_llm/`` holds the float16 projector (``projector.safetensors``) and its record
+``SHIPPED`` names them: ``bundled`` (the CTC-interface model: text is its interface by construction),
+``continuous`` (an Ultravox projector emitting one continuous vector per 4 encoder frames) and
+``acoustic-control`` (the continuous model fine-tuned on the emotion labels of RAVDESS training actors: a subject
+known to use the voice). Each package-data folder holds the float16 projector (``projector.safetensors``) and its record
 (``projector.json``: projector shape, the Ultravox config with the *bundled names* of its encoder and backbone,
 their weight fingerprints and the training record). The encoder and backbone are resolved from the weight
 packages (``casceq.systems.asr.bundled``, ``casceq.systems.llm.bundled``) and checked against the fingerprints.
@@ -19,12 +22,20 @@ from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend
 from casceq.systems.speech_llm.ultravox_projector import read_checkpoint_record
 
 SHIPPED_NAME = "bundled"
-"""The model part of the spec string: ``"ultravox-native:bundled"``."""
+"""The model part of the default spec string: ``"ultravox-native:bundled"``."""
+SHIPPED: dict[str, str] = {
+    SHIPPED_NAME: "speech_llm",
+    "continuous": "speech_llm_continuous",
+    "acoustic-control": "speech_llm_acoustic",
+}
+"""Shipped model name -> its folder under ``casceq/data``."""
 
 
-def shipped_folder() -> Path:
-    """The package-data folder of the shipped checkpoint."""
-    return Path(str(files("casceq") / "data" / "speech_llm"))
+def shipped_folder(name: str = SHIPPED_NAME) -> Path:
+    """The package-data folder of the shipped checkpoint ``name`` (a key of ``SHIPPED``)."""
+    if name not in SHIPPED:
+        raise InputError(f"no shipped speech LLM {name!r}; shipped: {', '.join(SHIPPED)}")
+    return Path(str(files("casceq") / "data" / SHIPPED[name]))
 
 
 def load_shipped(

@@ -37,6 +37,8 @@ CONFIG_FILE = "projector.json"
 WEIGHTS_FILE = "projector.safetensors"
 TRAINING_TEXTS_FILE = "training_texts.txt"
 """Keys of the projector's training texts beside its weights (``casceq.run.leakage`` checks runs against them)."""
+TRAINING_IDS_FILE = "training_ids.txt"
+"""``task:example id`` of natural-speech clips a projector was trained on (their words say nothing: RAVDESS)."""
 FINGERPRINT_SAMPLES = 4096
 """Values sampled (evenly strided) from each tensor for the fingerprint: enough to see any fine-tune."""
 
