@@ -107,7 +107,7 @@ def _control(args: argparse.Namespace) -> int:
     from casceq.stages.train import ControlStageConfig, train_control
     from casceq.train.emotion import EmotionConfig
 
-    if args.model == "ultravox-native:bundled" or args.model.startswith("ultravox-native:"):
+    if args.model.startswith("ultravox-native:"):  # the default spec, or any spec: a folder is needed
         print("error: acoustic-control --model takes a continuous checkpoint folder", file=sys.stderr)
         return 2
     recipe = EmotionConfig() if args.steps is None else dataclasses.replace(EmotionConfig(), steps=args.steps)
