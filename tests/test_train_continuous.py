@@ -239,3 +239,12 @@ def test_shipped_names_resolve_to_their_own_folders() -> None:
     assert native_folder("ultravox-native:bundled") == shipped_folder()
     with pytest.raises(InputError, match="no shipped speech LLM"):
         shipped_folder("nope")
+
+
+def test_warm_cosine_warms_up_then_decays_to_a_tenth() -> None:
+    from casceq.train.checkpoint import warm_cosine
+
+    assert warm_cosine(0, 1000, 100) == pytest.approx(0.01 * 1.0)  # first warm-up step, cosine still 1
+    assert warm_cosine(99, 1000, 100) == pytest.approx(0.1 + 0.45 * (1 + np.cos(np.pi * 99 / 999)))
+    assert warm_cosine(999, 1000, 100) == pytest.approx(0.1)  # the last step reaches 10% of the peak
+    assert warm_cosine(0, 1, 0) == pytest.approx(1.0)  # no warm-up, one step: the peak

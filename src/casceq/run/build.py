@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
 from casceq.errors import InputError
@@ -14,7 +14,7 @@ from casceq.systems import llm as llm_registry
 from casceq.systems.compose import ComposedSystem, shot_mismatch, speech_shots
 from casceq.systems.llm.bundled import DEFAULT_BACKBONE
 from casceq.systems.speech_llm import SpeechLLMSpec, default_backbone, make_speech_llm, registered_backbone
-from casceq.systems.speech_llm.shipped import SHIPPED, shipped_folder
+from casceq.systems.speech_llm.shipped import SHIPPED, checkpoint_folder
 
 _SHARED: dict[str, Any] = {}
 
@@ -163,10 +163,7 @@ def native_folder(model_spec: str | None) -> Any:
     """The checkpoint folder of a native Ultravox model spec (a ``Path``), or None for other systems."""
     if not model_spec or not model_spec.startswith("ultravox-native:"):
         return None
-    model = model_spec.partition(":")[2]
-    if model in SHIPPED:
-        return shipped_folder(model)
-    return Path(model)
+    return checkpoint_folder(model_spec.partition(":")[2])
 
 
 def projector_digest(model_spec: str | None) -> str | None:

@@ -7,11 +7,18 @@ their optimiser steps through these, so none imports another for them.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 STATE_FILE = "align_state.pt"
 LOG_FILE = "align_log.jsonl"
+
+
+def warm_cosine(step: int, total: int, warmup: int) -> float:
+    """Learning-rate factor of a step: linear warm-up over ``warmup`` steps times a cosine from 1 to 0.1 at ``total``."""
+    warm = min(1.0, (step + 1) / max(1, warmup))
+    return warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, total - 1))))
 
 
 def start_state(

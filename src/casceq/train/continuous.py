@@ -26,7 +26,6 @@ distillation through the backbone (``casceq.train.matched_loop``) can follow at 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import InputError
-from casceq.train.checkpoint import finish_step, start_state
+from casceq.train.checkpoint import finish_step, start_state, warm_cosine
 from casceq.train.config import TrainConfig
 from casceq.train.ctc import augment, batch_of
 
@@ -164,10 +163,8 @@ def run_imitate(
         clean = [frames[i] for i in picks]
         noisy = [augment(frames[i].float(), step, r, cfg) for r, i in enumerate(picks)]
         loss = imitation_loss(student, teacher, noisy, clean, cfg.imitate_target)
-        frac = step / max(1, cfg.imitate_steps - 1)
-        warm = min(1.0, (step + 1) / max(1, cfg.warmup))
         for group in optim.param_groups:
-            group["lr"] = cfg.imitate_lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+            group["lr"] = cfg.imitate_lr * warm_cosine(step, cfg.imitate_steps, cfg.warmup)
         row = {"imitate": loss.item()}
         step = finish_step(
             student,

@@ -19,7 +19,6 @@ so the projector keeps the text interface it had. The checkpoint records the tra
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,8 +33,8 @@ from casceq.systems.compose import AUDIO_SLOT
 from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, encoder_frames
 from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, read_checkpoint_record
 from casceq.tasks import get_task, load_examples
-from casceq.train.checkpoint import finish_step, start_state
-from casceq.train.config import TrainConfig
+from casceq.train.checkpoint import finish_step, start_state, warm_cosine
+from casceq.train.config import config_from_dict
 from casceq.train.continuous import imitation_loss
 from casceq.train.data import read_index
 from casceq.train.matched import logits_of, prefix_cache, run_rows
@@ -148,10 +147,8 @@ def run_emotion(
             imit = imitation_loss(projector, teacher, chosen, chosen, imitate_target)
             loss = loss + cfg.imitate_weight * imit
             row["imitate"] = imit.item()
-        frac = step / max(1, cfg.steps - 1)
-        warm = min(1.0, (step + 1) / max(1, cfg.warmup))
         for group in optim.param_groups:
-            group["lr"] = cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+            group["lr"] = cfg.lr * warm_cosine(step, cfg.steps, cfg.warmup)
         step = finish_step(
             projector,
             optim,
@@ -216,7 +213,7 @@ def train_acoustic_control(
     import torch
 
     record = read_checkpoint_record(model)
-    train_cfg = TrainConfig(**_config_fields(record))
+    train_cfg = config_from_dict((record.get("training") or {}).get("config") or {}, where=str(model))
     if not train_cfg.imitate:
         raise InputError(
             "the acoustic control starts from a continuous (imitation-trained) checkpoint", path=str(model)
@@ -246,10 +243,3 @@ def train_acoustic_control(
         shutil.copyfile(Path(model) / TRAINING_TEXTS_FILE, folder / TRAINING_TEXTS_FILE)
     write_training_ids(folder, "ravdess", [i for _, _, i in clips])
     return folder
-
-
-def _config_fields(record: dict[str, Any]) -> dict[str, Any]:
-    """The ``TrainConfig`` fields recorded in a checkpoint's training record (tuples restored from JSON lists)."""
-    saved = (record.get("training") or {}).get("config") or {}
-    names = TrainConfig.__dataclass_fields__
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k in names}

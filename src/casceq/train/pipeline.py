@@ -22,11 +22,11 @@ from typing import Any
 
 from casceq.audio.textnorm import spoken_text
 from casceq.errors import MissingDependency
-from casceq.run.leakage import write_training_keys
+from casceq.run.leakage import training_keys, write_training_keys
 from casceq.systems.asr.hf_whisper import resolve_hf_whisper
 from casceq.systems.llm import make_llm
 from casceq.systems.llm.bundled import resolve_llm
-from casceq.systems.speech_llm.shipped import SHIPPED, shipped_folder
+from casceq.systems.speech_llm.shipped import checkpoint_folder
 from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
 from casceq.systems.speech_llm.ultravox_projector import (
     CONFIG_FILE,
@@ -232,6 +232,7 @@ def _train_matched(
     resume: bool,
     timed: Callable[[str, float], None],
     progress: Callable[[str], None],
+    frames: list[Any] | None = None,
 ) -> Path:
     """Teacher, optional pre-alignment, training and export of the matched-prompt recipe.
 
@@ -244,7 +245,8 @@ def _train_matched(
     t0 = time.perf_counter()
     targets = task_targets(cfg, backend, [c.text for c in clips], out, progress)
     timed("teacher", t0)
-    frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
+    if frames is None:
+        frames = [torch.from_numpy(np.load(c.frames)) for c in clips]
     t0 = time.perf_counter()
     if not (out / "checkpoint").exists():
         run_align(backend, frames, spoken, cfg, out, resume=resume, progress=progress)
@@ -259,7 +261,7 @@ def _train_matched(
 
 def load_teacher(cfg: TrainConfig, backend: Any) -> Any:
     """The ``"ctc"``-head projector named by ``cfg.imitate``, checked against ``backend``'s encoder and backbone."""
-    folder = shipped_folder(cfg.imitate) if cfg.imitate in SHIPPED else Path(cfg.imitate)
+    folder = checkpoint_folder(cfg.imitate)
     teacher, pcfg = load_projector(
         folder,
         encoder_hash=weights_fingerprint(backend.encoder),
@@ -274,13 +276,10 @@ def load_teacher(cfg: TrainConfig, backend: Any) -> Any:
 
 def _add_teacher_keys(cfg: TrainConfig, model: Path) -> None:
     """Add the teacher's training-text keys to the student's: what the teacher learnt from, the student imitates."""
-    source = (
-        shipped_folder(cfg.imitate) if cfg.imitate in SHIPPED else Path(cfg.imitate)
-    ) / TRAINING_TEXTS_FILE
-    mine = model / TRAINING_TEXTS_FILE
-    if source.is_file():
-        keys = set(source.read_text().split()) | (set(mine.read_text().split()) if mine.is_file() else set())
-        mine.write_text("".join(k + "\n" for k in sorted(keys)))
+    theirs = training_keys(checkpoint_folder(cfg.imitate))
+    if theirs:
+        keys = theirs | (training_keys(model) or frozenset())
+        (model / TRAINING_TEXTS_FILE).write_text("".join(k + "\n" for k in sorted(keys)))
 
 
 def _train_continuous(
@@ -305,9 +304,8 @@ def _train_continuous(
     if not (out / "checkpoint").exists():  # once distillation has started, its checkpoint holds the projector
         steps = run_imitate(backend.projector, teacher, frames, cfg, out, resume=resume, progress=progress)
     timed("imitate", t0)
-    del frames
     if cfg.steps > 0:
-        return _train_matched(cfg, out, backend, clips, spoken, resume, timed, progress)
+        return _train_matched(cfg, out, backend, clips, spoken, resume, timed, progress, frames)
     return _finish(
         backend, cfg, out, TrainResult(steps, time.perf_counter() - t0, False), len(clips), progress
     )

@@ -38,6 +38,11 @@ def shipped_folder(name: str = SHIPPED_NAME) -> Path:
     return Path(str(files("casceq") / "data" / SHIPPED[name]))
 
 
+def checkpoint_folder(model: str) -> Path:
+    """The folder of a native checkpoint named by a shipped name (``SHIPPED``) or by its path."""
+    return shipped_folder(model) if model in SHIPPED else Path(model)
+
+
 def load_shipped(
     folder: str | Path | None = None, *, dtype: str = "float32", device: str = "cpu", **options: Any
 ) -> UltravoxNativeBackend:
