@@ -1,6 +1,6 @@
 """Experiment configs built in code: the same config, config.json and hash as the TOML the code wrote before.
 
-``tests/data/configs/*.toml`` are the TOML texts ``demo_config_toml()``, ``experiment_toml(default_plan())`` and
+``tests/data/configs/*.toml`` are the TOML texts ``demo_config_toml()``, ``experiment_toml(default_plan(subjects=()))`` and
 ``eval_config_toml()`` returned before the configs were built as objects; the hashes below are those the old
 code's configs had. A run folder started by the old code (its ``config.json``) must resume with the new config.
 """
@@ -28,8 +28,8 @@ CASES = {
         "17fb6db2f2f1425b962e44a5955bbe22c2ea436a370f7376eb4b5e0274c0be11",
     ),
     "reproduce.toml": (
-        lambda: experiment_config(default_plan()),
-        lambda: experiment_toml(default_plan()),
+        lambda: experiment_config(default_plan(subjects=())),
+        lambda: experiment_toml(default_plan(subjects=())),
         "5a4cdcc1338259dc5196565a1af3e49556c14332e57ae67fd24a6b96ad683c72",
     ),
     "evaluate.toml": (
@@ -56,7 +56,7 @@ def test_config_built_in_code_is_the_old_toml_config(name: str) -> None:
 
 
 def test_reproduce_toml_is_byte_identical() -> None:
-    assert experiment_toml(default_plan()) == (OLD / "reproduce.toml").read_text()
+    assert experiment_toml(default_plan(subjects=())) == (OLD / "reproduce.toml").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

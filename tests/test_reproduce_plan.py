@@ -41,8 +41,11 @@ def test_default_toml_has_the_systems_tasks_conditions_and_sizes(tmp_path: Path)
         "Cascade-W": ("cascade", "faster-whisper:tiny.en", DEFAULT_BACKBONE, None),
         "Cascade-M": ("cascade", "faster-whisper:base", "smollm2-135m-instruct", None),
         "Speech-LLM": ("speech_llm", None, None, "ultravox-native:bundled"),
+        "Speech-LLM-C": ("speech_llm", None, None, "ultravox-native:continuous"),
+        "Speech-LLM-A": ("speech_llm", None, None, "ultravox-native:acoustic-control"),
         "Text": ("text", None, DEFAULT_BACKBONE, None),
     }
+    assert {t.name: t.split for t in cfg.tasks}["ravdess"] == "test"  # no subject's training actors
     assert {t.name: t.n for t in cfg.tasks} == {
         "ag_news": DEFAULT_N,
         "sst2": DEFAULT_N,
@@ -113,7 +116,7 @@ def test_estimate_against_a_measured_timings_json() -> None:
     assert est["total"] * 60 == pytest.approx(behaviour + mech + 5.0, rel=1e-9)  # + the report stage: 71 min
     # ... and scale linearly with the clips: twice the items per text task, by hand
     text_share = sum(plan.clips(t) * costs.per_clip[t] for t in ("ag_news", "sst2", "csqa")) * 5
-    double = default_plan(40, 40, voices=list(plan.voices))
+    double = default_plan(40, 40, voices=list(plan.voices), subjects=())  # the measured plan: one subject
     assert estimate_minutes(double, costs)["behavioural"] * 60 == pytest.approx(
         behaviour + text_share, rel=1e-9
     )
@@ -133,7 +136,7 @@ def test_power_table_uses_the_measured_costs_and_the_power_functions() -> None:
     # (b): directional at 0.025 one-sided, 80% power: n = ((1.959964 + 0.841621) sd / 0.10)^2, by hand
     sd = PLANNING_SD["b"][0]
     assert rows["b"].items == int(np.ceil((2.801585 * sd / REFERENCE["b"]) ** 2))
-    sized = default_plan(rows["b"].items, 40, voices=list(plan.voices))
+    sized = default_plan(rows["b"].items, 40, voices=list(plan.voices), subjects=())
     assert rows["b"].minutes == pytest.approx(estimate_minutes(sized, costs)["total"])
     # (h): equivalence by TOST at 0.05 with margin 0.10: n = ((1.644854 + 1.281552) sd / 0.10)^2
     assert rows["h"].items == int(np.ceil((2.926405 * PLANNING_SD["h"][0] / REFERENCE["h"]) ** 2))

@@ -4,7 +4,10 @@ Stages (each resumable with --resume): the behavioural run (Cascade-S, Cascade-W
 bundled speech LLM and the text ceiling on AG News, SST-2, CommonsenseQA and RAVDESS, clean and in babble at 15,
 10, 5 and 0 dB), the mechanistic suite (captures of the speech LLM and the Whisper control, probes, logit lens,
 implicit cascade, LEACE erasure; --skip-mech leaves it out), the full report, and DIR/findings.md: every claim
-with our numbers and a verdict. Only the offline plan exists for now, so --offline is required.
+with our numbers and a verdict, for each subject: the shipped CTC speech LLM (text by construction), the
+continuous-interface model (the paper's case), the acoustic control (uses the voice by construction) and Cascade-W
+as a speech-LLM stand-in (a cascade by definition), in a subjects x claims table beside the outcome expected where
+one is known. Only the offline plan exists for now, so --offline is required.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="rewrite findings.md/.json of the finished reproduction in --out from its stored results (no model runs)",
     )
     p.add_argument("--skip-mech", action="store_true", help="leave out the mechanistic suite")
+    p.add_argument(
+        "--subjects",
+        nargs="+",
+        metavar="NAME",
+        help="subjects judged (default all): ctc (always first), continuous, acoustic-control, cascade-w",
+    )
     p.add_argument("--limit-minutes", type=float, help="start no new stage after this many minutes")
     p.add_argument(
         "--dry-run", action="store_true", help="write plan and experiment.toml, print the estimate, stop"
@@ -43,7 +52,13 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from casceq.reproduce.plan import check_offline, default_plan, estimate_minutes, experiment_toml
+    from casceq.reproduce.plan import (
+        check_offline,
+        default_plan,
+        estimate_minutes,
+        experiment_toml,
+        offline_subjects,
+    )
 
     if not args.offline:
         print(
@@ -60,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
         tasks=args.tasks,
         mech=not args.skip_mech,
         mech_n=args.mech_n,
+        subjects=offline_subjects(args.subjects) if args.subjects else None,
     )
-    check_offline(plan.models)
+    check_offline(plan.models, plan.all_subjects)
     out = Path(args.out)
     if args.rejudge:
         return _rejudge(out)
@@ -101,8 +117,16 @@ def run(args: argparse.Namespace) -> int:
     )
     import json
 
-    for claim in json.loads((out / FINDINGS_JSON).read_text())["claims"]:
+    findings = json.loads((out / FINDINGS_JSON).read_text())
+    for claim in findings["claims"]:
         print(f"({claim['key']}) {claim['title']}: {claim['verdict']} — {claim['reason']}")
+    for row in findings.get("subjects", ()):
+        cells = [
+            f"({k}) {c['verdict']}"
+            + (f" [expected {c['expected']}: {c['agreement']}]" if c["expected"] else "")
+            for k, c in row["claims"].items()
+        ]
+        print(f"{row['name']}: " + "; ".join(cells))
     print(f"\nfindings: {result.findings}  report: {out / 'report' / 'report.html'}")
     return 1 if result.failed else 0
 

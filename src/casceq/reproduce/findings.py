@@ -21,8 +21,17 @@ from casceq.mech.lens import LENS_FILE
 from casceq.report.analysis import noise_points, reversals, snr_of
 from casceq.reproduce import claims_behaviour as cb
 from casceq.reproduce import claims_mech as cm
-from casceq.reproduce.plan import SPEECH_TASKS, TEXT_TASKS, Plan
-from casceq.reproduce.rules import INCONCLUSIVE, REFERENCE, Claim, CompareView, item_of
+from casceq.reproduce.mech import subject_mech_dir
+from casceq.reproduce.plan import PRIMARY, SPEECH_TASKS, TEXT_TASKS, Plan, Subject
+from casceq.reproduce.rules import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    REFERENCE,
+    REPRODUCED,
+    Claim,
+    CompareView,
+    item_of,
+)
 from casceq.stages.erase import read_erasure
 from casceq.stages.implicit import read_implicit
 from casceq.stages.lens import LENS_CONTROL_FILE, LensControl, read_lens
@@ -82,50 +91,137 @@ def judge(
     bh_family: str = "paper",
     compare_result: CompareResult | None = None,
 ) -> list[Claim]:
-    """Every claim's verdict from the reproduction folder ``out`` (stored results only: no model runs).
+    """Every claim's verdict for the plan's first subject, the run's ``Speech-LLM`` (``judge_subjects``)."""
+    return judge_subjects(out, plan, timings, bh_family, compare_result)[plan.all_subjects[0].name]
+
+
+def judge_subjects(
+    out: Path,
+    plan: Plan,
+    timings: Mapping[str, Mapping[str, Any]],
+    bh_family: str = "paper",
+    compare_result: CompareResult | None = None,
+) -> dict[str, list[Claim]]:
+    """Every claim's verdict for every subject of the plan, from the folder ``out`` (stored results only).
+
+    A one-subject plan is judged on the run's ``compare.json`` as it stands. With several subjects each is
+    judged on its own view of the predictions (``subject_predictions``: its rows named ``Speech-LLM``, the other
+    subjects' rows left out), whose statistics are recomputed with the plan's resamples and seed, so every rule
+    reads exactly the one-speech-LLM comparison it was written for. A stand-in subject (a cascade) has no
+    speech-LLM states: its mechanistic claims are ``NOT_APPLICABLE``.
 
     ``bh_family`` names the Benjamini-Hochberg family of the McNemar q-values (``casceq.reproduce.rules``).
     ``compare_result``: the statistics of ``out/run``'s predictions when a stage of this call computed them
-    (the noise claim reads their accuracies); None: computed here.
+    (one-subject plans only; the noise claim reads their accuracies); None: computed here.
     """
+    data = _read(out / "run" / "compare.json")
+    pred_file = out / "run" / "predictions.jsonl"
+    preds = read_predictions([pred_file]) if data is not None and pred_file.is_file() else []
+    subjects = plan.all_subjects
+    result: dict[str, list[Claim]] = {}
+    for subject in subjects:
+        if data is None:
+            claims = _no_behaviour(_missing("behavioural", timings, plan))
+        elif len(subjects) == 1:
+            claims = _behaviour_claims(
+                item_statistics(data, preds, plan), preds, plan, bh_family, compare_result
+            )
+        else:
+            view = subject_predictions(preds, plan, subject)
+            fresh = _compare(view, plan)
+            claims = _behaviour_claims(json.loads(fresh.to_json()), view, plan, bh_family, fresh)
+        if subject.stand_in is not None:
+            why = f"not applicable: {subject.name} is a cascade, it has no speech-LLM states to analyse"
+            claims += [Claim(k, t, "", "", NOT_APPLICABLE, why) for k, t in MECH_TITLES]
+        else:
+            suffix = "" if subject.name == subjects[0].name else f"-{subject.slug}"
+            claims += _mech_claims(subject_mech_dir(plan, out, subject), plan, timings, suffix)
+        result[subject.name] = claims
+    return result
+
+
+NOT_APPLICABLE = "not applicable"
+"""A subject-level outcome: the claim cannot be asked of this subject (a cascade's speech-LLM states)."""
+
+MECH_TITLES = (("f", "Logit lens"), ("g", "Erasure"), ("h", "Implicit cascade"))
+
+
+def _no_behaviour(why: str) -> list[Claim]:
+    titles = (
+        ("a", "Ceiling"),
+        ("b", "Backbone confound"),
+        ("c", "Error overlap"),
+        ("d", "Text-insufficient tasks"),
+        ("e", "Noise"),
+    )
+    return [Claim(key, title, "", "", INCONCLUSIVE, why) for key, title in titles]
+
+
+def _behaviour_claims(
+    data: Mapping[str, Any],
+    preds: Sequence[Any],
+    plan: Plan,
+    bh_family: str,
+    compare_result: CompareResult | None,
+) -> list[Claim]:
+    """Claims (a-e) from one-speech-LLM statistics ``data`` and the rows they were computed from."""
     text = [t for t in TEXT_TASKS if t in plan.n]
     speech = [t for t in SPEECH_TASKS if t in plan.n]
-    data = _read(out / "run" / "compare.json")
-    claims: list[Claim] = []
-    if data is None:
-        why = _missing("behavioural", timings, plan)
-        for key, title in (("a", "Ceiling"), ("b", "Backbone confound"), ("c", "Error overlap")):
-            claims.append(Claim(key, title, "", "", INCONCLUSIVE, why))
-        claims += [Claim("d", "Text-insufficient tasks", "", "", INCONCLUSIVE, why)]
-        claims += [Claim("e", "Noise", "", "", INCONCLUSIVE, why)]
-    else:
-        pred_file = out / "run" / "predictions.jsonl"
-        preds = read_predictions([pred_file]) if pred_file.is_file() else []
-        data = item_statistics(data, preds, plan)
-        cmp = CompareView(data)
-        labels, correct, items = cb.label_table(preds), cb.correctness_table(preds), cb.item_table(preds)
-        claims += [
-            cb.claim_ceiling(cmp, text, bh_family, correct or None, items),
-            cb.claim_confound(cmp, text),
-            cb.claim_overlap(cmp, text, labels or None, items),
-            cb.claim_text_insufficient(cmp, text, speech),
-            _noise(out, plan, cmp, text, compare_result),
-        ]
-    return claims + _mech_claims(out / "mech", plan, timings)
+    cmp = CompareView(data)
+    labels, correct, items = cb.label_table(preds), cb.correctness_table(preds), cb.item_table(preds)
+    return [
+        cb.claim_ceiling(cmp, text, bh_family, correct or None, items),
+        cb.claim_confound(cmp, text),
+        cb.claim_overlap(cmp, text, labels or None, items),
+        cb.claim_text_insufficient(cmp, text, speech),
+        _noise(preds, plan, cmp, text, compare_result),
+    ]
 
 
-def _mech_claims(mech: Path, plan: Plan, timings: Mapping[str, Mapping[str, Any]]) -> list[Claim]:
-    """Claims (f-h) from the lens, erasure and implicit results under ``mech`` (the stages' typed readers)."""
+def subject_predictions(preds: Sequence[Any], plan: Plan, subject: Subject) -> list[Any]:
+    """The run's rows as a one-speech-LLM run of ``subject``.
+
+    The subject's rows (a stand-in's: a copy of the system it stands in for) are named ``Speech-LLM``; every
+    other speech-LLM subject's rows are left out.
+    """
+    source = subject.stand_in or subject.name
+    speech = {s.name for s in plan.speech_subjects}
+    out = []
+    for p in preds:
+        if p.system == source:
+            out.append(dataclasses.replace(p, system=PRIMARY))
+            if subject.stand_in is None:
+                continue
+        if p.system not in speech:
+            out.append(p)
+    return out
+
+
+def _compare(view: Sequence[Any], plan: Plan) -> CompareResult:
+    """Statistics of a subject's view, items as the unit (as the run computes them)."""
+    named = [dataclasses.replace(p, item=item_of(p.example_id)) if p.item is None else p for p in view]
+    present = {p.system for p in named}
+    kinds = {s: k for s, k in SYSTEM_KINDS.items() if s in present}
+    return compare(named, n_bootstrap=plan.bootstrap, seed=plan.seed, intersect=True, kinds=kinds)
+
+
+def _mech_claims(
+    mech: Path, plan: Plan, timings: Mapping[str, Mapping[str, Any]], suffix: str = ""
+) -> list[Claim]:
+    """Claims (f-h) from the lens, erasure and implicit results under ``mech`` (the stages' typed readers).
+
+    ``suffix``: the subject's stage-name suffix (``-speech-llm-c``), for saying why a result is missing.
+    """
     lens, bad_lens = _read_typed(mech / "lens" / LENS_FILE, read_lens)
     control, bad_control = _read_typed(mech / "lens" / LENS_CONTROL_FILE, _read_control)
     erasure, bad_erasure = _read_typed(mech / "erasure" / ERASURE_FILE, read_erasure)
     implicit, bad_implicit = _read_typed(mech / "implicit" / IMPLICIT_FILE, read_implicit)
     return [
-        cm.claim_lens(lens, control, bad_lens or bad_control or _missing("lens", timings, plan)),
-        cm.claim_erasure(erasure, bad_erasure or _missing("erasure", timings, plan)),
+        cm.claim_lens(lens, control, bad_lens or bad_control or _missing(f"lens{suffix}", timings, plan)),
+        cm.claim_erasure(erasure, bad_erasure or _missing(f"erasure{suffix}", timings, plan)),
         cm.claim_implicit(
             implicit.results if implicit is not None else None,
-            bad_implicit or _missing("implicit", timings, plan),
+            bad_implicit or _missing(f"implicit{suffix}", timings, plan),
         ),
     ]
 
@@ -162,14 +258,17 @@ def item_statistics(data: Mapping[str, Any], preds: Sequence[Any], plan: Plan) -
 
 
 def _noise(
-    out: Path, plan: Plan, cmp: CompareView, text: Sequence[str], result: CompareResult | None = None
+    preds: Sequence[Any],
+    plan: Plan,
+    cmp: CompareView,
+    text: Sequence[str],
+    result: CompareResult | None = None,
 ) -> Claim:
-    """Claim (e); ``result``: the run's statistics (only their accuracies are read: any resamples, any kinds)."""
+    """Claim (e) from the rows; ``result``: their statistics (only accuracies are read: any resamples, kinds)."""
     noisy = [c for c in plan.conditions if c != "clean"]
     if not noisy:
         return cb.claim_noise(cmp, text, {})
     low = min(noisy, key=lambda c: snr_of(c) or 0.0)
-    preds = read_predictions([out / "run" / "predictions.jsonl"])
     table = cb.correctness_table(preds)
     items = cb.item_table(preds)
     drops = {
@@ -248,21 +347,126 @@ def markdown(claims: Sequence[Claim], header: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+AGREES, DISAGREES, UNDECIDED = "agrees", "disagrees", "undecided"
+"""How a verdict compares with a known answer (``agreement``)."""
+
+
+def agreement(verdict: str, expected: str) -> str:
+    """Whether a verdict matches the known answer of a subject on a claim.
+
+    Expected ``reproduced``: agrees when reproduced, disagrees when contradicted, undecided when inconclusive
+    (the n could not decide). Expected ``not reproduced``: disagrees only when the claim is judged reproduced
+    (the detector sees what is not there, the worst error); inconclusive or contradicted agree.
+    """
+    if expected == REPRODUCED:
+        return {REPRODUCED: AGREES, CONTRADICTED: DISAGREES}.get(verdict, UNDECIDED)
+    return DISAGREES if verdict == REPRODUCED else AGREES
+
+
+def subject_rows(plan: Plan, by_subject: Mapping[str, Sequence[Claim]]) -> list[dict[str, Any]]:
+    """Per subject: name, spec, interface and, per claim, verdict, powered, expected outcome and agreement."""
+    rows = []
+    for subject in plan.all_subjects:
+        cells = {}
+        for c in by_subject.get(subject.name, ()):
+            known = subject.expectation(c.key)
+            cells[c.key] = {
+                "title": c.title,
+                "verdict": c.verdict,
+                "powered": c.powered,
+                "reason": c.reason,
+                "expected": known[0] if known else None,
+                "expected_why": known[1] if known else None,
+                "agreement": agreement(c.verdict, known[0]) if known else None,
+            }
+        rows.append(
+            {
+                "name": subject.name,
+                "spec": subject.spec,
+                "stand_in": subject.stand_in,
+                "interface": subject.interface,
+                "claims": cells,
+            }
+        )
+    return rows
+
+
+def subjects_table(plan: Plan, by_subject: Mapping[str, Sequence[Claim]]) -> list[str]:
+    """The subjects x claims table: every verdict, and beside it the known answer and whether it matches."""
+    rows = subject_rows(plan, by_subject)
+    keys = [c.key for c in by_subject[plan.all_subjects[0].name]]
+    titles = {c.key: c.title for c in by_subject[plan.all_subjects[0].name]}
+    mark = {AGREES: "✓", DISAGREES: "✗", UNDECIDED: "?"}
+    lines = [
+        "## Subjects x claims",
+        "",
+        "| subject | " + " | ".join(f"({k}) {titles[k]}" for k in keys) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+    tally = {AGREES: 0, DISAGREES: 0, UNDECIDED: 0}
+    for row in rows:
+        cells = []
+        for k in keys:
+            cell = row["claims"].get(k)
+            if cell is None:
+                cells.append("–")
+                continue
+            text = cell["verdict"] + ("" if cell["powered"] is not False else " (unpowered)")
+            if cell["expected"]:
+                tally[cell["agreement"]] += 1
+                text += f"; expected {cell['expected']} {mark[cell['agreement']]}"
+            cells.append(text)
+        lines.append(f"| **{row['name']}** | " + " | ".join(cells) + " |")
+    lines += ["", "| subject | what reaches its backbone | known answers |", "|---|---|---|"]
+    for subject in plan.all_subjects:
+        known = "; ".join(f"({k}) {o}: {w}" for k, o, w in subject.expected) or "none"
+        lines.append(f"| {subject.name} | {subject.interface} | {known} |")
+    lines += [
+        "",
+        f"*Known answers*: {tally[AGREES]} agree (✓), {tally[DISAGREES]} disagree (✗), {tally[UNDECIDED]} undecided "
+        'at this n (?). An expected "reproduced" agrees only when reproduced; an expected "not reproduced" '
+        "disagrees only when the claim is judged reproduced for a subject that cannot show it (a false detection). "
+        "The per-subject sections below give every number.",
+        "",
+    ]
+    return lines
+
+
+def markdown_subjects(plan: Plan, by_subject: Mapping[str, Sequence[Claim]], header: Sequence[str]) -> str:
+    """The findings page of a several-subject plan: the subjects x claims table, then each subject's claims."""
+    lines = [*header, *subjects_table(plan, by_subject)]
+    for subject in plan.all_subjects:
+        body = markdown(by_subject[subject.name], []).split("\n")
+        lines += [f"## {subject.name}: {subject.interface}", ""]
+        lines += [("#" + line) if line.startswith("## ") else line for line in body]
+    return "\n".join(lines)
+
+
 def write_findings(
     out: Path,
     plan: Plan,
     claims: Sequence[Claim],
     meta: Mapping[str, Any],
     timings: Mapping[str, Mapping[str, Any]],
+    by_subject: Mapping[str, Sequence[Claim]] | None = None,
 ) -> Path:
-    """Write ``findings.md`` and ``findings.json`` into ``out``; returns the Markdown path."""
-    page = markdown(claims, header_lines(plan, meta, timings))
-    data = {
+    """Write ``findings.md`` and ``findings.json`` into ``out``; returns the Markdown path.
+
+    ``claims``: the first subject's; ``by_subject``: every subject's (``judge_subjects``) when the plan has
+    several, which adds the subjects x claims table and a section per subject.
+    """
+    header = header_lines(plan, meta, timings)
+    several = by_subject is not None and len(plan.all_subjects) > 1
+    page = markdown_subjects(plan, by_subject, header) if several else markdown(claims, header)  # type: ignore[arg-type]
+    data: dict[str, Any] = {
         "meta": dict(meta),
         "plan": plan.to_dict(),
         "timings": dict(timings),
         "claims": [c.to_dict() for c in claims],
     }
+    if several:
+        data["subjects"] = subject_rows(plan, by_subject)  # type: ignore[arg-type]
+        data["subject_claims"] = {k: [c.to_dict() for c in v] for k, v in by_subject.items()}  # type: ignore[union-attr]
     for name, text in ((FINDINGS_JSON, json.dumps(data, indent=1, ensure_ascii=False)), (FINDINGS_MD, page)):
         tmp = out / (name + ".tmp")
         tmp.write_text(text, encoding="utf-8")

@@ -23,7 +23,7 @@ from typing import Any
 from casceq.errors import InputError
 from casceq.mech.capture import Utterance, capture
 from casceq.mech.shards import META_FILE, PARTIAL_META_FILE, CaptureReader
-from casceq.reproduce.plan import Plan
+from casceq.reproduce.plan import Plan, Subject
 from casceq.run.build import run_settings
 from casceq.stages.context import ContextConfig, ItemsConfig, StageContext
 from casceq.stages.erase import EraseConfig, run_erase
@@ -41,6 +41,7 @@ __all__ = [
     "lens_stage",
     "plan_context",
     "probe_stage",
+    "subject_mech_dir",
 ]
 
 ERASE_CONCEPTS = ("text", "acoustic", "random")
@@ -55,14 +56,21 @@ ERASE_RANDOM_DRAWS = 5
 """Draws of the random-subspace control of the erasure stage (their spread is on the findings page)."""
 
 
-SPEECH_SYSTEM = "Speech-LLM"
 CASCADE_SYSTEM = "Cascade-S"
-"""The behavioural run's systems whose offsets (and, for Cascade-S, transcripts) the stages take."""
+"""The behavioural run's system whose offsets and transcripts the implicit stage's explicit cascade takes (the
+speech LLM's offsets are those of the subject's own system)."""
 
 
-def plan_context(plan: Plan, out: Path, run_dir: Path) -> ContextConfig:
-    """The stage context of a reproduction: the run's speech LLM (same shots), its items and decision rule."""
+def plan_context(plan: Plan, out: Path, run_dir: Path, subject: Subject | None = None) -> ContextConfig:
+    """The stage context of a reproduction: a subject's speech LLM (same shots), its items and decision rule.
+
+    ``subject``: a speech-LLM subject of the plan (default its first, the run's ``Speech-LLM``); its offsets are
+    the run's calibration of the system of that name.
+    """
     m = plan.models
+    subject = subject or plan.all_subjects[0]
+    if subject.spec is None:
+        raise InputError(f"{subject.name} is a stand-in for {subject.stand_in}: it has no states to analyse")
     items = ItemsConfig(
         voices=tuple(plan.voices[:1]),
         audio_dir=str(out / "mech" / "audio"),
@@ -70,14 +78,15 @@ def plan_context(plan: Plan, out: Path, run_dir: Path) -> ContextConfig:
         seed=plan.seed,
         per_task_audio=True,
         natural_audio=True,
+        splits=tuple(sorted(plan.splits.items())),
     )
     return ContextConfig(
-        model=m.speech_llm,
+        model=subject.spec,
         backbone=m.backbone(),
-        speech_options=run_settings(m.speech_llm, {}, plan.seed),  # the run's Speech-LLM: same shots
+        speech_options=run_settings(subject.spec, {}, plan.seed),  # the run's system: same shots
         run_dir=str(run_dir),
         run_required=False,  # made by the behavioural stage; before it exists there are no offsets
-        speech_system=SPEECH_SYSTEM,
+        speech_system=subject.name,
         items=items,
         asr=m.asr_strong,
         transcript_system=CASCADE_SYSTEM,
@@ -85,17 +94,26 @@ def plan_context(plan: Plan, out: Path, run_dir: Path) -> ContextConfig:
 
 
 class MechContext(StageContext):
-    """The shared context of the mechanistic stages of a reproduction (its plan and folders)."""
+    """The shared context of the mechanistic stages of one subject of a reproduction (its plan and folders)."""
 
-    def __init__(self, plan: Plan, out: Path, run_dir: Path) -> None:
-        """A context over ``plan``'s models and items, with the behavioural run in ``run_dir``."""
-        super().__init__(plan_context(plan, out, run_dir))
+    def __init__(self, plan: Plan, out: Path, run_dir: Path, subject: Subject | None = None) -> None:
+        """A context over ``plan``'s models and items for ``subject`` (default the first), run in ``run_dir``."""
+        super().__init__(plan_context(plan, out, run_dir, subject))
         self.plan, self.out = plan, out
+        self.subject = subject or plan.all_subjects[0]
 
     @property
     def mech_dir(self) -> Path:
-        """``DIR/mech``."""
-        return self.out / "mech"
+        """``DIR/mech`` for the first subject, ``DIR/mech-<slug>`` for the others (``subject_mech_dir``)."""
+        return subject_mech_dir(self.plan, self.out, self.subject)
+
+
+def subject_mech_dir(plan: Plan, out: Path, subject: Subject) -> Path:
+    """Where a subject's mechanistic results go.
+
+    ``DIR/mech`` for the first subject (as before subjects existed), else ``DIR/mech-<slug>``.
+    """
+    return out / "mech" if subject.name == plan.all_subjects[0].name else out / f"mech-{subject.slug}"
 
 
 def capture_stage(ctx: MechContext, model: str, task: str, out: Path) -> None:

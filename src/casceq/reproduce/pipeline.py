@@ -32,7 +32,7 @@ from typing import Any
 
 from casceq.errors import InputError
 from casceq.reproduce import mech as mc
-from casceq.reproduce.findings import FINDINGS_JSON, judge, write_findings
+from casceq.reproduce.findings import FINDINGS_JSON, judge_subjects, write_findings
 from casceq.reproduce.plan import EXPERIMENT_COMMENT, EXPERIMENT_TOML, Plan, experiment_config, plan_from_dict
 from casceq.reproduce.rules import Claim
 from casceq.stages.context import provenance as base
@@ -169,9 +169,10 @@ def run_pipeline(
         record(stage.name, "done", time.perf_counter() - t0, str(detail))
         log(f"reproduce: stage {stage.name} done in {time.perf_counter() - t0:.0f} s")
     t0 = time.perf_counter()
-    claims = judge(out, plan, timings, compare_result=shared.compare)
+    by_subject = judge_subjects(out, plan, timings, compare_result=shared.compare)
+    claims = by_subject[plan.all_subjects[0].name]
     record("findings", "done", time.perf_counter() - t0)
-    return ReproduceResult(out, timings, write_findings(out, plan, claims, meta, timings))
+    return ReproduceResult(out, timings, write_findings(out, plan, claims, meta, timings, by_subject))
 
 
 def _safe(check: Callable[[], bool]) -> bool:
@@ -192,62 +193,104 @@ def build_stages(
     shared = shared if shared is not None else Shared()
     experiment = BehaviourConfig(experiment_config(plan), run_dir, show_progress)
     stages = [Stage("behavioural", lambda: False, partial(_behavioural, experiment, shared))]
-    ctx = mc.MechContext(plan, out, run_dir)
-    caps = ctx.mech_dir / "captures"
     if plan.mech:
-        models = {"speech": plan.models.speech_llm, "whisper": plan.models.whisper_control}
-        split = {"sst2": "example", "ravdess": "actor"}
-        for task in [t for t in ("sst2", "ravdess") if t in plan.n]:
-            for short, spec in models.items():
-                folder = caps / f"{short}-{task}"
-                stages.append(
-                    Stage(
-                        f"capture-{short}-{task}",
-                        partial(mc.capture_complete, ctx, folder, task),
-                        partial(mc.capture_stage, ctx, spec, task, folder),
-                    )
-                )
-        for task in [t for t in ("sst2", "ravdess") if t in plan.n]:
-            for short in models:
-                folder, dest = caps / f"{short}-{task}", ctx.mech_dir / "probes" / f"{short}-{task}"
-                stages.append(
-                    Stage(
-                        f"probes-{short}-{task}",
-                        partial(Path.is_file, dest / "probes.json"),
-                        partial(mc.probe_stage, folder, dest, split[task], plan.seed),
-                        (f"capture-{short}-{task}",),
-                    )
-                )
-        lens, impl, erase = (ctx.mech_dir / k for k in ("lens", "implicit", "erasure"))
+        stages += _whisper_stages(plan, out, mc.MechContext(plan, out, run_dir))
         prov = {**meta, "stage": "reproduce"}
-        if "sst2" in plan.n:
-            stages.append(
-                Stage(
-                    "lens",
-                    lambda: (
-                        (lens / "mech" / "lens.json").is_file() and (lens / mc.LENS_CONTROL_FILE).is_file()
-                    ),
-                    lambda: mc.lens_stage(ctx, caps / "speech-sst2", lens),
-                    ("capture-speech-sst2",),
-                )
-            )
+        for subject in plan.speech_subjects:
+            stages += _subject_stages(mc.MechContext(plan, out, run_dir, subject), prov)
+    stages.append(Stage("report", lambda: False, partial(_report, out, shared)))
+    return stages
+
+
+MECH_TASKS = ("sst2", "ravdess")
+"""Tasks of the captures and probes."""
+SPLIT_BY = {"sst2": "example", "ravdess": "actor"}
+"""Probe train/test split unit per task (an item's clips, an actor's clips, never on both sides)."""
+
+
+def _whisper_stages(plan: Plan, out: Path, ctx: mc.MechContext) -> list[Stage]:
+    """Captures and probes of the Whisper control (one for all subjects, in ``DIR/mech``)."""
+    caps, stages = out / "mech" / "captures", []
+    tasks = [t for t in MECH_TASKS if t in plan.n]
+    for task in tasks:
+        folder = caps / f"whisper-{task}"
         stages.append(
             Stage(
-                "implicit",
-                lambda: (impl / "mech" / "implicit.json").is_file(),
-                lambda: mc.implicit_stage(ctx, impl, prov),
+                f"capture-whisper-{task}",
+                partial(mc.capture_complete, ctx, folder, task),
+                partial(mc.capture_stage, ctx, plan.models.whisper_control, task, folder),
             )
         )
-        if "sst2" in plan.n:
-            stages.append(
-                Stage(
-                    "erasure",
-                    lambda: (erase / "mech" / "erasure.json").is_file(),
-                    lambda: mc.erasure_stage(ctx, caps / "speech-sst2", erase, prov),
-                    ("capture-speech-sst2",),
-                )
+    for task in tasks:
+        dest = out / "mech" / "probes" / f"whisper-{task}"
+        stages.append(
+            Stage(
+                f"probes-whisper-{task}",
+                partial(Path.is_file, dest / "probes.json"),
+                partial(mc.probe_stage, caps / f"whisper-{task}", dest, SPLIT_BY[task], plan.seed),
+                (f"capture-whisper-{task}",),
             )
-    stages.append(Stage("report", lambda: False, partial(_report, out, shared)))
+        )
+    return stages
+
+
+def _subject_stages(ctx: mc.MechContext, prov: dict[str, Any]) -> list[Stage]:
+    """Captures, probes, lens, implicit cascade and erasure of one speech-LLM subject, in its ``mech_dir``.
+
+    Stage names of the first subject are those of a one-subject reproduction (``capture-speech-sst2``, ``lens``,
+    ...); another subject's carry its slug (``capture-speech-llm-c-sst2``, ``lens-speech-llm-c``).
+    """
+    plan, mech = ctx.plan, ctx.mech_dir
+    first = ctx.subject.name == plan.all_subjects[0].name
+    short = "speech" if first else ctx.subject.slug
+    suffix = "" if first else f"-{ctx.subject.slug}"
+    caps, stages = mech / "captures", []
+    tasks = [t for t in MECH_TASKS if t in plan.n]
+    for task in tasks:
+        folder = caps / f"speech-{task}"
+        stages.append(
+            Stage(
+                f"capture-{short}-{task}",
+                partial(mc.capture_complete, ctx, folder, task),
+                partial(mc.capture_stage, ctx, str(ctx.subject.spec), task, folder),
+            )
+        )
+    for task in tasks:
+        dest = mech / "probes" / f"speech-{task}"
+        stages.append(
+            Stage(
+                f"probes-{short}-{task}",
+                partial(Path.is_file, dest / "probes.json"),
+                partial(mc.probe_stage, caps / f"speech-{task}", dest, SPLIT_BY[task], plan.seed),
+                (f"capture-{short}-{task}",),
+            )
+        )
+    lens, impl, erase = (mech / k for k in ("lens", "implicit", "erasure"))
+    if "sst2" in plan.n:
+        stages.append(
+            Stage(
+                f"lens{suffix}",
+                lambda: (lens / "mech" / "lens.json").is_file() and (lens / mc.LENS_CONTROL_FILE).is_file(),
+                lambda: mc.lens_stage(ctx, caps / "speech-sst2", lens),
+                (f"capture-{short}-sst2",),
+            )
+        )
+    stages.append(
+        Stage(
+            f"implicit{suffix}",
+            lambda: (impl / "mech" / "implicit.json").is_file(),
+            lambda: mc.implicit_stage(ctx, impl, prov),
+        )
+    )
+    if "sst2" in plan.n:
+        stages.append(
+            Stage(
+                f"erasure{suffix}",
+                lambda: (erase / "mech" / "erasure.json").is_file(),
+                lambda: mc.erasure_stage(ctx, caps / "speech-sst2", erase, prov),
+                (f"capture-{short}-sst2",),
+            )
+        )
     return stages
 
 
@@ -285,5 +328,6 @@ def rejudge(out: Path, argv: list[str]) -> tuple[Path, list[Claim]]:
     meta["command"] = (
         f"{meta.get('command', '?')}` (findings re-judged by `{now['command']}` at {now.get('commit')})`"
     )
-    claims = judge(out, plan, timings)
-    return write_findings(out, plan, claims, meta, timings), claims
+    by_subject = judge_subjects(out, plan, timings)
+    claims = by_subject[plan.all_subjects[0].name]
+    return write_findings(out, plan, claims, meta, timings, by_subject), claims

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from casceq.audio.tts import DEFAULT_VOICES
 from casceq.errors import InputError
 from casceq.run.build import backbone_of
-from casceq.run.config import ExperimentConfig, SystemSpec
+from casceq.run.config import ExperimentConfig, SystemSpec, TaskSpec
 from casceq.systems.asr.bundled import BUNDLED as ASR_BUNDLED
 from casceq.systems.llm.bundled import BUNDLED as LLM_BUNDLED
 from casceq.systems.llm.bundled import default_backend_kwargs
@@ -50,6 +50,129 @@ DEFAULT_MECH_N = 40
 SYSTEMS = ("Cascade-S", "Cascade-W", "Cascade-M", "Speech-LLM", "Text")
 """System names: strong-ASR cascade, weak-ASR cascade, mismatched-backbone cascade, speech LLM, text ceiling."""
 
+PRIMARY = "Speech-LLM"
+"""The run's system name of the first subject (the one whose mechanistic results sit in ``DIR/mech``)."""
+
+REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
+"""Expected outcomes of a subject on a claim: the claim holds for it, or it must not be judged to hold."""
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A model the findings judge every claim for, and what the verdicts should be where that is known.
+
+    Attributes:
+        name: Its system name in the run (``Speech-LLM``, ``Speech-LLM-C``, ...; a stand-in: the copied system).
+        spec: A ``make_speech_llm`` spec; None for a stand-in that answers with another system's predictions.
+        interface: What reaches its backbone (one line for the findings table).
+        expected: ``((claim key, REPRODUCED | NOT_REPRODUCED, why), ...)`` where the answer is known by
+            construction; other claims have no known answer.
+        stand_in: The run's system whose answers the subject takes (``Cascade-W``: a cascade by definition);
+            its claims are judged on a copy of those rows named as the speech LLM.
+    """
+
+    name: str
+    spec: str | None
+    interface: str
+    expected: tuple[tuple[str, str, str], ...] = ()
+    stand_in: str | None = None
+
+    @property
+    def slug(self) -> str:
+        """Folder-safe name (``speech-llm-c``)."""
+        return "".join(ch if ch.isalnum() else "-" for ch in self.name.lower())
+
+    def expectation(self, key: str) -> tuple[str, str] | None:
+        """(expected outcome, why) of claim ``key``; None when unknown."""
+        for k, outcome, why in self.expected:
+            if k == key:
+                return outcome, why
+        return None
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-data form."""
+        return {
+            "name": self.name,
+            "spec": self.spec,
+            "interface": self.interface,
+            "expected": [list(e) for e in self.expected],
+            "stand_in": self.stand_in,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, object]) -> Subject:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            str(d["name"]),
+            None if d.get("spec") is None else str(d["spec"]),
+            str(d.get("interface", "")),
+            tuple((str(k), str(o), str(w)) for k, o, w in d.get("expected") or ()),  # type: ignore[attr-defined]
+            None if d.get("stand_in") is None else str(d["stand_in"]),
+        )
+
+
+_TEXT_ONLY = (
+    "d",
+    NOT_REPRODUCED,
+    "only words reach its backbone, so it cannot depart from a cascade by hearing emotion",
+)
+OFFLINE_SUBJECTS: tuple[Subject, ...] = (
+    Subject(
+        PRIMARY,
+        "ultravox-native:bundled",
+        "CTC: posterior-weighted embeddings of the tokens its CTC head reads (text by construction)",
+        (_TEXT_ONLY,),
+    ),
+    Subject(
+        "Speech-LLM-C",
+        "ultravox-native:continuous",
+        "continuous: stacked Whisper frames through a projector (the paper's Ultravox case; answer unknown)",
+    ),
+    Subject(
+        "Speech-LLM-A",
+        "ultravox-native:acoustic-control",
+        "continuous, fine-tuned on the emotion labels of RAVDESS actors 1-16 (uses the voice by construction)",
+        (("d", REPRODUCED, "trained to read emotion from the voice; evaluated on held-out actors 17-24"),),
+    ),
+    Subject(
+        "Cascade-W",
+        None,
+        "a cascade (Whisper tiny.en -> the same backbone): text by definition",
+        (
+            ("b", REPRODUCED, "it shares Cascade-S's backbone and nothing with Cascade-M"),
+            ("c", REPRODUCED, "same backbone as Cascade-S, so it shares its wrong answers"),
+            _TEXT_ONLY,
+        ),
+        stand_in="Cascade-W",
+    ),
+)
+"""The offline subjects: the CTC model, the continuous model, the acoustic control and a cascade stand-in."""
+
+SUBJECT_ALIASES = {
+    "ctc": PRIMARY,
+    "continuous": "Speech-LLM-C",
+    "acoustic-control": "Speech-LLM-A",
+    "cascade-w": "Cascade-W",
+}
+"""Short names of ``OFFLINE_SUBJECTS`` (``casceq reproduce --subjects``)."""
+
+
+def offline_subjects(names: Sequence[str]) -> tuple[Subject, ...]:
+    """The offline subjects named (short names or system names), the CTC model always first.
+
+    Raises:
+        InputError: An unknown name.
+    """
+    by_name = {s.name: s for s in OFFLINE_SUBJECTS}
+    wanted = set()
+    for name in names:
+        full = SUBJECT_ALIASES.get(name.lower(), name)
+        if full not in by_name:
+            raise InputError(f"unknown subject {name!r}; subjects: {', '.join(SUBJECT_ALIASES)}")
+        wanted.add(full)
+    return tuple(s for s in OFFLINE_SUBJECTS if s.name in wanted or s.name == PRIMARY)
+
+
 COSTS: Mapping[str, float] = MappingProxyType(
     {
         # seconds per clip and condition, measured here with 1 torch thread while another job ran
@@ -61,6 +184,11 @@ COSTS: Mapping[str, float] = MappingProxyType(
     }
 )
 """Measured behavioural cost per clip and condition, in seconds (used by ``estimate_minutes``)."""
+
+SPEECH_COSTS: Mapping[str, float] = MappingProxyType(
+    {"ag_news": 0.58, "sst2": 0.14, "csqa": 0.12, "ravdess": 0.05}
+)
+"""The speech LLM's share of ``COSTS``: what each further speech-LLM subject adds per clip and condition."""
 
 MECH_SECONDS_PER_UTTERANCE = 30.0
 """Mechanistic suite cost per ``mech_n`` utterance, estimated (docs/reproduce.md): four captures ~2 s, probes ~8 s
@@ -115,6 +243,9 @@ class Plan:
         calibration_n: Held-out calibration items per task.
         bootstrap: Bootstrap resamples for the CIs.
         batch_size: Runner batch size.
+        subjects: The models every claim is judged for (``OFFLINE_SUBJECTS``); empty: the one speech LLM
+            ``models.speech_llm`` (named ``Speech-LLM``) with no known answers.
+        splits: Source split per task (``{"ravdess": "test"}``: actors no subject was trained on).
     """
 
     n: Mapping[str, int]
@@ -128,6 +259,18 @@ class Plan:
     calibration_n: int = 64
     bootstrap: int = 1000
     batch_size: int = 8
+    subjects: tuple[Subject, ...] = ()
+    splits: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def all_subjects(self) -> tuple[Subject, ...]:
+        """The subjects, the first always the run's ``Speech-LLM`` (``models.speech_llm``)."""
+        return self.subjects or (Subject(PRIMARY, self.models.speech_llm, "the speech LLM under test"),)
+
+    @property
+    def speech_subjects(self) -> tuple[Subject, ...]:
+        """Subjects that are speech LLMs of the run (not stand-ins)."""
+        return tuple(s for s in self.all_subjects if s.stand_in is None)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -139,6 +282,12 @@ class Plan:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d.update(n=dict(self.n), few_shot=dict(self.few_shot), models=asdict(self.models))
         d["conditions"], d["voices"] = list(self.conditions), list(self.voices)
+        # absent when empty: a one-subject plan hashes as before subjects existed (old folders resume)
+        d.pop("subjects"), d.pop("splits")
+        if self.subjects:
+            d["subjects"] = [s.to_dict() for s in self.subjects]
+        if self.splits:
+            d["splits"] = dict(self.splits)
         return d
 
     def hash(self) -> str:
@@ -160,8 +309,17 @@ def default_plan(
     mech_n: int | None = None,
     models: Models | None = None,
     voices: Sequence[str] | None = None,
+    subjects: Sequence[Subject] | None = None,
 ) -> Plan:
-    """The reproduction plan with the measured defaults, optionally smaller (``--n``, dev flags)."""
+    """The reproduction plan with the measured defaults, optionally smaller (``--n``, dev flags).
+
+    ``subjects``: the models judged (default: ``OFFLINE_SUBJECTS`` with the default models, else the one
+    speech LLM of ``models``). The first must be the run's ``Speech-LLM`` with ``models.speech_llm``. With a
+    subject trained on RAVDESS actors, RAVDESS is drawn from its held-out ``test`` actors for every system.
+
+    Raises:
+        InputError: Unknown tasks, sizes below the minimum, or a first subject that is not ``models.speech_llm``.
+    """
     chosen = tuple(tasks) if tasks else (*TEXT_TASKS, *SPEECH_TASKS)
     unknown = [t for t in chosen if t not in (*TEXT_TASKS, *SPEECH_TASKS)]
     if unknown:
@@ -172,11 +330,26 @@ def default_plan(
     if any(v <= 0 for v in sizes.values()) or (mech_n is not None and mech_n < 5):
         raise InputError("--n and --n-ravdess must be positive and the mechanistic n at least 5")
     shots = default_backend_kwargs(chosen)["few_shot"]
+    models = models or Models()
+    chosen_subjects = tuple(OFFLINE_SUBJECTS if subjects is None and models == Models() else subjects or ())
+    if chosen_subjects and (
+        chosen_subjects[0].name != PRIMARY or chosen_subjects[0].spec != models.speech_llm
+    ):
+        raise InputError(
+            f"the first subject must be {PRIMARY} = {models.speech_llm}, not {chosen_subjects[0]}"
+        )
+    names = [s.name for s in chosen_subjects]
+    if len(set(names)) != len(names):
+        raise InputError(f"subjects named twice: {names}")
+    acoustic = any(s.spec and "acoustic" in s.spec for s in chosen_subjects)
+    splits = {"ravdess": "test"} if acoustic and "ravdess" in sizes else {}
     return Plan(
+        subjects=chosen_subjects,
+        splits=splits,
         n=sizes,
         conditions=tuple(conditions or CONDITIONS),
         voices=tuple(voices or DEFAULT_VOICES[:N_VOICES]),
-        models=models or Models(),
+        models=models,
         few_shot=dict(shots),
         mech=mech,
         mech_n=DEFAULT_MECH_N if mech_n is None else mech_n,
@@ -198,6 +371,8 @@ def plan_from_dict(data: Mapping[str, object]) -> Plan:
         calibration_n=int(d["calibration_n"]),  # type: ignore[call-overload]
         bootstrap=int(d["bootstrap"]),  # type: ignore[call-overload]
         batch_size=int(d["batch_size"]),  # type: ignore[call-overload]
+        subjects=tuple(Subject.from_dict(s) for s in d.get("subjects") or ()),  # type: ignore[attr-defined]
+        splits=dict(d.get("splits") or {}),  # type: ignore[call-overload]
     )
 
 
@@ -245,14 +420,24 @@ def measured_costs(folder: str | Path) -> Costs:
     if behaviour > 0 and predicted > 0:
         per_clip = {t: c * behaviour / predicted for t, c in COSTS.items()}
     mech = sum(float(v.get("seconds", 0.0)) for k, v in timings.items() if k.startswith(MECH_STAGES))
-    per_utt = mech / plan.mech_n if plan.mech and mech > 0 else MECH_SECONDS_PER_UTTERANCE
+    per_utt = (
+        mech / (plan.mech_n * len(plan.speech_subjects))
+        if plan.mech and mech > 0
+        else MECH_SECONDS_PER_UTTERANCE
+    )
     # loading, synthesis and calibration happen inside the behavioural stage's wall time: only the report is extra
     fixed = float(timings.get("report", {}).get("seconds", 0.0)) if behaviour > 0 else FIXED_SECONDS
     return Costs(per_clip, per_utt, fixed, str(folder / "timings.json"))
 
 
 def _behaviour_seconds(plan: Plan, costs: Costs) -> float:
-    return sum(plan.clips(t) * costs.per_clip[t] * len(plan.conditions) for t in plan.tasks)
+    extra = len(plan.speech_subjects) - 1  # further speech LLMs answer every clip as Speech-LLM does
+    return sum(
+        plan.clips(t)
+        * (costs.per_clip[t] + extra * SPEECH_COSTS[t] * costs.per_clip[t] / COSTS[t])
+        * len(plan.conditions)
+        for t in plan.tasks
+    )
 
 
 def estimate_minutes(plan: Plan, costs: Costs | None = None) -> dict[str, float]:
@@ -262,7 +447,8 @@ def estimate_minutes(plan: Plan, costs: Costs | None = None) -> dict[str, float]
     """
     costs = costs or Costs()
     behaviour = _behaviour_seconds(plan, costs)
-    mech = costs.mech_per_utterance * plan.mech_n if plan.mech else 0.0
+    # each speech-LLM subject runs the suite (the Whisper control's share is counted once per subject: an overestimate)
+    mech = costs.mech_per_utterance * plan.mech_n * len(plan.speech_subjects) if plan.mech else 0.0
     return {
         "behavioural": behaviour / 60,
         "mechanistic": mech / 60,
@@ -286,12 +472,20 @@ def experiment_config(plan: Plan) -> ExperimentConfig:
         SystemSpec.cascade("Cascade-W", m.asr_weak, m.llm, settings=shots),
         SystemSpec.cascade("Cascade-M", m.asr_strong, m.llm_other, settings=shots),
         SystemSpec.speech_llm("Speech-LLM", m.speech_llm, backbone=m.backbone()),
+        *(
+            SystemSpec.speech_llm(s.name, s.spec, backbone=m.backbone())
+            for s in plan.speech_subjects[1:]
+            if s.spec is not None
+        ),
         SystemSpec.text("Text", m.llm, settings=shots),
     ]
+    tasks: Mapping[str, int] | list[TaskSpec] = {t: plan.n[t] for t in plan.tasks}
+    if plan.splits:
+        tasks = [TaskSpec(t, plan.n[t], split=plan.splits.get(t)) for t in plan.tasks]
     return ExperimentConfig.build(
         "reproduce",
         systems,
-        {t: plan.n[t] for t in plan.tasks},
+        tasks,
         seed=plan.seed,
         batch_size=plan.batch_size,
         answer_mode="score",
@@ -308,8 +502,14 @@ def experiment_toml(plan: Plan) -> str:
     return experiment_config(plan).to_toml(EXPERIMENT_COMMENT)
 
 
-def check_offline(models: Models) -> None:
+SHIPPED_SPEECH_LLMS = ("bundled", "continuous", "acoustic-control")
+"""Names of the speech LLMs shipped as package data (``casceq.systems.speech_llm.shipped.SHIPPED``)."""
+
+
+def check_offline(models: Models, subjects: Sequence[Subject] = ()) -> None:
     """Refuse any spec that is neither bundled weights nor a local path (a hub id would need the network).
+
+    ``subjects``: the plan's subjects, whose speech LLM specs are checked too.
 
     Raises:
         InputError: Naming the spec and what ``--offline`` accepts.
@@ -324,7 +524,8 @@ def check_offline(models: Models) -> None:
         (models.whisper_control, ASR_BUNDLED, ("whisper",)),
         (models.llm, LLM_BUNDLED, ("hf", "gguf", "bundled", "")),
         (models.llm_other, LLM_BUNDLED, ("hf", "gguf", "bundled", "")),
-        (models.speech_llm, ("bundled",), ("ultravox-native",)),
+        (models.speech_llm, SHIPPED_SPEECH_LLMS, ("ultravox-native",)),
+        *((s.spec, SHIPPED_SPEECH_LLMS, ("ultravox-native",)) for s in subjects if s.spec is not None),
     ]
     for spec, bundled, kinds in checks:
         kind, sep, target = spec.partition(":")

@@ -88,9 +88,16 @@ def run_offsets(run_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 def heldout_examples(
-    task: str, evaluated: Sequence[Example], n: int, seed: int, llm: Any = None
+    task: str,
+    evaluated: Sequence[Example],
+    n: int,
+    seed: int,
+    llm: Any = None,
+    spec: Any = None,
 ) -> list[Example]:
     """``n`` examples of the task that the run does not evaluate and that are not shots of ``llm``.
+
+    ``spec``: the run's ``TaskSpec`` of the task; its split and data folder are the pool (None: the defaults).
 
     Taken from the far end of the run's own seeded ranking (``casceq.systems.llm.calibration``). ``llm`` is any
     back end with ``shots_for`` (a text LLM, or a speech LLM that draws shots the same way). The result is
@@ -104,7 +111,8 @@ def heldout_examples(
     shots_for = getattr(llm, "shots_for", None)
     if callable(shots_for):
         shots = tuple(shots_for(t.prompt("x")) or ())
-    held = llm_calibration.heldout_examples(t, [ex.id for ex in evaluated], n, seed, shots)
+    split, data_dir = (getattr(spec, "split", None), getattr(spec, "data_dir", None))
+    held = llm_calibration.heldout_examples(t, [ex.id for ex in evaluated], n, seed, shots, split, data_dir)
     leaked = {ex.id for ex in held} & {ex.id for ex in evaluated}
     shot_prompts = {p for p, _ in shots}
     as_shots = [ex.id for ex in held if t.prompt(ex.text, ex) in shot_prompts]
@@ -152,7 +160,10 @@ def check_not_fitted(run_dir: str | Path, task: str, example_ids: Sequence[str])
         if spec is None:
             return
         evaluated = load_examples(task, n=spec.n, seed=cfg.seed, split=spec.split, data_dir=spec.data_dir)
-        fitted = {ex.id for ex in heldout_examples(task, evaluated, cfg.calibration_n + MAX_SHOTS, cfg.seed)}
+        fitted = {
+            ex.id
+            for ex in heldout_examples(task, evaluated, cfg.calibration_n + MAX_SHOTS, cfg.seed, spec=spec)
+        }
     base = {i.split("@")[0] for i in example_ids}
     overlap = base & fitted
     if overlap:
@@ -198,7 +209,7 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
                 evaluated = {it.base_id: it.example for it in items}
                 llm = system.backend("llm")
                 held = heldout_examples(
-                    task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed, llm
+                    task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed, llm, tspec
                 )
                 if not held and ctx.cfg.calibration == "heldout":
                     continue
@@ -233,7 +244,7 @@ def _calibrate_speech(
             # the speech LLM draws few-shot examples like the cascades: never fit on them
             backend = system.backend("speech")
             held = heldout_examples(
-                task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed, backend
+                task.name, list(evaluated.values()), ctx.cfg.calibration_n, ctx.cfg.seed, backend, tspec
             )
             if not held:
                 continue

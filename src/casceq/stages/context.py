@@ -62,6 +62,7 @@ class ItemsConfig:
         data_dir: Datasets root (None: ``casceq.paths.datasets_dir()``).
         per_task_audio: Synthesise into ``audio_dir/<task>`` (``casceq reproduce``) instead of ``audio_dir``.
         natural_audio: Tasks whose examples carry recordings use them instead of TTS (``casceq reproduce``).
+        splits: ``((task, split), ...)``: the source split of a task (default: the task's default split).
     """
 
     file: str | None = None
@@ -72,6 +73,7 @@ class ItemsConfig:
     data_dir: str | None = None
     per_task_audio: bool = False
     natural_audio: bool = False
+    splits: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -331,7 +333,10 @@ class StageContext:
             if not cfg.voices or not cfg.audio_dir:
                 raise InputError("give --items, or --voice and --audio-dir to speak the task's examples")
             seed = self.seed
-            pool = load_examples(task, n=cfg.n + len(exclude), seed=seed, data_dir=cfg.data_dir)  # file order
+            split = dict(cfg.splits).get(task)
+            pool = load_examples(  # file order
+                task, n=cfg.n + len(exclude), seed=seed, split=split, data_dir=cfg.data_dir
+            )
             base = pool
             if exclude:
                 ranked = sorted(pool, key=lambda ex: sample_rank(ex.id, seed))

@@ -17,6 +17,7 @@ import numpy as np
 from casceq.systems.answer import answer_batch, to_predictions
 from casceq.systems.base import AnswerMode, ASRBackend, LLMBackend, SpeechLLMBackend, SystemKind
 from casceq.systems.speech_llm._hf import AUDIO_SLOT
+from casceq.systems.speech_llm.shipped import checkpoint_folder
 from casceq.tasks.base import Task
 from casceq.types import Example, Prediction
 
@@ -52,15 +53,7 @@ def speech_shots(model_spec: str, settings: Mapping[str, Any]) -> ShotSetting:
     family, _, model = model_spec.partition(":")
     if family != "ultravox-native":
         return 0
-    from pathlib import Path
-
-    if model == "bundled":
-        from importlib.resources import files
-
-        folder = Path(str(files("casceq") / "data" / "speech_llm"))
-    else:
-        folder = Path(model)
-    record = folder / "projector.json"
+    record = checkpoint_folder(model) / "projector.json"  # a shipped name or a folder
     if not record.is_file():
         return 0
     return dict(json.loads(record.read_text()).get("model", {}).get("few_shot") or {})

@@ -135,16 +135,27 @@ def content_free_prompts(
 
 
 def heldout_examples(
-    task: Task, exclude_ids: Iterable[str], n: int = 64, seed: int = 0, shots: Iterable[tuple[str, str]] = ()
+    task: Task,
+    exclude_ids: Iterable[str],
+    n: int = 64,
+    seed: int = 0,
+    shots: Iterable[tuple[str, str]] = (),
+    split: str | None = None,
+    data_dir: str | None = None,
 ) -> list[Example]:
     """Pick n items for ``heldout`` calibration: never evaluated, never a shot.
 
     Taken from the end of the seeded ranking (``casceq.tasks.sample_rank``) whose start is the run's subsample,
-    skipping ``exclude_ids`` and any item whose prompt is one of ``shots``.
+    skipping ``exclude_ids`` and any item whose prompt is one of ``shots``; from the evaluated ``split`` and
+    ``data_dir`` (RAVDESS ``test``: offsets are fitted on the held-out actors, never a model's training actors).
     """
     excluded = set(exclude_ids)
     shot_prompts = {p for p, _ in shots}
-    pool = sorted(load_examples(task.name), key=lambda ex: sample_rank(ex.id, seed), reverse=True)
+    pool = sorted(
+        load_examples(task.name, split=split, data_dir=data_dir),
+        key=lambda ex: sample_rank(ex.id, seed),
+        reverse=True,
+    )
     keep = [ex for ex in pool if ex.id not in excluded and task.prompt(ex.text, ex) not in shot_prompts]
     return keep[:n]
 
