@@ -307,3 +307,68 @@ def test_one_comparison_and_one_report_per_call(
     assert [(c.key, c.verdict, c.reason) for c in claims] == [
         (c["key"], c["verdict"], c["reason"]) for c in findings["claims"]
     ]
+
+
+def test_every_subject_gets_its_stages_and_its_row(models: Any, tmp_path: Path) -> None:
+    """Two speech-LLM subjects and a cascade stand-in: one behavioural run holds both speech LLMs, each gets its
+    own mechanistic stages and folder, the findings hold a row per subject, and a resumed call redoes nothing."""
+    from dataclasses import replace
+
+    from casceq.reproduce.findings import NOT_APPLICABLE
+    from casceq.reproduce.pipeline import run_pipeline
+    from casceq.reproduce.plan import PRIMARY, REPRODUCED, Subject, default_plan
+
+    second = replace(
+        Subject("Speech-LLM-X", models.speech_llm, "a second copy"), expected=(("d", REPRODUCED, "t"),)
+    )
+    subjects = (
+        Subject(PRIMARY, models.speech_llm, "tiny"),
+        second,
+        Subject("Cascade-W", None, "a cascade", stand_in="Cascade-W"),
+    )
+    plan = default_plan(
+        2,
+        5,
+        conditions=["clean"],
+        tasks=["sst2", "ravdess"],
+        mech_n=5,
+        models=models,
+        voices=["espeak-us"],
+        subjects=subjects,
+    )
+    out = tmp_path / "repro"
+    logs: list[str] = []
+    result = run_pipeline(plan, out, show_progress=False, log=logs.append)
+    assert result.failed == [], "\n".join(logs)
+    stages = json.loads((out / "timings.json").read_text())
+    for name in (
+        "capture-speech-llm-x-sst2",
+        "probes-speech-llm-x-ravdess",
+        "lens-speech-llm-x",
+        "implicit-speech-llm-x",
+        "erasure-speech-llm-x",
+        "lens",
+        "erasure",
+    ):
+        assert stages[name]["status"] == "done", name
+    assert not any("cascade-w" in k for k in stages)  # a stand-in has no states
+    assert (out / "mech-speech-llm-x" / "lens" / "mech" / "lens.json").is_file()
+    rows = [json.loads(line) for line in (out / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert {r["system"] for r in rows} >= {PRIMARY, "Speech-LLM-X", "Cascade-W"}
+    # the second subject's implicit stage answered with its own calibration offsets
+    from casceq.run.calibrate import run_offsets
+
+    impl = json.loads((out / "mech-speech-llm-x" / "implicit" / "mech" / "implicit.json").read_text())
+    assert impl["results"][0]["offsets_speech"] == run_offsets(out / "run")["Speech-LLM-X"]["sst2"].tolist()
+    findings = json.loads((out / "findings.json").read_text())
+    assert [r["name"] for r in findings["subjects"]] == [PRIMARY, "Speech-LLM-X", "Cascade-W"]
+    cells = {r["name"]: r["claims"] for r in findings["subjects"]}
+    assert {cells["Cascade-W"][k]["verdict"] for k in "fgh"} == {NOT_APPLICABLE}
+    assert cells["Speech-LLM-X"]["d"]["expected"] == REPRODUCED and cells["Speech-LLM-X"]["d"]["agreement"]
+    assert "## Subjects x claims" in (out / "findings.md").read_text()
+    again = run_pipeline(plan, out, resume=True, show_progress=False, log=logs.append)
+    assert all(
+        v["status"] == "complete (resumed)"
+        for k, v in again.timings.items()
+        if k not in ("behavioural", "report", "findings")
+    )
