@@ -214,6 +214,7 @@ def test_findings_page_has_the_subjects_table_with_expected_outcomes(judged) -> 
     plan = _plan()
     page = write_findings(out, plan, by_subject[PRIMARY], {"command": "test"}, {}, by_subject).read_text()
     assert "## Subjects x claims" in page
+    assert "- source splits: ravdess test" in page and "Cascade-W = stand-in for Cascade-W" in page
     row = next(line for line in page.splitlines() if line.startswith("| **Speech-LLM-A**"))
     assert "expected reproduced ✓" in row  # (d) reproduced for the listener
     data = json.loads((out / "findings.json").read_text())

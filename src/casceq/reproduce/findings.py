@@ -298,6 +298,23 @@ def header_lines(plan: Plan, meta: Mapping[str, Any], timings: Mapping[str, Mapp
         "- mechanistic suite: "
         + (f"{plan.mech_n} utterances per capture / items per task" if plan.mech else "skipped"),
         f"- models: {', '.join(f'{k} = {v}' for k, v in vars(plan.models).items() if v)}",
+        *(
+            [
+                f"- source splits: {', '.join(f'{t} {s}' for t, s in plan.splits.items())} (evaluated and calibrated)"
+            ]
+            if plan.splits
+            else []
+        ),
+        *(
+            [
+                "- subjects: "
+                + ", ".join(
+                    f"{s.name} = {s.spec or 'stand-in for ' + str(s.stand_in)}" for s in plan.subjects
+                )
+            ]
+            if plan.subjects
+            else []
+        ),
         "",
         "| stage | status | wall s |",
         "|---|---|---:|",
