@@ -354,6 +354,23 @@ def test_cli_erase_writes_json(backend: Any, clips: list[Any], tmp_path: Path) -
     assert [a["condition"] for a in data["accuracy"]] == ["none", "text", "random"]
     assert data["n_fit_utterances"] == 6 and data["extra"]["commit"]
     assert main([*args, "--fit", str(tmp_path / "fit"), "--out", str(tmp_path / "o2"), "--layers", "9"]) == 2
+    # --diagnostic: 40% of the twelve fitting items held out of eraser fitting, scored by the text readout
+    more = [Utterance(c.id, str(tmp_path / f"{c.id}.wav"), c.transcript, {}) for c in clips[6:]]
+    for c in clips[12:]:
+        sf.write(tmp_path / f"{c.id}.wav", c.audio, SR)
+    capture(backend, more, str(tmp_path / "fit12"), model="tiny", layers=[1, 2], pitch=False)
+    diag_args = ["--fit", str(tmp_path / "fit12"), "--concepts", "text", "--n-random", "1", "--diagnostic"]
+    with pytest.warns(UserWarning, match="LEACE fitted on"):
+        code = main([*args, *diag_args, "--diagnostic-fraction", "0.4", "--out", str(tmp_path / "d")])
+    assert code == 0
+    data = json.loads((tmp_path / "d" / "mech" / "erasure.json").read_text())
+    assert data["n_fit_utterances"] == 7 and data["diagnostic"]["n_test"] == 5
+    assert set(data["diagnostic"]["test_items"]).isdisjoint(data["fit_items"])
+    assert [r["layer"] for r in data["diagnostic"]["rows"]] == [1, 2]
+    assert (
+        "Does erasing the acoustic concept reduce text decodability"
+        in (tmp_path / "d" / "mech" / "erasure.md").read_text()
+    )
 
 
 def test_concept_targets_known_values() -> None:
@@ -445,3 +462,37 @@ def test_frames_one_row_off_are_conformed_to_the_positions(backend: Any, clips: 
     with pytest.warns(UserWarning, match="LEACE fitted on"):
         erasers, _ = fit_erasers(backend, clips[:6], concept, [1], frames=longer)
     assert set(erasers) == {1}
+
+
+@pytest.mark.slow
+def test_run_erasure_text_diagnostic_on_heldout_clips(backend: Any, clips: list[Any]) -> None:
+    """The §5.4 diagnostic runs on held-out clips only (an overlap is refused), with a rank-matched control."""
+    from casceq.errors import LeakageError
+    from casceq.mech.erasure import run_erasure
+    from casceq.mech.erasure_concepts import ErasureResult
+    from casceq.tasks import get_task
+    from casceq.types import Example
+
+    pytest.importorskip("parselmouth")
+    task = get_task("sst2")
+    examples = [Example("e0", "sst2", "x", "positive"), Example("e1", "sst2", "x", "negative")]
+    evaluation = [(task, examples, [c.audio for c in clips[:2]])]
+    with pytest.warns(UserWarning, match="LEACE fitted on"):
+        res = run_erasure(
+            backend, clips[:12], evaluation, layers=[0, 2], concepts=["text"], heldout=clips[12:], n_boot=200
+        )
+    # the acoustic erasers are fitted for the diagnostic only: not an answered condition
+    assert [a.condition for a in res.accuracy] == ["none", "text"]
+    diag = res.diagnostic
+    assert diag is not None and (diag.n_train, diag.n_test, diag.n_test_items) == (12, 6, 6)
+    assert diag.test_items == tuple(sorted(c.id for c in clips[12:]))
+    assert [(r.concept, r.layer) for r in diag.rows] == [("acoustic", 0), ("acoustic", 2)]
+    # a later layer may have nothing left to erase once the earlier layers' erasers act (rank 0 there)
+    assert diag.rows[0].rank >= 1
+    for r in diag.rows:
+        assert r.rank == r.control_rank and 0 <= r.rank <= 8
+        assert r.excess == pytest.approx(r.r2_control - r.r2_erased)
+        assert r.verdict in ("reduced more than random", "reduced less than random", "inconclusive")
+    assert ErasureResult.from_json(json.loads(json.dumps(res.to_json()))).diagnostic == diag
+    with pytest.raises(LeakageError, match="held-out items"):
+        run_erasure(backend, clips[:12], evaluation, layers=[0], concepts=["text"], heldout=clips[10:14])

@@ -56,6 +56,14 @@ from casceq.mech.erasure_concepts import (
     heldout_check,
     random_eraser,
 )
+from casceq.mech.erasure_diagnostic import (
+    LEVEL,
+    N_BOOT,
+    READOUT,
+    TextDiagnostic,
+    check_heldout,
+    text_decodability,
+)
 from casceq.mech.leace import fit_eraser
 from casceq.systems.answer import answer_batch, check_offsets
 from casceq.systems.compose import speech_prompt
@@ -278,6 +286,8 @@ def run_erasure(
     model: str = "",
     offsets: Mapping[str, np.ndarray] | None = None,
     n_random: int = 1,
+    heldout: Sequence[FitClip] = (),
+    n_boot: int = N_BOOT,
 ) -> Any:
     """Fit every concept's erasers and answer every task under each erasure condition (and ``none``).
 
@@ -297,11 +307,18 @@ def run_erasure(
             condition: erasure is judged with the same decision rule as the baseline. Recorded in the result.
         n_random: Draws of the random subspace (conditions ``random``, ``random-2`` ..), each of the text
             eraser's rank, with seeds ``seed + 1000 j + layer`` (the first is the single draw of older results).
+        heldout: Utterances the erasers are NOT fitted on: when given, the §5.4 text-decodability diagnostic
+            (:func:`text_diagnostic`) runs on them for every acoustic concept (``acoustic`` is fitted for it when
+            no acoustic concept is asked for) and is the result's ``diagnostic``.
+        n_boot: Bootstrap resamples of the diagnostic.
 
     Raises:
-        InputError: Unknown concepts, ``n_random < 1``, or fitting utterances that are evaluated items.
+        InputError: Unknown concepts, ``n_random < 1``, or fitting utterances that are evaluated items;
+            ``LeakageError`` when a held-out utterance's item is a fitting one.
     """
     check_disjoint(clips, evaluations)
+    if heldout:
+        check_heldout([c.id for c in clips], [c.id for c in heldout])
     if n_random < 1:
         raise InputError(f"n_random must be >= 1, got {n_random}")
     layout = layout_of(backend)
@@ -310,13 +327,14 @@ def run_erasure(
     unknown = [c for c in wanted if c not in CONCEPTS]
     if unknown:
         raise InputError(f"unknown concepts {unknown}; known: {', '.join(CONCEPTS)}")
-    frames = clip_frames(layout, clips) if "acoustic" in wanted else None
+    acoustic = [c for c in wanted if c.startswith("acoustic")] or (["acoustic"] if heldout else [])
+    frames = clip_frames(layout, clips) if acoustic else None
     transcripts = [c.transcript for c in clips]
     fitted: dict[str, dict[int, Any]] = {}
     checks: list[Any] = []
-    for name in [c for c in wanted if c != "random"] + (
-        ["text"] if "random" in wanted and "text" not in wanted else []
-    ):
+    extra_fits = ["text"] if "random" in wanted and "text" not in wanted else []
+    extra_fits += [c for c in acoustic if c not in wanted]
+    for name in [c for c in wanted if c != "random"] + extra_fits:
         concept = define_concept(name, transcripts, frames)
         fitted[name], found = fit_erasers(
             backend, clips, concept, chosen, frames=frames, affine=affine, positions=positions, seed=seed
@@ -362,6 +380,92 @@ def run_erasure(
         gold={task.name: [ex.label for ex in examples] for task, examples, _ in evaluations},
         items={task.name: [ex.id for ex in examples] for task, examples, _ in evaluations},
         fit_items=sorted({c.id.split("@")[0] for c in clips}),
+        diagnostic=(
+            text_diagnostic(
+                backend,
+                fitted,
+                clips,
+                heldout,
+                chosen,
+                acoustic,
+                positions=positions,
+                seed=seed,
+                n_boot=n_boot,
+            )
+            if heldout
+            else None
+        ),
+    )
+
+
+def text_diagnostic(
+    backend: Any,
+    fitted: Mapping[str, Mapping[int, Any]],
+    clips: Sequence[FitClip],
+    heldout: Sequence[FitClip],
+    layers: Sequence[int],
+    concepts: Sequence[str],
+    *,
+    positions: Positions = "all",
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+) -> TextDiagnostic:
+    """The §5.4 diagnostic (``casceq.mech.erasure_diagnostic``) with the fitted erasers, on held-out clips.
+
+    States are collected by running the model with each condition's erasers active at all ``layers`` at once
+    (no erasure; each concept's erasers; a random subspace of the concept's rank at each layer, seeds
+    ``seed + 7919 + 1000 j + layer``). The readout is trained on ``clips`` (the erasers' fitting utterances)
+    and scored on ``heldout``.
+
+    Raises:
+        LeakageError: A held-out utterance's item among ``clips``.
+    """
+    check_heldout([c.id for c in clips], [c.id for c in heldout])
+    layout = layout_of(backend)
+    every = [*clips, *heldout]
+    means: dict[str, dict[int, np.ndarray]] = {}
+
+    def collect(name: str, erasers: Mapping[int, Any]) -> None:
+        with ErasureHooks(backend, layout, erasers, positions):
+            states = collect_layers(backend, layout, every, layers)
+        means[name] = {layer: np.stack([x.mean(0) for x in states[layer]]) for layer in layers}
+
+    collect("none", {})
+    train, test = list(range(len(clips))), list(range(len(clips), len(every)))
+    rows = []
+    for j, concept in enumerate(concepts):
+        control = f"random-{concept}-rank"
+        ranks = {layer: eraser_rank(fitted[concept][layer]) for layer in layers}
+        collect(concept, fitted[concept])
+        collect(
+            control,
+            {
+                layer: random_eraser(layout.width, ranks[layer], seed + 7919 + 1000 * j + layer)
+                for layer in layers
+            },
+        )
+        rows += text_decodability(
+            means,
+            [c.transcript for c in every],
+            [c.id for c in every],
+            train,
+            test,
+            concept=concept,
+            control=control,
+            ranks={concept: ranks, control: ranks},
+            n_boot=n_boot,
+            seed=seed,
+        )
+    return TextDiagnostic(
+        READOUT,
+        len(clips),
+        len(heldout),
+        len({c.id.split("@")[0] for c in heldout}),
+        n_boot,
+        LEVEL,
+        seed,
+        tuple(sorted({c.id.split("@")[0] for c in heldout})),
+        tuple(rows),
     )
 
 

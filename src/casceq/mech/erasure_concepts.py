@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from casceq.errors import InputError, require
+from casceq.mech.erasure_diagnostic import TextDiagnostic
 from casceq.mech.leace import apply_eraser, fit_eraser
 from casceq.mech.probes import ALPHABET, normalise_text
 
@@ -259,10 +260,13 @@ class ErasureResult:
     gold: dict[str, list[str]] = field(default_factory=dict)
     items: dict[str, list[str]] = field(default_factory=dict)
     fit_items: list[str] = field(default_factory=list)
+    diagnostic: TextDiagnostic | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (schema in the module docstring)."""
-        return {"kind": "erasure", "version": 1, **dataclasses.asdict(self)}
+        data = dataclasses.asdict(dataclasses.replace(self, diagnostic=None))
+        data["diagnostic"] = self.diagnostic.to_json() if self.diagnostic is not None else None
+        return {"kind": "erasure", "version": 1, **data}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ErasureResult:
@@ -273,6 +277,8 @@ class ErasureResult:
             TaskAccuracy(**{**a, "correct": tuple(a.get("correct", ()))}) for a in data.get("accuracy", ())
         )
         fields["probes"] = tuple(ProbeCheck(**p) for p in data.get("probes", ()))
+        diag = data.get("diagnostic")
+        fields["diagnostic"] = TextDiagnostic.from_json(diag) if diag else None
         return cls(**fields)
 
     def markdown(self) -> str:
@@ -291,6 +297,9 @@ class ErasureResult:
             f"| {p.concept} | {p.layer} | {p.metric} | {p.before:.3f} | {p.after:.3f} | {p.chance:.3f} | {p.rank} |"
             for p in self.probes
         ]
+        if self.diagnostic is not None:
+            lines += ["", "Does erasing the acoustic concept reduce text decodability? (§5.4)", ""]
+            lines.append(self.diagnostic.markdown().rstrip("\n"))
         return "\n".join(lines) + "\n"
 
     def write(self, out: str | Path) -> Path:
