@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import types
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -222,10 +223,19 @@ def test_run_erasure_end_to_end_json(backend: Any, clips: list[Any], tmp_path: P
         ("ctc", "accuracy"),
         ("boc", "r2"),
     }
+    # every fitted eraser's data per concept dimension, against an independent recount
+    sup = {s.concept: s for s in res.support}
+    assert set(sup) == {"text", "ctc", "boc"}
+    first = Counter(c.transcript.split()[0] for c in clips[:12])
+    assert dict(zip(sup["text"].dims, sup["text"].n_utterances, strict=True)) == {**first, "<other>": 0}
+    n_pos = sum(len(x) for x in _positions(backend, clips[:12]))
+    assert all(s.total_positions == n_pos and s.total_utterances == 12 for s in sup.values())
+    assert sum(sup["ctc"].n_positions) == n_pos  # one character per position
     path = res.write(tmp_path)
     data = json.loads(path.read_text())
     assert data["kind"] == "erasure" and data["layers"] == [0, 2] and data["affine"] is False
-    assert "| task | none | text |" in (tmp_path / "mech" / "erasure.md").read_text()
+    md = (tmp_path / "mech" / "erasure.md").read_text()
+    assert "| task | none | text |" in md and "| text | 3 of 4 | 12 |" in md
 
 
 @pytest.mark.slow
@@ -425,13 +435,22 @@ def test_acoustic_concept_end_to_end(backend: Any, clips: list[Any]) -> None:
             clips[:6],
             [(task, examples, [c.audio for c in clips[:2]])],
             layers=[1],
-            concepts=["acoustic"],
+            concepts=["acoustic", "acoustic2d"],
         )
-    assert [a.condition for a in res.accuracy] == ["none", "acoustic"]
-    (check,) = res.probes
+    assert [a.condition for a in res.accuracy] == ["none", "acoustic", "acoustic2d"]
+    check, cont = res.probes
     assert check.concept == "acoustic" and check.metric == "accuracy"
     # erased: the held-out probe is at most near chance, and not better than before erasure
     assert check.after <= check.chance + 0.2 and check.after <= check.before + 1e-9
+    # the continuous [energy, pitch] concept: ridge R², removed down to (at most) nothing decodable
+    assert cont.concept == "acoustic2d" and cont.metric == "r2" and cont.rank <= 2
+    assert cont.after <= max(cont.before, 0.0) + 1e-9 and cont.after < 0.1
+    sup = {s.concept: s for s in res.support}
+    n_pos = sum(len(f) for f in frames)
+    assert sup["acoustic2d"].dims == ("energy", "pitch") and sup["acoustic2d"].n_positions[0] == n_pos
+    voiced = sum(int((np.isfinite(f[:, 3]) & (np.nan_to_num(f[:, 3]) > 0)).sum()) for f in frames)
+    assert sup["acoustic2d"].n_positions[1] == voiced
+    assert sum(sup["acoustic"].n_positions) == n_pos
 
 
 def _positions(backend: Any, clips: list[Any]) -> list[Any]:

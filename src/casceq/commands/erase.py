@@ -5,8 +5,8 @@ fitting utterances: those of a capture folder (``--fit CAPTURE_DIR``: its audio,
 layers) or, by default, ``--n`` further items of each task (the next ones of the seeded ranking, spoken by the
 same voices): never the evaluated items themselves (checked; an overlap is an error). The random control is drawn
 ``--n-random`` times. Then every task is answered
-with no erasure and under each concept's erasers (text proxy, CTC characters, bag of characters, acoustic,
-random control), all layers' erasers active at once through hooks on every forward pass (``--positions``).
+with no erasure and under each concept's erasers (text proxy, CTC characters, bag of characters, acoustic classes,
+continuous acoustic, random control), all layers' erasers active at once through hooks on every forward pass (``--positions``).
 Writes ``OUT/mech/erasure.json`` (schema in ``casceq.mech.erasure``) and ``OUT/mech/erasure.md``.
 ``--calibration RUN_DIR`` answers every condition with a ``casceq run`` folder's held-out offsets of the speech
 LLM (score mode; see ``casceq implicit``).
@@ -40,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concepts",
         nargs="+",
-        default=["text", "ctc", "boc", "acoustic", "random"],
-        help="concepts to erase (default: text ctc boc acoustic random)",
+        default=["text", "ctc", "boc", "acoustic", "acoustic2d", "random"],
+        help="concepts to erase (default: text ctc boc acoustic acoustic2d random; acoustic2d is the continuous "
+        "standardised [energy, pitch] per position, acoustic its 9 energy x pitch classes)",
     )
     parser.add_argument(
         "--positions",

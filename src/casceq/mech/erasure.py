@@ -49,8 +49,10 @@ from casceq.mech.capture import SAMPLE_RATE, position_frames, run_clip
 from casceq.mech.erasure_concepts import (
     CONCEPTS,
     CTC_TARGETS,
+    ConceptSupport,
     ErasureResult,
     TaskAccuracy,
+    concept_support,
     define_concept,
     eraser_rank,
     heldout_check,
@@ -228,13 +230,32 @@ def fit_erasers(
         seed: Seed of the held-out split.
 
     Returns:
-        ``({layer: eraser}, [ProbeCheck per layer])``.
+        ``({layer: eraser}, [ProbeCheck per layer])``; :func:`fit_concept` also gives the concept's support.
     """
+    erasers, checks, _ = fit_concept(
+        backend, clips, concept, layers, frames=frames, affine=affine, positions=positions, seed=seed
+    )
+    return erasers, checks
+
+
+def fit_concept(
+    backend: Any,
+    clips: Sequence[FitClip],
+    concept: Any,
+    layers: Sequence[int],
+    *,
+    frames: Sequence[Any] | None = None,
+    affine: bool = False,
+    positions: Positions = "all",
+    seed: int = 0,
+) -> tuple[dict[int, Any], list[Any], ConceptSupport]:
+    """:func:`fit_erasers` plus the concept's :class:`ConceptSupport` (per-dimension fitting counts)."""
     layout = layout_of(backend)
     chosen = layout.check_layers(layers)
     fr = list(frames) if frames is not None else [None] * len(clips)
     erasers: dict[int, Any] = {}
     checks = []
+    support = None
     for layer in chosen:
         with ErasureHooks(backend, layout, erasers, positions):
             states = collect_states(backend, layout, clips, layer)
@@ -244,7 +265,13 @@ def fit_erasers(
         ]
         erasers[layer] = fit_eraser(states, targets, affine=affine)
         checks.append(heldout_check(concept, layer, states, clips, fr, affine=affine, seed=seed))
-    return erasers, checks
+        if support is None:  # positions are the same at every layer
+            support = concept_support(
+                concept,
+                [concept.carried(c.transcript, len(x), f) for c, x, f in zip(clips, states, fr, strict=True)],
+            )
+    assert support is not None
+    return erasers, checks, support
 
 
 def answer_labels(
@@ -334,12 +361,14 @@ def run_erasure(
     checks: list[Any] = []
     extra_fits = ["text"] if "random" in wanted and "text" not in wanted else []
     extra_fits += [c for c in acoustic if c not in wanted]
+    supports = []
     for name in [c for c in wanted if c != "random"] + extra_fits:
         concept = define_concept(name, transcripts, frames)
-        fitted[name], found = fit_erasers(
+        fitted[name], found, support = fit_concept(
             backend, clips, concept, chosen, frames=frames, affine=affine, positions=positions, seed=seed
         )
         checks += found if name in wanted else []
+        supports.append(support)
     draws = [f"random-{j + 1}" if j else "random" for j in range(n_random)] if "random" in wanted else []
     for j, name in enumerate(draws):
         fitted[name] = {
@@ -380,6 +409,7 @@ def run_erasure(
         gold={task.name: [ex.label for ex in examples] for task, examples, _ in evaluations},
         items={task.name: [ex.id for ex in examples] for task, examples, _ in evaluations},
         fit_items=sorted({c.id.split("@")[0] for c in clips}),
+        support=tuple(supports),
         diagnostic=(
             text_diagnostic(
                 backend,

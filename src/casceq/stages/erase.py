@@ -31,7 +31,7 @@ from casceq.run.items import natural_items, spoken_items
 from casceq.stages.context import SAMPLE_RATE, StageContext, provenance
 from casceq.tasks import get_task, load_examples
 
-DEFAULT_CONCEPTS = ("text", "ctc", "boc", "acoustic", "random")
+DEFAULT_CONCEPTS = ("text", "ctc", "boc", "acoustic", "acoustic2d", "random")
 
 
 @dataclass(frozen=True)
