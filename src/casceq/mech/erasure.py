@@ -27,7 +27,13 @@ and chance (the training majority class; R² 0).
      "gold": {task: [gold label per item]}, "items": {task: [example id per item]},
      "fit_items": [the fitting utterances' items],
      "probes": [{"concept", "layer", "metric": "accuracy"|"r2", "before", "after", "chance", "rank",
-                 "n_train", "n_test"}, ...]}
+                 "n_train", "n_test"}, ...],
+     "support": [{"concept", "dims": [str], "n_utterances": [int per dim], "n_positions": [int per dim],
+                  "total_utterances", "total_positions"}, ...],      # per fitted concept (absent in old files)
+     "diagnostic": null | {"readout", "n_train", "n_test", "n_test_items", "n_boot", "level", "seed",
+                           "test_items": [str], "rows": [{"concept", "layer", "control", "r2_none", "r2_erased",
+                           "r2_control", "drop", "drop_ci", "control_drop", "control_drop_ci", "excess",
+                           "excess_ci", "rank", "control_rank", "verdict"}, ...]}   # the §5.4 diagnostic
 
 ``condition`` is ``"none"`` or a concept name (``random``, ``random-2`` .. ``random-K`` for ``n_random`` draws of
 the random subspace); ``same_as_none`` is the fraction of answers unchanged by erasure. The fitting utterances and
