@@ -111,3 +111,19 @@ def test_support_round_trips_and_old_files_read() -> None:
     assert "| text | 1 of 2 | 3 | 30 | `yes` 3 (30), `<other>` 0 (0) |" in back.markdown()
     old = {k: v for k, v in res.to_json().items() if k not in ("support", "diagnostic")}
     assert ErasureResult.from_json(old).support == ()
+
+
+def test_continuous_heldout_probe_chooses_its_penalty_and_does_not_overfit_few_rows() -> None:
+    """Few rows in many dimensions (as real states): noise targets score near 0, not hugely negative, while a
+    planted linear target is found (positive control)."""
+    from casceq.mech.erasure_concepts import probe_score
+
+    rng = np.random.default_rng(0)
+    n, d = 200, 400
+    z = rng.standard_normal((n, 2))  # a low-rank signal in the states, as residual streams have
+    x = 10.0 * z @ rng.standard_normal((2, d)) + 10.0 * rng.standard_normal((n, d)) + 5.0
+    noise = rng.standard_normal((n, 2))
+    planted = z + 0.3 * rng.standard_normal((n, 2))
+    concept = define_concept("acoustic2d", [], [np.zeros((1, 5), dtype=np.float32)])
+    assert probe_score(concept, x[:150], noise[:150], x[150:], noise[150:]) > -0.2  # alpha = 1: -1.06
+    assert probe_score(concept, x[:150], planted[:150], x[150:], planted[150:]) > 0.5
