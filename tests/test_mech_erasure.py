@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import types
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -222,10 +223,19 @@ def test_run_erasure_end_to_end_json(backend: Any, clips: list[Any], tmp_path: P
         ("ctc", "accuracy"),
         ("boc", "r2"),
     }
+    # every fitted eraser's data per concept dimension, against an independent recount
+    sup = {s.concept: s for s in res.support}
+    assert set(sup) == {"text", "ctc", "boc"}
+    first = Counter(c.transcript.split()[0] for c in clips[:12])
+    assert dict(zip(sup["text"].dims, sup["text"].n_utterances, strict=True)) == {**first, "<other>": 0}
+    n_pos = sum(len(x) for x in _positions(backend, clips[:12]))
+    assert all(s.total_positions == n_pos and s.total_utterances == 12 for s in sup.values())
+    assert sum(sup["ctc"].n_positions) == n_pos  # one character per position
     path = res.write(tmp_path)
     data = json.loads(path.read_text())
     assert data["kind"] == "erasure" and data["layers"] == [0, 2] and data["affine"] is False
-    assert "| task | none | text |" in (tmp_path / "mech" / "erasure.md").read_text()
+    md = (tmp_path / "mech" / "erasure.md").read_text()
+    assert "| task | none | text |" in md and "| text | 3 of 4 | 12 |" in md
 
 
 @pytest.mark.slow
@@ -354,6 +364,23 @@ def test_cli_erase_writes_json(backend: Any, clips: list[Any], tmp_path: Path) -
     assert [a["condition"] for a in data["accuracy"]] == ["none", "text", "random"]
     assert data["n_fit_utterances"] == 6 and data["extra"]["commit"]
     assert main([*args, "--fit", str(tmp_path / "fit"), "--out", str(tmp_path / "o2"), "--layers", "9"]) == 2
+    # --diagnostic: 40% of the twelve fitting items held out of eraser fitting, scored by the text readout
+    more = [Utterance(c.id, str(tmp_path / f"{c.id}.wav"), c.transcript, {}) for c in clips[6:]]
+    for c in clips[12:]:
+        sf.write(tmp_path / f"{c.id}.wav", c.audio, SR)
+    capture(backend, more, str(tmp_path / "fit12"), model="tiny", layers=[1, 2], pitch=False)
+    diag_args = ["--fit", str(tmp_path / "fit12"), "--concepts", "text", "--n-random", "1", "--diagnostic"]
+    with pytest.warns(UserWarning, match="LEACE fitted on"):
+        code = main([*args, *diag_args, "--diagnostic-fraction", "0.4", "--out", str(tmp_path / "d")])
+    assert code == 0
+    data = json.loads((tmp_path / "d" / "mech" / "erasure.json").read_text())
+    assert data["n_fit_utterances"] == 7 and data["diagnostic"]["n_test"] == 5
+    assert set(data["diagnostic"]["test_items"]).isdisjoint(data["fit_items"])
+    assert [r["layer"] for r in data["diagnostic"]["rows"]] == [1, 2]
+    assert (
+        "Does erasing the acoustic concept reduce text decodability"
+        in (tmp_path / "d" / "mech" / "erasure.md").read_text()
+    )
 
 
 def test_concept_targets_known_values() -> None:
@@ -408,13 +435,22 @@ def test_acoustic_concept_end_to_end(backend: Any, clips: list[Any]) -> None:
             clips[:6],
             [(task, examples, [c.audio for c in clips[:2]])],
             layers=[1],
-            concepts=["acoustic"],
+            concepts=["acoustic", "acoustic2d"],
         )
-    assert [a.condition for a in res.accuracy] == ["none", "acoustic"]
-    (check,) = res.probes
+    assert [a.condition for a in res.accuracy] == ["none", "acoustic", "acoustic2d"]
+    check, cont = res.probes
     assert check.concept == "acoustic" and check.metric == "accuracy"
     # erased: the held-out probe is at most near chance, and not better than before erasure
     assert check.after <= check.chance + 0.2 and check.after <= check.before + 1e-9
+    # the continuous [energy, pitch] concept: ridge R², removed down to (at most) nothing decodable
+    assert cont.concept == "acoustic2d" and cont.metric == "r2" and cont.rank <= 2
+    assert cont.after <= max(cont.before, 0.0) + 1e-9 and cont.after < 0.1
+    sup = {s.concept: s for s in res.support}
+    n_pos = sum(len(f) for f in frames)
+    assert sup["acoustic2d"].dims == ("energy", "pitch") and sup["acoustic2d"].n_positions[0] == n_pos
+    voiced = sum(int((np.isfinite(f[:, 3]) & (np.nan_to_num(f[:, 3]) > 0)).sum()) for f in frames)
+    assert sup["acoustic2d"].n_positions[1] == voiced
+    assert sum(sup["acoustic"].n_positions) == n_pos
 
 
 def _positions(backend: Any, clips: list[Any]) -> list[Any]:
@@ -445,3 +481,37 @@ def test_frames_one_row_off_are_conformed_to_the_positions(backend: Any, clips: 
     with pytest.warns(UserWarning, match="LEACE fitted on"):
         erasers, _ = fit_erasers(backend, clips[:6], concept, [1], frames=longer)
     assert set(erasers) == {1}
+
+
+@pytest.mark.slow
+def test_run_erasure_text_diagnostic_on_heldout_clips(backend: Any, clips: list[Any]) -> None:
+    """The §5.4 diagnostic runs on held-out clips only (an overlap is refused), with a rank-matched control."""
+    from casceq.errors import LeakageError
+    from casceq.mech.erasure import run_erasure
+    from casceq.mech.erasure_concepts import ErasureResult
+    from casceq.tasks import get_task
+    from casceq.types import Example
+
+    pytest.importorskip("parselmouth")
+    task = get_task("sst2")
+    examples = [Example("e0", "sst2", "x", "positive"), Example("e1", "sst2", "x", "negative")]
+    evaluation = [(task, examples, [c.audio for c in clips[:2]])]
+    with pytest.warns(UserWarning, match="LEACE fitted on"):
+        res = run_erasure(
+            backend, clips[:12], evaluation, layers=[0, 2], concepts=["text"], heldout=clips[12:], n_boot=200
+        )
+    # the acoustic erasers are fitted for the diagnostic only: not an answered condition
+    assert [a.condition for a in res.accuracy] == ["none", "text"]
+    diag = res.diagnostic
+    assert diag is not None and (diag.n_train, diag.n_test, diag.n_test_items) == (12, 6, 6)
+    assert diag.test_items == tuple(sorted(c.id for c in clips[12:]))
+    assert [(r.concept, r.layer) for r in diag.rows] == [("acoustic", 0), ("acoustic", 2)]
+    # a later layer may have nothing left to erase once the earlier layers' erasers act (rank 0 there)
+    assert diag.rows[0].rank >= 1
+    for r in diag.rows:
+        assert r.rank == r.control_rank and 0 <= r.rank <= 8
+        assert r.excess == pytest.approx(r.r2_control - r.r2_erased)
+        assert r.verdict in ("reduced more than random", "reduced less than random", "inconclusive")
+    assert ErasureResult.from_json(json.loads(json.dumps(res.to_json()))).diagnostic == diag
+    with pytest.raises(LeakageError, match="held-out items"):
+        run_erasure(backend, clips[:12], evaluation, layers=[0], concepts=["text"], heldout=clips[10:14])

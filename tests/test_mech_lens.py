@@ -225,3 +225,123 @@ def test_lens_capture_counts_match_an_independent_recount(ultravox: Any, tmp_pat
     finally:
         with torch.no_grad():
             ultravox.projector.ln_post.weight.div_(1.5)
+
+
+def _positions_clips(seconds: tuple[float, ...] = (1.0, 1.6)) -> list[tuple[str, np.ndarray, str]]:
+    texts = ("one two", "three four five")
+    return [(f"u{k}", _clip(s, 20 + k), texts[k % 2]) for k, s in enumerate(seconds)]
+
+
+def test_all_position_lens_regions_count_every_position_and_match_real_logits(ultravox: Any) -> None:
+    """Region sizes equal an independent count of the encoded prompt; the last layer's per-region tallies equal
+    a recount from the model's own logits; the audio region equals the capture lens at audio positions."""
+    from casceq.mech.adapters import layout_of
+    from casceq.mech.lens import TokenNormaliser, lens_positions
+
+    layout = layout_of(ultravox)
+    clips = _positions_clips()
+    res = lens_positions(ultravox, ultravox.tokenizer, clips, layers=[0, 2], prompt="Say it.")
+    assert res.source == "all-positions" and [r.region for r in res.regions] == [
+        "audio",
+        "text-before",
+        "text-after",
+        "text",
+    ]
+    norm = TokenNormaliser(ultravox.tokenizer)
+    want = dict.fromkeys(("audio", "text-before", "text-after"), 0)
+    recount = {r: [0, 0] for r in want}
+    for _uid, wav, text in clips:
+        batch = ultravox.encode([wav], ["Say it."])
+        ids = batch.input_ids[0].numpy()
+        audio = np.flatnonzero(ids == ultravox.audio_token_id)
+        assert len(audio) == layout.n_positions(wav)  # native Ultravox: no padding placeholders
+        pos = np.arange(len(ids))
+        masks = {
+            "audio": ids == ultravox.audio_token_id,
+            "text-before": pos < audio[0],
+            "text-after": pos > audio[-1],
+        }
+        logits = ultravox.forward_logits(batch)[0].argmax(-1).numpy()
+        bag = norm.reference_bag(text)
+        for r, m in masks.items():
+            want[r] += int(m.sum())
+            toks = [s for s in (norm(int(i)) for i in logits[m]) if s]
+            recount[r][0] += len(toks)
+            recount[r][1] += sum(s in bag for s in toks)
+    got = {r.region: r for r in res.regions}
+    for r, n in want.items():
+        assert got[r].n_positions == n > 0
+        last = got[r].layers[1]
+        assert last.layer == 2 and (last.n_tokens, last.n_hits) == tuple(recount[r])
+    assert got["text"].n_positions == want["text-before"] + want["text-after"]
+    assert res.n_positions == sum(want.values())
+    for i in range(2):  # all positions together = the sum of the regions
+        assert res.layers[i].n_tokens == got["audio"].layers[i].n_tokens + got["text"].layers[i].n_tokens
+    assert "| layer | audio | text-before | text-after | text |" in res.markdown()
+    back = type(res).from_json(res.to_json())
+    assert back.regions == res.regions and back.region("audio") == got["audio"]
+
+
+def test_all_position_lens_scores_text_positions_against_the_transcript(ultravox: Any) -> None:
+    """Positive control: with the unembedding tied to the embeddings, layer 0's lens reads the input tokens back,
+    so text positions score high exactly when the transcript is the prompt's own text."""
+    from casceq.mech.lens import lens_positions
+
+    model = ultravox.model
+    saved = model.lm_head.weight.detach().clone()
+    norm_w = model.model.norm.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            model.lm_head.weight.copy_(model.model.embed_tokens.weight)
+            model.model.norm.weight.fill_(1.0)
+        wav = _clip(1.0, 3)
+        own = lens_positions(ultravox, ultravox.tokenizer, [("a", wav, "Say it. user assistant")], layers=[0])
+        other = lens_positions(ultravox, ultravox.tokenizer, [("a", wav, "zzz qqq")], layers=[0])
+    finally:
+        with torch.no_grad():
+            model.lm_head.weight.copy_(saved)
+            model.model.norm.weight.copy_(norm_w)
+    p_own = own.region("text-after").layers[0].precision
+    p_other = other.region("text-after").layers[0].precision
+    assert (
+        p_own is not None and p_other is not None and p_own >= 0.6 and p_other <= 0.2
+    )  # measured 0.81 and 0.0
+
+
+@pytest.mark.slow
+def test_cli_lens_all_positions_writes_lens_all_json(root: Path, tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from casceq.cli import main
+    from casceq.mech.lens import LensResult
+    from casceq.mech.shards import CaptureReader
+    from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, UltravoxNativeConfig
+
+    cfg = UltravoxNativeConfig(
+        encoder=str(tm.tiny_whisper(tmp_path / "w")),
+        backbone=str(tm.tiny_causal_lm(tmp_path / "lm")),
+        hidden_dim=64,
+        encoder_mode="unpadded",
+    )
+    ckpt = UltravoxNativeBackend.create(cfg, seed=7).save(tmp_path / "ckpt")
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for uid, wav, text in _positions_clips((1.0, 1.4, 0.8)):
+        sf.write(audio / f"{uid}.wav", wav, SR)
+        (audio / f"{uid}.txt").write_text(text)
+    model = f"ultravox-native:{ckpt}"
+    cap = tmp_path / "cap"
+    common = ["--layers", "0", "2"]
+    assert (
+        main(
+            ["capture", "--model", model, "--audio-dir", str(audio), "--out", str(cap), "--no-pitch", *common]
+        )
+        == 0
+    )
+    out = tmp_path / "out"
+    assert main(["lens", str(cap), "--model", model, "--all-positions", "--out", str(out)]) == 0
+    res = LensResult.from_json(__import__("json").loads((out / "mech" / "lens_all.json").read_text()))
+    assert [r.layer for r in res.layers] == [0, 2] and res.n_utterances == 3
+    assert res.region("audio").n_positions == sum(r.count for r in CaptureReader(cap).utterances)
+    assert (out / "mech" / "lens_all.md").is_file() and not (out / "mech" / "lens.json").exists()
+    assert main(["lens", "--model", model, "--text", "hi", "--all-positions", "--out", str(out)]) == 2

@@ -5,11 +5,15 @@ fitting utterances: those of a capture folder (``--fit CAPTURE_DIR``: its audio,
 layers) or, by default, ``--n`` further items of each task (the next ones of the seeded ranking, spoken by the
 same voices): never the evaluated items themselves (checked; an overlap is an error). The random control is drawn
 ``--n-random`` times. Then every task is answered
-with no erasure and under each concept's erasers (text proxy, CTC characters, bag of characters, acoustic,
-random control), all layers' erasers active at once through hooks on every forward pass (``--positions``).
+with no erasure and under each concept's erasers (text proxy, CTC characters, bag of characters, acoustic classes,
+continuous acoustic, random control), all layers' erasers active at once through hooks on every forward pass (``--positions``).
 Writes ``OUT/mech/erasure.json`` (schema in ``casceq.mech.erasure``) and ``OUT/mech/erasure.md``.
 ``--calibration RUN_DIR`` answers every condition with a ``casceq run`` folder's held-out offsets of the speech
 LLM (score mode; see ``casceq implicit``).
+``--diagnostic`` holds ``--diagnostic-fraction`` of the fitting items out of eraser fitting and answers the
+paper's §5.4 question on them: does erasing the acoustic concept reduce text decodability (bag-of-characters
+readout R²) more than a random subspace of the same rank? (per layer, item-bootstrap intervals; in
+``erasure.json`` as ``diagnostic`` and in ``erasure.md``).
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concepts",
         nargs="+",
-        default=["text", "ctc", "boc", "acoustic", "random"],
-        help="concepts to erase (default: text ctc boc acoustic random)",
+        default=["text", "ctc", "boc", "acoustic", "acoustic2d", "random"],
+        help="concepts to erase (default: text ctc boc acoustic acoustic2d random; acoustic2d is the continuous "
+        "standardised [energy, pitch] per position, acoustic its 9 energy x pitch classes)",
     )
     parser.add_argument(
         "--positions",
@@ -46,6 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="erase every position of every pass (all, the paper's) or the prompt's audio positions only",
     )
     parser.add_argument("--affine", action="store_true", help="LEACE with bias centering (default: none)")
+    parser.add_argument(
+        "--diagnostic",
+        action="store_true",
+        help="hold some fitting items out of eraser fitting and test whether acoustic erasure reduces text "
+        "decodability more than a random subspace of the same rank (the paper's section 5.4)",
+    )
+    parser.add_argument(
+        "--diagnostic-fraction",
+        type=float,
+        default=0.3,
+        help="share of the fitting items held out for --diagnostic (default 0.3)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         affine=args.affine,
         mode=args.mode,
         n_random=args.n_random,
+        diagnostic=args.diagnostic,
+        diagnostic_fraction=args.diagnostic_fraction,
         argv=("casceq", "erase", *sys.argv[2:]),
     )
     result = run_erase(config, StageContext(context_config(args)))

@@ -27,7 +27,13 @@ and chance (the training majority class; R² 0).
      "gold": {task: [gold label per item]}, "items": {task: [example id per item]},
      "fit_items": [the fitting utterances' items],
      "probes": [{"concept", "layer", "metric": "accuracy"|"r2", "before", "after", "chance", "rank",
-                 "n_train", "n_test"}, ...]}
+                 "n_train", "n_test"}, ...],
+     "support": [{"concept", "dims": [str], "n_utterances": [int per dim], "n_positions": [int per dim],
+                  "total_utterances", "total_positions"}, ...],      # per fitted concept (absent in old files)
+     "diagnostic": null | {"readout", "n_train", "n_test", "n_test_items", "n_boot", "level", "seed",
+                           "test_items": [str], "rows": [{"concept", "layer", "control", "r2_none", "r2_erased",
+                           "r2_control", "drop", "drop_ci", "control_drop", "control_drop_ci", "excess",
+                           "excess_ci", "rank", "control_rank", "verdict"}, ...]}   # the §5.4 diagnostic
 
 ``condition`` is ``"none"`` or a concept name (``random``, ``random-2`` .. ``random-K`` for ``n_random`` draws of
 the random subspace); ``same_as_none`` is the fraction of answers unchanged by erasure. The fitting utterances and
@@ -49,12 +55,22 @@ from casceq.mech.capture import SAMPLE_RATE, position_frames, run_clip
 from casceq.mech.erasure_concepts import (
     CONCEPTS,
     CTC_TARGETS,
+    ConceptSupport,
     ErasureResult,
     TaskAccuracy,
+    concept_support,
     define_concept,
     eraser_rank,
     heldout_check,
     random_eraser,
+)
+from casceq.mech.erasure_diagnostic import (
+    LEVEL,
+    N_BOOT,
+    READOUT,
+    TextDiagnostic,
+    check_heldout,
+    text_decodability,
 )
 from casceq.mech.leace import fit_eraser
 from casceq.systems.answer import answer_batch, check_offsets
@@ -220,13 +236,32 @@ def fit_erasers(
         seed: Seed of the held-out split.
 
     Returns:
-        ``({layer: eraser}, [ProbeCheck per layer])``.
+        ``({layer: eraser}, [ProbeCheck per layer])``; :func:`fit_concept` also gives the concept's support.
     """
+    erasers, checks, _ = fit_concept(
+        backend, clips, concept, layers, frames=frames, affine=affine, positions=positions, seed=seed
+    )
+    return erasers, checks
+
+
+def fit_concept(
+    backend: Any,
+    clips: Sequence[FitClip],
+    concept: Any,
+    layers: Sequence[int],
+    *,
+    frames: Sequence[Any] | None = None,
+    affine: bool = False,
+    positions: Positions = "all",
+    seed: int = 0,
+) -> tuple[dict[int, Any], list[Any], ConceptSupport]:
+    """:func:`fit_erasers` plus the concept's :class:`ConceptSupport` (per-dimension fitting counts)."""
     layout = layout_of(backend)
     chosen = layout.check_layers(layers)
     fr = list(frames) if frames is not None else [None] * len(clips)
     erasers: dict[int, Any] = {}
     checks = []
+    support = None
     for layer in chosen:
         with ErasureHooks(backend, layout, erasers, positions):
             states = collect_states(backend, layout, clips, layer)
@@ -236,7 +271,13 @@ def fit_erasers(
         ]
         erasers[layer] = fit_eraser(states, targets, affine=affine)
         checks.append(heldout_check(concept, layer, states, clips, fr, affine=affine, seed=seed))
-    return erasers, checks
+        if support is None:  # positions are the same at every layer
+            support = concept_support(
+                concept,
+                [concept.carried(c.transcript, len(x), f) for c, x, f in zip(clips, states, fr, strict=True)],
+            )
+    assert support is not None
+    return erasers, checks, support
 
 
 def answer_labels(
@@ -278,6 +319,8 @@ def run_erasure(
     model: str = "",
     offsets: Mapping[str, np.ndarray] | None = None,
     n_random: int = 1,
+    heldout: Sequence[FitClip] = (),
+    n_boot: int = N_BOOT,
 ) -> Any:
     """Fit every concept's erasers and answer every task under each erasure condition (and ``none``).
 
@@ -297,11 +340,18 @@ def run_erasure(
             condition: erasure is judged with the same decision rule as the baseline. Recorded in the result.
         n_random: Draws of the random subspace (conditions ``random``, ``random-2`` ..), each of the text
             eraser's rank, with seeds ``seed + 1000 j + layer`` (the first is the single draw of older results).
+        heldout: Utterances the erasers are NOT fitted on: when given, the §5.4 text-decodability diagnostic
+            (:func:`text_diagnostic`) runs on them for every acoustic concept (``acoustic`` is fitted for it when
+            no acoustic concept is asked for) and is the result's ``diagnostic``.
+        n_boot: Bootstrap resamples of the diagnostic.
 
     Raises:
-        InputError: Unknown concepts, ``n_random < 1``, or fitting utterances that are evaluated items.
+        InputError: Unknown concepts, ``n_random < 1``, or fitting utterances that are evaluated items;
+            ``LeakageError`` when a held-out utterance's item is a fitting one.
     """
     check_disjoint(clips, evaluations)
+    if heldout:
+        check_heldout([c.id for c in clips], [c.id for c in heldout])
     if n_random < 1:
         raise InputError(f"n_random must be >= 1, got {n_random}")
     layout = layout_of(backend)
@@ -310,18 +360,21 @@ def run_erasure(
     unknown = [c for c in wanted if c not in CONCEPTS]
     if unknown:
         raise InputError(f"unknown concepts {unknown}; known: {', '.join(CONCEPTS)}")
-    frames = clip_frames(layout, clips) if "acoustic" in wanted else None
+    acoustic = [c for c in wanted if c.startswith("acoustic")] or (["acoustic"] if heldout else [])
+    frames = clip_frames(layout, clips) if acoustic else None
     transcripts = [c.transcript for c in clips]
     fitted: dict[str, dict[int, Any]] = {}
     checks: list[Any] = []
-    for name in [c for c in wanted if c != "random"] + (
-        ["text"] if "random" in wanted and "text" not in wanted else []
-    ):
+    extra_fits = ["text"] if "random" in wanted and "text" not in wanted else []
+    extra_fits += [c for c in acoustic if c not in wanted]
+    supports = []
+    for name in [c for c in wanted if c != "random"] + extra_fits:
         concept = define_concept(name, transcripts, frames)
-        fitted[name], found = fit_erasers(
+        fitted[name], found, support = fit_concept(
             backend, clips, concept, chosen, frames=frames, affine=affine, positions=positions, seed=seed
         )
         checks += found if name in wanted else []
+        supports.append(support)
     draws = [f"random-{j + 1}" if j else "random" for j in range(n_random)] if "random" in wanted else []
     for j, name in enumerate(draws):
         fitted[name] = {
@@ -362,6 +415,93 @@ def run_erasure(
         gold={task.name: [ex.label for ex in examples] for task, examples, _ in evaluations},
         items={task.name: [ex.id for ex in examples] for task, examples, _ in evaluations},
         fit_items=sorted({c.id.split("@")[0] for c in clips}),
+        support=tuple(supports),
+        diagnostic=(
+            text_diagnostic(
+                backend,
+                fitted,
+                clips,
+                heldout,
+                chosen,
+                acoustic,
+                positions=positions,
+                seed=seed,
+                n_boot=n_boot,
+            )
+            if heldout
+            else None
+        ),
+    )
+
+
+def text_diagnostic(
+    backend: Any,
+    fitted: Mapping[str, Mapping[int, Any]],
+    clips: Sequence[FitClip],
+    heldout: Sequence[FitClip],
+    layers: Sequence[int],
+    concepts: Sequence[str],
+    *,
+    positions: Positions = "all",
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+) -> TextDiagnostic:
+    """The §5.4 diagnostic (``casceq.mech.erasure_diagnostic``) with the fitted erasers, on held-out clips.
+
+    States are collected by running the model with each condition's erasers active at all ``layers`` at once
+    (no erasure; each concept's erasers; a random subspace of the concept's rank at each layer, seeds
+    ``seed + 7919 + 1000 j + layer``). The readout is trained on ``clips`` (the erasers' fitting utterances)
+    and scored on ``heldout``.
+
+    Raises:
+        LeakageError: A held-out utterance's item among ``clips``.
+    """
+    check_heldout([c.id for c in clips], [c.id for c in heldout])
+    layout = layout_of(backend)
+    every = [*clips, *heldout]
+    means: dict[str, dict[int, np.ndarray]] = {}
+
+    def collect(name: str, erasers: Mapping[int, Any]) -> None:
+        with ErasureHooks(backend, layout, erasers, positions):
+            states = collect_layers(backend, layout, every, layers)
+        means[name] = {layer: np.stack([x.mean(0) for x in states[layer]]) for layer in layers}
+
+    collect("none", {})
+    train, test = list(range(len(clips))), list(range(len(clips), len(every)))
+    rows = []
+    for j, concept in enumerate(concepts):
+        control = f"random-{concept}-rank"
+        ranks = {layer: eraser_rank(fitted[concept][layer]) for layer in layers}
+        collect(concept, fitted[concept])
+        collect(
+            control,
+            {
+                layer: random_eraser(layout.width, ranks[layer], seed + 7919 + 1000 * j + layer)
+                for layer in layers
+            },
+        )
+        rows += text_decodability(
+            means,
+            [c.transcript for c in every],
+            [c.id for c in every],
+            train,
+            test,
+            concept=concept,
+            control=control,
+            ranks={concept: ranks, control: ranks},
+            n_boot=n_boot,
+            seed=seed,
+        )
+    return TextDiagnostic(
+        READOUT,
+        len(clips),
+        len(heldout),
+        len({c.id.split("@")[0] for c in heldout}),
+        n_boot,
+        LEVEL,
+        seed,
+        tuple(sorted({c.id.split("@")[0] for c in heldout})),
+        tuple(rows),
     )
 
 

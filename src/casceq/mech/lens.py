@@ -9,6 +9,12 @@ Two sources:
 - text into a text LLM (``lens_texts``): lens tokens at the positions of the input text, scored against the
   text itself, plus how often the lens token *is* the input token at that position (``identity``) or the next
   input token (``next_token``): where input words are still readable and where prediction takes over.
+- a speech LLM run on its **full prompt** (``lens_positions``, the paper's Qwen2-Audio analysis): chat and
+  instruction tokens before the audio, the audio positions, and the prompt tokens after them (instruction,
+  end of turn, assistant prefix), each scored against the utterance's transcript and reported per **region**
+  (``audio``, ``text-before``, ``text-after``, ``text`` = both text regions; ``audio-padding`` when a model has
+  placeholder positions beyond the clip's own, which are not scored). ``layers`` is then all positions together.
+  Computed from the loaded model (captures hold audio positions only); written to ``mech/lens_all.json``.
 
 **Bag-of-tokens precision** of a layer = hits / scored tokens over all positions of all utterances. A lens token
 is normalised with the model's tokenizer: ``decode([id])``, lower-cased, stripped of whitespace and edge
@@ -22,7 +28,10 @@ leading space (so ``"Movie"``, ``" movie"`` and ``"movie"`` all count), plus the
      "n_utterances": int, "n_positions": int,
      "layers": [{"layer": int, "n_tokens": int, "n_hits": int, "precision": float|null,
                  "identity": float|null, "next_token": float|null, "top_tokens": [[str, int], ...]}, ...],
-     "examples": [{"id": str, "reference": str, "layer": int, "text": str}, ...], "extra": {...}}
+     "examples": [{"id": str, "reference": str, "layer": int, "text": str}, ...], "extra": {...},
+     "regions": [{"region": str, "n_positions": int, "layers": [as "layers"]}, ...]}   # all-positions only
+
+``source`` is ``"all-positions"`` for ``lens_positions`` (``regions`` empty otherwise; older files have none).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ import numpy as np
 
 from casceq.errors import InputError
 from casceq.mech.adapters import layout_of
-from casceq.mech.capture import LayerTap, fingerprint
+from casceq.mech.capture import SAMPLE_RATE, LayerTap, fingerprint
 from casceq.mech.lens_tokens import LayerTally, LensLayer, TokenNormaliser, lens_text, normalise_text
 from casceq.mech.shards import CaptureReader
 
@@ -47,8 +56,10 @@ __all__ = [
     "LensExample",
     "LensLayer",
     "LensResult",
+    "RegionLens",
     "TokenNormaliser",
     "lens_capture",
+    "lens_positions",
     "lens_text",
     "lens_texts",
     "lens_token_ids",
@@ -57,6 +68,12 @@ __all__ = [
 
 LENS_FILE = "mech/lens.json"
 """Where ``casceq lens`` writes its result inside the output folder."""
+
+LENS_ALL_FILE = "mech/lens_all.json"
+"""Where ``casceq lens --all-positions`` writes its result (beside an audio-position ``lens.json``)."""
+
+REGIONS = ("audio", "text-before", "text-after", "text")
+"""Regions of the full prompt scored by ``lens_positions`` (``text`` = ``text-before`` + ``text-after``)."""
 
 CHUNK_POSITIONS = 64
 """Positions unembedded at once (Gemma's 262k vocabulary: 64 x 262k float32 logits = 67 MB)."""
@@ -76,6 +93,21 @@ class LensExample:
 
 
 @dataclass(frozen=True)
+class RegionLens:
+    """The lens over one region of the full prompt (``lens_positions``).
+
+    Attributes:
+        region: One of ``REGIONS`` (or ``audio-padding``, not scored).
+        n_positions: Positions of the region over all utterances (scored or not: special tokens are not).
+        layers: Per layer, the tokens scored in this region and their precision.
+    """
+
+    region: str
+    n_positions: int
+    layers: tuple[LensLayer, ...]
+
+
+@dataclass(frozen=True)
 class LensResult:
     """A logit lens over layers (see the module docstring for the JSON schema)."""
 
@@ -88,6 +120,7 @@ class LensResult:
     layers: tuple[LensLayer, ...]
     examples: tuple[LensExample, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    regions: tuple[RegionLens, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (schema in the module docstring)."""
@@ -99,7 +132,18 @@ class LensResult:
         fields = {k: v for k, v in data.items() if k not in ("kind", "version")}
         fields["layers"] = tuple(layer_from_json(r) for r in data.get("layers", ()))
         fields["examples"] = tuple(LensExample(**e) for e in data.get("examples", ()))
+        fields["regions"] = tuple(
+            RegionLens(r["region"], int(r["n_positions"]), tuple(layer_from_json(x) for x in r["layers"]))
+            for r in data.get("regions", ())
+        )
         return cls(**fields)
+
+    def region(self, name: str) -> RegionLens:
+        """The :class:`RegionLens` called ``name`` (``InputError`` when absent)."""
+        for r in self.regions:
+            if r.region == name:
+                return r
+        raise InputError(f"no lens region {name!r} (have {[r.region for r in self.regions]})")
 
     def markdown(self) -> str:
         """Table 5 style: precision (and text-mode identity/next-token rates) per layer."""
@@ -112,11 +156,25 @@ class LensResult:
                 row += f" {_fmt(r.identity)} | {_fmt(r.next_token)} |"
             tops = ", ".join(f"`{t}` {c}" for t, c in r.top_tokens[:6])
             lines.append(row + f" {tops} |")
+        if self.regions:
+            names = [r.region for r in self.regions if r.region != "audio-padding"]
+            counts = ", ".join(f"{r.region} {r.n_positions}" for r in self.regions)
+            lines += [
+                "",
+                f"Lens precision per region of the full prompt (positions: {counts}); scored tokens in brackets.",
+                "",
+                "| layer | " + " | ".join(names) + " |",
+                "|---|" + "---|" * len(names),
+            ]
+            by = {r.region: {x.layer: x for x in r.layers} for r in self.regions}
+            for r in self.layers:
+                cells = [f"{_fmt(by[n][r.layer].precision)} ({by[n][r.layer].n_tokens})" for n in names]
+                lines.append(f"| {r.layer} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
-    def write(self, out: str | Path) -> Path:
-        """Write ``mech/lens.json`` and ``mech/lens.md`` under ``out``; returns the JSON path."""
-        path = Path(out) / LENS_FILE
+    def write(self, out: str | Path, file: str = LENS_FILE) -> Path:
+        """Write ``file`` (default ``mech/lens.json``) and its ``.md`` under ``out``; returns the JSON path."""
+        path = Path(out) / file
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n")
         path.with_suffix(".md").write_text(self.markdown())
@@ -274,3 +332,120 @@ def lens_texts(
         tuple(tallies[layer].result(text_mode=True) for layer in chosen),
         tuple(examples),
     )
+
+
+def lens_positions(
+    backend: Any,
+    tokenizer: Any,
+    clips: Sequence[tuple[str, np.ndarray, str]],
+    *,
+    layers: Sequence[int] | None = None,
+    prompt: str = "Transcribe the audio.",
+    name: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> LensResult:
+    """Logit lens of a speech LLM over every position of its full prompt, per region (module docstring).
+
+    Each clip is encoded as the backend encodes it for answering (``backend.encode([audio], [prompt])``: chat
+    template, audio placeholders, instruction, assistant prefix) and run once with every chosen layer tapped.
+    Audio positions are the placeholder positions (``backend.audio_token_id``), of which the first
+    ``layout.n_positions(audio)`` are the clip's own (as ``casceq capture`` keeps); the rest are
+    ``audio-padding``. Text positions before the first audio position are ``text-before``, after the last
+    ``text-after``. Every position is scored against the clip's transcript (special tokens are not scored).
+
+    Args:
+        backend: A casceq speech-LLM backend (``casceq.mech.adapters.RULES`` knows its family).
+        tokenizer: Its tokenizer.
+        clips: ``(id, 16 kHz waveform, transcript)`` per utterance (truncated to the model's window here).
+        layers: Layer indices (default: the paper's fractions of depth).
+        prompt: The instruction (a capture's ``prompt``).
+        name: Model spec recorded in the result.
+        progress: Called with the index of each clip done.
+
+    Raises:
+        InputError: An encoder-only model, no clips, a prompt without audio positions, NaN states.
+    """
+    import torch
+
+    layout = layout_of(backend)
+    if layout.lm_head is None or layout.seconds_per_position is None:
+        raise InputError(f"{layout.key}: the all-position lens needs a speech LLM")
+    if not clips:
+        raise InputError("the all-position lens needs at least one utterance")
+    chosen = layout.check_layers(layers if layers is not None else layout.default_layers())
+    limit = int(layout.window_s * SAMPLE_RATE) if layout.window_s else None
+    norm = TokenNormaliser(tokenizer)
+    names = (*REGIONS, "audio-padding")
+    tallies = {(r, layer): LayerTally(layer) for r in names for layer in chosen}
+    overall = {layer: LayerTally(layer) for layer in chosen}
+    counts = dict.fromkeys(names, 0)
+    examples: list[LensExample] = []
+    for k, (uid, audio, transcript) in enumerate(clips):
+        wav = np.asarray(audio, dtype=np.float32)[:limit]
+        batch = backend.encode([wav], [prompt])
+        with LayerTap(layout, chosen) as tap, torch.inference_mode():
+            backend.forward_logits(batch, last=1)  # the unembedding runs on the last position only
+        masks = region_masks(batch, backend.audio_token_id, layout.n_positions(wav), uid)
+        for r in names:
+            counts[r] += int(masks[r].sum())
+        bag = norm.reference_bag(transcript)
+        real = masks["audio"] | masks["text"]
+        for layer in chosen:
+            states = tap.states[layer][0]
+            if not torch.isfinite(states).all():
+                raise InputError(f"utterance {uid!r}: NaN or infinite states at layer {layer}")
+            ids = lens_token_ids(layout, states)
+            for r in names:
+                if r != "audio-padding":
+                    tallies[(r, layer)].add(ids[masks[r]], bag, norm)
+            overall[layer].add(ids[real], bag, norm)
+            if k < N_EXAMPLES:
+                examples.append(LensExample(uid, transcript, layer, lens_text(tokenizer, ids[real])))
+        if progress is not None:
+            progress(k)
+    kept = [r for r in names if r != "audio-padding" or counts[r]]
+    regions = tuple(
+        RegionLens(r, counts[r], tuple(tallies[(r, layer)].result(text_mode=False) for layer in chosen))
+        for r in kept
+    )
+    return LensResult(
+        name,
+        layout.key,
+        fingerprint(backend, layout),
+        "all-positions",
+        len(clips),
+        counts["audio"] + counts["text"],
+        tuple(overall[layer].result(text_mode=False) for layer in chosen),
+        tuple(examples),
+        regions=regions,
+    )
+
+
+def region_masks(batch: Any, audio_token_id: int, n_audio: int, uid: str = "") -> dict[str, np.ndarray]:
+    """Boolean masks [L] of one encoded row, by region of the prompt (left padding is in none).
+
+    ``audio``: the clip's first ``n_audio`` placeholders; ``audio-padding``: further placeholders;
+    ``text-before`` / ``text-after``: text positions before the first / after the last placeholder (text between
+    placeholders counts as after); ``text``: both.
+
+    Raises:
+        InputError: A row without audio positions.
+    """
+    ids = batch.input_ids[0].cpu().numpy()
+    real = batch.attention_mask[0].cpu().numpy().astype(bool)
+    placeholder = (ids == audio_token_id) & real
+    where = np.flatnonzero(placeholder)
+    if not where.size:
+        raise InputError(f"utterance {uid!r}: the encoded prompt has no audio positions")
+    audio = placeholder & (np.cumsum(placeholder) <= n_audio)
+    pos = np.arange(len(ids))
+    before = real & ~placeholder & (pos < where[0])
+    after = real & ~placeholder & (pos > where[-1])
+    between = real & ~placeholder & ~before & ~after  # text between audio spans (several clips): text-after
+    return {
+        "audio": audio,
+        "audio-padding": placeholder & ~audio,
+        "text-before": before,
+        "text-after": after | between,
+        "text": before | after | between,
+    }

@@ -167,7 +167,8 @@ def _few_warning(n_rows: int, dim: int, what: str) -> str:
     return f"only {n_rows} training {what} for {dim} dimensions (want >= {dim})" if n_rows < dim else ""
 
 
-def _char_counts(text: str) -> np.ndarray:
+def char_counts(text: str) -> np.ndarray:
+    """Counts [len(ALPHABET)] of each character of the normalised text (the bag-of-characters target)."""
     norm = normalise_text(text)
     return np.array([norm.count(c) for c in ALPHABET], dtype=np.float64)
 
@@ -196,7 +197,7 @@ def ridge_layer(
                 unvoiced += not voiced.any()
                 fitters["pitch"].update(part, x[voiced], np.log(fr[voiced, 3]))
             if "boc" in fitters:
-                fitters["boc"].update(part, x.mean(0, keepdims=True), _char_counts(rec.transcript)[None])
+                fitters["boc"].update(part, x.mean(0, keepdims=True), char_counts(rec.transcript)[None])
     out = []
     for name, f in fitters.items():
         n_train = f.n_rows("fit") + f.n_rows("val")

@@ -5,6 +5,11 @@ the next ``n_fit`` items of each task's seeded ranking spoken by the same voices
 (``casceq.mech.erasure.check_disjoint``: an overlap is an error). Then every task is answered with no erasure and
 under each concept's erasers. Writes ``OUT/mech/erasure.json`` (``casceq.mech.erasure_concepts.ErasureResult``)
 and ``OUT/mech/erasure.md``.
+
+With ``diagnostic`` (``casceq erase --diagnostic``) a seeded ``diagnostic_fraction`` of the fitting items is held
+out of eraser fitting, and the §5.4 diagnostic (does erasing the acoustic concept reduce text decodability more
+than a random subspace of the same rank? ``casceq.mech.erasure_diagnostic``) is scored on them; it is the result's
+``diagnostic`` (in ``erasure.json`` and ``erasure.md``).
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from casceq.audio.io import load_audio
 from casceq.errors import InputError
 from casceq.mech.erasure import FitClip, Positions, run_erasure
 from casceq.mech.erasure_concepts import ErasureResult
+from casceq.mech.erasure_diagnostic import N_BOOT, split_heldout
 from casceq.mech.shards import CaptureReader
 from casceq.run.items import natural_items, spoken_items
 from casceq.stages.context import SAMPLE_RATE, StageContext, provenance
 from casceq.tasks import get_task, load_examples
 
-DEFAULT_CONCEPTS = ("text", "ctc", "boc", "acoustic", "random")
+DEFAULT_CONCEPTS = ("text", "ctc", "boc", "acoustic", "acoustic2d", "random")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,10 @@ class EraseConfig:
         affine: LEACE with bias centering.
         mode: Answer mode.
         n_random: Draws of the random-subspace control.
+        diagnostic: Hold ``diagnostic_fraction`` of the fitting items out of eraser fitting and run the §5.4
+            text-decodability diagnostic on them.
+        diagnostic_fraction: Share of fitting items held out for the diagnostic (by item, seeded).
+        n_boot: Bootstrap resamples of the diagnostic's intervals.
         argv: The command line recorded in the result's provenance (without ``provenance``).
         provenance: The provenance to record (None: collected from ``argv`` at the start).
     """
@@ -60,6 +70,9 @@ class EraseConfig:
     affine: bool = False
     mode: str = "score"
     n_random: int = 5
+    diagnostic: bool = False
+    diagnostic_fraction: float = 0.3
+    n_boot: int = N_BOOT
     argv: tuple[str, ...] = ()
     provenance: Mapping[str, Any] | None = None
 
@@ -132,6 +145,10 @@ def run_erase(config: EraseConfig, ctx: StageContext) -> ErasureResult:
         evaluations.append((get_task(name), examples, audios))
     if not config.fit:
         clips = task_clips(config, ctx, evaluations)
+    heldout: list[FitClip] = []
+    if config.diagnostic:
+        keep, held = split_heldout([c.id for c in clips], config.diagnostic_fraction, ctx.seed)
+        clips, heldout = [clips[i] for i in keep], [clips[i] for i in held]
     result = run_erasure(
         backend,
         clips,
@@ -145,6 +162,8 @@ def run_erase(config: EraseConfig, ctx: StageContext) -> ErasureResult:
         model=ctx.config.model,
         offsets=offsets,
         n_random=config.n_random,
+        heldout=heldout,
+        n_boot=config.n_boot,
     )
     result = dataclasses.replace(result, extra=prov)
     result.write(config.out)

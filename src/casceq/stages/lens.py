@@ -1,6 +1,9 @@
 """Lens stage: the logit lens over a speech LLM's capture (or over texts into a text LLM), and its control.
 
-``run_lens`` writes ``OUT/mech/lens.json`` (``casceq.mech.lens.LensResult``) and ``OUT/mech/lens.md``.
+``run_lens`` writes ``OUT/mech/lens.json`` (``casceq.mech.lens.LensResult``) and ``OUT/mech/lens.md``; with
+``all_positions`` it runs the speech LLM on the full prompt of each of the capture's utterances instead and writes
+``OUT/mech/lens_all.json`` / ``.md`` (lens precision per region: audio, text before and after the audio;
+:func:`lens_all_positions`).
 ``run_lens_control`` is the lens over a capture scored against the next utterance's transcript (a derangement):
 the chance level of lens precision (``lens_control.json``, :class:`LensControl`).
 """
@@ -14,8 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from casceq.audio.io import load_audio
 from casceq.errors import InputError
-from casceq.mech.lens import LensLayer, LensResult, layer_from_json, lens_capture, lens_texts
+from casceq.mech.adapters import layout_of
+from casceq.mech.capture import DEFAULT_PROMPT, SAMPLE_RATE, fingerprint
+from casceq.mech.lens import (
+    LENS_ALL_FILE,
+    LENS_FILE,
+    LensLayer,
+    LensResult,
+    layer_from_json,
+    lens_capture,
+    lens_positions,
+    lens_texts,
+)
 from casceq.mech.shards import META_FILE, CaptureReader
 from casceq.stages.context import ContextConfig, StageContext, provenance
 
@@ -37,6 +52,9 @@ class LensConfig:
         text_file: Input texts, one per line.
         layers: Layer indices (None: all captured / all).
         dtype: Model weights dtype.
+        all_positions: Run the speech LLM on the full prompt of each of the capture's utterances and score every
+            position, per region (``OUT/mech/lens_all.json``), instead of the captured audio positions.
+        prompt: Instruction of the full prompt (None: the capture's).
         argv: The command line recorded in the result's provenance.
     """
 
@@ -47,6 +65,8 @@ class LensConfig:
     text_file: str | None = None
     layers: tuple[int, ...] | None = None
     dtype: str = "float32"
+    all_positions: bool = False
+    prompt: str | None = None
     argv: tuple[str, ...] = ()
 
 
@@ -69,17 +89,51 @@ def run_lens(config: LensConfig, ctx: StageContext | None = None) -> LensResult:
         texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if bool(texts) == bool(config.capture):
         raise InputError("give either a capture folder or --text/--text-file (not both)")
+    if config.all_positions and not config.capture:
+        raise InputError("--all-positions lenses a capture's utterances: give a capture folder")
     prov = provenance(config.argv)  # before the run: the checkout may move on meanwhile
     ctx = ctx or StageContext(ContextConfig(model=config.model, dtype=config.dtype))
     loaded = ctx.model(config.model)
     layers = list(config.layers) if config.layers else None
+    if config.capture and config.all_positions:
+        result = lens_all_positions(loaded.obj, config.capture, layers, config.prompt)
+        result = dataclasses.replace(result, extra=prov)
+        result.write(config.out, LENS_ALL_FILE)
+        return result
     if config.capture:
         result = lens_capture(loaded.obj, loaded.tokenizer, config.capture, layers)
     else:
         result = lens_texts(loaded.obj, loaded.tokenizer, texts, layers=layers, name=config.model)
     result = dataclasses.replace(result, extra=prov)
-    result.write(config.out)
+    result.write(config.out, LENS_FILE)
     return result
+
+
+def lens_all_positions(
+    backend: Any, capture: str | Path, layers: list[int] | None = None, prompt: str | None = None
+) -> LensResult:
+    """The all-position lens (``casceq.mech.lens.lens_positions``) over a capture's utterances.
+
+    The capture supplies the utterances (audio, transcripts), the layers and the prompt; the states are
+    recomputed from ``backend``, which must be the captured model (same weights fingerprint).
+
+    Raises:
+        InputError: Another model's capture, or a layer out of range.
+    """
+    reader = CaptureReader(capture)
+    if fingerprint(backend, layout_of(backend)) != reader.meta.fingerprint:
+        raise InputError(
+            f"captured from other weights than {reader.meta.model!r} loaded now", path=str(capture)
+        )
+    clips = [(r.id, load_audio(r.audio, SAMPLE_RATE), r.transcript) for r in reader.utterances]
+    return lens_positions(
+        backend,
+        backend.tokenizer,
+        clips,
+        layers=layers if layers is not None else list(reader.meta.layers),
+        prompt=prompt if prompt is not None else (reader.meta.prompt or DEFAULT_PROMPT),
+        name=reader.meta.model,
+    )
 
 
 @dataclass(frozen=True)
