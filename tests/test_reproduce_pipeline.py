@@ -83,10 +83,15 @@ def test_pipeline_end_to_end_and_resume(models: Any, tmp_path: Path) -> None:
         "lens",
         "implicit",
         "erasure",
+        "lens-all",
+        "diagnostic",
         "report",
         "findings",
     }
-    assert set(stages) == expected and all(v["status"] == "done" for v in stages.values())
+    assert set(stages) == expected
+    assert all(v["status"] == "done" for k, v in stages.items() if k != "diagnostic")
+    # 5 utterances cannot hold 30% of the items out with >= 4 on each side: skipped, saying why
+    assert stages["diagnostic"]["status"] == "skipped" and "mechanistic n 5" in stages["diagnostic"]["detail"]
     findings = json.loads((out / "findings.json").read_text())
     assert [c["key"] for c in findings["claims"]] == list("abcdefgh")
     assert all(c["verdict"] in VERDICTS and c["reason"] for c in findings["claims"])
@@ -196,8 +201,11 @@ def test_pipeline_end_to_end_and_resume(models: Any, tmp_path: Path) -> None:
     again = run_pipeline(plan, out, resume=True, show_progress=False, log=logs.append)
     redo = {k: v["status"] for k, v in again.timings.items()}
     assert all(
-        v == "complete (resumed)" for k, v in redo.items() if k not in ("behavioural", "report", "findings")
+        v == "complete (resumed)"
+        for k, v in redo.items()
+        if k not in ("behavioural", "report", "findings", "diagnostic")
     )
+    assert redo["diagnostic"] == "skipped"  # still too small: skipped again, never half-run
     assert again.timings["behavioural"]["detail"].startswith("0 rows written")
     assert shard.stat().st_mtime_ns == before
 
@@ -331,7 +339,7 @@ def test_every_subject_gets_its_stages_and_its_row(models: Any, tmp_path: Path) 
         5,
         conditions=["clean"],
         tasks=["sst2", "ravdess"],
-        mech_n=5,
+        mech_n=14,  # the diagnostic holds 4 of 14 items out
         models=models,
         voices=["espeak-us"],
         subjects=subjects,
@@ -347,6 +355,8 @@ def test_every_subject_gets_its_stages_and_its_row(models: Any, tmp_path: Path) 
         "lens-speech-llm-x",
         "implicit-speech-llm-x",
         "erasure-speech-llm-x",
+        "lens-all-speech-llm-x",
+        "diagnostic-speech-llm-x",
         "lens",
         "erasure",
     ):
@@ -365,7 +375,22 @@ def test_every_subject_gets_its_stages_and_its_row(models: Any, tmp_path: Path) 
     cells = {r["name"]: r["claims"] for r in findings["subjects"]}
     assert {cells["Cascade-W"][k]["verdict"] for k in "fgh"} == {NOT_APPLICABLE}
     assert cells["Speech-LLM-X"]["d"]["expected"] == REPRODUCED and cells["Speech-LLM-X"]["d"]["agreement"]
-    assert "## Subjects x claims" in (out / "findings.md").read_text()
+    page = (out / "findings.md").read_text()
+    assert "## Subjects x claims" in page
+    # the section 5.4 diagnostic and the all-position lens of each speech-LLM subject, on held-out utterances
+    from casceq.mech.lens import LENS_ALL_FILE
+    from casceq.stages.erase import read_erasure
+    from casceq.stages.lens import read_lens
+
+    for mech in ("mech", "mech-speech-llm-x"):
+        diag = read_erasure(out / mech / "diagnostic" / "mech" / "erasure.json")
+        assert diag.diagnostic is not None and {r.concept for r in diag.diagnostic.rows} == {
+            "acoustic2d",
+            "acoustic",
+        }
+        assert {r.region for r in read_lens(out / mech / "lens" / LENS_ALL_FILE).regions} >= {"audio", "text"}
+    assert page.count("reduce text decodability? (section 5.4)") == 2
+    assert page.count("Logit lens over every position of the prompt") == 2
     again = run_pipeline(plan, out, resume=True, show_progress=False, log=logs.append)
     assert all(
         v["status"] == "complete (resumed)"

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from casceq.io.interchange import read_predictions
 from casceq.mech.erasure_concepts import ERASURE_FILE
 from casceq.mech.implicit import IMPLICIT_FILE
-from casceq.mech.lens import LENS_FILE
+from casceq.mech.lens import LENS_ALL_FILE, LENS_FILE
 from casceq.report.analysis import noise_points, reversals, snr_of
 from casceq.reproduce import claims_behaviour as cb
 from casceq.reproduce import claims_mech as cm
@@ -449,13 +449,59 @@ def subjects_table(plan: Plan, by_subject: Mapping[str, Sequence[Claim]]) -> lis
     return lines
 
 
-def markdown_subjects(plan: Plan, by_subject: Mapping[str, Sequence[Claim]], header: Sequence[str]) -> str:
-    """The findings page of a several-subject plan: the subjects x claims table, then each subject's claims."""
+def diagnostics(mech: Path) -> list[str]:
+    """Markdown of a subject's mechanistic measurements that carry no claim of their own (empty when absent).
+
+    The section 5.4 diagnostic (``mech/diagnostic``: does erasing the acoustic concept reduce text
+    decodability?), with the utterances and positions each eraser was fitted on, and the logit lens over every
+    position of the prompt (``mech/lens/mech/lens_all.json``).
+    """
+    lines: list[str] = []
+    erased, bad = _read_typed(mech / "diagnostic" / ERASURE_FILE, read_erasure)
+    if bad:
+        lines += [bad, ""]
+    elif erased is not None and erased.diagnostic is not None:
+        lines += ["#### Does erasing the acoustic concept reduce text decodability? (section 5.4)", ""]
+        lines += [erased.diagnostic.markdown()]
+        if erased.support:
+            lines += [
+                "Fitting data of the erasers: utterances (positions) per concept dimension.",
+                "",
+                "| concept | dimensions with support | utterances | positions | per dimension |",
+                "|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {x.concept} | {x.n_supported} of {len(x.dims)} | {x.total_utterances} | {x.total_positions} "
+                f"| {x.describe()} |"
+                for x in erased.support
+            ]
+            lines.append("")
+    lens_all, bad = _read_typed(mech / "lens" / LENS_ALL_FILE, read_lens)
+    if bad:
+        lines += [bad, ""]
+    elif lens_all is not None:
+        lines += ["#### Logit lens over every position of the prompt", "", lens_all.markdown()]
+    return lines
+
+
+def markdown_subjects(
+    plan: Plan,
+    by_subject: Mapping[str, Sequence[Claim]],
+    header: Sequence[str],
+    extra: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """The findings page of a several-subject plan: the subjects x claims table, then each subject's claims.
+
+    ``extra``: per subject, Markdown lines appended to its section (``diagnostics``).
+    """
     lines = [*header, *subjects_table(plan, by_subject)]
     for subject in plan.all_subjects:
         body = markdown(by_subject[subject.name], []).split("\n")
         lines += [f"## {subject.name}: {subject.interface}", ""]
         lines += [("#" + line) if line.startswith("## ") else line for line in body]
+        more = list((extra or {}).get(subject.name, ()))
+        if more:
+            lines += ["### Mechanistic measurements without a claim", "", *more, ""]
     return "\n".join(lines)
 
 
@@ -474,7 +520,15 @@ def write_findings(
     """
     header = header_lines(plan, meta, timings)
     several = by_subject is not None and len(plan.all_subjects) > 1
-    page = markdown_subjects(plan, by_subject, header) if several else markdown(claims, header)  # type: ignore[arg-type]
+    extra = {
+        s.name: diagnostics(subject_mech_dir(plan, out, s)) for s in plan.all_subjects if s.stand_in is None
+    }
+    if several:
+        page = markdown_subjects(plan, by_subject, header, extra)  # type: ignore[arg-type]
+    else:
+        page = markdown(claims, header)
+        more = extra.get(plan.all_subjects[0].name)
+        page += "\n".join(["## Mechanistic measurements without a claim", "", *more, ""]) if more else ""
     data: dict[str, Any] = {
         "meta": dict(meta),
         "plan": plan.to_dict(),

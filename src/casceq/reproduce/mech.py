@@ -22,13 +22,15 @@ from typing import Any
 
 from casceq.errors import InputError
 from casceq.mech.capture import Utterance, capture
+from casceq.mech.erasure_diagnostic import split_heldout
+from casceq.mech.lens import LENS_ALL_FILE
 from casceq.mech.shards import META_FILE, PARTIAL_META_FILE, CaptureReader
 from casceq.reproduce.plan import Plan, Subject
 from casceq.run.build import run_settings
 from casceq.stages.context import ContextConfig, ItemsConfig, StageContext
 from casceq.stages.erase import EraseConfig, run_erase
 from casceq.stages.implicit import ImplicitConfig, run_implicit
-from casceq.stages.lens import LENS_CONTROL_FILE, run_lens_control
+from casceq.stages.lens import LENS_CONTROL_FILE, lens_all_positions, run_lens_control
 from casceq.stages.probe import ProbeConfig, run_probe
 
 __all__ = [
@@ -36,8 +38,11 @@ __all__ = [
     "MechContext",
     "capture_complete",
     "capture_stage",
+    "diagnostic_stage",
+    "diagnostic_unavailable",
     "erasure_stage",
     "implicit_stage",
+    "lens_all_stage",
     "lens_stage",
     "plan_context",
     "probe_stage",
@@ -52,6 +57,9 @@ CAPTURE_DTYPE = "float32"
 
 IMPLICIT_TASKS = ("sst2", "ag_news")
 ERASE_TASKS = ("sst2", "ag_news")
+DIAGNOSTIC_CONCEPTS = ("acoustic2d", "acoustic")
+"""Acoustic concepts of the section 5.4 diagnostic: the paper's continuous 2-d one (energy, pitch) and the
+9-class one the erasure claim uses as a control."""
 ERASE_RANDOM_DRAWS = 5
 """Draws of the random-subspace control of the erasure stage (their spread is on the findings page)."""
 
@@ -209,6 +217,50 @@ def erasure_stage(ctx: MechContext, fit_capture: Path, out: Path, provenance: di
         exclude_fitted=True,  # never the utterances the erasers were fitted on
         concepts=ERASE_CONCEPTS,
         n_random=ERASE_RANDOM_DRAWS,
+        provenance=provenance,
+    )
+    run_erase(config, ctx)
+
+
+def lens_all_stage(ctx: MechContext, capture_dir: Path, out: Path) -> None:
+    """Logit lens over every position of the full prompt of the capture's utterances.
+
+    Audio, text before and text after it (``casceq lens --all-positions``): where in the sequence the transcript
+    becomes decodable.
+    """
+    lens_all_positions(ctx.speech_llm(), capture_dir).write(out, LENS_ALL_FILE)
+
+
+DIAGNOSTIC_FRACTION = 0.3
+"""Share of the fitting items the diagnostic holds out (``casceq erase --diagnostic-fraction``)."""
+
+
+def diagnostic_unavailable(plan: Plan) -> str | None:
+    """Why the plan's captures are too small for the diagnostic's held-out split (None: large enough)."""
+    try:
+        split_heldout([f"item-{k}" for k in range(plan.mech_n)], DIAGNOSTIC_FRACTION, plan.seed)
+    except InputError as exc:
+        return f"mechanistic n {plan.mech_n}: {exc.args[0] if exc.args else exc}"
+    return None
+
+
+def diagnostic_stage(ctx: MechContext, fit_capture: Path, out: Path, provenance: dict[str, Any]) -> None:
+    """The section 5.4 diagnostic (does erasing the acoustic concept reduce text decodability?).
+
+    Erasers of ``DIAGNOSTIC_CONCEPTS`` are fitted on the SST-2 capture's utterances less a held-out 30% of its
+    items (by item, seeded); the bag-of-characters readout is trained on the erased fitting utterances and scored
+    on the erased held-out ones, against a random subspace of the same rank (``casceq erase --diagnostic``). No
+    task is answered here (the erasure stage does that).
+    """
+    config = EraseConfig(
+        tasks=(),
+        out=str(out),
+        fit=str(fit_capture),
+        exclude_fitted=True,
+        concepts=DIAGNOSTIC_CONCEPTS,
+        n_random=1,
+        diagnostic=True,
+        diagnostic_fraction=DIAGNOSTIC_FRACTION,
         provenance=provenance,
     )
     run_erase(config, ctx)

@@ -7,9 +7,11 @@ Folder layout of ``DIR``::
     run/                 the run folder (store, predictions.jsonl, compare.json, report.md)
     mech/captures/<m>-<task>/   capture folders (speech LLM and Whisper control, SST-2 and RAVDESS)
     mech/probes/<m>-<task>/     probes.json, table.md, figure
-    mech/lens/           mech/lens.json (+ lens_control.json)
+    mech/lens/           mech/lens.json (+ lens_control.json), mech/lens_all.json (every position of the prompt)
     mech/implicit/       mech/implicit.json
     mech/erasure/        mech/erasure.json
+    mech/diagnostic/     mech/erasure.json with the section 5.4 text-decodability diagnostic
+    mech-<subject>/      the same for every further speech-LLM subject (the Whisper control only in mech/)
     report/              the full report over the run and the mechanistic results
     findings.md/.json    claims, numbers, verdicts
     timings.json         status and wall seconds per stage
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from casceq.errors import InputError
+from casceq.mech.lens import LENS_ALL_FILE
 from casceq.reproduce import mech as mc
 from casceq.reproduce.findings import FINDINGS_JSON, judge_subjects, write_findings
 from casceq.reproduce.plan import EXPERIMENT_COMMENT, EXPERIMENT_TOML, Plan, experiment_config, plan_from_dict
@@ -291,7 +294,30 @@ def _subject_stages(ctx: mc.MechContext, prov: dict[str, Any]) -> list[Stage]:
                 (f"capture-{short}-sst2",),
             )
         )
+        diag = mech / "diagnostic"
+        stages += [
+            Stage(
+                f"lens-all{suffix}",
+                lambda: (lens / LENS_ALL_FILE).is_file(),
+                lambda: mc.lens_all_stage(ctx, caps / "speech-sst2", lens),
+                (f"capture-{short}-sst2",),
+            ),
+            Stage(
+                f"diagnostic{suffix}",
+                lambda: (diag / "mech" / "erasure.json").is_file(),
+                lambda: _diagnostic(ctx, caps / "speech-sst2", diag, prov),
+                (f"capture-{short}-sst2",),
+            ),
+        ]
     return stages
+
+
+def _diagnostic(ctx: mc.MechContext, fit: Path, out: Path, prov: dict[str, Any]) -> None:
+    """The section 5.4 diagnostic, skipped (with the reason) when the captures are too small to hold items out."""
+    why = mc.diagnostic_unavailable(ctx.plan)
+    if why:
+        raise StageSkipped(why)
+    mc.diagnostic_stage(ctx, fit, out, prov)
 
 
 def _behavioural(config: BehaviourConfig, shared: Shared) -> str:
