@@ -211,30 +211,41 @@ SPLIT_BY = {"sst2": "example", "ravdess": "actor"}
 """Probe train/test split unit per task (an item's clips, an actor's clips, never on both sides)."""
 
 
-def _whisper_stages(plan: Plan, out: Path, ctx: mc.MechContext) -> list[Stage]:
-    """Captures and probes of the Whisper control (one for all subjects, in ``DIR/mech``)."""
-    caps, stages = out / "mech" / "captures", []
+def _capture_and_probes(ctx: mc.MechContext, spec: str, mech: Path, prefix: str, short: str) -> list[Stage]:
+    """Capture stages of ``spec`` on the plan's capture tasks, then their probes.
+
+    Captures go to ``mech/captures/<prefix>-<task>``, probes to ``mech/probes/<prefix>-<task>``; the stages are
+    named ``capture-<short>-<task>`` and ``probes-<short>-<task>``.
+    """
+    plan, stages = ctx.plan, []
     tasks = [t for t in MECH_TASKS if t in plan.n]
     for task in tasks:
-        folder = caps / f"whisper-{task}"
+        folder = mech / "captures" / f"{prefix}-{task}"
         stages.append(
             Stage(
-                f"capture-whisper-{task}",
+                f"capture-{short}-{task}",
                 partial(mc.capture_complete, ctx, folder, task),
-                partial(mc.capture_stage, ctx, plan.models.whisper_control, task, folder),
+                partial(mc.capture_stage, ctx, spec, task, folder),
             )
         )
     for task in tasks:
-        dest = out / "mech" / "probes" / f"whisper-{task}"
+        dest = mech / "probes" / f"{prefix}-{task}"
         stages.append(
             Stage(
-                f"probes-whisper-{task}",
+                f"probes-{short}-{task}",
                 partial(Path.is_file, dest / "probes.json"),
-                partial(mc.probe_stage, caps / f"whisper-{task}", dest, SPLIT_BY[task], plan.seed),
-                (f"capture-whisper-{task}",),
+                partial(
+                    mc.probe_stage, mech / "captures" / f"{prefix}-{task}", dest, SPLIT_BY[task], plan.seed
+                ),
+                (f"capture-{short}-{task}",),
             )
         )
     return stages
+
+
+def _whisper_stages(plan: Plan, out: Path, ctx: mc.MechContext) -> list[Stage]:
+    """Captures and probes of the Whisper control (one for all subjects, in ``DIR/mech``)."""
+    return _capture_and_probes(ctx, plan.models.whisper_control, out / "mech", "whisper", "whisper")
 
 
 def _subject_stages(ctx: mc.MechContext, prov: dict[str, Any]) -> list[Stage]:
@@ -247,27 +258,8 @@ def _subject_stages(ctx: mc.MechContext, prov: dict[str, Any]) -> list[Stage]:
     first = ctx.subject.name == plan.all_subjects[0].name
     short = "speech" if first else ctx.subject.slug
     suffix = "" if first else f"-{ctx.subject.slug}"
-    caps, stages = mech / "captures", []
-    tasks = [t for t in MECH_TASKS if t in plan.n]
-    for task in tasks:
-        folder = caps / f"speech-{task}"
-        stages.append(
-            Stage(
-                f"capture-{short}-{task}",
-                partial(mc.capture_complete, ctx, folder, task),
-                partial(mc.capture_stage, ctx, str(ctx.subject.spec), task, folder),
-            )
-        )
-    for task in tasks:
-        dest = mech / "probes" / f"speech-{task}"
-        stages.append(
-            Stage(
-                f"probes-{short}-{task}",
-                partial(Path.is_file, dest / "probes.json"),
-                partial(mc.probe_stage, caps / f"speech-{task}", dest, SPLIT_BY[task], plan.seed),
-                (f"capture-{short}-{task}",),
-            )
-        )
+    caps = mech / "captures"
+    stages = _capture_and_probes(ctx, str(ctx.subject.spec), mech, "speech", short)
     lens, impl, erase = (mech / k for k in ("lens", "implicit", "erasure"))
     if "sst2" in plan.n:
         stages.append(
