@@ -165,3 +165,15 @@ def test_json_round_trip_and_old_erasure_files_still_read() -> None:
     assert "reduced more than random" in back.markdown() and "| acoustic | 0 | 2 |" in back.markdown()
     old = {k: v for k, v in base.to_json().items() if k != "diagnostic"}  # a file written before the field
     assert ErasureResult.from_json(old).diagnostic is None
+
+
+def test_no_reduction_is_claimed_where_text_was_never_decodable() -> None:
+    """The verdict is gated on the held-out R² before erasure: a large excess drop on a readout that decodes
+    nothing (R² interval not above 0) is "not testable", the same drop on a decodable readout is a reduction."""
+    from casceq.mech.erasure_diagnostic import VERDICTS, verdict
+
+    assert verdict((0.12, 2.7), decodable_low=-0.6) == VERDICTS[3]
+    assert verdict((0.12, 2.7), decodable_low=float("nan")) == VERDICTS[3]
+    assert verdict((0.12, 2.7), decodable_low=0.3) == VERDICTS[0]  # positive control
+    assert verdict((-0.5, -0.1), decodable_low=0.3) == VERDICTS[1]
+    assert verdict((0.12, 2.7)) == VERDICTS[0]  # ungated call keeps its meaning

@@ -158,16 +158,28 @@ class TextDiagnostic:
         for concept in dict.fromkeys(r.concept for r in self.rows):
             rows = [r for r in self.rows if r.concept == concept]
             more = [r.layer for r in rows if r.verdict == VERDICTS[0]]
+            blind = [r.layer for r in rows if r.verdict == VERDICTS[3]]
             lines.append(
                 f"- {concept}: erasure reduces text decodability more than a random subspace of the same rank at "
                 f"{len(more)} of {len(rows)} layers"
                 + (f" ({', '.join(map(str, more))})" if more else "")
+                + (
+                    f"; text is not shown decodable before erasure at {len(blind)} of {len(rows)} layers, where "
+                    "the question cannot be asked"
+                    if blind
+                    else ""
+                )
                 + "."
             )
         return "\n".join(lines) + "\n"
 
 
-VERDICTS = ("reduced more than random", "reduced less than random", "inconclusive")
+VERDICTS = (
+    "reduced more than random",
+    "reduced less than random",
+    "inconclusive",
+    "not testable: text not decodable before erasure",
+)
 
 
 def _f(x: float) -> str:
@@ -292,8 +304,15 @@ def _interval(x: np.ndarray, level: float) -> tuple[float, float]:
     return (float(lo), float(hi))
 
 
-def verdict(ci: tuple[float, float]) -> str:
-    """From the excess drop's interval: above 0, below 0, or straddling (or undefined)."""
+def verdict(ci: tuple[float, float], decodable_low: float | None = None) -> str:
+    """From the excess drop's interval: above 0, below 0, or straddling (or undefined).
+
+    ``decodable_low``: the lower end of the interval of the held-out R² without erasure. When it is not above 0
+    the text is not shown decodable to begin with, so no erasure can be said to reduce its decodability
+    (``VERDICTS[3]``), whatever the drops.
+    """
+    if decodable_low is not None and not (math.isfinite(decodable_low) and decodable_low > 0):
+        return VERDICTS[3]
     if not all(math.isfinite(v) for v in ci):
         return VERDICTS[2]
     return VERDICTS[0] if ci[0] > 0 else VERDICTS[1] if ci[1] < 0 else VERDICTS[2]
@@ -361,7 +380,7 @@ def text_decodability(
                 excess_ci,
                 int(ranks[concept][layer]),
                 int(ranks[control][layer]),
-                verdict(excess_ci),
+                verdict(excess_ci, _interval(boot["none"], level)[0]),
             )
         )
     return rows
