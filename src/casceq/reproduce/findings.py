@@ -198,7 +198,10 @@ def subject_predictions(preds: Sequence[Any], plan: Plan, subject: Subject) -> l
 
 
 def _compare(view: Sequence[Any], plan: Plan) -> CompareResult:
-    """Statistics of a subject's view, items as the unit (as the run computes them)."""
+    """Statistics of prediction rows with the item as the unit, as the run computes them.
+
+    A row without an item gets the id before "@"; the plan's resamples and seed are used.
+    """
     named = [dataclasses.replace(p, item=item_of(p.example_id)) if p.item is None else p for p in view]
     present = {p.system for p in named}
     kinds = {s: k for s, k in SYSTEM_KINDS.items() if s in present}
@@ -249,11 +252,7 @@ def item_statistics(data: Mapping[str, Any], preds: Sequence[Any], plan: Plan) -
     old = any("n_items" not in r for r in (*data.get("accuracy", ()), *data.get("pairs", ())))
     if not preds or not (unnamed or old):
         return data
-    named = [dataclasses.replace(p, item=item_of(p.example_id)) if p.item is None else p for p in preds]
-    present = {p.system for p in preds}
-    kinds = {s: k for s, k in SYSTEM_KINDS.items() if s in present}
-    result = compare(named, n_bootstrap=plan.bootstrap, seed=plan.seed, intersect=True, kinds=kinds)
-    fresh = json.loads(result.to_json())
+    fresh = json.loads(_compare(preds, plan).to_json())
     return {**data, **{k: fresh[k] for k in ("accuracy", "pairs", "backbone_confound", "label_distribution")}}
 
 
