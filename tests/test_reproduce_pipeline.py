@@ -397,3 +397,27 @@ def test_every_subject_gets_its_stages_and_its_row(models: Any, tmp_path: Path) 
         for k, v in again.timings.items()
         if k not in ("behavioural", "report", "findings")
     )
+
+
+def test_a_packed_reproduction_resumes_elsewhere_without_recomputing(models: Any, tmp_path: Path) -> None:
+    from casceq.cli import main
+    from casceq.reproduce.pipeline import run_pipeline
+    from casceq.reproduce.plan import default_plan
+
+    plan = default_plan(
+        2, 4, conditions=["clean"], tasks=["sst2", "ravdess"], mech=False, models=models, voices=["espeak-us"]
+    )
+    out, back = tmp_path / "here", tmp_path / "there"
+    first = run_pipeline(plan, out, show_progress=False, log=lambda _m: None)
+    written = first.timings["behavioural"]["detail"]
+    assert not written.startswith("0 rows")
+    archive = tmp_path / "state.tar.gz"
+    assert main(["reproduce", "--out", str(out), "--pack", str(archive)]) == 0
+    assert main(["reproduce", "--out", str(back), "--unpack", str(archive)]) == 0
+    assert not (back / "run" / "audio").exists()  # the audio is made again, and found to be the same
+    again = run_pipeline(plan, back, resume=True, show_progress=False, log=lambda _m: None)
+    assert again.timings["behavioural"]["detail"].startswith("0 rows written")
+    page = (back / "findings.md").read_text()
+    assert "- starts: 2 (1 wrote prediction rows; inference code identical in all of them)" in page
+    a, b = (json.loads((d / "findings.json").read_text())["claims"] for d in (out, back))
+    assert [c["verdict"] for c in a] == [c["verdict"] for c in b]

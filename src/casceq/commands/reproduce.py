@@ -41,6 +41,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="write plan and experiment.toml, print the estimate, stop"
     )
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--accept-code-change",
+        action="store_true",
+        help="resume a folder whose rows were computed by another version of casceq's inference code (the "
+        "findings page records it); refused without this flag",
+    )
+    p.add_argument(
+        "--pack",
+        metavar="FILE",
+        help="write the state of the reproduction in --out to FILE (.tar.gz: plan, config, calibration, store, "
+        "results; no audio or captures, which are recomputed) and stop: resume it on another machine with --unpack",
+    )
+    p.add_argument(
+        "--unpack",
+        metavar="FILE",
+        help="extract a --pack archive into a new or empty --out and stop; then run the same command with --resume",
+    )
     # development flags (small end-to-end checks), not part of the documented interface
     p.add_argument("--conditions", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--tasks", nargs="+", help=argparse.SUPPRESS)
@@ -60,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         offline_subjects,
     )
 
+    if args.pack or args.unpack:
+        return _pack_or_unpack(args)
     if not args.offline:
         print(
             "casceq reproduce: only the offline plan (bundled weights) exists for now: pass --offline.\n"
@@ -114,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         limit_minutes=args.limit_minutes,
         show_progress=not args.no_progress,
+        accept_code_change=args.accept_code_change,
     )
     import json
 
@@ -142,4 +162,31 @@ def _rejudge(out: object) -> int:
     for c in claims:
         print(f"({c.key}) {c.title}: {c.verdict} — {c.reason}")
     print(f"\nfindings: {path}")
+    return 0
+
+
+def _pack_or_unpack(args: argparse.Namespace) -> int:
+    """``--pack FILE``: archive the state of --out; ``--unpack FILE``: extract one into a new --out."""
+    import sys
+    from pathlib import Path
+
+    from casceq.reproduce.state import pack, read_segments, store_rows, unpack
+
+    out = Path(args.out)
+    if args.pack and args.unpack:
+        print("casceq reproduce: give --pack or --unpack, not both", file=sys.stderr)
+        return 2
+    if args.pack:
+        info = pack(out, Path(args.pack))
+        size = Path(args.pack).stat().st_size
+        print(
+            f"packed {info['files']} files of {out} ({store_rows(out)[0]} prediction rows, "
+            f"{len(read_segments(out))} starts) into {args.pack} ({size / 1e6:.1f} MB)"
+        )
+        return 0
+    written = unpack(Path(args.unpack), out)
+    print(
+        f"unpacked {written} files into {out} ({store_rows(out)[0]} prediction rows); continue with the "
+        f"reproduction's own command and --resume --out {out}"
+    )
     return 0

@@ -32,6 +32,7 @@ from casceq.reproduce.rules import (
     CompareView,
     item_of,
 )
+from casceq.reproduce.state import segment_lines
 from casceq.stages.erase import read_erasure
 from casceq.stages.implicit import read_implicit
 from casceq.stages.lens import LENS_CONTROL_FILE, LensControl, read_lens
@@ -293,6 +294,12 @@ def header_lines(plan: Plan, meta: Mapping[str, Any], timings: Mapping[str, Mapp
         f"- machine: {meta.get('platform', '?')}; {meta.get('machine', '?')}; {meta.get('cpus', '?')} CPUs; "
         f"torch threads {meta.get('threads', '?')}",
         f"- date: {meta.get('date', '?')}",
+        *[
+            f"- findings re-judged by `{r.get('command', '?')}` (no model run) at "
+            f"`{str(r.get('commit') or 'unknown')[:10]}` on {r.get('date', '?')}"
+            for r in meta.get("rejudged", ())
+        ],
+        *segment_lines(list(meta.get("segments", ()))),
         f"- n per task: {sizes}; conditions: {', '.join(plan.conditions)}; voices: {', '.join(plan.voices)}",
         "- mechanistic suite: "
         + (f"{plan.mech_n} utterances per capture / items per task" if plan.mech else "skipped"),

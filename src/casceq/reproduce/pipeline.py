@@ -15,6 +15,7 @@ Folder layout of ``DIR``::
     report/              the full report over the run and the mechanistic results
     findings.md/.json    claims, numbers, verdicts
     timings.json         status and wall seconds per stage
+    segments.json        one record per start of the pipeline (commit, machine, rows written, inference code)
 
 A stage whose output is complete is not run again (``--resume``); the behavioural run resumes row by row. A
 failing stage is recorded with its error and the stages that do not depend on it still run.
@@ -38,6 +39,7 @@ from casceq.reproduce import mech as mc
 from casceq.reproduce.findings import FINDINGS_JSON, judge_subjects, write_findings
 from casceq.reproduce.plan import EXPERIMENT_COMMENT, EXPERIMENT_TOML, Plan, experiment_config, plan_from_dict
 from casceq.reproduce.rules import Claim
+from casceq.reproduce.state import end_segment, read_segments, start_segment
 from casceq.stages.context import provenance as base
 from casceq.stages.reproduce import (
     BehaviourConfig,
@@ -105,6 +107,7 @@ def run_pipeline(
     resume: bool = False,
     limit_minutes: float | None = None,
     show_progress: bool = True,
+    accept_code_change: bool = False,
     log: Callable[[str], None] = print,
 ) -> ReproduceResult:
     """Run (or resume) every stage of the plan into ``out`` and write the findings page.
@@ -117,13 +120,19 @@ def run_pipeline(
         limit_minutes: Start no new stage after this many minutes (the running stage finishes; the report and
             findings are always written).
         show_progress: Progress bars of the behavioural run.
+        accept_code_change: Resume a folder whose rows were computed by other inference code (recorded).
         log: Where stage messages go.
+
+    Raises:
+        InputError: See ``open_out``; or the folder's rows came from other inference code
+            (``casceq.reproduce.state.start_segment``).
     """
     out = Path(out)
     open_out(out, plan, resume)
+    meta = provenance(argv or ["casceq", "reproduce"])
+    segment = start_segment(out, meta, accept_code_change=accept_code_change)
     # the behavioural experiment as a file for `casceq run`; the stages use the config object, never this file
     (out / EXPERIMENT_TOML).write_text(experiment_config(plan).to_toml(EXPERIMENT_COMMENT))
-    meta = provenance(argv or ["casceq", "reproduce"])
     timings_path = out / TIMINGS_FILE
     old = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     timings: dict[str, dict[str, Any]] = {}
@@ -172,6 +181,8 @@ def run_pipeline(
         record(stage.name, "done", time.perf_counter() - t0, str(detail))
         log(f"reproduce: stage {stage.name} done in {time.perf_counter() - t0:.0f} s")
     t0 = time.perf_counter()
+    end_segment(out, segment, time.perf_counter() - t_start)
+    meta["segments"] = read_segments(out)
     by_subject = judge_subjects(out, plan, timings, compare_result=shared.compare)
     claims = by_subject[plan.all_subjects[0].name]
     record("findings", "done", time.perf_counter() - t0)
@@ -330,7 +341,8 @@ def _report(out: Path, shared: Shared) -> str:
 def rejudge(out: Path, argv: list[str]) -> tuple[Path, list[Claim]]:
     """Judge the claims again from a finished folder's stored results and rewrite the findings page.
 
-    The header keeps the run's machine and command; ``argv`` (the re-judging call) is added to the command.
+    The header keeps the run's machine and command; ``argv`` (the re-judging call) is listed under them with its
+    commit (every re-judging call once).
 
     Raises:
         InputError: ``out`` holds no finished reproduction.
@@ -342,10 +354,12 @@ def rejudge(out: Path, argv: list[str]) -> tuple[Path, list[Claim]]:
         raise InputError(f"not a finished reproduction ({exc})", path=str(out)) from exc
     old = json.loads((out / FINDINGS_JSON).read_text()) if (out / FINDINGS_JSON).is_file() else {}
     now = provenance(argv)
-    meta = {**now, **old.get("meta", {})}  # the run's machine and command; the re-judging call is added
-    meta["command"] = (
-        f"{meta.get('command', '?')}` (findings re-judged by `{now['command']}` at {now.get('commit')})`"
-    )
+    meta = {**now, **old.get("meta", {})}  # the run's machine and command; the re-judging calls are listed
+    meta["rejudged"] = [
+        *meta.get("rejudged", ()),
+        {"command": now["command"], "commit": now.get("commit", ""), "date": now.get("date", "")},
+    ]
+    meta["segments"] = read_segments(out)
     by_subject = judge_subjects(out, plan, timings)
     claims = by_subject[plan.all_subjects[0].name]
     return write_findings(out, plan, claims, meta, timings, by_subject), claims
