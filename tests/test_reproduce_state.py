@@ -96,7 +96,10 @@ def test_inference_digest_follows_inference_code_only(tmp_path: Path) -> None:
     (pkg / "systems" / "__pycache__").mkdir()
     (pkg / "systems" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"junk")
     assert state.inference_digest(pkg) == d0
-    (pkg / "data" / "w.bin").write_bytes(b"\0" * 9 + b"\1")  # new weights are
+    (pkg / "data" / "speech_llm_acoustic").mkdir()
+    (pkg / "data" / "speech_llm_acoustic" / "projector.safetensors").write_bytes(b"\2")
+    assert state.inference_digest(pkg) == d0  # a speech LLM's weights are in its rows' own cache keys
+    (pkg / "data" / "w.bin").write_bytes(b"\0" * 9 + b"\1")  # other packaged data is not
     d1 = state.inference_digest(pkg)
     (pkg / "types.py").write_text("t = 2\n")
     assert len({d0, d1, state.inference_digest(pkg)}) == 3

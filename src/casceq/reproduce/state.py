@@ -37,6 +37,11 @@ INFERENCE_CODE = ("audio", "io", "run", "systems", "tasks", "data", "types.py")
 """Parts of the ``casceq`` package that decide a prediction row (models, prompts, audio, items, storage); the
 statistics, the claims and the reports are not among them: changing those never invalidates stored rows."""
 
+KEYED_WEIGHTS = ("data/speech_llm", "data/speech_llm_continuous", "data/speech_llm_acoustic")
+"""Shipped speech-LLM weights, left out of the digest: their own digest is part of every row's cache key and of
+the calibration key (``casceq.run.build``, ``casceq.run.calibrate``), so retrained weights already make their
+system's rows and offsets be computed again, and only those."""
+
 LEFT_OUT_DIRS = frozenset({"audio", "captures", "report", "__pycache__"})
 """Folder names not packed: synthesised audio and activation captures are recomputed on demand (audio keys are
 content hashes, so a resumed run finds its rows again), and the report is rewritten by every start."""
@@ -55,9 +60,14 @@ def inference_digest(package: Path | None = None) -> str:
         base = root / part
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
         for f in files:
-            if "__pycache__" in f.parts or f.suffix == ".pyc":
+            rel = f.relative_to(root).as_posix()
+            if (
+                "__pycache__" in f.parts
+                or f.suffix == ".pyc"
+                or rel.startswith(tuple(k + "/" for k in KEYED_WEIGHTS))
+            ):
                 continue
-            h.update(f.relative_to(root).as_posix().encode() + b"\0")
+            h.update(rel.encode() + b"\0")
             with f.open("rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
