@@ -77,3 +77,26 @@ def test_answer_parts_refuse_options_that_are_not_one_token(tmp_path: Path) -> N
     tiny = UltravoxNativeBackend.create(cfg, seed=0)
     with pytest.raises(InputError, match="one backbone token"):
         answer_parts(tiny)  # the tiny byte-level tokenizer splits " neutral"
+
+
+def test_emotion_config_file_sets_fields_and_refuses_bad_ones(tmp_path: Path) -> None:
+    from casceq.errors import InputError
+    from casceq.train.emotion import EmotionConfig, load_emotion_config
+
+    good = tmp_path / "emotion.toml"
+    good.write_text("steps = 240\nimitate_weight = 10\nimitate_batch = 16\nlr = 3e-4\n")
+    cfg = load_emotion_config(good)
+    assert (cfg.steps, cfg.imitate_weight, cfg.imitate_batch, cfg.lr) == (240, 10.0, 16, 3e-4)
+    assert cfg.batch == EmotionConfig().batch  # the rest keep their defaults
+    for text, words in [
+        ("stepz = 3\n", "unknown keys"),
+        ("steps = 2.5\n", "steps must be int"),
+        ("imitate_weight = true\n", "imitate_weight must be float"),
+        ("steps = \n", "invalid TOML"),
+    ]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(InputError, match=words):
+            load_emotion_config(bad)
+    with pytest.raises(InputError, match="not found"):
+        load_emotion_config(tmp_path / "missing.toml")

@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "evaluate: compare one with its matched cascade",
     )
     parser.add_argument(
-        "--config", help="TOML file of TrainConfig fields (default: the shipped model's recipe)"
+        "--config",
+        help="TOML file of TrainConfig fields (default: the shipped model's recipe); acoustic-control: of "
+        "EmotionConfig fields (casceq.train.emotion)",
     )
     parser.add_argument(
         "--out",
@@ -105,12 +107,14 @@ def _control(args: argparse.Namespace) -> int:
     import dataclasses
 
     from casceq.stages.train import ControlStageConfig, train_control
-    from casceq.train.emotion import EmotionConfig
+    from casceq.train.emotion import EmotionConfig, load_emotion_config
 
     if args.model.startswith("ultravox-native:"):  # the default spec, or any spec: a folder is needed
         print("error: acoustic-control --model takes a continuous checkpoint folder", file=sys.stderr)
         return 2
-    recipe = EmotionConfig() if args.steps is None else dataclasses.replace(EmotionConfig(), steps=args.steps)
+    recipe = load_emotion_config(args.config) if args.config else EmotionConfig()
+    if args.steps is not None:
+        recipe = dataclasses.replace(recipe, steps=args.steps)
     general = Path(args.general) if args.general else None
     config = ControlStageConfig(Path(args.model), Path(args.out), recipe, general, resume=args.resume)
     print(train_control(config, progress=lambda m: print(m, file=sys.stderr, flush=True)).model)

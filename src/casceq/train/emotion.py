@@ -56,6 +56,7 @@ class EmotionConfig:
         warmup: Linear warm-up steps.
         imitate_weight: Weight of the imitation loss on general training clips (0: emotion only).
         imitate_batch: General clips per step for that term.
+        general_clips: General clips drawn (seeded) from the general folder and held in memory (all when fewer).
         checkpoint_every: Steps between resumable checkpoints.
         threads: torch threads.
         seed: Seeds the batches.
@@ -71,6 +72,37 @@ class EmotionConfig:
     checkpoint_every: int = 20
     threads: int = 2
     seed: int = 0
+    general_clips: int = 2000
+
+
+def load_emotion_config(path: str | Path) -> EmotionConfig:
+    """Read a TOML file of ``EmotionConfig`` fields (``casceq train acoustic-control --config``).
+
+    Raises:
+        InputError: Missing or invalid TOML (named), unknown keys or values of the wrong type.
+    """
+    import dataclasses
+    import tomllib
+
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("config file not found", path=str(p)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"invalid TOML: {exc}", path=str(p)) from None
+    defaults = asdict(EmotionConfig())
+    unknown = sorted(set(data) - set(defaults))
+    if unknown:
+        raise InputError(f"unknown keys {unknown}; known: {sorted(defaults)}", path=str(p))
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        want = type(defaults[key])
+        ok = isinstance(value, (int, float) if want is float else want) and not isinstance(value, bool)
+        if not ok:
+            raise InputError(f"{key} must be {want.__name__}, got {value!r}", path=str(p))
+        values[key] = float(value) if want is float else value
+    return dataclasses.replace(EmotionConfig(), **values)
 
 
 def answer_parts(backend: Any, task_name: str = "ravdess") -> tuple[list[int], list[int], list[int]]:
@@ -227,7 +259,7 @@ def train_acoustic_control(
         rng = np.random.default_rng([cfg.seed, 13])
         frames = [
             torch.from_numpy(np.load(index[int(i)].frames))
-            for i in rng.choice(len(index), 2000, replace=False)
+            for i in rng.choice(len(index), min(cfg.general_clips, len(index)), replace=False)
         ]
     pairs = [(f, y) for f, y, _ in clips]
     steps = run_emotion(
