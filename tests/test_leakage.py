@@ -146,3 +146,18 @@ def test_shipped_acoustic_control_is_refused_on_its_training_actors_only() -> No
         check_not_trained_on(spec, load_examples("ravdess", split="train", n=10))
     check_not_trained_on(spec, load_examples("ravdess", split="test"))  # held-out actors: every one passes
     check_not_trained_on("ultravox-native:continuous", load_examples("ravdess", split="train", n=10))
+
+
+@pytest.mark.skipif(datasets_dir() is None, reason="../shared/datasets not found")
+def test_a_run_is_refused_before_any_audio_is_made(tmp_path: Path) -> None:
+    from casceq.reproduce.plan import default_plan, experiment_config
+    from casceq.run.runner import run_experiment
+    from casceq.tasks import load_examples
+
+    # seed 3's first 200 AG News items were not held out of the shipped model's training text (99 of them leak)
+    cfg = experiment_config(default_plan(200, 4, tasks=["ag_news"], conditions=["clean"], mech=False))
+    assert "ag_news-test" in load_examples("ag_news", n=1, seed=3)[0].id
+    cfg = type(cfg)(**{**vars(cfg), "seed": 3})
+    with pytest.raises(LeakageError, match=r"99 of the 200 evaluated ag_news items"):
+        run_experiment(cfg, tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run" / "audio").exists()  # refused from the examples alone: nothing synthesised

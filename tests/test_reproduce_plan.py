@@ -188,3 +188,23 @@ def test_cli_requires_offline_and_dry_run_writes_the_config(
     assert "estimated" in capsys.readouterr().out
     cfg = load_config(tmp_path / "b" / "experiment.toml")
     assert {t.name: t.n for t in cfg.tasks}["sst2"] == 6
+
+
+def test_single_task_sizes(tmp_path, capsys) -> None:
+    from casceq.cli import main
+    from casceq.errors import InputError
+
+    plan = default_plan(453, 200, tasks=["ag_news", "sst2", "ravdess"], n_task={"ag_news": 200})
+    assert plan.n == {"ag_news": 200, "sst2": 453, "ravdess": 200}
+    assert plan.hash() != default_plan(453, 200, tasks=["ag_news", "sst2", "ravdess"]).hash()
+    with pytest.raises(InputError, match="not in the plan"):
+        default_plan(10, 10, tasks=["sst2"], n_task={"ag_news": 5})
+    with pytest.raises(InputError, match="must be positive"):
+        default_plan(10, 10, tasks=["sst2"], n_task={"sst2": 0})
+    out = tmp_path / "dry"
+    argv = ["reproduce", "--offline", "--out", str(out), "--tasks", "ag_news", "sst2", "--dry-run"]
+    assert main([*argv, "--n", "30", "--n-task", "ag_news=12"]) == 0
+    assert "ag_news 24 clips, sst2 60 clips" in capsys.readouterr().out
+    for bad in (["ag_news"], ["ag_news=x"], ["ag_news=-3"], ["ag_news=3", "ag_news=4"]):
+        assert main([*argv, "--n-task", *bad]) == 2
+        assert "--n-task" in capsys.readouterr().err

@@ -23,6 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--n", type=int, help="items per text-sufficient task, each spoken by 2 voices (default 50)"
     )
     p.add_argument("--n-ravdess", type=int, help="RAVDESS clips (default 100)")
+    p.add_argument(
+        "--n-task",
+        nargs="+",
+        metavar="TASK=N",
+        help="the size of single tasks, e.g. ag_news=200 (the shipped speech LLMs were trained on AG News items "
+        "beyond the first 200 of the evaluation seeds, so more are refused as leakage)",
+    )
     p.add_argument("--resume", action="store_true", help="continue a reproduction in --out")
     p.add_argument(
         "--rejudge",
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         mech=not args.skip_mech,
         mech_n=args.mech_n,
         subjects=offline_subjects(args.subjects) if args.subjects else None,
+        n_task=_task_sizes(args.n_task),
     )
     check_offline(plan.models, plan.all_subjects)
     out = Path(args.out)
@@ -190,3 +198,24 @@ def _pack_or_unpack(args: argparse.Namespace) -> int:
         f"reproduction's own command and --resume --out {out}"
     )
     return 0
+
+
+def _task_sizes(pairs: list[str] | None) -> dict[str, int] | None:
+    """``["ag_news=200", ...]`` as ``{"ag_news": 200}``.
+
+    Raises:
+        InputError: A pair that is not TASK=N with a positive integer N, or a task given twice.
+    """
+    from casceq.errors import InputError
+
+    if not pairs:
+        return None
+    sizes: dict[str, int] = {}
+    for pair in pairs:
+        task, sep, n = pair.partition("=")
+        if not sep or not task or not n.strip().isdigit() or int(n) <= 0:
+            raise InputError(f"--n-task takes TASK=N with a positive integer N, not {pair!r}")
+        if task in sizes:
+            raise InputError(f"--n-task gives {task} twice")
+        sizes[task] = int(n)
+    return sizes

@@ -310,8 +310,11 @@ def default_plan(
     models: Models | None = None,
     voices: Sequence[str] | None = None,
     subjects: Sequence[Subject] | None = None,
+    n_task: Mapping[str, int] | None = None,
 ) -> Plan:
     """The reproduction plan with the measured defaults, optionally smaller (``--n``, dev flags).
+
+    ``n_task`` sets the size of single tasks (``--n-task ag_news=200``): items of a text task, clips of RAVDESS.
 
     ``subjects``: the models judged (default: ``OFFLINE_SUBJECTS`` with the default models, else the one
     speech LLM of ``models``). The first must be the run's ``Speech-LLM`` with ``models.speech_llm``. With a
@@ -327,6 +330,10 @@ def default_plan(
     n_text = DEFAULT_N if n is None else n
     n_speech = DEFAULT_N_RAVDESS if n_ravdess is None else n_ravdess
     sizes = {t: n_speech if t in SPEECH_TASKS else n_text for t in chosen}
+    stray = sorted(set(n_task or {}) - set(chosen))
+    if stray:
+        raise InputError(f"--n-task names tasks that are not in the plan: {stray} (tasks: {list(chosen)})")
+    sizes.update(n_task or {})
     if any(v <= 0 for v in sizes.values()) or (mech_n is not None and mech_n < 5):
         raise InputError("--n and --n-ravdess must be positive and the mechanistic n at least 5")
     shots = default_backend_kwargs(chosen)["few_shot"]

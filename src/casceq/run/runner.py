@@ -187,17 +187,23 @@ class RunContext:
         self.systems = {s.name: build_system(s, cfg) for s in self.system_specs}
         self.needs_audio = any(s.kind != "text" for s in cfg.systems)
         self._items: dict[str, list[Item]] = {}
+        self._examples: dict[str, list[Any]] = {}
         self.transcripts: Any = None  # TranscriptCache, opened by the first cascade unit
 
-    def items(self, task_name: str) -> list[Item]:
-        """The task's items (examples loaded and audio synthesised on first call, cached after)."""
-        if task_name not in self._items:
+    def examples(self, task_name: str) -> list[Any]:
+        """The task's evaluated examples (loaded on first call, cached after; no audio is made)."""
+        if task_name not in self._examples:
             spec = next(t for t in self.task_specs if t.name == task_name)
             exs = load_examples(
                 task_name, n=spec.n, seed=self.cfg.seed, split=spec.split, data_dir=spec.data_dir
             )
-            if self.limit is not None:
-                exs = exs[: self.limit]
+            self._examples[task_name] = exs[: self.limit] if self.limit is not None else exs
+        return self._examples[task_name]
+
+    def items(self, task_name: str) -> list[Item]:
+        """The task's items (examples loaded and audio synthesised on first call, cached after)."""
+        if task_name not in self._items:
+            exs = self.examples(task_name)
             if not self.needs_audio:
                 self._items[task_name] = text_items(exs)
             elif exs and exs[0].audio is not None:
@@ -376,11 +382,12 @@ def run_experiment(
     open_run_dir(cfg, out)
     ctx = RunContext(cfg, out, limit=limit, only_systems=only_systems, only_tasks=only_tasks, jobs=jobs)
     summary = RunSummary(out, pairing=start_pairing(cfg, out))
-    for t in ctx.task_specs:  # synthesise (or find) all audio first: workers then only read it
-        items = ctx.items(t.name)
-        for spec in ctx.system_specs:  # a speech LLM must not be evaluated on its projector's training text
+    for t in ctx.task_specs:  # a speech LLM must not be evaluated on its projector's training text
+        for spec in ctx.system_specs:  # (checked on the examples, before any audio is made)
             if spec.kind == "speech_llm":
-                check_not_trained_on(spec.model, [it.example for it in items])
+                check_not_trained_on(spec.model, ctx.examples(t.name))
+    for t in ctx.task_specs:  # synthesise (or find) all audio first: workers then only read it
+        ctx.items(t.name)
     with Store(out / STORE) as store:
         store.register_run(cfg.name, cfg.to_dict(), cfg.hash())
         for s in ctx.system_specs:
