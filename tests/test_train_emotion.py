@@ -100,3 +100,14 @@ def test_emotion_config_file_sets_fields_and_refuses_bad_ones(tmp_path: Path) ->
             load_emotion_config(bad)
     with pytest.raises(InputError, match="not found"):
         load_emotion_config(tmp_path / "missing.toml")
+
+
+def test_acoustic_control_takes_a_shipped_name_and_refuses_a_ctc_start(tmp_path: Path, capsys) -> None:
+    from casceq.cli import main
+    from casceq.systems.speech_llm.shipped import checkpoint_folder, shipped_folder
+
+    assert checkpoint_folder("continuous") == shipped_folder("continuous")
+    # the default --model (the shipped CTC model) is resolved to its package folder and refused by its record
+    assert main(["train", "acoustic-control", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "starts from a continuous (imitation-trained) checkpoint" in err and "speech_llm" in err

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default="ultravox-native:bundled",
         help="evaluate: the speech LLM spec (default: the shipped model); acoustic-control: the continuous "
-        "checkpoint folder to fine-tune",
+        "checkpoint to fine-tune (a folder, or the shipped ultravox-native:continuous)",
     )
     parser.add_argument(
         "--general",
@@ -109,13 +109,11 @@ def _control(args: argparse.Namespace) -> int:
     from casceq.stages.train import ControlStageConfig, train_control
     from casceq.train.emotion import EmotionConfig, load_emotion_config
 
-    if args.model.startswith("ultravox-native:"):  # the default spec, or any spec: a folder is needed
-        print("error: acoustic-control --model takes a continuous checkpoint folder", file=sys.stderr)
-        return 2
+    model = args.model.removeprefix("ultravox-native:")  # a spec, a shipped name or a folder
     recipe = load_emotion_config(args.config) if args.config else EmotionConfig()
     if args.steps is not None:
         recipe = dataclasses.replace(recipe, steps=args.steps)
     general = Path(args.general) if args.general else None
-    config = ControlStageConfig(Path(args.model), Path(args.out), recipe, general, resume=args.resume)
+    config = ControlStageConfig(Path(model), Path(args.out), recipe, general, resume=args.resume)
     print(train_control(config, progress=lambda m: print(m, file=sys.stderr, flush=True)).model)
     return 0

@@ -30,6 +30,7 @@ from casceq.audio.io import load_audio
 from casceq.errors import InputError
 from casceq.run.leakage import TRAINING_TEXTS_FILE, write_training_ids
 from casceq.systems.compose import AUDIO_SLOT
+from casceq.systems.speech_llm.shipped import checkpoint_folder, load_shipped
 from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, encoder_frames
 from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, read_checkpoint_record
 from casceq.tasks import get_task, load_examples
@@ -244,13 +245,18 @@ def train_acoustic_control(
 
     import torch
 
+    model = checkpoint_folder(str(model))  # a shipped name ("continuous") or a checkpoint folder
     record = read_checkpoint_record(model)
     train_cfg = config_from_dict((record.get("training") or {}).get("config") or {}, where=str(model))
     if not train_cfg.imitate:
         raise InputError(
             "the acoustic control starts from a continuous (imitation-trained) checkpoint", path=str(model)
         )
-    backend = UltravoxNativeBackend.from_checkpoint(model, dtype="float32", device="cpu")
+    encoder = str((record.get("model") or {}).get("encoder", ""))
+    if Path(encoder).exists():  # an exported folder names this machine's paths
+        backend = UltravoxNativeBackend.from_checkpoint(model, dtype="float32", device="cpu")
+    else:  # a shipped checkpoint names its parts by spec ("base", "gemma-3-270m"), resolved here
+        backend = load_shipped(model, dtype="float32", device="cpu")
     clips = ravdess_clips(backend, cfg.split, out, progress)
     frames, teacher = [], None
     if general is not None and cfg.imitate_weight > 0:
