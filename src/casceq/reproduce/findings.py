@@ -135,8 +135,7 @@ def judge_subjects(
             why = f"not applicable: {subject.name} is a cascade, it has no speech-LLM states to analyse"
             claims += [Claim(k, t, "", "", NOT_APPLICABLE, why) for k, t in MECH_TITLES]
         else:
-            suffix = "" if subject.name == subjects[0].name else f"-{subject.slug}"
-            claims += _mech_claims(subject_mech_dir(plan, out, subject), plan, timings, suffix)
+            claims += _mech_claims(subject_mech_dir(plan, out, subject), plan, timings, plan.suffix(subject))
         result[subject.name] = claims
     return result
 

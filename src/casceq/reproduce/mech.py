@@ -121,7 +121,7 @@ def subject_mech_dir(plan: Plan, out: Path, subject: Subject) -> Path:
 
     ``DIR/mech`` for the first subject (as before subjects existed), else ``DIR/mech-<slug>``.
     """
-    return out / "mech" if subject.name == plan.all_subjects[0].name else out / f"mech-{subject.slug}"
+    return out / f"mech{plan.suffix(subject)}"
 
 
 def capture_stage(ctx: MechContext, model: str, task: str, out: Path) -> None:

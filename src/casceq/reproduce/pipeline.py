@@ -266,9 +266,8 @@ def _subject_stages(ctx: mc.MechContext, prov: dict[str, Any]) -> list[Stage]:
     ...); another subject's carry its slug (``capture-speech-llm-c-sst2``, ``lens-speech-llm-c``).
     """
     plan, mech = ctx.plan, ctx.mech_dir
-    first = ctx.subject.name == plan.all_subjects[0].name
-    short = "speech" if first else ctx.subject.slug
-    suffix = "" if first else f"-{ctx.subject.slug}"
+    suffix = plan.suffix(ctx.subject)
+    short = ctx.subject.slug if suffix else "speech"
     caps = mech / "captures"
     stages = _capture_and_probes(ctx, str(ctx.subject.spec), mech, "speech", short)
     lens, impl, erase = (mech / k for k in ("lens", "implicit", "erasure"))

@@ -267,6 +267,14 @@ class Plan:
         """The subjects, the first always the run's ``Speech-LLM`` (``models.speech_llm``)."""
         return self.subjects or (Subject(PRIMARY, self.models.speech_llm, "the speech LLM under test"),)
 
+    def suffix(self, subject: Subject) -> str:
+        """The tail of a subject's stage names and mechanistic folder.
+
+        ``""`` for the first subject (the names of a one-subject reproduction), else ``"-<slug>"``
+        (``lens-speech-llm-c``, ``mech-speech-llm-c``).
+        """
+        return "" if subject.name == self.all_subjects[0].name else f"-{subject.slug}"
+
     @property
     def speech_subjects(self) -> tuple[Subject, ...]:
         """Subjects that are speech LLMs of the run (not stand-ins)."""
