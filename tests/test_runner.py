@@ -384,3 +384,51 @@ backbone = "tiny"
     (refit,) = run_offsets(out).values()
     np.testing.assert_array_equal(refit["sst2"], saved[new_group]["sst2"])
     assert np.abs(refit["sst2"] - offsets).max() > 1e-6
+
+
+def test_a_run_killed_in_calibration_keeps_the_fits_it_finished(tmp_path, llm_dir, monkeypatch):
+    # Two tasks, two fits. The second fit is interrupted (as a killed session would be): the first is on disk,
+    # and the next start fits only the second.
+    from casceq.run import calibrate
+
+    p = tmp_path / "cal2.toml"
+    p.write_text(
+        f"""
+name = "t"
+calibration = "heldout"
+calibration_n = 6
+bootstrap = 50
+[tasks.sst2]
+n = 4
+[tasks.ag_news]
+n = 4
+[[systems]]
+name = "Text"
+kind = "text"
+llm = "hf:{llm_dir}"
+settings = {{ few_shot = {{ sst2 = 1, ag_news = 1 }} }}
+"""
+    )
+    out = tmp_path / "run"
+    real, calls = calibrate.fit_calibrator, []
+
+    def interrupted(llm, task, *a, **kw):
+        calls.append(task.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the machine goes away
+        return real(llm, task, *a, **kw)
+
+    monkeypatch.setattr(calibrate, "fit_calibrator", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(load_config(p), out, show_progress=False)
+    (first,) = json.loads((out / "calibration.json").read_text()).values()
+    assert list(first) == [calls[0]]  # the finished fit survived
+    monkeypatch.setattr(
+        calibrate,
+        "fit_calibrator",
+        lambda llm, task, *a, **kw: calls.append(task.name) or real(llm, task, *a, **kw),
+    )
+    run_experiment(load_config(p), out, show_progress=False)
+    assert calls[2:] == [calls[1]]  # only the unfinished fit is made again
+    (both,) = json.loads((out / "calibration.json").read_text()).values()
+    assert both[calls[0]] == first[calls[0]] and set(both) == {"sst2", "ag_news"}

@@ -21,7 +21,7 @@ uncalibrated (their raw argmax).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,14 +188,22 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
     if ctx.cfg.calibration == "none":
         return {}
     fits: dict[str, dict[str, list[float]]] = {}
-    changed = False
+
+    def keep(group: str, task: str, offsets: list[float]) -> None:
+        # every fit is written as soon as it is made: a run killed during calibration (a long one can take an
+        # hour) keeps the fits it finished
+        saved.setdefault(group, {})[task] = offsets
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(saved, indent=2))
+        tmp.replace(path)
+
     for spec in ctx.system_specs:
         system = ctx.systems[spec.name]
         if system.mode != "score":
             continue
         if spec.kind == "speech_llm":
             if ctx.cfg.calibration == "heldout":
-                changed |= _calibrate_speech(ctx, spec, system, saved, fits)
+                _calibrate_speech(ctx, spec, system, saved, fits, keep)
             continue
         group = group_key(spec, system, ctx.cfg.calibration)
         for tspec in ctx.task_specs:
@@ -215,24 +223,23 @@ def calibrate_run(ctx: Any) -> dict[str, dict[str, list[float]]]:
                     continue
                 cal = fit_calibrator(llm, task, ctx.cfg.calibration, heldout=held)
                 off = cal.offsets.tolist()
-                saved.setdefault(group, {})[task.name] = off
                 _record_items(ctx, group, task.name, held)
-                changed = True
+                keep(group, task.name, off)
             system.offsets[task.name] = np.asarray(off)
             fits.setdefault(spec.name, {})[task.name] = off
-    if changed:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(saved, indent=2))
-        tmp.replace(path)
     return fits
 
 
 def _calibrate_speech(
-    ctx: Any, spec: Any, system: Any, saved: dict[str, dict[str, list[float]]], fits: dict[str, Any]
-) -> bool:
-    """Fit a speech LLM's offsets per task on held-out audio; return whether ``saved`` changed."""
+    ctx: Any,
+    spec: Any,
+    system: Any,
+    saved: dict[str, dict[str, list[float]]],
+    fits: dict[str, Any],
+    keep: Callable[[str, str, list[float]], None],
+) -> None:
+    """Fit a speech LLM's offsets per task on held-out audio (each new fit handed to ``keep``)."""
     group = group_key(spec, system, "heldout")
-    changed = False
     for tspec in ctx.task_specs:
         task = get_task(tspec.name)
         if task.open_answer:
@@ -276,9 +283,7 @@ def _calibrate_speech(
             if fitter.n == 0:
                 continue
             off = fitter.calibrator.offsets.tolist()
-            saved.setdefault(group, {})[task.name] = off
             _record_items(ctx, group, task.name, held)
-            changed = True
+            keep(group, task.name, off)
         system.offsets[task.name] = np.asarray(off)
         fits.setdefault(spec.name, {})[task.name] = off
-    return changed
