@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--n-task",
         nargs="+",
         metavar="TASK=N",
-        help="the size of single tasks, e.g. ag_news=200 (the shipped speech LLMs were trained on AG News items "
-        "beyond the first 200 of the evaluation seeds, so more are refused as leakage)",
+        help="the size of single tasks, e.g. ag_news=199 (the most AG News items the shipped speech LLMs were not "
+        "trained on; more are refused as leakage, docs/reproduce.md)",
     )
     p.add_argument("--resume", action="store_true", help="continue a reproduction in --out")
     p.add_argument(
