@@ -193,7 +193,7 @@ def end_segment(out: Path, index: int, seconds: float) -> None:
 
 
 def segment_lines(segments: list[Mapping[str, Any]]) -> list[str]:
-    """Findings-header lines naming each start that wrote rows (nothing for a folder run in one start)."""
+    """Findings-header lines: how many starts wrote rows with which code, then every start (none for one start)."""
     working = [s for s in segments if s.get("rows_after", 0) > s.get("rows_before", 0)]
     if len(segments) <= 1:
         return []
