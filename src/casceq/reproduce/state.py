@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from casceq.errors import InputError
+from casceq.io.store import STORE_FILENAME
 
 SEGMENTS_FILE = "segments.json"
 
@@ -42,7 +43,7 @@ KEYED_WEIGHTS = ("data/speech_llm", "data/speech_llm_continuous", "data/speech_l
 the calibration key (``casceq.run.build``, ``casceq.run.calibrate``), so retrained weights already make their
 system's rows and offsets be computed again, and only those."""
 
-LEFT_OUT_DIRS = frozenset({"audio", "captures", "report", "__pycache__"})
+LEFT_OUT_DIRS = frozenset({"audio", "captures", "report"})
 """Folder names not packed: synthesised audio and activation captures are recomputed on demand (audio keys are
 content hashes, so a resumed run finds its rows again), and the report is rewritten by every start."""
 
@@ -98,7 +99,7 @@ def _write_segments(out: Path, segments: list[dict[str, Any]]) -> None:
 
 def store_rows(out: Path) -> tuple[int, str | None]:
     """Prediction rows in the folder's behavioural store and the time of the newest ((0, None) when none)."""
-    path = Path(out) / "run" / "store.sqlite"
+    path = Path(out) / "run" / STORE_FILENAME
     if not path.is_file():
         return 0, None
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -218,13 +219,13 @@ def segment_lines(segments: list[Mapping[str, Any]]) -> list[str]:
 
 
 def _packed_files(out: Path) -> Iterator[Path]:
+    """Files of ``out`` that go into the archive, in path order (stores included)."""
     for p in sorted(out.rglob("*")):
         rel = p.relative_to(out)
-        if any(part in LEFT_OUT_DIRS for part in rel.parts[:-1]) or p.is_dir():
+        if p.is_dir() or any(part in LEFT_OUT_DIRS for part in rel.parts[:-1]):
             continue
-        if p.name.endswith(LEFT_OUT_SUFFIXES) or p.name == "store.sqlite":
-            continue
-        yield p
+        if not p.name.endswith(LEFT_OUT_SUFFIXES):
+            yield p
 
 
 def pack(out: Path, archive: Path) -> dict[str, int]:
@@ -243,21 +244,19 @@ def pack(out: Path, archive: Path) -> dict[str, int]:
     archive.parent.mkdir(parents=True, exist_ok=True)
     tmp_archive = archive.with_name(archive.name + ".tmp")
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(tmp_archive, "w:gz") as tar:
-        for store in sorted(out.rglob("store.sqlite")):
-            rel = store.relative_to(out)
-            if any(part in LEFT_OUT_DIRS for part in rel.parts[:-1]):
-                continue
-            copy = Path(tmp) / f"{files}.sqlite"
-            con = sqlite3.connect(store)
-            try:
-                con.execute("VACUUM INTO ?", (str(copy),))
-            finally:
-                con.close()
-            tar.add(copy, arcname=rel.as_posix())
-            files, bytes_ = files + 1, bytes_ + copy.stat().st_size
         for f in _packed_files(out):
-            tar.add(f, arcname=f.relative_to(out).as_posix())
-            files, bytes_ = files + 1, bytes_ + f.stat().st_size
+            if f.name == STORE_FILENAME:  # a consistent copy, even while a run writes into it
+                copy = Path(tmp) / f"{files}.sqlite"
+                con = sqlite3.connect(f)
+                try:
+                    con.execute("VACUUM INTO ?", (str(copy),))
+                finally:
+                    con.close()
+                f_packed = copy
+            else:
+                f_packed = f
+            tar.add(f_packed, arcname=f.relative_to(out).as_posix())
+            files, bytes_ = files + 1, bytes_ + f_packed.stat().st_size
         note = json.dumps({"packed": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "files": files}).encode()
         info = tarfile.TarInfo("PACKED.json")
         info.size = len(note)

@@ -231,14 +231,22 @@ def load_config(path: str | Path | None) -> TrainConfig:
     """
     if path is None:
         return TrainConfig()
+    return config_from_dict(read_toml(path), where=str(path))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The top-level table of a TOML config file (the training and acoustic-control recipes).
+
+    Raises:
+        InputError: The file is missing, not UTF-8, or not TOML (the parser's line named).
+    """
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError as exc:
-        raise InputError("config file not found", path=str(p)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"invalid TOML: {exc}", path=str(p)) from exc
-    return config_from_dict(data, where=str(p))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("config file not found", path=str(p)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"invalid TOML: {exc}", path=str(p)) from None
 
 
 def config_from_dict(data: dict[str, Any], where: str = "<config>") -> TrainConfig:

@@ -35,7 +35,7 @@ from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend, enc
 from casceq.systems.speech_llm.ultravox_projector import CONFIG_FILE, read_checkpoint_record
 from casceq.tasks import get_task, load_examples
 from casceq.train.checkpoint import finish_step, start_state, warm_cosine
-from casceq.train.config import config_from_dict
+from casceq.train.config import config_from_dict, read_toml
 from casceq.train.continuous import imitation_loss
 from casceq.train.data import read_index
 from casceq.train.matched import logits_of, prefix_cache, run_rows
@@ -83,15 +83,9 @@ def load_emotion_config(path: str | Path) -> EmotionConfig:
         InputError: Missing or invalid TOML (named), unknown keys or values of the wrong type.
     """
     import dataclasses
-    import tomllib
 
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("config file not found", path=str(p)) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"invalid TOML: {exc}", path=str(p)) from None
+    data = read_toml(p)
     defaults = asdict(EmotionConfig())
     unknown = sorted(set(data) - set(defaults))
     if unknown:
