@@ -19,6 +19,7 @@ from casceq.io.interchange import write_predictions
 from casceq.reproduce.findings import (
     AGREES,
     DISAGREES,
+    NOT_DETECTED,
     NOT_APPLICABLE,
     UNDECIDED,
     agreement,
@@ -205,7 +206,7 @@ def test_agreement_truth_table() -> None:
     assert agreement(CONTRADICTED, REPRODUCED) == DISAGREES
     assert agreement(INCONCLUSIVE, REPRODUCED) == UNDECIDED
     assert agreement("reproduced", NOT_REPRODUCED) == DISAGREES  # a false detection
-    assert agreement(INCONCLUSIVE, NOT_REPRODUCED) == AGREES
+    assert agreement(INCONCLUSIVE, NOT_REPRODUCED) == NOT_DETECTED  # no false detection, nothing confirmed
     assert agreement(CONTRADICTED, NOT_REPRODUCED) == AGREES
 
 
@@ -220,7 +221,10 @@ def test_findings_page_has_the_subjects_table_with_expected_outcomes(judged) -> 
     data = json.loads((out / "findings.json").read_text())
     cells = {r["name"]: r["claims"] for r in data["subjects"]}
     assert cells["Speech-LLM-A"]["d"]["agreement"] == AGREES
-    assert cells["Cascade-W"]["d"]["agreement"] == AGREES
+    # a cascade at chance on emotion: (d) cannot be tested, so no false detection and no confirmation
+    assert cells["Cascade-W"]["d"]["verdict"] == INCONCLUSIVE
+    assert cells["Cascade-W"]["d"]["agreement"] == NOT_DETECTED
+    assert "expected not reproduced (✓)" in next(line for line in page.splitlines() if line.startswith("| **Cascade-W**"))
     assert cells["Speech-LLM-C"]["d"]["expected"] is None
     assert [c["key"] for c in data["claims"]] == [c.key for c in by_subject[PRIMARY]]
     # every subject has its own section

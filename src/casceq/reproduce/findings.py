@@ -369,7 +369,7 @@ def markdown(claims: Sequence[Claim], header: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-AGREES, DISAGREES, UNDECIDED = "agrees", "disagrees", "undecided"
+AGREES, NOT_DETECTED, DISAGREES, UNDECIDED = "agrees", "not detected", "disagrees", "undecided"
 """How a verdict compares with a known answer (``agreement``)."""
 
 
@@ -377,12 +377,14 @@ def agreement(verdict: str, expected: str) -> str:
     """Whether a verdict matches the known answer of a subject on a claim.
 
     Expected ``reproduced``: agrees when reproduced, disagrees when contradicted, undecided when inconclusive
-    (the n could not decide). Expected ``not reproduced``: disagrees only when the claim is judged reproduced
-    (the detector sees what is not there, the worst error); inconclusive or contradicted agree.
+    (the n could not decide). Expected ``not reproduced``: disagrees when the claim is judged reproduced (the
+    detector sees what is not there, the worst error), agrees only when it is contradicted (the data rule the
+    effect out), and is ``not detected`` when inconclusive: no false detection, but no confirmation either, so a
+    detector that never decides cannot collect agreements.
     """
     if expected == REPRODUCED:
         return {REPRODUCED: AGREES, CONTRADICTED: DISAGREES}.get(verdict, UNDECIDED)
-    return DISAGREES if verdict == REPRODUCED else AGREES
+    return {REPRODUCED: DISAGREES, CONTRADICTED: AGREES}.get(verdict, NOT_DETECTED)
 
 
 def subject_rows(plan: Plan, by_subject: Mapping[str, Sequence[Claim]]) -> list[dict[str, Any]]:
@@ -418,14 +420,14 @@ def subjects_table(plan: Plan, by_subject: Mapping[str, Sequence[Claim]]) -> lis
     rows = subject_rows(plan, by_subject)
     keys = [c.key for c in by_subject[plan.all_subjects[0].name]]
     titles = {c.key: c.title for c in by_subject[plan.all_subjects[0].name]}
-    mark = {AGREES: "✓", DISAGREES: "✗", UNDECIDED: "?"}
+    mark = {AGREES: "✓", NOT_DETECTED: "(✓)", DISAGREES: "✗", UNDECIDED: "?"}
     lines = [
         "## Subjects x claims",
         "",
         "| subject | " + " | ".join(f"({k}) {titles[k]}" for k in keys) + " |",
         "|---|" + "---|" * len(keys),
     ]
-    tally = {AGREES: 0, DISAGREES: 0, UNDECIDED: 0}
+    tally = {AGREES: 0, NOT_DETECTED: 0, DISAGREES: 0, UNDECIDED: 0}
     for row in rows:
         cells = []
         for k in keys:
@@ -445,10 +447,12 @@ def subjects_table(plan: Plan, by_subject: Mapping[str, Sequence[Claim]]) -> lis
         lines.append(f"| {subject.name} | {subject.interface} | {known} |")
     lines += [
         "",
-        f"*Known answers*: {tally[AGREES]} agree (✓), {tally[DISAGREES]} disagree (✗), {tally[UNDECIDED]} undecided "
-        'at this n (?). An expected "reproduced" agrees only when reproduced; an expected "not reproduced" '
-        "disagrees only when the claim is judged reproduced for a subject that cannot show it (a false detection). "
-        "The per-subject sections below give every number.",
+        f"*Known answers*: {tally[AGREES]} agree (✓), {tally[NOT_DETECTED]} without a false detection but "
+        f"unconfirmed ((✓)), {tally[DISAGREES]} disagree (✗), {tally[UNDECIDED]} undecided at this n (?). An "
+        'expected "reproduced" agrees only when reproduced; an expected "not reproduced" agrees only when '
+        "contradicted (the data rule the effect out), disagrees when judged reproduced for a subject that cannot "
+        "show it (a false detection) and is (✓) when inconclusive. The per-subject sections below give every "
+        "number.",
         "",
     ]
     return lines
