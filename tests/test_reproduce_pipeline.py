@@ -418,6 +418,6 @@ def test_a_packed_reproduction_resumes_elsewhere_without_recomputing(models: Any
     again = run_pipeline(plan, back, resume=True, show_progress=False, log=lambda _m: None)
     assert again.timings["behavioural"]["detail"].startswith("0 rows written")
     page = (back / "findings.md").read_text()
-    assert "- starts: 2 (1 wrote prediction rows; inference code identical in all of them)" in page
+    assert "- starts: 2 (1 wrote prediction rows; inference code identical in all of them); " in page
     a, b = (json.loads((d / "findings.json").read_text())["claims"] for d in (out, back))
     assert [c["verdict"] for c in a] == [c["verdict"] for c in b]

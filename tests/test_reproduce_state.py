@@ -59,6 +59,9 @@ def test_segments_count_rows_of_finished_and_killed_starts(tmp_path: Path) -> No
     assert segs[0]["seconds"] == 12.5 and segs[second]["seconds"] is not None  # to its newest row
     lines = state.segment_lines(segs)
     assert lines[0].startswith("- starts: 3 (2 wrote prediction rows; inference code identical")
+    total = 12.5 + float(segs[1]["seconds"])  # the open third start has no time yet
+    assert f"; {total:.0f} s in all (" in lines[0] and "1 start(s) untimed" in lines[0]
+    assert lines[0].endswith("on 1 machine type(s): x86_64 test")
     assert "4 rows, 12 s" in lines[1] and "`def456`" in lines[2] and "until stopped" in lines[2]
     assert state.segment_lines(segs[:1]) == []  # one start: nothing to say
 

@@ -199,10 +199,14 @@ def segment_lines(segments: list[Mapping[str, Any]]) -> list[str]:
     if len(segments) <= 1:
         return []
     digests = {s.get("inference_digest") for s in working}
+    timed = [float(s["seconds"]) for s in segments if s.get("seconds") is not None]
+    machines = sorted({str(s.get("machine", "?")) for s in segments})
     lines = [
         f"- starts: {len(segments)} ({len(working)} wrote prediction rows; inference code "
         + ("identical in all of them" if len(digests) <= 1 else f"DIFFERED: {len(digests)} digests")
-        + ")"
+        + f"); {sum(timed):.0f} s in all ({sum(timed) / 3600:.1f} h"
+        + ("" if len(timed) == len(segments) else f", {len(segments) - len(timed)} start(s) untimed")
+        + f") on {len(machines)} machine type(s): {', '.join(machines)}"
     ]
     for i, s in enumerate(segments, 1):
         commit = str(s.get("commit") or "unknown")[:10]
