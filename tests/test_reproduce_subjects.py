@@ -19,8 +19,8 @@ from casceq.io.interchange import write_predictions
 from casceq.reproduce.findings import (
     AGREES,
     DISAGREES,
-    NOT_DETECTED,
     NOT_APPLICABLE,
+    NOT_DETECTED,
     UNDECIDED,
     agreement,
     judge,
