@@ -224,7 +224,9 @@ def test_findings_page_has_the_subjects_table_with_expected_outcomes(judged) -> 
     # a cascade at chance on emotion: (d) cannot be tested, so no false detection and no confirmation
     assert cells["Cascade-W"]["d"]["verdict"] == INCONCLUSIVE
     assert cells["Cascade-W"]["d"]["agreement"] == NOT_DETECTED
-    assert "expected not reproduced (✓)" in next(line for line in page.splitlines() if line.startswith("| **Cascade-W**"))
+    assert "expected not reproduced (✓)" in next(
+        line for line in page.splitlines() if line.startswith("| **Cascade-W**")
+    )
     assert cells["Speech-LLM-C"]["d"]["expected"] is None
     assert [c["key"] for c in data["claims"]] == [c.key for c in by_subject[PRIMARY]]
     # every subject has its own section
