@@ -448,10 +448,10 @@ def subjects_table(plan: Plan, by_subject: Mapping[str, Sequence[Claim]]) -> lis
     lines += [
         "",
         f"*Known answers*: {tally[AGREES]} agree (✓), {tally[NOT_DETECTED]} without a false detection but "
-        f"unconfirmed ((✓)), {tally[DISAGREES]} disagree (✗), {tally[UNDECIDED]} undecided at this n (?). An "
+        f'unconfirmed ("(✓)"), {tally[DISAGREES]} disagree (✗), {tally[UNDECIDED]} undecided at this n (?). An '
         'expected "reproduced" agrees only when reproduced; an expected "not reproduced" agrees only when '
         "contradicted (the data rule the effect out), disagrees when judged reproduced for a subject that cannot "
-        "show it (a false detection) and is (✓) when inconclusive. The per-subject sections below give every "
+        'show it (a false detection) and is "(✓)" when inconclusive. The per-subject sections below give every '
         "number.",
         "",
     ]
