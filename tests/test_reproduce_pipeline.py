@@ -207,6 +207,13 @@ def test_pipeline_end_to_end_and_resume(models: Any, tmp_path: Path) -> None:
     )
     assert redo["diagnostic"] == "skipped"  # still too small: skipped again, never half-run
     assert again.timings["behavioural"]["detail"].startswith("0 rows written")
+    # the counts say the first start wrote every row and the second none, so only the first timed the plan
+    rows = sum(1 for _ in (out / "run" / "predictions.jsonl").open())
+    assert (stages["behavioural"]["rows_written"], stages["behavioural"]["rows_done"]) == (rows, 0)
+    assert (again.timings["behavioural"]["rows_written"], again.timings["behavioural"]["rows_done"]) == (
+        0,
+        rows,
+    )
     assert shard.stat().st_mtime_ns == before
 
 

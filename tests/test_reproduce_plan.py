@@ -123,6 +123,35 @@ def test_estimate_against_a_measured_timings_json() -> None:
     assert estimate_minutes(default_plan(mech=False), costs)["mechanistic"] == 0
 
 
+@pytest.mark.parametrize("counts", ["detail", "numbers"])
+def test_a_resumed_behavioural_stage_is_no_cost_measurement(tmp_path: Path, counts: str) -> None:
+    import json
+    import shutil
+
+    from casceq.reproduce.plan import COSTS, FIXED_SECONDS, measured_costs
+
+    folder = tmp_path / "run"
+    shutil.copytree(MEASURED, folder)
+    timings = json.loads((folder / "timings.json").read_text())
+    # positive control: the fresh run's stage (nothing resumed) is a measurement, unlike the constants
+    assert measured_costs(folder).per_clip["sst2"] != pytest.approx(COSTS["sst2"])
+    # the last start of a run carried over sessions: 419 s for its last 1,136 rows of 21,056
+    stage = timings["behavioural"]
+    stage["seconds"] = 418.9
+    if counts == "detail":  # a folder written before the counts were recorded
+        stage["detail"] = "1136 rows written, 19920 already done"
+    else:
+        stage.update(detail="", rows_written=1136, rows_done=19920)
+    (folder / "timings.json").write_text(json.dumps(timings))
+    costs = measured_costs(folder)
+    assert dict(costs.per_clip) == dict(COSTS)
+    assert costs.fixed == FIXED_SECONDS  # loading and calibration are not inside a measured stage either
+    # ... and a fresh start's counts (nothing done before) are a measurement again
+    stage.update(rows_written=21056, rows_done=0)
+    (folder / "timings.json").write_text(json.dumps(timings))
+    assert measured_costs(folder).per_clip["sst2"] != pytest.approx(COSTS["sst2"])
+
+
 def test_power_table_uses_the_measured_costs_and_the_power_functions() -> None:
     import json
 

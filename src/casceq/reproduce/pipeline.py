@@ -140,8 +140,8 @@ def run_pipeline(
     t_start = time.perf_counter()
     deadline = None if limit_minutes is None else t_start + 60 * limit_minutes
 
-    def record(name: str, status: str, seconds: float, detail: str = "") -> None:
-        timings[name] = {"status": status, "seconds": round(seconds, 1), "detail": detail}
+    def record(name: str, status: str, seconds: float, detail: str = "", **counts: int) -> None:
+        timings[name] = {"status": status, "seconds": round(seconds, 1), "detail": detail, **counts}
         timings_path.write_text(json.dumps(timings, indent=1))
 
     for stage in build_stages(plan, out, meta, show_progress, shared):
@@ -178,7 +178,14 @@ def run_pipeline(
             log("".join(traceback.format_exception(exc)[-3:]))
             record(stage.name, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
             continue
-        record(stage.name, "done", time.perf_counter() - t0, str(detail))
+        counts = {}
+        if stage.name == "behavioural" and shared.run is not None:
+            # a resumed stage's seconds time only the rows this start wrote (plan.measured_costs reads these)
+            counts = {
+                "rows_written": sum(shared.run.written.values()),
+                "rows_done": sum(shared.run.skipped.values()),
+            }
+        record(stage.name, "done", time.perf_counter() - t0, str(detail), **counts)
         log(f"reproduce: stage {stage.name} done in {time.perf_counter() - t0:.0f} s")
     t0 = time.perf_counter()
     end_segment(out, segment, time.perf_counter() - t_start)
