@@ -105,9 +105,12 @@ def test_estimate_against_a_measured_timings_json() -> None:
     behaviour = timings["behavioural"]["seconds"]
     mech = sum(v["seconds"] for k, v in timings.items() if k not in ("behavioural", "report"))
     assert (behaviour, mech) == (2522.0, 1739.0)
-    # the constants missed this run: 53 min of stages estimated (63 with the fixed 10) against 71 measured
+    # November's constants missed this run (53 min of stages against 71 measured); those measured on 7 Dec, with
+    # the all-position lens and the diagnostic this run did not have yet, do not underestimate it: 81 min
     const = estimate_minutes(plan, Costs())
-    assert (behaviour + mech) / 60 > 1.1 * (const["behavioural"] + const["mechanistic"])
+    assert (
+        (behaviour + mech) / 60 < const["behavioural"] + const["mechanistic"] < 1.3 * (behaviour + mech) / 60
+    )
     # costs read from the measured timings reproduce its stage times (behavioural and mechanistic)
     costs = measured_costs(MEASURED)
     est = estimate_minutes(plan, costs)

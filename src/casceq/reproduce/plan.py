@@ -3,10 +3,12 @@
 The plan is data (frozen dataclasses); ``experiment_config`` turns it into the behavioural experiment that
 ``casceq run`` executes (``experiment_toml``: the same as a TOML file), so the reproduction is an ordinary run folder anyone can re-run or extend.
 
-Default sizes come from per-clip costs measured on this 2-core machine (docs/reproduce.md, "Budget"): every
-clip is transcribed by two Whisper models and answered by four systems under each of the five conditions, so
-the behavioural part costs about ``COSTS`` seconds per clip and condition and the whole reproduction fits about
-two hours at ``DEFAULT_N`` items per text task (x 2 voices) and ``DEFAULT_N_RAVDESS`` RAVDESS clips.
+Every clip is transcribed by two Whisper models and answered by the LLM systems and each speech-LLM subject
+under each condition; ``COSTS`` and ``MECH_SECONDS_PER_UTTERANCE`` are the seconds this costs, measured on this
+2-core machine (docs/reproduce.md, "Sizes and the time budget"), from which ``estimate_minutes`` predicts a
+plan's wall time. At the defaults (``DEFAULT_N`` items per text task x 2 voices, ``DEFAULT_N_RAVDESS`` RAVDESS
+clips, five conditions, four subjects) that is well over two hours here; ``--limit-minutes`` caps a run and
+``--resume`` continues it.
 """
 
 from __future__ import annotations
@@ -195,10 +197,11 @@ SPEECH_COSTS: Mapping[str, float] = MappingProxyType(
 )
 """What each further speech-LLM subject adds per clip and condition (same measurement as ``COSTS``)."""
 
-MECH_SECONDS_PER_UTTERANCE = 30.0
-"""Mechanistic suite cost per ``mech_n`` utterance, estimated (docs/reproduce.md): four captures ~2 s, probes ~8 s
-(CTC epochs), lens + control ~4 s, implicit on 2 tasks ~3 s, erasure (2 fitted concepts x 9 layers, held-out
-logistic checks, 4 answer passes on 2 tasks) ~13 s. Not measured at full scale."""
+MECH_SECONDS_PER_UTTERANCE = 70.0
+"""Mechanistic suite cost per ``mech_n`` utterance and speech-LLM subject, measured in the powered run (7 Dec 2026,
+mech n 40, 2 threads): the CTC model's stages 2,109 s alone plus a third of the shared Whisper captures (273 s),
+55 s per utterance; the continuous model's about 80 s (its erasure 1,937 s against the CTC model's 1,205 s: more
+audio positions), part of it beside a ``make test``. Erasure is about 60% of it, the diagnostic 20%."""
 
 FIXED_SECONDS = 600.0
 """Model loading, synthesis, held-out calibration (the speech LLM's on 64 spoken clips per task) and the report
