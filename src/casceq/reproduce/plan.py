@@ -7,7 +7,7 @@ Every clip is transcribed by two Whisper models and answered by the LLM systems 
 under each condition; ``COSTS`` and ``MECH_SECONDS_PER_UTTERANCE`` are the seconds this costs, measured on this
 2-core machine (docs/reproduce.md, "Sizes and the time budget"), from which ``estimate_minutes`` predicts a
 plan's wall time. At the defaults (``DEFAULT_N`` items per text task x 2 voices, ``DEFAULT_N_RAVDESS`` RAVDESS
-clips, five conditions, four subjects) that is well over two hours here; ``--limit-minutes`` caps a run and
+clips, five conditions, four subjects) that is about five hours here; ``--limit-minutes`` caps a run and
 ``--resume`` continues it.
 """
 
@@ -197,11 +197,12 @@ SPEECH_COSTS: Mapping[str, float] = MappingProxyType(
 )
 """What each further speech-LLM subject adds per clip and condition (same measurement as ``COSTS``)."""
 
-MECH_SECONDS_PER_UTTERANCE = 70.0
+MECH_SECONDS_PER_UTTERANCE = 81.0
 """Mechanistic suite cost per ``mech_n`` utterance and speech-LLM subject, measured in the powered run (7 Dec 2026,
-mech n 40, 2 threads): the CTC model's stages 2,109 s alone plus a third of the shared Whisper captures (273 s),
-55 s per utterance; the continuous model's about 80 s (its erasure 1,937 s against the CTC model's 1,205 s: more
-audio positions), part of it beside a ``make test``. Erasure is about 60% of it, the diagnostic 20%."""
+mech n 40, 2 threads): (273 s shared Whisper captures + 2,109 s CTC model + 3,816 s continuous model + 3,523 s
+acoustic control) / (40 x 3) = 81 s, what ``measured_costs`` reads from that folder. The CTC model alone is
+55 s per utterance, the continuous subjects about 90 (more audio positions; parts of them ran beside a
+``make test``). Erasure is about half of it, the section 5.4 diagnostic a fifth."""
 
 FIXED_SECONDS = 600.0
 """Model loading, synthesis, held-out calibration (the speech LLM's on 64 spoken clips per task) and the report
@@ -413,7 +414,7 @@ class Costs:
     source: str = "constants"
 
 
-MECH_STAGES = ("capture-", "probes-", "lens", "implicit", "erasure")
+MECH_STAGES = ("capture-", "probes-", "lens", "implicit", "erasure", "diagnostic")
 """Prefixes of the mechanistic stages in ``timings.json``."""
 
 
