@@ -5,6 +5,8 @@ real RAVDESS clips. Every stage runs, the findings page judges every claim, and 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,17 @@ def test_pipeline_end_to_end_and_resume(models: Any, tmp_path: Path) -> None:
     real = CaptureReader(out / "mech" / "captures" / "speech-sst2").utterances
     shadow = CaptureReader(out / "mech" / "lens" / "control-capture").utterances
     assert [r.transcript for r in shadow] == [r.transcript for r in real[1:] + real[:1]]
+    # its states are links relative to it (no machine path), so the view survives moving the run folder ...
+    links = [p for p in (out / "mech" / "lens" / "control-capture").iterdir() if p.is_symlink()]
+    assert links and not any(os.path.isabs(os.readlink(p)) for p in links)
+    moved = tmp_path / "moved"
+    shutil.copytree(out / "mech", moved / "mech", symlinks=True)
+    assert len(CaptureReader(moved / "mech" / "lens" / "control-capture").utterances) == 5
+    # ... and a packed state holds no link: it unpacks (unpack refuses links)
+    from casceq.reproduce.state import pack, unpack
+
+    packed = pack(out, tmp_path / "state.tar.gz")["files"]
+    assert unpack(tmp_path / "state.tar.gz", tmp_path / "unpacked") == packed
     assert (out / "report" / "report.md").is_file()
     report = (out / "report" / "report.md").read_text()
     for result_file in ("lens/mech/lens.json", "implicit/mech/implicit.json", "erasure/mech/erasure.json"):

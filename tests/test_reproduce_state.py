@@ -133,6 +133,32 @@ def test_pack_then_unpack_keeps_the_state_and_leaves_out_recomputable_files(tmp_
         state.unpack(archive, back)  # never over a folder with files
 
 
+def test_a_packed_state_holds_no_links_and_unpacks(tmp_path: Path) -> None:
+    out = _folder(tmp_path)
+    # the lens control's view of a capture: links to the capture's arrays (as written before 7 Dec 2026: absolute)
+    view = out / "mech" / "lens" / "control-capture"
+    view.mkdir()
+    target = out / "mech" / "captures" / "speech-sst2" / "shard-0.states.npy"
+    (view / "shard-0.states.npy").symlink_to(target.resolve())
+    (view / "shard-0.jsonl").write_text("{}\n")
+    (out / "mech" / "lens" / "elsewhere.json").symlink_to(out / "plan.json")  # any other link
+    archive = tmp_path / "state.tar.gz"
+    state.pack(out, archive)
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+    assert all(m.isfile() for m in members)
+    assert not any("control-capture" in m.name or m.name.endswith("elsewhere.json") for m in members)
+    assert (
+        state.unpack(archive, tmp_path / "back") == len(members) - 1
+    )  # PACKED.json is the archive's own note
+    # positive control: an archive with such a link is what unpack refuses
+    with tarfile.open(tmp_path / "linked.tar.gz", "w:gz") as tar:
+        tar.add(out / "plan.json", arcname="plan.json")
+        tar.add(view / "shard-0.states.npy", arcname="mech/lens/control-capture/shard-0.states.npy")
+    with pytest.raises(InputError, match="unsafe member"):
+        state.unpack(tmp_path / "linked.tar.gz", tmp_path / "refused")
+
+
 def _archive(tmp_path: Path, members: list[tarfile.TarInfo]) -> Path:
     path = tmp_path / "bad.tar.gz"
     with tarfile.open(path, "w:gz") as tar:

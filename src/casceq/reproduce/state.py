@@ -43,9 +43,10 @@ KEYED_WEIGHTS = ("data/speech_llm", "data/speech_llm_continuous", "data/speech_l
 the calibration key (``casceq.run.build``, ``casceq.run.calibrate``), so retrained weights already make their
 system's rows and offsets be computed again, and only those."""
 
-LEFT_OUT_DIRS = frozenset({"audio", "captures", "report"})
-"""Folder names not packed: synthesised audio and activation captures are recomputed on demand (audio keys are
-content hashes, so a resumed run finds its rows again), and the report is rewritten by every start."""
+LEFT_OUT_DIRS = frozenset({"audio", "captures", "control-capture", "report"})
+"""Folder names not packed: synthesised audio and activation captures (and the lens control's view of a capture)
+are recomputed on demand (audio keys are content hashes, so a resumed run finds its rows again), and the report is
+rewritten by every start."""
 
 LEFT_OUT_SUFFIXES = (".sqlite-wal", ".sqlite-shm", ".sqlite-journal", ".lock", ".tmp")
 
@@ -223,10 +224,14 @@ def segment_lines(segments: list[Mapping[str, Any]]) -> list[str]:
 
 
 def _packed_files(out: Path) -> Iterator[Path]:
-    """Files of ``out`` that go into the archive, in path order (stores included)."""
+    """Files of ``out`` that go into the archive, in path order (stores included).
+
+    Plain files only: ``unpack`` refuses links, so a link is never packed (it would also carry this machine's
+    paths).
+    """
     for p in sorted(out.rglob("*")):
         rel = p.relative_to(out)
-        if p.is_dir() or any(part in LEFT_OUT_DIRS for part in rel.parts[:-1]):
+        if p.is_symlink() or p.is_dir() or any(part in LEFT_OUT_DIRS for part in rel.parts[:-1]):
             continue
         if not p.name.endswith(LEFT_OUT_SUFFIXES):
             yield p

@@ -181,7 +181,8 @@ def run_lens_control(ctx: StageContext, capture_dir: Path, out: Path) -> tuple[L
 def deranged_capture(src: Path, dst: Path) -> None:
     """A view of capture ``src`` in ``dst`` whose utterance i carries the transcript of utterance i + 1.
 
-    States and frames are symbolic links (nothing is copied); only the records are rewritten.
+    States and frames are symbolic links relative to ``dst`` (nothing is copied, and the view survives moving
+    the folder that holds both); only the records are rewritten.
     """
     reader = CaptureReader(src)
     recs = reader.utterances
@@ -191,8 +192,10 @@ def deranged_capture(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for path in [src / META_FILE, *src.glob("shard-*.npy")]:
         link = dst / path.name
+        if link.is_symlink() and not link.exists():  # a dangling link, e.g. an absolute one of a moved folder
+            link.unlink()
         if not link.exists():
-            os.symlink(path.resolve(), link)
+            os.symlink(os.path.relpath(path.resolve(), dst.resolve()), link)
     for number, shard in reader.shards:
         lines = [
             json.dumps({**record_json(r), "transcript": shifted[r.id]}, ensure_ascii=False) for r in shard
