@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--subjects",
         nargs="+",
         metavar="NAME",
-        help="subjects judged (default all): ctc (always first), continuous, acoustic-control, cascade-w",
+        help="subjects judged (default: ctc, continuous, acoustic-control, cascade-w): ctc (always first), "
+        "continuous, acoustic-control, listener, cascade-w",
     )
     p.add_argument("--limit-minutes", type=float, help="start no new stage after this many minutes")
     p.add_argument(

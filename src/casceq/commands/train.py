@@ -8,6 +8,10 @@ with ``make_speech_llm("ultravox-native:OUT/model")``. The recipe is in docs/spe
 ``casceq train acoustic-control --model CONTINUOUS --general DIR --out DIR``: the acoustic control, the
 continuous model fine-tuned on the emotion labels of RAVDESS actors 1-16 (``casceq.train.emotion``).
 
+``casceq train listener --out DIR [--model CTC]``: the listener built on the CTC model (default the shipped one):
+the CTC model unchanged plus a voice classifier fitted on the emotion labels of RAVDESS actors 1-16
+(``casceq.train.voice``; a few minutes on a CPU).
+
 ``casceq train evaluate --out DIR [--model SPEC] [--n N]``: the speech LLM (default the shipped one) against
 its matched cascade (Whisper base -> the default backbone) and the text ceiling on N clean items per task of
 SST-2 and AG News in two voices (a ``casceq run`` into DIR, resumable); prints accuracy with 95% Wilson
@@ -25,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``WHAT --config --out --resume --max-minutes``."""
     parser.add_argument(
         "what",
-        choices=["speech-llm", "acoustic-control", "evaluate"],
+        choices=["speech-llm", "acoustic-control", "listener", "evaluate"],
         help="speech-llm: train one; acoustic-control: fine-tune a continuous one on RAVDESS training actors; "
+        "listener: add a voice classifier fitted on those actors to a CTC one; "
         "evaluate: compare one with its matched cascade",
     )
     parser.add_argument(
@@ -43,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default="ultravox-native:bundled",
         help="evaluate: the speech LLM spec (default: the shipped model); acoustic-control: the continuous "
-        "checkpoint to fine-tune (a folder, or the shipped ultravox-native:continuous)",
+        "checkpoint to fine-tune (a folder, or the shipped ultravox-native:continuous); listener: the CTC "
+        "checkpoint (default the shipped one)",
     )
     parser.add_argument(
         "--general",
@@ -69,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return _evaluate(args)
     if args.what == "acoustic-control":
         return _control(args)
+    if args.what == "listener":
+        return _listener(args)
     cfg = load_config(args.config if args.config is not None else shipped_folder() / "train.toml")
     if args.max_minutes is not None:
         cfg = dataclasses.replace(cfg, max_minutes=args.max_minutes)
@@ -116,4 +124,16 @@ def _control(args: argparse.Namespace) -> int:
     general = Path(args.general) if args.general else None
     config = ControlStageConfig(Path(model), Path(args.out), recipe, general, resume=args.resume)
     print(train_control(config, progress=lambda m: print(m, file=sys.stderr, flush=True)).model)
+    return 0
+
+
+def _listener(args: argparse.Namespace) -> int:
+    """Fit the listener's voice classifier and print its model folder."""
+    from casceq.train.voice import VoiceConfig, train_listener
+
+    model = args.model.removeprefix("ultravox-native:")  # a spec, a shipped name or a folder
+    folder = train_listener(
+        model, Path(args.out), VoiceConfig(), progress=lambda m: print(m, file=sys.stderr, flush=True)
+    )
+    print(folder)
     return 0

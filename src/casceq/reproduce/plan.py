@@ -149,15 +149,28 @@ OFFLINE_SUBJECTS: tuple[Subject, ...] = (
         stand_in="Cascade-W",
     ),
 )
-"""The offline subjects: the CTC model, the continuous model, the acoustic control and a cascade stand-in."""
+"""The offline subjects judged by default: the CTC model, the continuous model, the acoustic control and a
+cascade stand-in."""
+
+EXTRA_SUBJECTS: tuple[Subject, ...] = (
+    Subject(
+        "Speech-LLM-L",
+        "ultravox-native:listener",
+        "CTC, unchanged, plus one soft word from a voice classifier fitted on the emotion labels of RAVDESS actors "
+        "1-16 (hears the voice by construction; its words reach the backbone as in the CTC model)",
+        (("d", REPRODUCED, "its voice classifier reads emotion; evaluated on held-out actors 17-24"),),
+    ),
+)
+"""Offline subjects judged when named (``--subjects listener``): the listener built on the CTC model."""
 
 SUBJECT_ALIASES = {
     "ctc": PRIMARY,
     "continuous": "Speech-LLM-C",
     "acoustic-control": "Speech-LLM-A",
+    "listener": "Speech-LLM-L",
     "cascade-w": "Cascade-W",
 }
-"""Short names of ``OFFLINE_SUBJECTS`` (``casceq reproduce --subjects``)."""
+"""Short names of ``OFFLINE_SUBJECTS`` and ``EXTRA_SUBJECTS`` (``casceq reproduce --subjects``)."""
 
 
 def offline_subjects(names: Sequence[str]) -> tuple[Subject, ...]:
@@ -166,14 +179,15 @@ def offline_subjects(names: Sequence[str]) -> tuple[Subject, ...]:
     Raises:
         InputError: An unknown name.
     """
-    by_name = {s.name: s for s in OFFLINE_SUBJECTS}
+    everyone = (*OFFLINE_SUBJECTS[:-1], *EXTRA_SUBJECTS, OFFLINE_SUBJECTS[-1])  # the stand-in last
+    by_name = {s.name: s for s in everyone}
     wanted = set()
     for name in names:
         full = SUBJECT_ALIASES.get(name.lower(), name)
         if full not in by_name:
             raise InputError(f"unknown subject {name!r}; subjects: {', '.join(SUBJECT_ALIASES)}")
         wanted.add(full)
-    return tuple(s for s in OFFLINE_SUBJECTS if s.name in wanted or s.name == PRIMARY)
+    return tuple(s for s in everyone if s.name in wanted or s.name == PRIMARY)
 
 
 COSTS: Mapping[str, float] = MappingProxyType(
@@ -536,7 +550,7 @@ def experiment_toml(plan: Plan) -> str:
     return experiment_config(plan).to_toml(EXPERIMENT_COMMENT)
 
 
-SHIPPED_SPEECH_LLMS = ("bundled", "continuous", "acoustic-control")
+SHIPPED_SPEECH_LLMS = ("bundled", "continuous", "acoustic-control", "listener")
 """Names of the speech LLMs shipped as package data (``casceq.systems.speech_llm.shipped.SHIPPED``)."""
 
 

@@ -38,7 +38,12 @@ INFERENCE_CODE = ("audio", "io", "run", "systems", "tasks", "data", "types.py")
 """Parts of the ``casceq`` package that decide a prediction row (models, prompts, audio, items, storage); the
 statistics, the claims and the reports are not among them: changing those never invalidates stored rows."""
 
-KEYED_WEIGHTS = ("data/speech_llm", "data/speech_llm_continuous", "data/speech_llm_acoustic")
+KEYED_WEIGHTS = (
+    "data/speech_llm",
+    "data/speech_llm_continuous",
+    "data/speech_llm_acoustic",
+    "data/speech_llm_listener",
+)
 """Shipped speech-LLM weights, left out of the digest: their own digest is part of every row's cache key and of
 the calibration key (``casceq.run.build``, ``casceq.run.calibrate``), so retrained weights already make their
 system's rows and offsets be computed again, and only those."""

@@ -3,7 +3,8 @@
 ``SHIPPED`` names them: ``bundled`` (the CTC-interface model: text is its interface by construction),
 ``continuous`` (an Ultravox projector emitting one continuous vector per 4 encoder frames) and
 ``acoustic-control`` (the continuous model fine-tuned on the emotion labels of RAVDESS training actors: a subject
-known to use the voice). Each package-data folder holds the float16 projector (``projector.safetensors``) and its record
+known to use the voice) and ``listener`` (the CTC model, unchanged, plus a voice classifier's soft word fitted on
+those actors: hears the voice while its words reach the backbone exactly as in the CTC model). Each package-data folder holds the float16 projector (``projector.safetensors``) and its record
 (``projector.json``: projector shape, the Ultravox config with the *bundled names* of its encoder and backbone,
 their weight fingerprints and the training record). The encoder and backbone are resolved from the weight
 packages (``casceq.systems.asr.bundled``, ``casceq.systems.llm.bundled``) and checked against the fingerprints.
@@ -27,6 +28,7 @@ SHIPPED: dict[str, str] = {
     SHIPPED_NAME: "speech_llm",
     "continuous": "speech_llm_continuous",
     "acoustic-control": "speech_llm_acoustic",
+    "listener": "speech_llm_listener",
 }
 """Shipped model name -> its folder under ``casceq/data``."""
 

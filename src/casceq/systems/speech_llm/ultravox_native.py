@@ -249,6 +249,9 @@ class UltravoxNativeBackend(HFSpeechLLM):
 
         with torch.no_grad():
             self.projector.attach_table(lm.get_input_embeddings()(self.projector.vocab_ids.to(lm.device)))
+            if self.projector.config.voice_classes:
+                embed = lm.get_input_embeddings()
+                self.projector.attach_voice_table(embed(self.projector.voice_ids.to(lm.device)))
 
     def use_ctc_head(self, vocab_ids: list[int], *, seed: int = 0) -> None:
         """Replace the projector by a fresh (seeded) ``"ctc"``-head one emitting ``vocab_ids`` (blank first)."""

@@ -18,6 +18,14 @@ Two output heads:
   The soft sums keep the posterior's uncertainty; the segmentation follows greedy CTC decoding. The token ids
   are a buffer of the checkpoint; the embedding table is attached from the backbone (``attach_table``).
 
+A ``"ctc"`` head may also carry a *voice classifier* (``voice_classes`` > 0): a linear classifier of the mean and
+standard deviation of each 30-s chunk's encoder frames (standardised), whose posterior over ``voice_classes``
+words weights those words' input embeddings into one more audio embedding after the chunk's tokens (the
+classifier's soft word; ``voice_temperature`` divides its logits). The token path is unchanged, so such a
+model hears the voice and reads the words exactly as the CTC model does: the listener built on the CTC model
+(``casceq.train.voice``). The words' ids are a buffer; their embeddings are attached from the backbone
+(``attach_voice_table``).
+
 A projector only makes sense with the exact encoder and backbone it was trained against, so the checkpoint
 stores their fingerprints (as tuned-lens stores its ``unembed_hash``) and ``load_projector`` refuses others.
 """
@@ -56,6 +64,8 @@ class ProjectorConfig:
         norm: ``"rms"`` (Ultravox) or ``"layer"``.
         head: ``"embed"`` (Ultravox) or ``"ctc"`` (posterior-weighted token embeddings, see the module doc).
         vocab_size: Number of backbone tokens the ``"ctc"`` head can emit (the blank comes on top).
+        voice_classes: Words of a ``"ctc"`` head's voice classifier (0: none; see the module doc).
+        voice_temperature: Divides the voice classifier's logits before the softmax.
     """
 
     encoder_dim: int
@@ -66,6 +76,8 @@ class ProjectorConfig:
     norm: Literal["rms", "layer"] = "rms"
     head: Literal["embed", "ctc"] = "embed"
     vocab_size: int = 0
+    voice_classes: int = 0
+    voice_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.activation not in ("swiglu", "gelu"):
@@ -78,6 +90,18 @@ class ProjectorConfig:
             raise InputError(f"projector head must be 'embed' or 'ctc', not {self.head!r}")
         if self.head == "ctc" and self.vocab_size < 1:
             raise InputError("a 'ctc' projector head needs vocab_size >= 1")
+        if self.voice_classes < 0 or (self.voice_classes and self.head != "ctc"):
+            raise InputError("voice_classes must be >= 0, and only a 'ctc' head carries a voice classifier")
+        if not self.voice_temperature > 0:
+            raise InputError(f"voice_temperature must be > 0, not {self.voice_temperature!r}")
+
+
+def voice_stats(frames: Any) -> Any:
+    """The voice classifier's input: mean and standard deviation over time of one chunk's frames [T, D] -> [2D]."""
+    import torch
+
+    f = frames.float()
+    return torch.cat([f.mean(0), f.std(0, correction=0)])
 
 
 def build_projector(cfg: ProjectorConfig) -> Any:
@@ -104,6 +128,13 @@ def build_projector(cfg: ProjectorConfig) -> Any:
             else:
                 self.linear_2 = nn.Linear(act_out, cfg.llm_dim, bias=False)
                 self.ln_post = norm(cfg.llm_dim)
+            if cfg.voice_classes:
+                stats = 2 * cfg.encoder_dim
+                self.voice = nn.Linear(stats, cfg.voice_classes)
+                self.register_buffer("voice_ids", torch.zeros(cfg.voice_classes, dtype=torch.long))
+                self.register_buffer("voice_mean", torch.zeros(stats))
+                self.register_buffer("voice_scale", torch.ones(stats))
+                self.register_buffer("voice_table", torch.zeros(0), persistent=False)
 
         def hidden(self, frames: torch.Tensor) -> torch.Tensor:
             """Frames [T, D] (or [B, T, D]) -> the last Linear's output [ceil(T/k), .]."""
@@ -123,6 +154,20 @@ def build_projector(cfg: ProjectorConfig) -> Any:
             """Set the input embeddings [vocab_size + 1, llm_dim] of ``vocab_ids`` (as the backbone reads them)."""
             self.table = table.detach()
 
+        def attach_voice_table(self, table: torch.Tensor) -> None:
+            """Set the input embeddings [voice_classes, llm_dim] of ``voice_ids``."""
+            self.voice_table = table.detach()
+
+        def voice_logits(self, frames: torch.Tensor) -> torch.Tensor:
+            """The voice classifier's logits [voice_classes] of one chunk's frames [T, D] (float32)."""
+            z = (voice_stats(frames) - self.voice_mean.float()) / self.voice_scale.float()
+            return nn.functional.linear(z, self.voice.weight.float(), self.voice.bias.float())
+
+        def voice_embedding(self, frames: torch.Tensor) -> torch.Tensor:
+            """The classifier's soft word [1, llm_dim]: its posterior over the words times their embeddings."""
+            probs = (self.voice_logits(frames) / cfg.voice_temperature).softmax(-1)
+            return (probs @ self.voice_table.float())[None]
+
         def segments(self, logits: torch.Tensor) -> list[tuple[int, int]]:
             """Greedy CTC segments of one clip's logits [n, K + 1]: [start, end) group ranges of one non-blank token."""
             best = logits.argmax(-1).tolist()
@@ -137,7 +182,18 @@ def build_projector(cfg: ProjectorConfig) -> Any:
             return out
 
         def compress(self, frames: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-            """CTC head: audio embeddings [S, llm_dim] of one clip's frames [T, D] and their group ranges."""
+            """CTC head: audio embeddings [S, llm_dim] of one clip's frames [T, D] and their group ranges.
+
+            With a voice classifier, its soft word comes last, spanning every group of the chunk.
+            """
+            embeds, segs = self.read(frames)
+            if not cfg.voice_classes or not frames.shape[0]:
+                return embeds, segs
+            span = (0, -(-frames.shape[0] // cfg.stack_factor))
+            return torch.cat([embeds, self.voice_embedding(frames).to(embeds.dtype)]), [*segs, span]
+
+        def read(self, frames: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+            """The CTC tokens' embeddings [S, llm_dim] of one chunk's frames [T, D] and their group ranges."""
             logits = self.hidden(frames)
             segs = self.segments(logits)
             if not segs:  # nothing but blank: one position reading the blank token (the single space)
