@@ -25,9 +25,11 @@ from casceq.audio.tts import DEFAULT_VOICES
 from casceq.errors import InputError
 from casceq.run.build import backbone_of
 from casceq.run.config import ExperimentConfig, SystemSpec, TaskSpec
+from casceq.run.leakage import training_ids
 from casceq.systems.asr.bundled import BUNDLED as ASR_BUNDLED
 from casceq.systems.llm.bundled import BUNDLED as LLM_BUNDLED
 from casceq.systems.llm.bundled import default_backend_kwargs
+from casceq.systems.speech_llm.shipped import checkpoint_folder
 
 TEXT_TASKS = ("ag_news", "sst2", "csqa")
 """Text-sufficient tasks: spoken by TTS voices, answerable from a transcript."""
@@ -188,6 +190,21 @@ def offline_subjects(names: Sequence[str]) -> tuple[Subject, ...]:
             raise InputError(f"unknown subject {name!r}; subjects: {', '.join(SUBJECT_ALIASES)}")
         wanted.add(full)
     return tuple(s for s in everyone if s.name in wanted or s.name == PRIMARY)
+
+
+def trained_on(task: str, subjects: Sequence[Subject]) -> bool:
+    """Whether a native subject's weights list clips of ``task`` they were trained on (``training_ids.txt``).
+
+    Such a plan evaluates only the task's held-out split (RAVDESS: actors 17-24); the run refuses trained-on
+    clips in any case (``casceq.run.leakage``).
+    """
+    prefix = f"{task}:"
+    for subject in subjects:
+        if subject.spec and subject.spec.startswith("ultravox-native:"):
+            folder = checkpoint_folder(subject.spec.split(":", 1)[1])
+            if any(key.startswith(prefix) for key in training_ids(folder)):
+                return True
+    return False
 
 
 COSTS: Mapping[str, float] = MappingProxyType(
@@ -379,8 +396,7 @@ def default_plan(
     names = [s.name for s in chosen_subjects]
     if len(set(names)) != len(names):
         raise InputError(f"subjects named twice: {names}")
-    acoustic = any(s.spec and "acoustic" in s.spec for s in chosen_subjects)
-    splits = {"ravdess": "test"} if acoustic and "ravdess" in sizes else {}
+    splits = {"ravdess": "test"} if "ravdess" in sizes and trained_on("ravdess", chosen_subjects) else {}
     return Plan(
         subjects=chosen_subjects,
         splits=splits,
