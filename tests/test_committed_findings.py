@@ -1,8 +1,9 @@
-"""The committed findings page is what the released rules say of the committed run.
+"""The committed findings pages are what the released rules say of the committed runs.
 
-docs/results/findings.md is copied from the powered run (packed in docs/results/powered/state.tar.gz). Unpacking
-that state and re-judging it with this checkout's rules (no model is loaded) must give the same page below its
-header: a change to a rule that moves a verdict or a number fails here until the page is re-judged and committed.
+docs/results/findings.md is copied from the powered run (packed in docs/results/powered/state.tar.gz),
+docs/results/findings_listener.md from the listener's run (docs/results/listener/state.tar.gz). Unpacking a state
+and re-judging it with this checkout's rules (no model is loaded) must give the same page below its header: a
+change to a rule that moves a verdict or a number fails here until the page is re-judged and committed.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import pytest
 from casceq.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / "docs" / "results" / "powered" / "state.tar.gz"
-PAGE = ROOT / "docs" / "results" / "findings.md"
+RESULTS = ROOT / "docs" / "results"
+RUNS = {  # packed state -> (page, subjects the page must judge)
+    "powered": ("findings.md", ("Speech-LLM", "Speech-LLM-C", "Speech-LLM-A", "Cascade-W")),
+    "listener": ("findings_listener.md", ("Speech-LLM", "Speech-LLM-L", "Cascade-W")),
+}
 FIRST = "## Subjects x claims"
 
 
@@ -25,14 +29,17 @@ def _body(text: str) -> str:
     return text[text.index(FIRST) :]
 
 
-def test_the_committed_page_is_the_committed_runs_rejudged_page(tmp_path: Path) -> None:
-    if not STATE.is_file():
-        pytest.skip(f"{STATE.relative_to(ROOT)} is not in this checkout")
-    out = tmp_path / "powered"
-    assert main(["reproduce", "--out", str(out), "--unpack", str(STATE)]) == 0
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_the_committed_page_is_the_committed_runs_rejudged_page(tmp_path: Path, run: str) -> None:
+    state = RESULTS / run / "state.tar.gz"
+    page, subjects = RUNS[run]
+    if not state.is_file():
+        pytest.skip(f"{state.relative_to(ROOT)} is not in this checkout")
+    out = tmp_path / run
+    assert main(["reproduce", "--out", str(out), "--unpack", str(state)]) == 0
     assert main(["reproduce", "--offline", "--out", str(out), "--rejudge"]) == 0
     body = _body((out / "findings.md").read_text(encoding="utf-8"))
-    # the re-judged page is the whole page of four subjects, not an empty shell that any page would match
-    for subject in ("Speech-LLM", "Speech-LLM-C", "Speech-LLM-A", "Cascade-W"):
+    # the re-judged page is the whole page of every subject, not an empty shell that any page would match
+    for subject in subjects:
         assert f"| **{subject}** |" in body and f"\n## {subject}: " in body
-    assert body == _body(PAGE.read_text(encoding="utf-8"))
+    assert body == _body((RESULTS / page).read_text(encoding="utf-8"))
