@@ -113,7 +113,8 @@ def grouped_cv(
             train, test = fold != k, fold == k
             mean, scale = standardiser(x[train])
             w, b = fit_logistic((x[train] - mean) / scale, y[train], classes, l2, cfg.max_iter)
-            right += int((((x[test] - mean) / scale) @ w.T + b).argmax(1).__eq__(y[test]).sum())
+            predicted = (((x[test] - mean) / scale) @ w.T + b).argmax(1)
+            right += int((predicted == y[test]).sum())
         out[l2] = right / len(y)
     return out
 
