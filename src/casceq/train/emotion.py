@@ -221,6 +221,15 @@ def ravdess_clips(backend: Any, split: str, out: Path, progress: Callable[[str],
     return clips
 
 
+def load_for_fitting(folder: Path, record: dict[str, Any]) -> UltravoxNativeBackend:
+    """Load the checkpoint in ``folder`` (its ``record``) in float32 on the CPU, to fit something on top of it."""
+    encoder = str((record.get("model") or {}).get("encoder", ""))
+    if Path(encoder).exists():  # an exported folder names this machine's paths
+        return UltravoxNativeBackend.from_checkpoint(folder, dtype="float32", device="cpu")
+    # a shipped checkpoint names its parts by spec ("base", "gemma-3-270m"), resolved here
+    return load_shipped(folder, dtype="float32", device="cpu")
+
+
 def train_acoustic_control(
     model: str | Path,
     out: Path,
@@ -246,11 +255,7 @@ def train_acoustic_control(
         raise InputError(
             "the acoustic control starts from a continuous (imitation-trained) checkpoint", path=str(model)
         )
-    encoder = str((record.get("model") or {}).get("encoder", ""))
-    if Path(encoder).exists():  # an exported folder names this machine's paths
-        backend = UltravoxNativeBackend.from_checkpoint(model, dtype="float32", device="cpu")
-    else:  # a shipped checkpoint names its parts by spec ("base", "gemma-3-270m"), resolved here
-        backend = load_shipped(model, dtype="float32", device="cpu")
+    backend = load_for_fitting(model, record)
     clips = ravdess_clips(backend, cfg.split, out, progress)
     frames, teacher = [], None
     if general is not None and cfg.imitate_weight > 0:

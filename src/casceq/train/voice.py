@@ -30,7 +30,7 @@ import numpy as np
 
 from casceq.errors import InputError
 from casceq.run.leakage import TRAINING_TEXTS_FILE, write_training_ids
-from casceq.systems.speech_llm.shipped import checkpoint_folder, load_shipped
+from casceq.systems.speech_llm.shipped import checkpoint_folder
 from casceq.systems.speech_llm.ultravox_native import UltravoxNativeBackend
 from casceq.systems.speech_llm.ultravox_projector import (
     CONFIG_FILE,
@@ -39,7 +39,7 @@ from casceq.systems.speech_llm.ultravox_projector import (
     read_checkpoint_record,
     voice_stats,
 )
-from casceq.train.emotion import answer_parts, ravdess_clips
+from casceq.train.emotion import answer_parts, load_for_fitting, ravdess_clips
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,11 @@ def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(0)
     scale = x.std(0)
     return mean, np.where(scale > 1e-8, scale, 1.0)
+
+
+def logits(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The classifier's logits [n, classes] of raw statistics ``x`` [n, d] (standardised with ``mean``, ``scale``)."""
+    return ((x - mean) / scale) @ w.T + b
 
 
 def fit_logistic(
@@ -113,8 +118,7 @@ def grouped_cv(
             train, test = fold != k, fold == k
             mean, scale = standardiser(x[train])
             w, b = fit_logistic((x[train] - mean) / scale, y[train], classes, l2, cfg.max_iter)
-            predicted = (((x[test] - mean) / scale) @ w.T + b).argmax(1)
-            right += int((predicted == y[test]).sum())
+            right += int((logits(x[test], mean, scale, w, b).argmax(1) == y[test]).sum())
         out[l2] = right / len(y)
     return out
 
@@ -191,20 +195,13 @@ def train_listener(
     progress: Callable[[str], None] = print,
 ) -> Path:
     """Fit the voice classifier on ``cfg.split`` and export the CTC checkpoint ``model`` with it to ``out/model``."""
-    import torch
-
-    torch.set_num_threads(2)
     model = checkpoint_folder(str(model))  # a shipped name ("bundled") or a checkpoint folder
     record = read_checkpoint_record(model)
     if (record.get("projector") or {}).get("head") != "ctc":
         raise InputError(
             "the listener is built on a CTC-head checkpoint (ultravox-native:bundled)", path=str(model)
         )
-    encoder = str((record.get("model") or {}).get("encoder", ""))
-    if Path(encoder).exists():  # an exported folder names this machine's paths
-        backend = UltravoxNativeBackend.from_checkpoint(model, dtype="float32", device="cpu")
-    else:  # a shipped checkpoint names its parts by spec, resolved here
-        backend = load_shipped(model, dtype="float32", device="cpu")
+    backend = load_for_fitting(model, record)
     out.mkdir(parents=True, exist_ok=True)
     clips = ravdess_clips(backend, cfg.split, out, progress)
     words = answer_parts(backend)[2]
@@ -214,7 +211,7 @@ def train_listener(
     progress("listener: actor-grouped CV accuracy " + ", ".join(f"l2 {k:g}: {v:.3f}" for k, v in cv.items()))
     mean, scale = standardiser(x)
     weight, bias = fit_logistic((x - mean) / scale, y, len(words), best, cfg.max_iter)
-    train_acc = float(((((x - mean) / scale) @ weight.T + bias).argmax(1) == y).mean())
+    train_acc = float((logits(x, mean, scale, weight, bias).argmax(1) == y).mean())
     add_voice(backend, words, weight, bias, mean, scale, cfg.temperature)
     keep_token_path(backend.projector, Path(model) / WEIGHTS_FILE)
     folder = out / "model"
